@@ -1,0 +1,31 @@
+"""Names shared by the CRD, the operator, the API and the chart."""
+
+from typing import Final
+
+GROUP: Final = "scheduling.selfhelp.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "ScheduledJob"
+PLURAL: Final = "scheduledjobs"
+
+# Labels put on the CronJob, on every Job and on every Pod of a ScheduledJob.
+LABEL_SCHEDULED_JOB: Final = f"{GROUP}/scheduled-job"  # value: the ScheduledJob's name
+LABEL_ID: Final = f"{GROUP}/id"  # value: the ScheduledJob's integer id
+LABEL_TRIGGER: Final = f"{GROUP}/trigger"  # value: "schedule" | "manual"
+
+# Annotations on Jobs.
+ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"  # who executed a manual run
+ANNOTATION_CANCELLED_BY: Final = f"{GROUP}/cancelled-by"  # who cancelled a run
+ANNOTATION_RECORDED: Final = f"{GROUP}/recorded"  # ledger progress: "started" | "finished"
+
+# Keeps a Job (and so its outcome) until the operator has written it to the ledger.
+LEDGER_FINALIZER: Final = f"{GROUP}/ledger"
+
+TRIGGER_SCHEDULE: Final = "schedule"
+TRIGGER_MANUAL: Final = "manual"
+
+# Name of the ConfigMap that holds the cluster-wide id sequence (in the operator's namespace).
+ID_SEQUENCE_CONFIGMAP: Final = "scheduledjob-id-sequence"
+
+DEFAULT_HISTORY_LIMIT: Final = 100
+MAX_HISTORY_LIMIT: Final = 1000

@@ -1,0 +1,84 @@
+"""What a batch/v1 Job says about its execution: a pure reading of the Job's manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scheduledjob import constants as c
+from scheduledjob.models import ExecutionStatus, Trigger
+from scheduledjob.timefmt import format_utc
+
+FINISHED: frozenset[ExecutionStatus] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    uid: str
+    name: str
+    trigger: Trigger
+    status: ExecutionStatus
+    started_at: str
+    requested_by: str | None = None
+    cancelled_by: str | None = None
+    finished_at: str | None = None
+    message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def _true_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
+    """Reads one Job. A Job being deleted or suspended before it completed counts as cancelled."""
+    meta = job["metadata"]
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    status = job.get("status") or {}
+    trigger: Trigger = "manual" if labels.get(c.LABEL_TRIGGER) == c.TRIGGER_MANUAL else "schedule"
+    cancelled_by = annotations.get(c.ANNOTATION_CANCELLED_BY)
+    common: dict[str, Any] = {
+        "uid": meta["uid"],
+        "name": meta["name"],
+        "trigger": trigger,
+        "started_at": status.get("startTime") or meta["creationTimestamp"],
+        "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
+        "cancelled_by": cancelled_by,
+    }
+    if complete := _true_condition(job, "Complete"):
+        finished_at = status.get("completionTime") or complete.get("lastTransitionTime") or format_utc(now)
+        return JobObservation(status="succeeded", finished_at=finished_at, message="completed", **common)
+    if failed := _true_condition(job, "Failed"):
+        reason = failed.get("reason") or "Failed"
+        detail = failed.get("message") or ""
+        return JobObservation(
+            status="failed",
+            finished_at=failed.get("lastTransitionTime") or format_utc(now),
+            message=f"{reason}: {detail}" if detail else reason,
+            **common,
+        )
+    if deleted_at := meta.get("deletionTimestamp"):
+        message = f"cancelled by {cancelled_by}" if cancelled_by else "deleted before it finished"
+        return JobObservation(status="cancelled", finished_at=deleted_at, message=message, **common)
+    if (job.get("spec") or {}).get("suspend"):
+        suspended = _true_condition(job, "Suspended")
+        finished_at = (suspended or {}).get("lastTransitionTime") or format_utc(now)
+        return JobObservation(
+            status="cancelled", finished_at=finished_at, message="suspended before it finished", **common
+        )
+    return JobObservation(status="running", **common)
+
+
+def recorded_stage(job: dict[str, Any]) -> str | None:
+    """How far the ledger has recorded this Job ("started", "finished" or None), from its annotation."""
+    annotations = job["metadata"].get("annotations") or {}
+    stage = annotations.get(c.ANNOTATION_RECORDED)
+    return str(stage) if stage else None

@@ -1,0 +1,82 @@
+"""Typed views of the ScheduledJob resource (camelCase on the wire, snake_case in Python)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from scheduledjob.constants import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+State = Literal["idle", "running", "suspended", "error"]
+Trigger = Literal["schedule", "manual"]
+ExecutionStatus = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+class _Wire(BaseModel):
+    """Reads and writes camelCase JSON; unknown keys are kept so nothing a user wrote is lost."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ScheduledJobSpec(_Wire):
+    schedule: str
+    job_template: dict[str, Any]
+    description: str = ""
+    time_zone: str = "UTC"
+    suspend: bool = False
+    concurrency_policy: ConcurrencyPolicy = "Forbid"
+    starting_deadline_seconds: int | None = Field(default=None, ge=0)
+    successful_jobs_history_limit: int | None = Field(default=None, ge=0)
+    failed_jobs_history_limit: int | None = Field(default=None, ge=0)
+    history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
+
+
+class ExecutionRecord(_Wire):
+    """One execution (one Job) in the ledger."""
+
+    transaction_id: int
+    execution_id: str
+    uid: str
+    trigger: Trigger
+    status: ExecutionStatus
+    started_at: str
+    requested_by: str | None = None
+    cancelled_by: str | None = None
+    finished_at: str | None = None
+    runtime_ms: int | None = None
+    message: str | None = None
+
+
+class Condition(_Wire):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class ScheduledJobStatus(_Wire):
+    id: int | None = None
+    state: State | None = None
+    last_execution: str | None = None
+    next_execution: str | None = None
+    execution_count: int = 0
+    success_count: int = 0
+    failure_count: int = 0
+    cancelled_count: int = 0
+    total_runtime_ms: int = 0
+    average_runtime_ms: int | None = None
+    active: list[str] = Field(default_factory=list)
+    history: list[ExecutionRecord] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+    def ready_condition(self) -> Condition | None:
+        return next((c for c in self.conditions if c.type == "Ready"), None)

@@ -1,0 +1,85 @@
+"""The whole status of a ScheduledJob as a pure function of (object, new observations, clock)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scheduledjob.conditions import derive_state, set_condition
+from scheduledjob.cron import next_run
+from scheduledjob.executions import JobObservation
+from scheduledjob.ledger import Transition, record_executions
+from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
+from scheduledjob.timefmt import format_utc
+from scheduledjob.validation import SpecProblem, parse_spec
+
+READY = "Ready"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Outcome of applying the spec: ok, or why not (reason + message naming the field)."""
+
+    ok: bool
+    reason: str
+    message: str
+
+
+def readiness_of(spec: ScheduledJobSpec | SpecProblem) -> Readiness:
+    if isinstance(spec, SpecProblem):
+        return Readiness(False, "InvalidSpec", str(spec))
+    return Readiness(True, "Reconciled", "CronJob is up to date")
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: dict[str, Any] | None  # None: nothing changed, nothing to write
+    transitions: list[Transition]
+
+
+def next_status(
+    obj: dict[str, Any],
+    observations: list[JobObservation],
+    now: datetime,
+    readiness: Readiness | None = None,
+    assigned_id: int | None = None,
+) -> StatusChange:
+    """`readiness` None keeps the current Ready condition (the ledger path does not re-judge the spec)."""
+    current = ScheduledJobStatus.model_validate(obj.get("status") or {})
+    spec = parse_spec(obj.get("spec") or {})
+    history_limit = spec.history_limit if isinstance(spec, ScheduledJobSpec) else len(current.history) or 100
+    new, transitions = record_executions(current, observations, history_limit)
+    if assigned_id is not None:
+        new.id = assigned_id
+    generation = obj["metadata"].get("generation")
+    if readiness is not None:
+        new.conditions = set_condition(
+            new.conditions,
+            type_=READY,
+            status="True" if readiness.ok else "False",
+            reason=readiness.reason,
+            message=readiness.message,
+            generation=generation,
+            now=now,
+        )
+        new.observed_generation = generation
+    ready = new.ready_condition()
+    valid = isinstance(spec, ScheduledJobSpec) and (ready is None or ready.status != "False")
+    suspended = isinstance(spec, ScheduledJobSpec) and spec.suspend
+    new.state = derive_state(valid=valid, suspended=suspended, active=new.active)
+    if valid and not suspended and isinstance(spec, ScheduledJobSpec):
+        new.next_execution = format_utc(next_run(spec.schedule, spec.time_zone, now))
+    else:
+        new.next_execution = None
+    if new == current:
+        return StatusChange(None, transitions)
+    return StatusChange(status_patch(new), transitions)
+
+
+def status_patch(status: ScheduledJobStatus) -> dict[str, Any]:
+    """A merge patch that sets every field: cleared ones are sent as null so they really disappear."""
+    patch = status.model_dump(by_alias=True, mode="json", exclude={"history", "conditions"})
+    patch["history"] = [record.to_wire() for record in status.history]
+    patch["conditions"] = [condition.to_wire() for condition in status.conditions]
+    return patch

@@ -1,0 +1,1 @@
+"""kopf wiring of the ScheduledJob operator: handlers fetch, call the pure domain, and write."""

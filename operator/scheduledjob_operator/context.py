@@ -1,0 +1,23 @@
+"""What the handlers share: the cluster adapter, the status writer and the clock (injectable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from scheduledjob_operator.kube import Cluster
+from scheduledjob_operator.status_writer import Key, StatusWriter
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OperatorContext:
+    cluster: Cluster
+    writer: StatusWriter
+    clock: Callable[[], datetime] = utc_now
+    # ScheduledJobs whose reconcile failed for a transient reason; the periodic loop retries them.
+    retry: set[Key] = field(default_factory=set)

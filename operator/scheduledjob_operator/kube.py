@@ -1,0 +1,154 @@
+"""The operator's one adapter to the Kubernetes API (kubernetes_asyncio); everything else is pure."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob import constants as c
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): read again and retry."""
+
+
+class Rejected(Exception):
+    """The API server refused the object as invalid (HTTP 422); the message names the field."""
+
+
+async def connect() -> client.ApiClient:
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    configuration = client.Configuration()
+    await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def _translate(error: ApiException) -> Exception:
+    if error.status == 409:
+        return Conflict(str(error.reason))
+    if error.status == 422:
+        try:
+            return Rejected(json.loads(error.body or "{}").get("message", error.reason))
+        except (TypeError, ValueError):
+            return Rejected(str(error.reason))
+    return error
+
+
+class Cluster:
+    def __init__(self, api: client.ApiClient, state_namespace: str) -> None:
+        # Typed as Any: the generated signatures omit `_content_type`, which the client does accept.
+        self._custom: Any = client.CustomObjectsApi(api)
+        self._batch: Any = client.BatchV1Api(api)
+        self._core: Any = client.CoreV1Api(api)
+        self.state_namespace = state_namespace
+
+    # --- ScheduledJobs -------------------------------------------------------------------------
+    async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            )
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
+        """Writes status only if the object is still at `resource_version` (else Conflict)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, _content_type=MERGE_PATCH
+            )
+        except ApiException as error:
+            raise _translate(error) from error
+
+    async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        await self._custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"metadata": {"labels": labels}}, _content_type=MERGE_PATCH
+        )
+
+    # --- CronJobs ------------------------------------------------------------------------------
+    async def create_cronjob(self, cronjob: dict[str, Any]) -> None:
+        try:
+            await self._batch.create_namespaced_cron_job(cronjob["metadata"]["namespace"], cronjob)
+        except ApiException as error:
+            raise _translate(error) from error
+
+    async def patch_cronjob(self, cronjob: dict[str, Any]) -> None:
+        meta = cronjob["metadata"]
+        body = {
+            "metadata": {"labels": meta["labels"], "ownerReferences": meta["ownerReferences"]},
+            "spec": cronjob["spec"],
+        }
+        try:
+            await self._batch.patch_namespaced_cron_job(
+                meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
+            )
+        except ApiException as error:
+            raise _translate(error) from error
+
+    # --- Jobs ----------------------------------------------------------------------------------
+    async def patch_job_metadata(
+        self, namespace: str, name: str, resource_version: str, finalizers: list[str], annotations: dict[str, str]
+    ) -> bool:
+        """Sets finalizers and annotations if the Job is still at `resource_version`. False if it is gone."""
+        body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers, "annotations": annotations}}
+        try:
+            await self._batch.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _translate(error) from error
+        return True
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
+            result: dict[str, Any] = await response.json()
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    # --- the cluster-wide id sequence ----------------------------------------------------------
+    async def allocate_id(self, floor: int) -> int:
+        """Takes the next id from a ConfigMap with compare-and-swap; ids are never handed out twice.
+
+        `floor` is the highest id already seen, so a lost ConfigMap cannot restart the sequence low.
+        """
+        name, namespace = c.ID_SEQUENCE_CONFIGMAP, self.state_namespace
+        while True:
+            try:
+                current = await self._core.read_namespaced_config_map(name, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                body = {"metadata": {"name": name}, "data": {"next": str(floor + 2)}}
+                try:
+                    await self._core.create_namespaced_config_map(namespace, body)
+                    return floor + 1
+                except ApiException as create_error:
+                    if create_error.status == 409:
+                        continue
+                    raise
+            allocated = max(int((current.data or {}).get("next", "1")), floor + 1)
+            patch = {
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "data": {"next": str(allocated + 1)},
+            }
+            try:
+                await self._core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)
+                return allocated
+            except ApiException as error:
+                if error.status != 409:
+                    raise

@@ -1,0 +1,125 @@
+"""Brings one ScheduledJob to its desired state: an id, a matching CronJob, an up-to-date status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, cast
+
+import kopf
+from scheduledjob import constants as c
+from scheduledjob.builders import build_cronjob, drifted
+from scheduledjob.ledger import Transition
+from scheduledjob.models import ScheduledJobSpec
+from scheduledjob.reconciliation import Readiness, next_status, readiness_of
+from scheduledjob.validation import parse_spec
+
+from scheduledjob_operator.context import OperatorContext
+from scheduledjob_operator.kube import Conflict, Rejected
+from scheduledjob_operator.status_writer import Pending, StatusUpdate
+
+logger = logging.getLogger(__name__)
+
+_EVENT_TYPES = {"started": "Normal", "succeeded": "Normal", "failed": "Warning", "cancelled": "Normal"}
+
+
+def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
+    """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
+    for transition in transitions:
+        record = transition.record
+        who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by
+        detail = f" by {who}" if who else ""
+        runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
+        message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
+        if record.message and transition.kind in ("failed", "cancelled"):
+            message += f": {record.message}"
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, obj)),
+            type=_EVENT_TYPES[transition.kind],
+            reason=transition.kind.capitalize(),
+            message=message,
+        )
+
+
+async def reconcile(
+    obj: dict[str, Any], cronjob: dict[str, Any] | None, highest_id: int, context: OperatorContext
+) -> None:
+    meta = obj["metadata"]
+    if meta.get("deletionTimestamp"):
+        return  # owner references remove the CronJob, its Jobs and pods
+    namespace, name = meta["namespace"], meta["name"]
+    status = obj.get("status") or {}
+    assigned_id = None
+    if status.get("id") is None:
+        assigned_id = await context.cluster.allocate_id(floor=highest_id)
+        logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
+    job_id = assigned_id if assigned_id is not None else int(status["id"])
+    if (meta.get("labels") or {}).get(c.LABEL_ID) != str(job_id):
+        await context.cluster.label_scheduled_job(namespace, name, {c.LABEL_ID: str(job_id)})
+
+    spec = parse_spec(obj.get("spec") or {})
+    readiness = readiness_of(spec)
+    if isinstance(spec, ScheduledJobSpec):
+        readiness = await _apply_cronjob(obj, job_id, spec, cronjob, context)
+    if not readiness.ok:
+        logger.warning("%s/%s: %s", namespace, name, readiness.message)
+    if next_status(obj, [], context.clock(), readiness, assigned_id).status is None:
+        return  # already right: no read, no write
+
+    await context.writer.record((namespace, name), readiness=readiness, assigned_id=assigned_id)
+
+
+def status_update(clock: Callable[[], datetime]) -> StatusUpdate:
+    """How the status writer turns what is pending into a status, and what it announces after."""
+
+    def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
+        change = next_status(current, pending.observations, clock(), pending.readiness, pending.assigned_id)
+        previous = _ready_message(current)
+
+        def after_write() -> None:
+            post_transitions(current, change.transitions)
+            if pending.readiness is not None:
+                _announce(current, pending.readiness, previous)
+
+        return change.status, after_write
+
+    return update
+
+
+async def _apply_cronjob(
+    obj: dict[str, Any], job_id: int, spec: ScheduledJobSpec, actual: dict[str, Any] | None, context: OperatorContext
+) -> Readiness:
+    meta = obj["metadata"]
+    desired = build_cronjob(meta["name"], meta["namespace"], meta["uid"], job_id, spec)
+    try:
+        if actual is None:
+            try:
+                await context.cluster.create_cronjob(desired)
+            except Conflict:  # exists but not in our index yet: patching is just as right
+                await context.cluster.patch_cronjob(desired)
+        elif drifted({"metadata": {"labels": desired["metadata"]["labels"]}, "spec": desired["spec"]}, actual):
+            logger.info("CronJob %s/%s differs from its ScheduledJob; repairing", meta["namespace"], meta["name"])
+            await context.cluster.patch_cronjob(desired)
+    except Rejected as error:
+        return Readiness(False, "CronJobRejected", f"the API server refused the CronJob: {error}")
+    return readiness_of(spec)
+
+
+def _ready_message(obj: dict[str, Any]) -> str | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return f"{condition.get('status')}:{condition.get('message')}"
+    return None
+
+
+def _announce(obj: dict[str, Any], readiness: Readiness, previous: str | None) -> None:
+    """An Event when readiness changes, not on every reconcile."""
+    if previous == f"{'True' if readiness.ok else 'False'}:{readiness.message}":
+        return
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, obj)),
+        type="Normal" if readiness.ok else "Warning",
+        reason=readiness.reason,
+        message=readiness.message,
+    )

@@ -1,0 +1,109 @@
+"""Serialises status writes per ScheduledJob and coalesces what arrives meanwhile.
+
+Many Jobs of one ScheduledJob finishing together become a few guarded writes instead of a storm of
+conflicting ones. Each write is read-modify-write with the resourceVersion as precondition, so a
+concurrent writer (or a second operator) can never make us lose an update: we re-read and re-apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduledjob.executions import JobObservation
+from scheduledjob.reconciliation import Readiness
+
+from scheduledjob_operator.kube import Cluster, Conflict
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, ScheduledJob name)
+
+
+@dataclass
+class Pending:
+    """Everything waiting to be written to one ScheduledJob's status."""
+
+    observations: list[JobObservation] = field(default_factory=list)
+    readiness: Readiness | None = None  # None: keep the current Ready condition
+    assigned_id: int | None = None
+    waiters: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+# Given the current object and what is pending: the new status (None: nothing to write) and a
+# callback to run once the write succeeded (events).
+StatusUpdate = Callable[[dict[str, Any], Pending], tuple[dict[str, Any] | None, Callable[[], None]]]
+
+
+class StatusWriter:
+    def __init__(self, cluster: Cluster, update: StatusUpdate, max_attempts: int = 50) -> None:
+        self._cluster = cluster
+        self._update = update
+        self._max_attempts = max_attempts
+        self._pending: dict[Key, Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[Key] = set()
+
+    async def record(
+        self,
+        key: Key,
+        observation: JobObservation | None = None,
+        readiness: Readiness | None = None,
+        assigned_id: int | None = None,
+    ) -> bool:
+        """Returns once the observation (or a plain status refresh) is persisted.
+
+        True if written or nothing needed writing; False if the ScheduledJob no longer exists.
+        """
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        batch = self._pending.setdefault(key, Pending())
+        if observation is not None:
+            batch.observations.append(observation)
+        if readiness is not None:
+            batch.readiness = readiness
+        if assigned_id is not None:
+            batch.assigned_id = assigned_id
+        batch.waiters.append(waiter)
+        if key not in self._running:
+            self._running.add(key)
+            task = asyncio.create_task(self._drain(key))
+            self._tasks.add(task)  # keep a reference: the loop holds tasks only weakly
+            task.add_done_callback(self._tasks.discard)
+        return await waiter
+
+    async def _drain(self, key: Key) -> None:
+        try:
+            while batch := self._pending.pop(key, None):
+                try:
+                    outcome = await self._write(key, batch)
+                except Exception as error:  # resolve every waiter; they decide whether to retry
+                    for waiter in batch.waiters:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    continue
+                for waiter in batch.waiters:
+                    if not waiter.done():
+                        waiter.set_result(outcome)
+        finally:
+            self._running.discard(key)
+
+    async def _write(self, key: Key, pending: Pending) -> bool:
+        namespace, name = key
+        for _ in range(self._max_attempts):
+            current = await self._cluster.get_scheduled_job(namespace, name)
+            if current is None:
+                return False
+            status, after_write = self._update(current, pending)
+            if status is None:
+                return True
+            try:
+                await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
+            except Conflict:
+                logger.debug("status of %s/%s changed meanwhile; re-reading", namespace, name)
+                continue
+            after_write()
+            return True
+        raise RuntimeError(f"gave up writing the status of {namespace}/{name} after {self._max_attempts} conflicts")

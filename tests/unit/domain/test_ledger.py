@@ -1,0 +1,86 @@
+"""The ledger records each execution exactly once at start and once at finish."""
+
+import random
+from datetime import UTC, datetime
+
+from scheduledjob.executions import observe_job
+from scheduledjob.ledger import record_executions
+from scheduledjob.models import ScheduledJobStatus
+from tests.unit.domain.factories import job
+
+NOW = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)
+
+
+def test_a_run_seen_starting_then_finishing_counts_once_with_its_runtime() -> None:
+    started, t1 = record_executions(ScheduledJobStatus(), [observe_job(job(), NOW)], 100)
+    finished, t2 = record_executions(started, [observe_job(job(complete_at="2026-01-10T02:02:05Z"), NOW)], 100)
+    assert [t.kind for t in t1 + t2] == ["started", "succeeded"]
+    assert started.active == ["cache-cleanup-29000000"] and finished.active == []
+    assert (finished.execution_count, finished.success_count, finished.failure_count) == (1, 1, 0)
+    assert finished.history[0].runtime_ms == 125_000
+    assert finished.average_runtime_ms == 125_000
+    assert finished.last_execution == "2026-01-10T02:00:00Z"
+
+
+def test_replayed_events_after_a_restart_change_nothing() -> None:
+    observations = [observe_job(job(complete_at="2026-01-10T02:00:09Z"), NOW)]
+    once, _ = record_executions(ScheduledJobStatus(), observations, 100)
+    twice, transitions = record_executions(once, observations * 3, 100)
+    assert twice == once
+    assert transitions == []
+
+
+def test_thirty_runs_finishing_in_any_order_and_with_duplicates_count_thirty() -> None:
+    jobs = [
+        job(f"run-{i}", f"uid-{i}", started=f"2026-01-10T02:{i:02d}:00Z", complete_at=f"2026-01-10T02:{i:02d}:{i:02d}Z")
+        if i % 3
+        else job(f"run-{i}", f"uid-{i}", started=f"2026-01-10T02:{i:02d}:00Z", failed_at=f"2026-01-10T02:{i:02d}:30Z")
+        for i in range(30)
+    ]
+    observations = [observe_job(j, NOW) for j in jobs] * 2
+    random.Random(7).shuffle(observations)
+    status = ScheduledJobStatus()
+    for chunk in range(0, len(observations), 7):
+        status, _ = record_executions(status, observations[chunk : chunk + 7], 100)
+    assert status.execution_count == 30
+    assert status.success_count + status.failure_count == 30
+    assert status.failure_count == 10
+    assert sorted(r.transaction_id for r in status.history) == list(range(1, 31))
+    assert [r.started_at for r in status.history] == sorted((r.started_at for r in status.history), reverse=True)
+    expected_total = sum(i * 1000 for i in range(30) if i % 3) + 30_000 * 10
+    assert status.total_runtime_ms == expected_total
+    assert status.average_runtime_ms == round(expected_total / 30)
+
+
+def test_a_job_deleted_before_it_finished_is_cancelled_by_whoever_asked() -> None:
+    running, _ = record_executions(ScheduledJobStatus(), [observe_job(job(manual_by="alice"), NOW)], 100)
+    cancelled, transitions = record_executions(
+        running, [observe_job(job(manual_by="alice", cancelled_by="bob", deleted_at="2026-01-10T02:00:04Z"), NOW)], 100
+    )
+    record = cancelled.history[0]
+    assert transitions[-1].kind == "cancelled"
+    assert (record.trigger, record.requested_by, record.cancelled_by, record.status) == (
+        "manual",
+        "alice",
+        "bob",
+        "cancelled",
+    )
+    assert record.runtime_ms == 4000
+    assert cancelled.cancelled_count == 1 and cancelled.average_runtime_ms is None
+
+
+def test_history_keeps_the_newest_records_but_never_drops_a_running_one() -> None:
+    status = ScheduledJobStatus()
+    oldest_running = observe_job(job("old", "uid-old", started="2026-01-01T00:00:00Z"), NOW)
+    status, _ = record_executions(status, [oldest_running], 3)
+    for i in range(5):
+        done = job(f"r{i}", f"u{i}", started=f"2026-01-0{i + 2}T00:00:00Z", complete_at=f"2026-01-0{i + 2}T00:00:01Z")
+        status, _ = record_executions(status, [observe_job(done, NOW)], 3)
+    assert [r.execution_id for r in status.history] == ["r4", "r3", "r2", "old"]
+    assert status.execution_count == 6
+    finished, _ = record_executions(
+        status,
+        [observe_job(job("old", "uid-old", started="2026-01-01T00:00:00Z", complete_at="2026-01-01T00:00:02Z"), NOW)],
+        3,
+    )
+    assert finished.success_count == 6 and finished.active == []

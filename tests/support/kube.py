@@ -1,0 +1,136 @@
+"""Small helpers the integration tests share: apply the CRDs, wait for a condition, read objects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob import constants as c
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+async def apply_crds(api: client.ApiClient) -> None:
+    """Creates or replaces every CRD in crds/ and waits until each is Established."""
+    extensions: Any = client.ApiextensionsV1Api(api)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            try:
+                existing = await extensions.read_custom_resource_definition(name)
+                doc["metadata"]["resourceVersion"] = existing.metadata.resource_version
+                await extensions.replace_custom_resource_definition(name, doc)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                await extensions.create_custom_resource_definition(doc)
+
+            async def established(crd_name: str = name) -> bool:
+                crd = await extensions.read_custom_resource_definition(crd_name)
+                return any(cond.type == "Established" and cond.status == "True" for cond in crd.status.conditions or [])
+
+            await eventually(established, timeout=30, what=f"CRD {name} established")
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.25) -> T:
+    """Polls until `probe` returns something truthy; fails with the last value seen."""
+    last: Any = None
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                last = await probe()
+            except ApiException as error:
+                last = error
+            else:
+                if last:
+                    return last
+            await asyncio.sleep(interval)
+    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")  # pragma: no cover
+
+
+class ScheduledJobs:
+    """The ScheduledJob resource through the real API server."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom: Any = client.CustomObjectsApi(api)
+        self.batch: Any = client.BatchV1Api(api)
+        self.core: Any = client.CoreV1Api(api)
+        self.namespace = namespace
+
+    async def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": {"name": name}, "spec": spec}
+        result: dict[str, Any] = await self.custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, self.namespace, c.PLURAL, body
+        )
+        return result
+
+    async def get(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, self.namespace, c.PLURAL, name
+        )
+        return result
+
+    async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            self.namespace,
+            c.PLURAL,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+    async def delete(self, name: str) -> None:
+        await self.custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, self.namespace, c.PLURAL, name)
+
+    async def status(self, name: str) -> dict[str, Any]:
+        return (await self.get(name)).get("status") or {}
+
+    async def cronjob(self, name: str) -> Any:
+        try:
+            return await self.batch.read_namespaced_cron_job(name, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def jobs(self, name: str) -> list[Any]:
+        result = await self.batch.list_namespaced_job(self.namespace, label_selector=f"{c.LABEL_SCHEDULED_JOB}={name}")
+        return list(result.items)
+
+    async def pods(self, name: str) -> list[Any]:
+        result = await self.core.list_namespaced_pod(self.namespace, label_selector=f"{c.LABEL_SCHEDULED_JOB}={name}")
+        return list(result.items)
+
+    async def events(self, name: str) -> list[Any]:
+        result = await self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind={c.KIND}"
+        )
+        return list(result.items)
+
+
+def job_template(outcome: str = "succeed", seconds: float = 1.0, backoff_limit: int = 0) -> dict[str, Any]:
+    """A Job template whose pods the simulated kubelet finishes as told."""
+    return {
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {
+                "metadata": {
+                    "annotations": {
+                        "localcluster.selfhelp.io/outcome": outcome,
+                        "localcluster.selfhelp.io/duration-seconds": str(seconds),
+                    }
+                },
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]},
+            },
+        }
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,20 +41,27 @@ async def apply_crds(api: client.ApiClient) -> None:
             await eventually(established, timeout=30, what=f"CRD {name} established")
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.25) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,  # noqa: ASYNC109  (a deadline per call reads better in tests)
+    what: str,
+    interval: float = 0.25,
+) -> T:
     """Polls until `probe` returns something truthy; fails with the last value seen."""
-    last: Any = None
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                last = await probe()
-            except ApiException as error:
-                last = error
-            else:
-                if last:
-                    return last
-            await asyncio.sleep(interval)
-    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")  # pragma: no cover
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = await probe()
+        except ApiException as error:
+            last = error
+        else:
+            if result:
+                return result
+            last = result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what}: not reached in {timeout}s; last: {last!r}")
 
 
 class ScheduledJobs:

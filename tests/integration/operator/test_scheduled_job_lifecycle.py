@@ -92,13 +92,13 @@ async def test_unknown_fields_and_negative_limits_are_refused_at_apply(scheduled
         await scheduled_jobs.custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, scheduled_jobs.namespace, c.PLURAL, body, field_validation="Strict"
         )
-    assert unknown.value.status == 400 and 'unknown field \\"spec.schedul' in unknown.value.body
+    assert unknown.value.status == 400 and 'unknown field \\"spec.schedul' in str(unknown.value.body)
     with pytest.raises(ApiException) as negative:
         await scheduled_jobs.create("neg", {"schedule": "@daily", "historyLimit": -1, "jobTemplate": job_template()})
-    assert negative.value.status == 422 and "historyLimit" in negative.value.body
+    assert negative.value.status == 422 and "historyLimit" in str(negative.value.body)
     with pytest.raises(ApiException) as fields:
         await scheduled_jobs.create("six", {"schedule": "* * * * * *", "jobTemplate": job_template()})
-    assert fields.value.status == 422 and "five cron fields" in fields.value.body
+    assert fields.value.status == 422 and "five cron fields" in str(fields.value.body)
 
 
 async def test_a_bad_cron_or_time_zone_is_an_error_state_and_fixing_it_recovers(

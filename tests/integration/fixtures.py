@@ -4,37 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
+from devrun.install import STATE_NAMESPACE, install_operator_prerequisites
+from devrun.processes import Service, operator_service
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from localcluster_launcher.testing import KubeCluster
 
-from tests.support.kube import ScheduledJobs, apply_crds
-from tests.support.processes import Service, operator_service
-
-STATE_NAMESPACE = "scheduled-jobs-system"
+from tests.support.kube import ScheduledJobs
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def crds(api_client: client.ApiClient) -> None:
-    await apply_crds(api_client)
-    # kopf peering: replicas of the operator elect one active instance through this object.
-    custom: Any = client.CustomObjectsApi(api_client)
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "scheduled-jobs"}}
-    try:
-        await custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    core: Any = client.CoreV1Api(api_client)
-    try:
-        await core.create_namespace({"metadata": {"name": STATE_NAMESPACE}})
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    await install_operator_prerequisites(api_client)
 
 
 @pytest.fixture(scope="session")

@@ -1,44 +1,17 @@
-"""Small helpers the integration tests share: apply the CRDs, wait for a condition, read objects."""
+"""Small helpers the integration tests share: wait for a condition, read and write objects."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 
-ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-async def apply_crds(api: client.ApiClient) -> None:
-    """Creates or replaces every CRD in crds/ and waits until each is Established."""
-    extensions: Any = client.ApiextensionsV1Api(api)
-    for path in sorted((ROOT / "crds").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            name = doc["metadata"]["name"]
-            try:
-                existing = await extensions.read_custom_resource_definition(name)
-                doc["metadata"]["resourceVersion"] = existing.metadata.resource_version
-                await extensions.replace_custom_resource_definition(name, doc)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                await extensions.create_custom_resource_definition(doc)
-
-            async def established(crd_name: str = name) -> bool:
-                crd = await extensions.read_custom_resource_definition(crd_name)
-                return any(cond.type == "Established" and cond.status == "True" for cond in crd.status.conditions or [])
-
-            await eventually(established, timeout=30, what=f"CRD {name} established")
 
 
 async def eventually(

@@ -8,10 +8,10 @@ import secrets
 from typing import Any
 
 import pytest
+from devrun.processes import Service
 from scheduledjob.builders import build_manual_job, manual_job_name
 
 from tests.support.kube import ScheduledJobs, eventually, job_template
-from tests.support.processes import Service
 
 pytestmark = pytest.mark.usefixtures("running_operator")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from devrun.processes import Service
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 
 from tests.support.kube import ScheduledJobs, eventually, job_template
-from tests.support.processes import Service
 
 pytestmark = pytest.mark.usefixtures("running_operator")
 

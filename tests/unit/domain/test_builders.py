@@ -5,6 +5,7 @@ import copy
 from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob, build_manual_job, drifted, manual_job_name
 from scheduledjob.models import ScheduledJobSpec
+
 from tests.unit.domain.factories import TEMPLATE
 
 

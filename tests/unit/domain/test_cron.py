@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import pytest
-
 from scheduledjob.cron import ScheduleError, next_run, validate_schedule
 
 

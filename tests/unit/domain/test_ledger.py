@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from scheduledjob.executions import observe_job
 from scheduledjob.ledger import record_executions
 from scheduledjob.models import ScheduledJobStatus
+
 from tests.unit.domain.factories import job
 
 NOW = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)

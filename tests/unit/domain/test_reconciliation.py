@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from scheduledjob.executions import observe_job
 from scheduledjob.reconciliation import next_status, readiness_of
 from scheduledjob.validation import SpecProblem, parse_spec
+
 from tests.unit.domain.factories import TEMPLATE, job, scheduled_job
 
 NOW = datetime(2026, 1, 10, 1, 0, tzinfo=UTC)

@@ -1,0 +1,1 @@
+"""`make run`: the whole product on a local (or KUBECONFIG) cluster, for a newcomer and for the tests."""

@@ -1,0 +1,80 @@
+"""Installs what the operator needs on a cluster: the CRDs, kopf's peering object, a state namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob import constants as c
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "crds"
+SAMPLES_DIR = CRD_DIR / "samples"
+PEERING_NAME = "scheduled-jobs"
+STATE_NAMESPACE = "scheduled-jobs-system"
+
+
+async def apply_crds(api: client.ApiClient, crd_dir: Path = CRD_DIR) -> None:
+    """Creates or replaces every CRD in crds/ and waits until each is Established."""
+    extensions: Any = client.ApiextensionsV1Api(api)
+    for doc in _documents(crd_dir):
+        if doc.get("kind") == "CustomResourceDefinition":
+            name = doc["metadata"]["name"]
+            try:
+                existing = await extensions.read_custom_resource_definition(name)
+                doc["metadata"]["resourceVersion"] = existing.metadata.resource_version
+                await extensions.replace_custom_resource_definition(name, doc)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                await extensions.create_custom_resource_definition(doc)
+            await _wait_established(extensions, name)
+
+
+def _documents(directory: Path) -> list[dict[str, Any]]:
+    """Every YAML document in the directory's *.yaml files (small local files: read synchronously)."""
+    return [doc for path in sorted(directory.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+async def _wait_established(extensions: Any, name: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        crd = await extensions.read_custom_resource_definition(name)
+        if any(cond.type == "Established" and cond.status == "True" for cond in crd.status.conditions or []):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"CRD {name} not Established after {within}s")
+
+
+async def _create_if_missing(create: Any, *args: Any) -> None:
+    try:
+        await create(*args)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+async def install_operator_prerequisites(api: client.ApiClient) -> None:
+    """CRDs, the ClusterKopfPeering through which operator replicas elect one active instance, and
+    the namespace holding the id sequence."""
+    await apply_crds(api)
+    custom: Any = client.CustomObjectsApi(api)
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING_NAME}}
+    await _create_if_missing(custom.create_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", peering)
+    core: Any = client.CoreV1Api(api)
+    await _create_if_missing(core.create_namespace, {"metadata": {"name": STATE_NAMESPACE}})
+
+
+async def apply_samples(api: client.ApiClient, namespace: str) -> list[str]:
+    """Creates the sample ScheduledJobs that do not exist yet (an admin's edits are kept)."""
+    custom: Any = client.CustomObjectsApi(api)
+    names = []
+    for body in _documents(SAMPLES_DIR):
+        names.append(body["metadata"]["name"])
+        await _create_if_missing(custom.create_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, body)
+    return names

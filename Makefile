@@ -11,7 +11,7 @@ STATE_DIR ?= .cluster
 HELM := bin/helm
 IMAGE ?= selfhelp/scheduled-jobs:dev
 
-.PHONY: help install run token cluster-up cluster-down cluster-status localcluster helm lint typecheck check \
+.PHONY: help install run token kubectl cluster-up cluster-down cluster-status localcluster helm lint typecheck check \
         unit integration chart-test test bench image kind-up deploy clean
 
 help: ## List every target with one line each
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with the project and its dev tools (from pyproject.toml)
 
-run: $(STAMP) ## Run the product: cluster (KUBECONFIG or local), operator, API on PORT (8080), samples; Ctrl-C stops all
+run: $(STAMP) kubectl ## Run the product: cluster (KUBECONFIG or local), operator, API on PORT (8080), samples; Ctrl-C stops all
 	$(PY) -m devrun --port $(PORT) --state-dir $(STATE_DIR)
 
 token: $(STAMP) ## Print a development JWT with every permission (PERMISSIONS=a,b narrows it)
@@ -34,7 +34,10 @@ token: $(STAMP) ## Print a development JWT with every permission (PERMISSIONS=a,
 localcluster: ## Build (once, cached by input hash) the kube-apiserver/controller-manager/etcd binary
 	tools/localcluster/build.sh
 
-cluster-up: $(STAMP) ## Start the local control plane in the background; writes .cluster/kubeconfig
+kubectl: ## Put kubectl (a subcommand of the control-plane binary) into bin/kubectl
+	@mkdir -p bin && ln -sf "$$(tools/localcluster/build.sh)" bin/kubectl && echo "bin/kubectl -> $$(readlink bin/kubectl)"
+
+cluster-up: $(STAMP) kubectl ## Start the local control plane in the background; writes .cluster/kubeconfig
 	$(PY) -m localcluster_launcher up --state-dir $(STATE_DIR)
 
 cluster-down: $(STAMP) ## Stop the local control plane

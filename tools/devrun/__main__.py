@@ -64,7 +64,7 @@ def print_walkthrough(url: str, token: str, kubeconfig: Path, first_job_id: str)
 The SelfHelp Scheduled Jobs API is up: {url}{BASE}   (docs: {url}/cms-api/v1/docs)
 
   export TOKEN={token}
-  export KUBECONFIG={kubeconfig}
+  export KUBECONFIG={kubeconfig} PATH={ROOT / "bin"}:$PATH
 
   curl -s {auth} {url}{BASE} | python3 -m json.tool                          # list
   curl -s -X POST {auth} {url}{BASE}/{first_job_id}/execute | python3 -m json.tool       # execute now

@@ -20,6 +20,13 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 mkdir -p "$cache_dir"
+# One build at a time (tests, make and CI may all ask at once); the loser finds the binary built.
+exec 9>"$cache_dir/build.lock"
+flock 9
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
 log="$cache_dir/build-$hash.log"
 echo "building the local control plane (kube-apiserver, kube-controller-manager, etcd ${k8s_version});" \
      "the first build takes 10-25 minutes on 2 cores; log: $log" >&2

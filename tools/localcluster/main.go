@@ -1,5 +1,5 @@
 // Command localcluster is a multicall binary: one executable that runs
-// kube-apiserver, kube-controller-manager or an embedded etcd, each as its own
+// kube-apiserver, kube-controller-manager, an embedded etcd or kubectl, each as its own
 // OS process. Sharing one binary saves link time and disk (hyperkube pattern);
 // separate processes keep the components' process-global state apart.
 package main
@@ -19,11 +19,12 @@ import (
 
 	"go.etcd.io/etcd/server/v3/etcdmain"
 
+	kubectl "k8s.io/kubectl/pkg/cmd"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 
-const usage = "usage: localcluster {kube-apiserver|kube-controller-manager|etcd|version} [flags]"
+const usage = "usage: localcluster {kube-apiserver|kube-controller-manager|etcd|kubectl|version} [flags]"
 
 func main() {
 	component, args := splitArgs(os.Args)
@@ -34,6 +35,10 @@ func main() {
 		os.Exit(cli.Run(cmd))
 	case "kube-controller-manager":
 		cmd := controllermanager.NewControllerManagerCommand()
+		cmd.SetArgs(args)
+		os.Exit(cli.Run(cmd))
+	case "kubectl":
+		cmd := kubectl.NewDefaultKubectlCommand()
 		cmd.SetArgs(args)
 		os.Exit(cli.Run(cmd))
 	case "etcd":
@@ -50,7 +55,7 @@ func main() {
 // subcommand mode (argv[1] names it).
 func splitArgs(argv []string) (string, []string) {
 	switch name := filepath.Base(argv[0]); name {
-	case "kube-apiserver", "kube-controller-manager", "etcd":
+	case "kube-apiserver", "kube-controller-manager", "etcd", "kubectl":
 		return name, argv[1:]
 	}
 	if len(argv) < 2 {

@@ -1,0 +1,8 @@
+"""A real local Kubernetes control plane without containers (etcd, kube-apiserver,
+kube-controller-manager from one Go multicall binary) plus a simulated kubelet."""
+
+from .cluster import NODE_NAME, LocalCluster
+from .kubelet import ANNOTATION_DURATION, ANNOTATION_OUTCOME
+from .process import ClusterError
+
+__all__ = ["ANNOTATION_DURATION", "ANNOTATION_OUTCOME", "NODE_NAME", "ClusterError", "LocalCluster"]

@@ -1,0 +1,205 @@
+"""LocalCluster: etcd -> kube-apiserver -> kube-controller-manager -> fake kubelet, as child processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import health
+from .build import ensure_binary
+from .kubeconfig import write_kubeconfig
+from .pki import Pki, create_pki
+from .process import Component, free_port, spawn, stop
+
+DEFAULT_TIMEOUT = 90.0
+NODE_NAME = "localcluster-node"
+CONTROLLERS = (
+    "job-controller",
+    "cronjob-controller",
+    "garbage-collector-controller",
+    "ttl-after-finished-controller",
+    "serviceaccount-controller",
+    "namespace-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "clusterrole-aggregation-controller",
+)
+
+
+@dataclass
+class LocalCluster:
+    """A throw-away control plane rooted in one state directory.
+
+    ``start`` wipes earlier etcd data and PKI in that directory: every start is a fresh cluster.
+    """
+
+    binary: Path | None = None
+    with_kubelet: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    components: list[Component] = field(default_factory=list)
+    state_dir: Path = Path()
+    server: str = ""
+    kubeconfig: Path = Path()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self, state_dir: Path) -> None:
+        """Start everything and wait for each stage; on any failure stop what was started."""
+        self.state_dir = state_dir.resolve()
+        binary = self.binary or ensure_binary()
+        begin = time.monotonic()
+        try:
+            self._start(binary)
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["total"] = time.monotonic() - begin
+
+    def _start(self, binary: Path) -> None:
+        sd = self.state_dir
+        for stale in ("etcd", "pki"):
+            shutil.rmtree(sd / stale, ignore_errors=True)
+        sd.mkdir(parents=True, exist_ok=True)
+        pki = create_pki(sd / "pki")
+
+        etcd_url = self._start_etcd(binary)
+        self.server = self._start_apiserver(binary, pki, etcd_url)
+        self.kubeconfig = write_kubeconfig(sd / "kubeconfig", self.server, pki)
+        self._start_controller_manager(binary, pki)
+        if self.with_kubelet:
+            self._start_kubelet(pki)
+
+    def _spawn(self, name: str, argv: list[str]) -> Component:
+        comp = spawn(name, argv, self.state_dir / "logs" / f"{name}.log")
+        self.components.append(comp)
+        return comp
+
+    def _wait(self, check: Any, what: str, stage: str) -> None:
+        self.timings[stage] = health.wait_until(check, what, self.timeout, self.components)
+
+    def _start_etcd(self, binary: Path) -> str:
+        client, peer = free_port(), free_port()
+        url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        data = self.state_dir / "etcd"
+        data.mkdir(mode=0o700)
+        self._spawn(
+            "etcd",
+            [
+                str(binary), "etcd",
+                "--name=localcluster",
+                f"--data-dir={data}",
+                f"--listen-client-urls={url}",
+                f"--advertise-client-urls={url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=localcluster={peer_url}",
+                "--unsafe-no-fsync=true",  # test data: durability is worth nothing, speed is
+                "--log-level=warn",
+            ],
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            body = health.get_json(f"{url}/health")
+            return isinstance(body, dict) and body.get("health") == "true"
+
+        self._wait(healthy, f"etcd {url}/health", "etcd")
+        return url
+
+    def _start_apiserver(self, binary: Path, pki: Pki, etcd_url: str) -> str:
+        port = free_port()
+        server = f"https://127.0.0.1:{port}"
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(binary), "kube-apiserver",
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                # No default route needed, and no attempt to publish a loopback endpoint.
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                f"--cert-dir={self.state_dir / 'pki'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.sa_key}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+            ],
+        )  # fmt: skip
+        ctx = health.tls_context(pki.ca_cert)
+        self._wait(
+            lambda: health.http_get(f"{server}/readyz", ctx)[0] == 200, f"kube-apiserver {server}/readyz", "apiserver"
+        )
+        return server
+
+    def _start_controller_manager(self, binary: Path, pki: Pki) -> None:
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary), "kube-controller-manager",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                "--secure-port=0",
+            ],
+        )  # fmt: skip
+        ctx = health.tls_context(pki.ca_cert, pki.admin_cert, pki.admin_key)
+        url = f"{self.server}/api/v1/namespaces/default/serviceaccounts/default"
+        # The serviceaccount-controller creating `default` proves the KCM is connected and working.
+        self._wait(lambda: health.http_get(url, ctx)[0] == 200, "the default ServiceAccount", "controller-manager")
+
+    def _start_kubelet(self, pki: Pki) -> None:
+        self._spawn(
+            "kubelet",
+            [
+                sys.executable, "-m", "localcluster_launcher", "kubelet",
+                f"--kubeconfig={self.kubeconfig}", f"--node-name={NODE_NAME}",
+            ],
+        )  # fmt: skip
+        ctx = health.tls_context(pki.ca_cert, pki.admin_cert, pki.admin_key)
+        url = f"{self.server}/api/v1/nodes/{NODE_NAME}"
+
+        def node_ready() -> bool:
+            node = health.get_json(url, ctx)
+            if not isinstance(node, dict):
+                return False
+            conditions = node.get("status", {}).get("conditions") or []
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+        self._wait(node_ready, f"Node {NODE_NAME} to be Ready (fake kubelet)", "kubelet")
+
+    def stop(self) -> None:
+        """Stop in reverse start order so the apiserver never outlives etcd by long."""
+        while self.components:
+            stop(self.components.pop())
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able state for the CLI's state file."""
+        return {
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "ca": str(self.state_dir / "pki" / "ca.crt"),
+            "components": {c.name: {"pid": c.pid, "log": str(c.log)} for c in self.components},
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+    def write_state(self, path: Path, **extra: Any) -> None:
+        path.write_text(json.dumps({**self.describe(), **extra}, indent=2) + "\n")
+

@@ -1,0 +1,397 @@
+"""Simulated kubelet: one Ready node; binds pods to it and plays their lifecycle. No container runs.
+
+Per-pod behaviour comes from pod annotations:
+  localcluster.selfhelp.io/outcome: succeed (default) | fail (exit code 1) | hang (runs until deleted)
+  localcluster.selfhelp.io/duration-seconds: run time before the outcome, float, default 1
+Pods with restartPolicy Always never finish (a real kubelet would restart the container); with
+OnFailure a failure restarts the "container" (restartCount + 1), as the Job controller expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import json
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import new_client_from_config
+
+ANNOTATION_OUTCOME = "localcluster.selfhelp.io/outcome"
+ANNOTATION_DURATION = "localcluster.selfhelp.io/duration-seconds"
+OUTCOMES = ("succeed", "fail", "hang")
+WATCH_SECONDS = 120  # each watch ends after this and a relist follows: a periodic resync for free
+HOST_IP = "127.0.0.1"
+
+log = logging.getLogger("localcluster.kubelet")
+Obj = dict[str, Any]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def pod_behaviour(pod: Obj) -> tuple[str, float]:
+    """(outcome, duration) from annotations; unknown or malformed values fall back to the defaults."""
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    outcome = annotations.get(ANNOTATION_OUTCOME, "succeed")
+    if outcome not in OUTCOMES:
+        log.warning("pod %s: unknown outcome %r, using succeed", _key(pod), outcome)
+        outcome = "succeed"
+    try:
+        duration = max(0.0, float(annotations.get(ANNOTATION_DURATION, 1)))
+    except ValueError:
+        duration = 1.0
+    return outcome, duration
+
+
+def _key(pod: Obj) -> str:
+    meta = pod.get("metadata", {})
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _core(api: client.ApiClient) -> Any:
+    # The generated client is untyped anyway; Any makes that explicit at one place.
+    return client.CoreV1Api(api)
+
+
+async def _raw(call: Awaitable[Any]) -> Obj:
+    """Await a ``_preload_content=False`` call: parse JSON ourselves, raise on non-2xx.
+
+    Used for bindings (kubernetes-client/python#547: the Binding response does not deserialize)
+    and for lists, where plain dicts are all we need.
+    """
+    resp = await call
+    try:
+        body = await resp.read()
+    finally:
+        resp.release()
+    if not 200 <= resp.status < 300:
+        raise ApiException(status=resp.status, reason=body.decode(errors="replace")[:500])
+    parsed: Obj = json.loads(body) if body else {}
+    return parsed
+
+
+def _container_statuses(containers: list[Obj], uid: str, state: Obj, *, ready: bool) -> list[Obj]:
+    return [
+        {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": "",
+            "containerID": f"localcluster://{uid}/{c['name']}",
+            "ready": ready,
+            "started": ready,
+            "restartCount": 0,
+            "state": state,
+        }
+        for c in containers
+    ]
+
+
+def _conditions(status: str, now: str, reason: str | None = None) -> list[Obj]:
+    def cond(kind: str, value: str) -> Obj:
+        entry = {"type": kind, "status": value, "lastTransitionTime": now}
+        if reason and value == "False":
+            entry["reason"] = reason
+        return entry
+
+    return [
+        cond("PodScheduled", "True"),
+        cond("Initialized", "True"),
+        cond("PodReadyToStartContainers", "True"),
+        cond("ContainersReady", status),
+        cond("Ready", status),
+    ]
+
+
+class FakeKubelet:
+    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+        self.core = _core(api)
+        self.node_name = node_name
+        self._finishers: dict[str, asyncio.Task[None]] = {}  # pod uid -> timer task
+        # Precise start instants: status.startTime has whole seconds only. After a restart of this
+        # process the coarser startTime is all there is.
+        self._started: dict[str, dt.datetime] = {}
+        self._ips = itertools.count(2)
+
+    async def run(self) -> None:
+        """Forever: relist, then watch; any error leads to a short pause and a relist."""
+        while True:
+            try:
+                await self.register_node()
+                resource_version = await self._resync()
+                await self._watch(resource_version)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pod loop failed; relisting in 1s")
+                await asyncio.sleep(1)
+
+    # --- node -----------------------------------------------------------------------------
+    async def register_node(self) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "localcluster.selfhelp.io/fake": "true",
+                },
+            },
+        }
+        try:
+            await _raw(self.core.create_node(body, _preload_content=False))
+            log.info("created node %s", self.node_name)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        resources = {"cpu": "32", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "1Ti"}
+        now = _now()
+        conditions = [
+            {"type": kind, "status": "False", "reason": f"KubeletHas{reason}", "lastHeartbeatTime": now,
+             "lastTransitionTime": now}
+            for kind, reason in (("MemoryPressure", "SufficientMemory"), ("DiskPressure", "NoDiskPressure"),
+                                 ("PIDPressure", "SufficientPID"))
+        ]  # fmt: skip
+        conditions.append(
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "localcluster fake kubelet",
+             "lastHeartbeatTime": now, "lastTransitionTime": now}
+        )  # fmt: skip
+        status = {
+            "capacity": resources,
+            "allocatable": resources,
+            "conditions": conditions,
+            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
+            "nodeInfo": {"kubeletVersion": "v1.37.2-localcluster", "operatingSystem": "linux", "architecture": "amd64"},
+        }
+        await _raw(self.core.patch_node_status(self.node_name, {"status": status}, _preload_content=False))
+        # TaintNodesByCondition added not-ready:NoSchedule at creation; nothing else would lift it.
+        await _raw(self.core.patch_node(self.node_name, {"spec": {"taints": None}}, _preload_content=False))
+
+    # --- pod loop ---------------------------------------------------------------------------
+    async def _resync(self) -> str:
+        pods = await _raw(self.core.list_pod_for_all_namespaces(_preload_content=False))
+        for pod in pods.get("items", []):
+            await self._handle("SYNC", pod)
+        return str(pods.get("metadata", {}).get("resourceVersion", ""))
+
+    async def _watch(self, resource_version: str) -> None:
+        stream = watch.Watch(return_type="object")
+        try:
+            async for event in stream.stream(
+                self.core.list_pod_for_all_namespaces,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_SECONDS,
+                _request_timeout=WATCH_SECONDS + 30,  # client-side bound in case the server goes silent
+            ):
+                if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    await self._handle(event["type"], event["raw_object"])
+        except ApiException as err:
+            if err.status != 410:  # 410 Gone: history compacted; the caller relists
+                raise
+        finally:
+            await stream.close()
+
+    async def _handle(self, event: str, pod: Obj) -> None:
+        try:
+            await self._reconcile(event, pod)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as err:
+            if err.status not in (404, 409):  # gone or changed meanwhile: the next event settles it
+                log.warning("pod %s: API error %s %s", _key(pod), err.status, err.reason)
+        except Exception:
+            log.exception("pod %s: unexpected error", _key(pod))
+
+    async def _reconcile(self, event: str, pod: Obj) -> None:
+        meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+        status = pod.get("status", {})
+        node = spec.get("nodeName")
+        if event == "DELETED":
+            self._cancel(meta.get("uid", ""))
+            return
+        if node not in (None, "", self.node_name):
+            return  # another (real) node's pod
+        if meta.get("deletionTimestamp"):
+            await self._force_delete(pod)
+        elif not node:
+            await self._bind(pod)
+        elif status.get("phase", "Pending") == "Pending":
+            await self._start(pod)
+        elif status.get("phase") == "Running":
+            self._arm(pod)
+
+    async def _bind(self, pod: Obj) -> None:
+        meta = pod["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
+        await _raw(
+            self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], body, _preload_content=False)
+        )
+        log.info("bound %s", _key(pod))
+
+    async def _start(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod.get("spec", {})
+        n = next(self._ips)
+        now, ip = _now(), f"10.244.{n // 250 % 250}.{n % 250 + 2}"
+        status: Obj = {
+            "phase": "Running",
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": now,
+            "conditions": _conditions("True", now),
+            "containerStatuses": _container_statuses(
+                spec.get("containers", []), meta["uid"], {"running": {"startedAt": now}}, ready=True
+            ),
+        }
+        if spec.get("initContainers"):
+            done = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}
+            status["initContainerStatuses"] = _container_statuses(
+                spec["initContainers"], meta["uid"], done, ready=False
+            )
+        await self._patch_status(meta, status)
+        self._started[meta["uid"]] = dt.datetime.now(dt.UTC)
+        log.info("started %s (%s for %ss)", _key(pod), *pod_behaviour(pod))
+
+    def _arm(self, pod: Obj) -> None:
+        """Schedule the pod's outcome once per pod uid (idempotent across relists)."""
+        uid = pod["metadata"]["uid"]
+        outcome, duration = pod_behaviour(pod)
+        if outcome == "hang" or pod.get("spec", {}).get("restartPolicy") == "Always":
+            return
+        if uid in self._finishers and not self._finishers[uid].done():
+            return
+        started = (
+            self._started.get(uid) or _parse_time(pod.get("status", {}).get("startTime")) or dt.datetime.now(dt.UTC)
+        )
+        delay = max(0.0, duration - (dt.datetime.now(dt.UTC) - started).total_seconds())
+        self._finishers[uid] = asyncio.create_task(self._finish_later(pod, outcome, delay, duration))
+
+    def _cancel(self, uid: str) -> None:
+        self._started.pop(uid, None)
+        task = self._finishers.pop(uid, None)
+        if task is not None:
+            task.cancel()
+
+    async def _finish_later(self, pod: Obj, outcome: str, delay: float, duration: float) -> None:
+        meta = pod["metadata"]
+        name, ns, uid = meta["name"], meta["namespace"], meta["uid"]
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                current = await _raw(self.core.read_namespaced_pod(name, ns, _preload_content=False))
+                cur_meta, cur_status = current["metadata"], current.get("status", {})
+                if cur_meta.get("uid") != uid or cur_meta.get("deletionTimestamp"):
+                    return
+                if cur_status.get("phase") != "Running":
+                    return
+                if outcome == "fail" and current.get("spec", {}).get("restartPolicy") == "OnFailure":
+                    await self._restart(current)
+                    delay = duration
+                    continue
+                await self._terminate(current, succeeded=outcome == "succeed")
+                self._started.pop(uid, None)
+                return
+        except asyncio.CancelledError:
+            raise
+        except ApiException as err:
+            if err.status != 404:
+                log.warning("pod %s/%s: finishing failed: %s %s", ns, name, err.status, err.reason)
+        except Exception:
+            log.exception("pod %s/%s: finishing failed", ns, name)
+        finally:
+            if self._finishers.get(uid) is asyncio.current_task():
+                del self._finishers[uid]
+
+    async def _terminate(self, pod: Obj, *, succeeded: bool) -> None:
+        meta, spec, old = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
+        now = _now()
+        started = old.get("startTime", now)
+        exit_code, reason = (0, "Completed") if succeeded else (1, "Error")
+        terminated = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now}}
+        statuses = _container_statuses(spec.get("containers", []), meta["uid"], terminated, ready=False)
+        restarts = {s["name"]: s.get("restartCount", 0) for s in old.get("containerStatuses") or []}
+        for entry in statuses:
+            entry["restartCount"] = restarts.get(entry["name"], 0)
+        status = {
+            "phase": "Succeeded" if succeeded else "Failed",
+            "conditions": _conditions("False", now, reason="PodCompleted" if succeeded else "PodFailed"),
+            "containerStatuses": statuses,
+        }
+        await self._patch_status(meta, status)
+        log.info("%s %s", "succeeded" if succeeded else "failed", _key(pod))
+
+    async def _restart(self, pod: Obj) -> None:
+        meta, old = pod["metadata"], pod.get("status", {})
+        now = _now()
+        statuses = []
+        for entry in old.get("containerStatuses") or []:
+            started = (entry.get("state", {}).get("running") or {}).get("startedAt", now)
+            statuses.append(
+                {
+                    **entry,
+                    "restartCount": int(entry.get("restartCount", 0)) + 1,
+                    "lastState": {
+                        "terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now}
+                    },
+                    "state": {"running": {"startedAt": now}},
+                }
+            )
+        await self._patch_status(meta, {"containerStatuses": statuses})
+        log.info("restarted container(s) of %s after a failure", _key(pod))
+
+    async def _patch_status(self, meta: Obj, status: Obj) -> None:
+        # Strategic merge: conditions merge by type and containerStatuses by name.
+        await _raw(
+            self.core.patch_namespaced_pod_status(
+                meta["name"], meta["namespace"], {"status": status}, _preload_content=False
+            )
+        )
+
+    async def _force_delete(self, pod: Obj) -> None:
+        """Play the kubelet's part of a graceful delete: confirm it at once (grace 0)."""
+        meta = pod["metadata"]
+        self._cancel(meta.get("uid", ""))
+        if meta.get("deletionGracePeriodSeconds") == 0:
+            return  # already confirmed; only finalizers (e.g. the Job controller's) hold the pod now
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": meta["uid"]}}  # fmt: skip
+        await _raw(self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=body, _preload_content=False))
+        log.info("deleted %s", _key(pod))
+
+
+async def run_kubelet(kubeconfig: Path, node_name: str) -> None:
+    api = await new_client_from_config(config_file=str(kubeconfig))
+    async with api:
+        await FakeKubelet(api, node_name).run()
+
+
+def main(kubeconfig: Path, node_name: str) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_kubelet(kubeconfig, node_name))

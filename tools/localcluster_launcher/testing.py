@@ -1,0 +1,39 @@
+"""Test support shared by the pytest fixtures: which cluster a session runs against."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .cluster import LocalCluster
+
+# kubernetes_asyncio accepts plain dicts as request bodies; its stubs only name the model classes.
+Manifest = Any
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    kubeconfig: Path
+    local: bool  # True when this session started a LocalCluster (fake kubelet, stamped v1.37.2)
+
+
+def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
+    """Generator for a session fixture: ``KUBECONFIG``'s cluster if set, else a LocalCluster in ``state_dir``.
+
+    A failing build or start raises: the tests depending on it error out instead of being skipped.
+    """
+    given = os.environ.get("KUBECONFIG")
+    if given:
+        yield KubeCluster(Path(given.split(os.pathsep)[0]), local=False)
+        return
+    with LocalCluster() as cluster:
+        cluster.start(state_dir)
+        yield KubeCluster(cluster.kubeconfig, local=True)
+
+
+def manifest(body: dict[str, Any]) -> Manifest:
+    """Pass a plain dict where the client's stubs expect a model (runtime accepts both)."""
+    return body

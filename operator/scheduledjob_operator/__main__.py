@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 
 import kopf
 
@@ -19,6 +20,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
     parser.add_argument("--peering", default="scheduled-jobs", help="kopf peering name shared by replicas")
     parser.add_argument("--standalone", action="store_true", help="no peering (a single local replica)")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; default random, because kopf pauses every replica when two share one",
+    )
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -36,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         liveness_endpoint=args.liveness,
+        priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
     )
 
 

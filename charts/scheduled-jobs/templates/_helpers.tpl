@@ -1,0 +1,157 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "scheduled-jobs.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name (63 characters at most; some components append a suffix, so 52).
+If the release name contains the chart name it is used as the full name.
+*/}}
+{{- define "scheduled-jobs.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "scheduled-jobs.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "scheduled-jobs.labels" -}}
+helm.sh/chart: {{ include "scheduled-jobs.chart" . }}
+{{ include "scheduled-jobs.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: selfhelp-scheduled-jobs
+{{- end }}
+
+{{/*
+Selector labels.
+*/}}
+{{- define "scheduled-jobs.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scheduled-jobs.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Per-component labels: pass (dict "ctx" $ "component" "operator"). */}}
+{{- define "scheduled-jobs.componentLabels" -}}
+{{ include "scheduled-jobs.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "scheduled-jobs.componentSelectorLabels" -}}
+{{ include "scheduled-jobs.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+ServiceAccount names.
+*/}}
+{{- define "scheduled-jobs.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (printf "%s-operator" (include "scheduled-jobs.fullname" .)) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "scheduled-jobs.api.serviceAccountName" -}}
+{{- if .Values.api.serviceAccount.create }}
+{{- default (printf "%s-api" (include "scheduled-jobs.fullname" .)) .Values.api.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.api.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container image reference.
+*/}}
+{{- define "scheduled-jobs.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Watch mode: "cluster" (no namespaces), "glob" (some entry is a kopf glob or negation) or "namespaced".
+*/}}
+{{- define "scheduled-jobs.watchMode" -}}
+{{- $mode := "cluster" }}
+{{- if .Values.watch.namespaces }}
+{{- $mode = "namespaced" }}
+{{- range .Values.watch.namespaces }}
+{{- if regexMatch "[*?\\[\\]!]" . }}
+{{- $mode = "glob" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+
+{{/* Namespaced watched namespaces, de-duplicated (only meaningful in "namespaced" mode). */}}
+{{- define "scheduled-jobs.watchNamespaces" -}}
+{{- .Values.watch.namespaces | uniq | toJson }}
+{{- end }}
+
+{{- define "scheduled-jobs.peeringName" -}}
+{{- default (include "scheduled-jobs.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{- define "scheduled-jobs.jwtSecretName" -}}
+{{- if .Values.auth.existingSecret }}
+{{- .Values.auth.existingSecret }}
+{{- else if .Values.auth.generateSecret }}
+{{- printf "%s-jwt" (include "scheduled-jobs.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The ID sequence ConfigMap, fixed by the operator (scheduledjob.constants.ID_SEQUENCE_CONFIGMAP). */}}
+{{- define "scheduled-jobs.idSequenceConfigMap" -}}
+scheduledjob-id-sequence
+{{- end }}
+
+{{/*
+Pod scheduling and security fields shared by both Deployments: pass (dict "ctx" $ "c" .Values.operator).
+*/}}
+{{- define "scheduled-jobs.podCommon" -}}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
+{{- with .c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,71 @@
+{{/*
+RBAC rule sets. Named resources and verbs only; never "*". Kept here so every watch mode grants the same.
+*/}}
+
+{{/* Operator, per watched namespace (or cluster-wide when watching all namespaces). */}}
+{{- define "scheduled-jobs.rbac.operatorNamespacedRules" -}}
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobs]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobs/status]
+  verbs: [get, patch, update]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* kopf peering objects: cluster-wide or per namespace, as the operator's watch scope. */}}
+{{- define "scheduled-jobs.rbac.operatorPeeringRules" -}}
+- apiGroups: [kopf.dev]
+  resources: [{{ .resource }}]
+  verbs: [get, list, watch, patch]
+{{- end }}
+
+{{/* kopf discovers served resources by scanning CRDs (cluster-scoped, so always a ClusterRole). */}}
+{{- define "scheduled-jobs.rbac.operatorCrdRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- end }}
+
+{{/* kopf lists namespaces only to resolve namespace globs. */}}
+{{- define "scheduled-jobs.rbac.operatorNamespaceGlobRules" -}}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+
+{{/* Operator state in its own namespace: the id sequence ConfigMap, and nothing else. */}}
+{{- define "scheduled-jobs.rbac.operatorStateRules" -}}
+# "create" cannot be restricted by name (the name is not known at authorization time).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "scheduled-jobs.idSequenceConfigMap" . }}]
+  verbs: [get, update, patch]
+{{- end }}
+
+{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs. */}}
+{{- define "scheduled-jobs.rbac.apiRules" -}}
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobs]
+  verbs: [get, list, watch, delete]
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, list, watch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}

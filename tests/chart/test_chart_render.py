@@ -1,0 +1,479 @@
+"""The Helm chart, checked offline: lint, render, least-privilege RBAC, restricted pods, schema, CRD copy.
+
+Needs only the project-local Helm binary (built from the Go module by tools/helm/build.sh, cached); no cluster.
+Installing the chart on the real control plane is tests/integration's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scheduledjob import constants
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "scheduled-jobs"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+RELEASE = "sj"
+NAMESPACE = "scheduled-jobs"
+FULLNAME = f"{RELEASE}-scheduled-jobs"
+OPERATOR_SA = f"{FULLNAME}-operator"
+API_SA = f"{FULLNAME}-api"
+GROUP = constants.GROUP
+ID_SEQUENCE_CONFIGMAP = constants.ID_SEQUENCE_CONFIGMAP
+RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+
+Doc = dict[str, Any]
+
+
+# --- helm ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Helm:
+    binary: Path
+    env: dict[str, str]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, f"helm {shlex.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    def template(self, *args: str) -> list[Doc]:
+        out = self.ok("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+        return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    build = subprocess.run(
+        [str(REPO / "tools" / "helm" / "build.sh")], capture_output=True, text=True, timeout=3600, check=False
+    )
+    assert build.returncode == 0, f"tools/helm/build.sh failed:\n{build.stderr}"
+    binary = Path(build.stdout.strip().splitlines()[-1])
+    assert binary == REPO / "bin" / "helm" and os.access(binary, os.X_OK)
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "KUBECONFIG": str(home / "no-kubeconfig"),
+    }
+    return Helm(binary, env)
+
+
+def values_args(values_file: Path | None) -> list[str]:
+    return ["--values", str(values_file)] if values_file else []
+
+
+VARIANTS = [pytest.param(None, id="default"), *(pytest.param(f, id=f.name) for f in CI_VALUES)]
+
+
+def by_kind(docs: Iterable[Doc], kind: str) -> list[Doc]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Iterable[Doc], kind: str, name: str) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def container(deployment: Doc) -> Doc:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: Doc = containers[0]
+    return result
+
+
+def env_of(deployment: Doc) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(deployment).get("env", [])}
+
+
+# --- RBAC model: what can each ServiceAccount do, where ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    scope: str  # "cluster" or a namespace
+    group: str
+    resource: str
+    verb: str
+    names: tuple[str, ...]  # resourceNames; () = any
+
+
+def grants_of(docs: list[Doc], service_account: str) -> set[Grant]:
+    """Every (scope, group, resource, verb) the ServiceAccount gets from the rendered bindings."""
+    roles = {
+        (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] in RBAC_KINDS
+    }
+    grants: set[Grant] = set()
+    for binding in (d for d in docs if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}):
+        subjects = binding.get("subjects", [])
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == service_account for s in subjects):
+            continue
+        for s in subjects:
+            assert s["kind"] == "ServiceAccount" and s["namespace"] == NAMESPACE, s
+        ref = binding["roleRef"]
+        ns = binding["metadata"].get("namespace")
+        key = (ref["kind"], ns if ref["kind"] == "Role" else None, ref["name"])
+        assert key in roles, f"{binding['kind']}/{binding['metadata']['name']} points at missing {key}"
+        scope = "cluster" if binding["kind"] == "ClusterRoleBinding" else ns
+        for rule in roles[key]["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        grants.add(Grant(scope, group, resource, verb, tuple(rule.get("resourceNames", ()))))
+    return grants
+
+
+def verbs(grants: set[Grant], resource: str, group: str | None = None, scope: str | None = None) -> set[str]:
+    return {
+        g.verb
+        for g in grants
+        if g.resource == resource and (group is None or g.group == group) and (scope is None or g.scope == scope)
+    }
+
+
+def scopes(grants: set[Grant]) -> set[str]:
+    return {g.scope for g in grants}
+
+
+OPERATOR_NAMESPACED = {
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "update"},
+    (GROUP, "scheduledjobs/status"): {"get", "patch", "update"},
+    ("batch", "cronjobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("batch", "jobs"): {"get", "list", "watch", "patch", "update"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+API_NAMESPACED = {
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "delete"},
+    ("batch", "cronjobs"): {"get", "list", "watch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
+}
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+ID_SEQUENCE = {
+    Grant(NAMESPACE, "", "configmaps", "create", ()),
+    *(Grant(NAMESPACE, "", "configmaps", v, (ID_SEQUENCE_CONFIGMAP,)) for v in ("get", "update", "patch")),
+}
+
+
+def expand(scope: str, table: dict[tuple[str, str], set[str]]) -> set[Grant]:
+    return {Grant(scope, group, resource, verb, ()) for (group, resource), vs in table.items() for verb in vs}
+
+
+# --- tests: lint and render -------------------------------------------------------------------------------------------
+
+
+def test_ci_variants_exist() -> None:
+    names = {f.name for f in CI_VALUES}
+    assert len(names) >= 4, names
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_lint_strict(helm: Helm, values_file: Path | None) -> None:
+    out = helm.ok("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values_args(values_file))
+    assert "0 chart(s) failed" in out
+    assert "[WARNING]" not in out and "[ERROR]" not in out, out
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_renders_the_workloads(helm: Helm, values_file: Path | None) -> None:
+    docs = helm.template(*values_args(values_file))
+    one(docs, "Deployment", f"{FULLNAME}-operator")
+    one(docs, "Deployment", f"{FULLNAME}-api")
+    one(docs, "Service", f"{FULLNAME}-api")
+    assert {d["metadata"]["name"] for d in by_kind(docs, "ServiceAccount")} == {OPERATOR_SA, API_SA}
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/instance") == RELEASE, (doc["kind"], doc["metadata"]["name"])
+        assert len(doc["metadata"]["name"]) <= 63
+
+
+def test_minimum_kubernetes_version(helm: Helm) -> None:
+    helm.template("--kube-version", "1.30.0")
+    result = helm.run("template", RELEASE, str(CHART), "--kube-version", "1.29.9")
+    assert result.returncode != 0 and "kubeVersion" in result.stderr
+
+
+def test_chart_crd_is_a_byte_identical_copy() -> None:
+    canonical = REPO / "crds" / "scheduledjobs.scheduling.selfhelp.io.yaml"
+    copy = CHART / "crds" / canonical.name
+    assert copy.read_bytes() == canonical.read_bytes(), f"run: cp {canonical} {copy}"
+
+
+def test_chart_carries_the_kopf_peering_crds() -> None:
+    crds = [d for f in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(f.read_text()) if d]
+    names = {d["metadata"]["name"] for d in crds}
+    assert {f"scheduledjobs.{GROUP}", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= names
+
+
+# --- tests: least privilege -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_rbac_names_every_group_resource_and_verb(helm: Helm, values_file: Path | None) -> None:
+    docs = helm.template(*values_args(values_file))
+    rules = [r for d in docs if d["kind"] in {"Role", "ClusterRole"} for r in d["rules"]]
+    assert rules
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert not any("*" in item for item in rule.get(field, [])), rule
+        assert "nonResourceURLs" not in rule
+        assert not {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token"} & set(rule["resources"]), rule
+        assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_default_grants_are_exactly_what_the_components_need(helm: Helm) -> None:
+    docs = helm.template()
+    operator = grants_of(docs, OPERATOR_SA)
+    api = grants_of(docs, API_SA)
+    assert operator == (
+        expand("cluster", OPERATOR_NAMESPACED)
+        | expand("cluster", CRD_READ)
+        | expand("cluster", {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}})
+        | ID_SEQUENCE
+    )
+    assert api == expand("cluster", API_NAMESPACED)
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_only_the_api_deletes_jobs_and_only_the_operator_writes_cronjobs(helm: Helm, values_file: Path | None) -> None:
+    docs = helm.template(*values_args(values_file))
+    operator, api = grants_of(docs, OPERATOR_SA), grants_of(docs, API_SA)
+    assert "delete" in verbs(api, "jobs") and "delete" not in verbs(operator, "jobs")
+    assert verbs(api, "cronjobs") == {"get", "list", "watch"}
+    assert "create" not in verbs(operator, "jobs")
+    assert "delete" not in verbs(operator, "scheduledjobs") and "create" not in verbs(operator, "scheduledjobs")
+    assert not verbs(api, "configmaps") and not verbs(api, "events") and not verbs(api, "scheduledjobs/status")
+    assert {g.scope for g in operator if g.resource == "configmaps"} == {NAMESPACE}
+    assert not verbs(operator, "namespaces") and not verbs(api, "namespaces")
+    assert not {g for g in api if g.scope == "cluster" and g.resource == "customresourcedefinitions"}
+
+
+def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) -> None:
+    namespaces = ["team-a", "team-b"]
+    docs = helm.template("--set-json", f"watch.namespaces={json.dumps(namespaces)}")
+    operator, api = grants_of(docs, OPERATOR_SA), grants_of(docs, API_SA)
+    assert operator == (
+        set().union(*(expand(ns, OPERATOR_NAMESPACED) for ns in namespaces))
+        | set().union(
+            *(expand(ns, {("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}) for ns in namespaces)
+        )
+        | expand("cluster", CRD_READ)
+        | ID_SEQUENCE
+    )
+    assert api == set().union(*(expand(ns, API_NAMESPACED) for ns in namespaces))
+    operator_args = container(one(docs, "Deployment", f"{FULLNAME}-operator"))["args"]
+    assert [a for a in operator_args if a.startswith("--namespace")] == [f"--namespace={ns}" for ns in namespaces]
+    assert "--all-namespaces" not in operator_args
+    assert env_of(one(docs, "Deployment", f"{FULLNAME}-api"))["SCHEDULED_JOBS_NAMESPACES"] == "team-a,team-b"
+    peerings = by_kind(docs, "KopfPeering")
+    assert {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings} == {
+        (ns, FULLNAME) for ns in namespaces
+    }
+    assert not by_kind(docs, "ClusterKopfPeering")
+
+
+def test_namespace_globs_add_namespace_listing_only_then(helm: Helm) -> None:
+    docs = helm.template("--set-json", 'watch.namespaces=["team-*","!team-legacy"]')
+    operator = grants_of(docs, OPERATOR_SA)
+    assert verbs(operator, "namespaces", "", "cluster") == {"list", "watch"}
+    assert verbs(operator, "kopfpeerings", "kopf.dev") == {"get", "list", "watch", "patch"}
+    assert not verbs(operator, "clusterkopfpeerings")
+    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+
+
+def test_aggregated_roles_for_kubectl_users(helm: Helm) -> None:
+    docs = helm.template()
+    view = one(docs, "ClusterRole", f"{FULLNAME}-view")
+    edit = one(docs, "ClusterRole", f"{FULLNAME}-edit")
+    for role, targets in ((view, {"view", "edit", "admin"}), (edit, {"edit", "admin"})):
+        labels = role["metadata"]["labels"]
+        aggregated = {
+            k.rsplit("-", 1)[1]
+            for k, v in labels.items()
+            if k.startswith("rbac.authorization.k8s.io/aggregate-to-") and v == "true"
+        }
+        assert aggregated == targets
+        assert {g for r in role["rules"] for g in r["apiGroups"]} == {GROUP}
+    assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
+    assert {v for r in edit["rules"] for v in r["verbs"]} == {"create", "update", "patch", "delete"}
+    no_aggregation = helm.template("--set", "rbac.aggregateToDefaultRoles=false")
+    assert not [d for d in no_aggregation if d["metadata"]["name"] in {f"{FULLNAME}-view", f"{FULLNAME}-edit"}]
+
+
+# --- tests: pods ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_pods_are_restricted(helm: Helm, values_file: Path | None) -> None:
+    for deployment in by_kind(helm.template(*values_args(values_file)), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True
+        sc = container(deployment)["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+        resources = container(deployment)["resources"]
+        assert resources["requests"]["cpu"] and resources["requests"]["memory"] and resources["limits"]["memory"]
+        assert pod["serviceAccountName"] in {OPERATOR_SA, API_SA}
+
+
+def test_dockerfile_entrypoint_and_the_chart_agree(helm: Helm) -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    entrypoint = json.loads(re.findall(r"^ENTRYPOINT (.+)$", dockerfile, re.M)[-1])
+    cmd = json.loads(re.findall(r"^CMD (.+)$", dockerfile, re.M)[-1])
+    assert entrypoint == ["python", "-m"] and cmd == ["scheduledjob_api"]
+    assert re.search(r"^USER 10001", dockerfile, re.M)
+    docs = helm.template()
+    modules = {container(d)["args"][0] for d in by_kind(docs, "Deployment")}
+    assert modules == {"scheduledjob_operator", "scheduledjob_api"}
+    for deployment in by_kind(docs, "Deployment"):
+        assert "command" not in container(deployment)  # the image's ENTRYPOINT stays in charge
+    for module in sorted(modules):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, f"python -m {module} --help:\n{result.stderr}"
+
+
+def test_chart_owns_the_id_sequence_so_uninstall_removes_it(helm: Helm) -> None:
+    docs = helm.template()
+    configmap = one(docs, "ConfigMap", ID_SEQUENCE_CONFIGMAP)
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    assert configmap["data"] == {"next": "1"}
+    # Upgrades carry the live value over instead of resetting the sequence.
+    assert "lookup" in (CHART / "templates" / "id-sequence-configmap.yaml").read_text()
+
+
+def test_operator_deployment_is_peering_safe(helm: Helm) -> None:
+    docs = helm.template()
+    deployment = one(docs, "Deployment", f"{FULLNAME}-operator")
+    assert deployment["spec"]["replicas"] == 2
+    args = container(deployment)["args"]
+    assert args[:2] == ["scheduledjob_operator", "--all-namespaces"]
+    assert "--standalone" not in args
+    peering = [a.split("=", 1)[1] for a in args if a.startswith("--peering=")]
+    assert [p["metadata"]["name"] for p in by_kind(docs, "ClusterKopfPeering")] == peering
+    env = env_of(deployment)
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert container(deployment)["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert not by_kind(helm.template("--set", "peering.create=false"), "ClusterKopfPeering")
+
+
+def test_api_deployment_service_and_probes(helm: Helm) -> None:
+    docs = helm.template()
+    deployment = one(docs, "Deployment", f"{FULLNAME}-api")
+    c = container(deployment)
+    assert c["args"] == ["scheduledjob_api", "--host=0.0.0.0", "--port=8080", "--log-level=info"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = one(docs, "Service", f"{FULLNAME}-api")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["template"]["metadata"]["labels"].items() >= service["spec"]["selector"].items()
+
+
+# --- tests: JWT configuration -----------------------------------------------------------------------------------------
+
+
+def test_generated_jwt_secret(helm: Helm) -> None:
+    docs = helm.template()
+    secret = one(docs, "Secret", f"{FULLNAME}-jwt")
+    value = base64.b64decode(secret["data"]["jwt-secret"]).decode()
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", value)
+    env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
+    assert env["SCHEDULED_JOBS_JWT_SECRET"] == {"secretKeyRef": {"name": f"{FULLNAME}-jwt", "key": "jwt-secret"}}
+    assert "SCHEDULED_JOBS_NAMESPACES" not in env
+    # Upgrades keep the secret (and every token signed with it): the template reuses the live value.
+    assert "lookup" in (CHART / "templates" / "jwt-secret.yaml").read_text()
+
+
+def test_existing_secret_and_jwks(helm: Helm) -> None:
+    docs = helm.template("--values", str(CHART / "ci" / "existing-secret-jwks-values.yaml"))
+    assert not by_kind(docs, "Secret")
+    env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
+    assert env["SCHEDULED_JOBS_JWT_SECRET"] == {"secretKeyRef": {"name": "selfhelp-jwt", "key": "hs256-secret"}}
+    assert env["SCHEDULED_JOBS_JWT_JWKS_URL"] == "https://idp.example.com/.well-known/jwks.json"
+    assert env["SCHEDULED_JOBS_JWT_ISSUER"] == "https://idp.example.com/"
+    assert env["SCHEDULED_JOBS_JWT_AUDIENCE"] == "selfhelp-admin"
+    assert env["SCHEDULED_JOBS_PERMISSIONS_CLAIM"] == "permissions"
+    assert env["SCHEDULED_JOBS_ROLES_CLAIM"] == "groups"
+    assert env["SCHEDULED_JOBS_JWT_ALGORITHMS"] == "HS256,RS256"
+    roles = json.loads(env["SCHEDULED_JOBS_ROLE_PERMISSIONS"])
+    assert roles["viewer"] == ["admin.scheduled_job.read"] and len(roles["admin"]) == 4
+
+
+def test_identity_provider_only(helm: Helm) -> None:
+    docs = helm.template("--set", "auth.generateSecret=false", "--set", "auth.publicKey=-----BEGIN PUBLIC KEY-----")
+    assert not by_kind(docs, "Secret")
+    env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
+    assert "SCHEDULED_JOBS_JWT_SECRET" not in env
+    assert env["SCHEDULED_JOBS_JWT_PUBLIC_KEY"] == "-----BEGIN PUBLIC KEY-----"
+    result = helm.run("template", RELEASE, str(CHART), "--set", "auth.generateSecret=false")
+    assert result.returncode != 0 and "auth" in result.stderr
+
+
+# --- tests: optional monitoring and network policy --------------------------------------------------------------------
+
+
+def test_servicemonitor_and_networkpolicy(helm: Helm) -> None:
+    assert not [d for d in helm.template() if d["kind"] in {"ServiceMonitor", "NetworkPolicy"}]
+    docs = helm.template("--values", str(CHART / "ci" / "monitoring-values.yaml"))
+    monitor = one(docs, "ServiceMonitor", f"{FULLNAME}-api")
+    service = one(docs, "Service", f"{FULLNAME}-api")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "http" and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    policies = {p["metadata"]["name"]: p for p in by_kind(docs, "NetworkPolicy")}
+    api_policy = policies[f"{FULLNAME}-api"]["spec"]
+    assert api_policy["policyTypes"] == ["Ingress"]
+    assert api_policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert len(api_policy["ingress"][0]["from"]) == 2
+    assert policies[f"{FULLNAME}-operator"]["spec"]["ingress"] == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+
+
+# --- tests: values.schema.json ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--set", "operator.replicas=two"],
+        ["--set", "unknownTopLevelKey=1"],
+        ["--set", "operator.unknown=1"],
+        ["--set-json", 'watch.namespaces=["Not_A_Namespace"]'],
+        ["--set", "image.pullPolicy=Sometimes"],
+        ["--set", "api.service.port=0"],
+    ],
+    ids=["replicas-string", "unknown-top-level", "unknown-nested", "bad-namespace", "pull-policy", "port-zero"],
+)
+def test_schema_rejects_bad_values(helm: Helm, bad: list[str]) -> None:
+    for command in (["template", RELEASE], ["lint", "--strict"]):
+        result = helm.run(*command, str(CHART), *bad)
+        assert result.returncode != 0, f"helm {command[0]} accepted {bad}"
+        assert "schema" in (result.stdout + result.stderr), result.stdout + result.stderr

@@ -1,0 +1,45 @@
+"""`python -m scheduledjob_api --host 127.0.0.1 --port 8080`: serve the admin API with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import uvicorn
+
+from scheduledjob_api.app import create_app
+from scheduledjob_api.kube import KubeCluster, load_configuration
+from scheduledjob_api.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scheduledjob_api",
+        description=(
+            "SelfHelp admin scheduled-jobs API. Configured by SCHEDULED_JOBS_* environment variables; "
+            "talks to the cluster of KUBECONFIG (or ~/.kube/config), else the in-cluster service account."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        # Read once up front so a missing or broken kubeconfig stops the start with a clear message.
+        # The client itself is built again inside the server's event loop (token refresh hooks
+        # belong to the loop that uses them).
+        asyncio.run(load_configuration())
+    except Exception as exc:
+        print(f"cannot load a Kubernetes configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    app = create_app(settings, KubeCluster(settings))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""A watch-backed in-memory copy of the ScheduledJobs and of their CronJobs and Jobs.
+
+One list-then-watch loop per kind and namespace scope (like a client-go informer): the API answers
+reads from here and never LISTs the API server per request. On 410 Gone it re-lists at once; on any
+other failure it re-lists with capped, jittered backoff and keeps serving what it has meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from scheduledjob.constants import LABEL_SCHEDULED_JOB
+
+from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
+from scheduledjob_api.listing import Key, ListIndex, ListQuery
+
+log = logging.getLogger(__name__)
+
+INITIAL_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 30.0
+# A watch that ends sooner than this is treated like a failure, so a flapping stream cannot spin.
+MIN_HEALTHY_WATCH_SECONDS = 1.0
+HEALTHY_RUN_SECONDS = 60.0
+MAX_TOMBSTONES = 10_000
+
+
+def _key(obj: Obj) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _owner_key(obj: Obj) -> Key | None:
+    """The ScheduledJob a CronJob or Job belongs to, from the label the operator puts on both."""
+    meta = obj.get("metadata") or {}
+    owner = (meta.get("labels") or {}).get(LABEL_SCHEDULED_JOB)
+    return (str(meta.get("namespace") or ""), str(owner)) if owner else None
+
+
+def _uid(obj: Obj) -> str | None:
+    uid = (obj.get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
+
+
+class ClusterCache:
+    def __init__(self, cluster: Cluster, namespaces: Sequence[str] = ()) -> None:
+        self._cluster = cluster
+        self._scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
+        self._objects: dict[Kind, dict[Key, Obj]] = {kind: {} for kind in Kind}
+        self._synced_scopes: dict[Kind, set[str | None]] = {kind: set() for kind in Kind}
+        self._index = ListIndex()
+        self._cronjob_by_owner: dict[Key, Obj] = {}
+        self._jobs_by_owner: dict[Key, dict[str, Obj]] = {}
+        # UIDs of ScheduledJobs this process deleted: late watch events must not bring them back.
+        self._tombstones: dict[str, None] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._synced_event = asyncio.Event()
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def synced(self, kind: Kind) -> bool:
+        return len(self._synced_scopes[kind]) == len(self._scopes)
+
+    @property
+    def all_synced(self) -> bool:
+        return all(self.synced(kind) for kind in Kind)
+
+    def unsynced_kinds(self) -> list[Kind]:
+        return [kind for kind in Kind if not self.synced(kind)]
+
+    def size(self, kind: Kind) -> int:
+        return len(self._objects[kind])
+
+    def page(self, query: ListQuery) -> dict[str, Any]:
+        return self._index.page(query)
+
+    def scheduled_job(self, job_id: int) -> Obj | None:
+        """The listed ScheduledJob with this id (one being deleted or without an id is not)."""
+        key = self._index.key_of(job_id)
+        return self._objects[Kind.SCHEDULED_JOBS].get(key) if key else None
+
+    def cronjob_for(self, owner: Key) -> Obj | None:
+        return self._cronjob_by_owner.get(owner)
+
+    def jobs_for(self, owner: Key) -> list[Obj]:
+        return list(self._jobs_by_owner.get(owner, {}).values())
+
+    def has_job(self, key: Key) -> bool:
+        return key in self._objects[Kind.JOBS]
+
+    def job(self, key: Key) -> Obj | None:
+        return self._objects[Kind.JOBS].get(key)
+
+    async def wait_synced(self) -> None:
+        """Returns once every kind holds its initial LIST (callers bound it with asyncio.timeout)."""
+        await self._synced_event.wait()
+
+    # ---- changes -----------------------------------------------------------------------------
+
+    def forget_scheduled_job(self, key: Key) -> None:
+        """Drops a ScheduledJob this process has just deleted, before the watch reports it."""
+        obj = self._objects[Kind.SCHEDULED_JOBS].get(key)
+        if obj is not None and (uid := _uid(obj)):
+            self._tombstones[uid] = None
+            while len(self._tombstones) > MAX_TOMBSTONES:
+                del self._tombstones[next(iter(self._tombstones))]
+        self._drop(Kind.SCHEDULED_JOBS, key)
+
+    def replace(self, kind: Kind, scope: str | None, items: list[Obj]) -> None:
+        """The result of a LIST for one scope (None = all namespaces) replaces what that scope held."""
+        store = self._objects[kind]
+        fresh = {_key(obj): obj for obj in items}
+        for key in [k for k in store if (scope is None or k[0] == scope) and k not in fresh]:
+            self._drop(kind, key)
+        for key, obj in fresh.items():
+            self._put(kind, key, obj)
+        if kind is Kind.SCHEDULED_JOBS:
+            live = {_uid(obj) for obj in items}
+            for uid in [u for u in self._tombstones if u not in live]:
+                del self._tombstones[uid]
+        self._synced_scopes[kind].add(scope)
+        if self.all_synced:
+            self._synced_event.set()
+
+    def apply(self, kind: Kind, event: WatchEvent) -> None:
+        key = _key(event.object)
+        if event.type == "DELETED":
+            if kind is Kind.SCHEDULED_JOBS and (uid := _uid(event.object)):
+                self._tombstones.pop(uid, None)
+            self._drop(kind, key)
+        elif event.type in ("ADDED", "MODIFIED"):
+            self._put(kind, key, event.object)
+
+    def _put(self, kind: Kind, key: Key, obj: Obj) -> None:
+        if kind is Kind.SCHEDULED_JOBS and _uid(obj) in self._tombstones:
+            return
+        self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
+        self._objects[kind][key] = obj
+        if kind is Kind.SCHEDULED_JOBS:
+            self._index.upsert(key, obj)
+        elif (owner := _owner_key(obj)) is not None:
+            if kind is Kind.CRONJOBS:
+                self._cronjob_by_owner[owner] = obj
+            else:
+                self._jobs_by_owner.setdefault(owner, {})[key[1]] = obj
+
+    def _drop(self, kind: Kind, key: Key) -> None:
+        old = self._objects[kind].pop(key, None)
+        if old is None:
+            return
+        if kind is Kind.SCHEDULED_JOBS:
+            self._index.remove(key)
+            return
+        owner = _owner_key(old)
+        if owner is None:
+            return
+        if kind is Kind.CRONJOBS:
+            if self._cronjob_by_owner.get(owner) is old:
+                del self._cronjob_by_owner[owner]
+        else:
+            jobs = self._jobs_by_owner.get(owner, {})
+            jobs.pop(key[1], None)
+            if not jobs:
+                self._jobs_by_owner.pop(owner, None)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._run(kind, scope), name=f"cache-{kind}-{scope or 'all'}")
+            for kind in Kind
+            for scope in self._scopes
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _run(self, kind: Kind, scope: str | None) -> None:
+        backoff = INITIAL_BACKOFF_SECONDS
+        where = scope or "all namespaces"
+        while True:
+            began = time.monotonic()
+            try:
+                listing = await self._cluster.list_objects(kind, scope)
+                self.replace(kind, scope, listing.items)
+                log.info("cache: listed %d %s in %s", len(listing.items), kind, where)
+                await self._watch(kind, scope, listing.resource_version)
+                # _watch only returns after a stream that ended too quickly.
+            except ResourceExpired:
+                log.info("cache: %s watch in %s expired (410); re-listing", kind, where)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cache: %s in %s failed (%s); retrying in %.1fs", kind, where, exc, backoff)
+            else:
+                log.warning("cache: %s watch in %s keeps ending; re-listing in %.1fs", kind, where, backoff)
+            if time.monotonic() - began > HEALTHY_RUN_SECONDS:
+                backoff = INITIAL_BACKOFF_SECONDS  # it worked for a while: this is a fresh problem
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _watch(self, kind: Kind, scope: str | None, version: str) -> None:
+        """Follows the watch from `version`, reconnecting where the last stream stopped."""
+        while True:
+            opened = time.monotonic()
+            events = 0
+            async for event in self._cluster.watch_objects(kind, scope, version):
+                events += 1
+                if event.type != "BOOKMARK":
+                    self.apply(kind, event)
+                version = event.resource_version or version
+            if events == 0 and time.monotonic() - opened < MIN_HEALTHY_WATCH_SECONDS:
+                return

@@ -1,0 +1,55 @@
+"""`python -m scheduledjob_api.devtoken`: print an HS256 JWT for local development.
+
+Signed with SCHEDULED_JOBS_JWT_SECRET when set, else with the development secret (which the API
+accepts only with SCHEDULED_JOBS_DEV_MODE=true).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from scheduledjob_api.security import ALL_PERMISSIONS
+from scheduledjob_api.settings import DEV_JWT_SECRET, Settings
+
+
+def make_token(
+    settings: Settings, *, subject: str, permissions: Sequence[str], ttl_seconds: int, now: datetime | None = None
+) -> str:
+    issued = now or datetime.now(UTC)
+    claims: dict[str, object] = {
+        "sub": subject,
+        "iat": issued,
+        "exp": issued + timedelta(seconds=ttl_seconds),
+        settings.permissions_claim: list(permissions),
+    }
+    # Match what the API will check, so the token works against it as configured.
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else DEV_JWT_SECRET
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m scheduledjob_api.devtoken", description=__doc__)
+    parser.add_argument(
+        "--permissions",
+        default=",".join(ALL_PERMISSIONS),
+        help="comma-separated permissions (default: all five admin.scheduled_job.* permissions)",
+    )
+    parser.add_argument("--subject", default="dev-admin", help="the token's sub claim (default dev-admin)")
+    parser.add_argument("--ttl-seconds", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    args = parser.parse_args(argv)
+    if args.ttl_seconds <= 0:
+        parser.error("--ttl-seconds must be positive")
+    permissions = [p.strip() for p in args.permissions.split(",") if p.strip()]
+    print(make_token(Settings(), subject=args.subject, permissions=permissions, ttl_seconds=args.ttl_seconds))
+
+
+if __name__ == "__main__":
+    main()

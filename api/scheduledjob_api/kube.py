@@ -1,0 +1,281 @@
+"""The one adapter between the API and the Kubernetes API server (kubernetes_asyncio).
+
+Every call is bounded: writes by `request_timeout_seconds`, so an unreachable API server becomes a
+503 quickly instead of a hung request. Objects are exchanged as raw JSON dicts (`_preload_content=False`),
+which is both cheaper than the generated models and the wire shape the domain builders expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob import constants as c
+
+from scheduledjob_api.cluster import (
+    ClusterConflict,
+    ClusterError,
+    ClusterNotFound,
+    ClusterRequestError,
+    ClusterUnavailable,
+    Kind,
+    Obj,
+    ObjectList,
+    ResourceExpired,
+    WatchEvent,
+)
+from scheduledjob_api.settings import Settings
+
+LIST_PAGE_SIZE: Final = 500
+# A page of a big LIST legitimately takes longer than an interactive write.
+MIN_LIST_TIMEOUT_SECONDS: Final = 30.0
+WATCH_EVENT_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
+
+
+def _kubeconfig_path() -> str | None:
+    """KUBECONFIG, else ~/.kube/config if it exists, else None (meaning: use the in-cluster account)."""
+    if kubeconfig := os.environ.get("KUBECONFIG"):
+        return kubeconfig
+    default_path = os.path.expanduser("~/.kube/config")
+    if os.path.exists(default_path) or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return default_path  # outside a cluster a missing file is the error worth reporting
+    return None
+
+
+async def load_configuration() -> Configuration:
+    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account."""
+    configuration = Configuration()
+    path = _kubeconfig_path()
+    if path is None:
+        incluster: Any = config.load_incluster_config  # untyped in kubernetes_asyncio
+        incluster(client_configuration=configuration)
+    else:
+        await config.load_kube_config(config_file=path, client_configuration=configuration)
+    return configuration
+
+
+def _message(body: bytes | str | None) -> str:
+    text = body.decode(errors="replace") if isinstance(body, bytes) else (body or "")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text[:300]
+    return str(parsed.get("message", text[:300])) if isinstance(parsed, dict) else text[:300]
+
+
+def classify(status: int, message: str) -> ClusterError:
+    if status == 404:
+        return ClusterNotFound(message)
+    if status == 409:
+        return ClusterConflict(message)
+    if status == 410:
+        return ResourceExpired(message)
+    if status == 429 or status >= 500:
+        return ClusterUnavailable(f"Kubernetes API answered {status}: {message}")
+    return ClusterRequestError(status, message)
+
+
+class KubeCluster:
+    """Implements `scheduledjob_api.cluster.Cluster`. The client is created on first use, so the app
+    can be built without I/O and the kubeconfig is read inside the event loop."""
+
+    def __init__(self, settings: Settings, configuration: Configuration | None = None) -> None:
+        self._timeout = settings.request_timeout_seconds
+        self._list_timeout = max(self._timeout, MIN_LIST_TIMEOUT_SECONDS)
+        self._configuration = configuration
+        self._api: ApiClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def _client(self) -> ApiClient:
+        async with self._lock:
+            if self._api is None:
+                configuration = self._configuration or await load_configuration()
+                self._api = ApiClient(configuration)
+            return self._api
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    async def _request(self, call: Callable[[ApiClient], Awaitable[Any]], budget: float) -> Any:
+        """Sends one request and returns the raw aiohttp response (status not yet checked)."""
+        try:
+            async with asyncio.timeout(budget):
+                return await call(await self._client())
+        except TimeoutError as exc:
+            raise ClusterUnavailable(f"Kubernetes API did not answer within {budget:g}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ClusterUnavailable(f"Kubernetes API unreachable: {exc}") from exc
+        except ApiException as exc:
+            raise classify(exc.status or 500, _message(exc.body)) from exc
+
+    async def _json(self, call: Callable[[ApiClient], Awaitable[Any]], budget: float) -> Obj:
+        async def read(api: ApiClient) -> tuple[int, bytes]:
+            response = await call(api)
+            try:
+                return response.status, await response.read()
+            finally:
+                response.release()
+
+        status, body = await self._request(read, budget)
+        if not 200 <= status < 300:
+            raise classify(status, _message(body))
+        parsed = json.loads(body)
+        return parsed if isinstance(parsed, dict) else {}
+
+    @staticmethod
+    def _lister(kind: Kind, namespace: str | None, **kwargs: Any) -> Callable[[ApiClient], Awaitable[Any]]:
+        kwargs["_preload_content"] = False
+
+        def call(api: ApiClient) -> Awaitable[Any]:
+            if kind is Kind.SCHEDULED_JOBS:
+                custom = client.CustomObjectsApi(api)
+                if namespace:
+                    return custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, **kwargs)
+                return custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, **kwargs)
+            batch = client.BatchV1Api(api)
+            # Only the CronJobs and Jobs of ScheduledJobs, never the rest of the cluster's.
+            kwargs["label_selector"] = c.LABEL_SCHEDULED_JOB
+            if kind is Kind.CRONJOBS:
+                if namespace:
+                    return batch.list_namespaced_cron_job(namespace, **kwargs)
+                return batch.list_cron_job_for_all_namespaces(**kwargs)
+            if namespace:
+                return batch.list_namespaced_job(namespace, **kwargs)
+            return batch.list_job_for_all_namespaces(**kwargs)
+
+        return call
+
+    async def list_objects(self, kind: Kind, namespace: str | None) -> ObjectList:
+        """Pages through the LIST (limit/continue) so the API server never builds one huge response."""
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            extra: dict[str, Any] = {"_continue": token} if token else {}
+            page = await self._json(
+                self._lister(kind, namespace, limit=LIST_PAGE_SIZE, _request_timeout=self._list_timeout, **extra),
+                self._list_timeout,
+            )
+            items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                return ObjectList(items=items, resource_version=str(meta.get("resourceVersion") or ""))
+
+    async def watch_objects(
+        self, kind: Kind, namespace: str | None, resource_version: str
+    ) -> AsyncIterator[WatchEvent]:
+        # The server ends the stream after timeout_seconds; spread them so watches do not reconnect
+        # in lockstep. The client only bounds connecting and silence, never the whole stream.
+        server_timeout = random.randint(240, 360)
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._timeout, sock_connect=self._timeout, sock_read=server_timeout + 30
+        )
+        response = await self._request(
+            self._lister(
+                kind,
+                namespace,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=server_timeout,
+                _request_timeout=client_timeout,
+            ),
+            self._timeout,
+        )
+        try:
+            if response.status != 200:
+                raise classify(response.status, _message(await response.read()))
+            # Lines are split by hand: aiohttp's readline refuses lines over 128 KiB, and a
+            # ScheduledJob with a long ledger is bigger than that.
+            pending = bytearray()
+            async for chunk in response.content.iter_any():
+                pending.extend(chunk)
+                start = 0
+                while (end := pending.find(b"\n", start)) >= 0:
+                    line = bytes(pending[start:end])
+                    start = end + 1
+                    if event := _parse_event(line):
+                        yield event
+                del pending[:start]
+            if event := _parse_event(bytes(pending)):
+                yield event
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ClusterUnavailable(f"watch of {kind} interrupted: {exc}") from exc
+        finally:
+            response.release()
+
+    async def create_job(self, job: Obj) -> Obj:
+        namespace = job["metadata"]["namespace"]
+        return await self._json(
+            lambda api: _batch(api).create_namespaced_job(
+                namespace, job, _preload_content=False, _request_timeout=self._timeout
+            ),
+            self._timeout,
+        )
+
+    async def cancel_job(self, namespace: str, name: str, cancelled_by: str) -> None:
+        # Annotate first: the operator reads who cancelled from the Job it sees being deleted.
+        patch = {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: cancelled_by}}}
+        await self._json(
+            lambda api: _batch(api).patch_namespaced_job(
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            self._timeout,
+        )
+        # batch/v1 orphans a Job's pods unless told otherwise; Background makes them go too.
+        await self._json(
+            lambda api: client.BatchV1Api(api).delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _preload_content=False, _request_timeout=self._timeout
+            ),
+            self._timeout,
+        )
+
+    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+        await self._json(
+            lambda api: client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            self._timeout,
+        )
+
+
+def _batch(api: ApiClient) -> Any:
+    # Untyped on purpose: the stubs want V1Job models and lack `_content_type`; we send plain dicts.
+    return client.BatchV1Api(api)
+
+
+def _parse_event(line: bytes) -> WatchEvent | None:
+    if not line.strip():
+        return None
+    data = json.loads(line)
+    kind = data.get("type")
+    obj = data.get("object")
+    if not isinstance(obj, dict):
+        return None
+    if kind == "ERROR":
+        raise classify(int(obj.get("code") or 500), str(obj.get("message") or obj))
+    if kind not in WATCH_EVENT_TYPES:
+        return None
+    return WatchEvent(type=kind, object=obj)

@@ -1,0 +1,151 @@
+"""The list endpoint's index: a precomputed row per listed ScheduledJob, filtered, sorted and paged.
+
+Rows are built once per watch event, not per request, and each sort order is kept until the next
+change, so a list page over thousands of jobs costs a filter pass and a slice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from scheduledjob_api.cluster import Obj
+from scheduledjob_api.views import is_listed, job_id_of, list_item
+
+StatusFilter = Literal["idle", "running", "suspended", "error"]
+SortField = Literal[
+    "id",
+    "name",
+    "namespace",
+    "status",
+    "last_execution",
+    "next_execution",
+    "execution_count",
+    "failure_count",
+    "average_runtime",
+]
+SortDirection = Literal["asc", "desc"]
+SORT_FIELDS: tuple[str, ...] = get_args(SortField)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    page: int = 1
+    page_size: int = 20
+    search: str | None = None
+    status: StatusFilter | None = None
+    namespace: str | None = None
+    sort: SortField = "id"
+    direction: SortDirection = "asc"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    key: Key
+    item: dict[str, Any]
+    haystack: str  # lower-cased searchable fields, newline-separated so a term cannot span two fields
+
+
+def make_row(scheduled_job: Obj) -> Row | None:
+    if not is_listed(scheduled_job):
+        return None
+    item = list_item(scheduled_job)
+    job_id = job_id_of(scheduled_job)
+    assert job_id is not None
+    fields = (item["name"], item["description"], item["namespace"], item["schedule"], str(job_id))
+    haystack = "\n".join(str(f or "") for f in fields).casefold()
+    return Row(id=job_id, key=(str(item["namespace"]), str(item["name"])), item=item, haystack=haystack)
+
+
+def _sort_value(row: Row, field: str) -> Any:
+    if field == "id":
+        return row.id
+    value = row.item.get(field)
+    if field == "name" and isinstance(value, str):
+        return value.casefold()
+    return value  # timestamps are RFC 3339 UTC text of one format: text order is time order
+
+
+def sort_rows(rows: Iterable[Row], field: str, direction: SortDirection) -> list[Row]:
+    """Ordered by the field, ties by id in the same direction; rows without a value come last."""
+    descending = direction == "desc"
+    present: list[tuple[Any, Row]] = []
+    missing: list[Row] = []
+    for row in rows:
+        value = _sort_value(row, field)
+        if value is None:
+            missing.append(row)
+        else:
+            present.append((value, row))
+    present.sort(key=lambda pair: (pair[0], pair[1].id), reverse=descending)
+    missing.sort(key=lambda row: row.id, reverse=descending)
+    return [row for _, row in present] + missing
+
+
+def _matches(row: Row, query: ListQuery, term: str | None) -> bool:
+    item = row.item
+    if query.status is not None and item["status"] != query.status:
+        return False
+    if query.namespace is not None and item["namespace"] != query.namespace:
+        return False
+    return term is None or term in row.haystack
+
+
+def page_of(ordered: list[Row], query: ListQuery) -> dict[str, Any]:
+    term = query.search.strip().casefold() if query.search and query.search.strip() else None
+    if term is None and query.status is None and query.namespace is None:
+        matched = ordered
+    else:
+        matched = [row for row in ordered if _matches(row, query, term)]
+    total = len(matched)
+    start = (query.page - 1) * query.page_size
+    return {
+        "jobs": [row.item for row in matched[start : start + query.page_size]],
+        "totalCount": total,
+        "page": query.page,
+        "pageSize": query.page_size,
+        "totalPages": math.ceil(total / query.page_size),
+    }
+
+
+class ListIndex:
+    """Rows by ScheduledJob key and by id, with sort orders memoized until the next change."""
+
+    def __init__(self) -> None:
+        self._rows: dict[Key, Row] = {}
+        self._by_id: dict[int, Row] = {}
+        self._orders: dict[tuple[str, str], list[Row]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def upsert(self, key: Key, scheduled_job: Obj) -> None:
+        row = make_row(scheduled_job)
+        self.remove(key)
+        if row is not None:
+            self._rows[key] = row
+            self._by_id[row.id] = row
+
+    def remove(self, key: Key) -> None:
+        old = self._rows.pop(key, None)
+        if old is not None and self._by_id.get(old.id) is old:
+            del self._by_id[old.id]
+        # Rows changed (an upsert comes through here too): every memoized order is stale.
+        self._orders.clear()
+
+    def key_of(self, job_id: int) -> Key | None:
+        row = self._by_id.get(job_id)
+        return row.key if row else None
+
+    def page(self, query: ListQuery) -> dict[str, Any]:
+        order_key = (query.sort, query.direction)
+        ordered = self._orders.get(order_key)
+        if ordered is None:
+            ordered = sort_rows(self._rows.values(), query.sort, query.direction)
+            self._orders[order_key] = ordered
+        return page_of(ordered, query)

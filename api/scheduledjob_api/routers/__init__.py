@@ -1,0 +1,1 @@
+"""HTTP routes; each module only translates between HTTP and the service."""

@@ -1,0 +1,215 @@
+"""Bearer JWT verification (PyJWT) and the per-endpoint permission check."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from scheduledjob_api.errors import FORBIDDEN, ApiError
+from scheduledjob_api.settings import HMAC_ALGORITHMS, Settings
+
+READ: Final = "admin.scheduled_job.read"
+EXECUTE: Final = "admin.scheduled_job.execute"
+CANCEL: Final = "admin.scheduled_job.cancel"
+DELETE: Final = "admin.scheduled_job.delete"
+MANAGE: Final = "admin.scheduled_job.manage"
+ALL_PERMISSIONS: Final = (READ, EXECUTE, CANCEL, DELETE, MANAGE)
+
+# The original backend's wording for a request without credentials.
+MISSING_CREDENTIALS: Final = "Full authentication is required to access this resource."
+NOT_CONFIGURED: Final = "Authentication is not configured on this server"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    permissions: frozenset[str]
+
+
+class AuthenticationError(Exception):
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TokenVerifier:
+    """Checks a token against an explicit algorithm allowlist; the key is chosen by the algorithm's
+    family (HMAC secret vs. public key), so an RS256 key can never be abused as an HS256 secret."""
+
+    def __init__(self, settings: Settings, jwks_client: jwt.PyJWKClient | None = None) -> None:
+        self._settings = settings
+        self._algorithms = settings.effective_algorithms()
+        self._hmac_secret = settings.hmac_secret()
+        self._public_key: Any = _load_public_key(settings.jwt_public_key) if settings.jwt_public_key else None
+        self._jwks = jwks_client
+        if self._jwks is None and settings.jwt_jwks_url:
+            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, timeout=settings.request_timeout_seconds)
+
+    @property
+    def configured(self) -> bool:
+        return self._settings.auth_configured and bool(self._algorithms)
+
+    async def verify(self, token: str) -> Principal:
+        if not self.configured:
+            raise AuthenticationError(NOT_CONFIGURED)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("Malformed token") from exc
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
+            raise AuthenticationError(f"Token algorithm {algorithm!r} is not accepted")
+        key = await self._key_for(algorithm, token, header)
+        settings = self._settings
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                # Without a configured audience an `aud` in the token is simply not ours to judge.
+                options={"require": ["exp"], "verify_aud": settings.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationError("Token has expired") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(f"Token has no {exc.claim!r} claim") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthenticationError("Token audience is not accepted") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthenticationError("Token issuer is not accepted") from exc
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise AuthenticationError("Invalid token") from exc
+        return Principal(subject=_subject(claims), permissions=self._permissions(claims))
+
+    async def _key_for(self, algorithm: str, token: str, header: dict[str, Any]) -> Any:
+        if algorithm in HMAC_ALGORITHMS:
+            if self._hmac_secret is None:
+                raise AuthenticationError(f"Token algorithm {algorithm!r} is not accepted")
+            return self._hmac_secret
+        if self._jwks is not None and (header.get("kid") or self._public_key is None):
+            try:
+                # PyJWKClient does blocking HTTP (cached afterwards); keep it off the event loop.
+                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            except jwt.PyJWKClientConnectionError as exc:
+                raise AuthenticationError("Cannot reach the JWKS endpoint to verify the token", 503) from exc
+            except jwt.PyJWTError as exc:
+                raise AuthenticationError("No matching signing key for the token") from exc
+            return signing_key.key
+        if self._public_key is None:
+            raise AuthenticationError(f"Token algorithm {algorithm!r} is not accepted")
+        return self._public_key
+
+    def _permissions(self, claims: dict[str, Any]) -> frozenset[str]:
+        settings = self._settings
+        granted = set(_strings(_claim(claims, settings.permissions_claim)))
+        granted |= set(_strings(claims.get("scope")))
+        for role in _strings(_claim(claims, settings.roles_claim)):
+            granted |= set(settings.role_permissions.get(role, ()))
+        return frozenset(granted)
+
+
+def _load_public_key(pem: str) -> Any:
+    try:
+        return load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        # Fail at start-up with the setting's name rather than on every request.
+        raise ValueError(f"SCHEDULED_JOBS_JWT_PUBLIC_KEY is not a PEM public key: {exc}") from exc
+
+
+def _claim(claims: dict[str, Any], name: str) -> Any:
+    """A top-level claim, or a dotted path into nested ones (e.g. Keycloak's `realm_access.roles`)."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """A list claim, or an OAuth-style space-separated string."""
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return ()
+
+
+def _subject(claims: dict[str, Any]) -> str:
+    # `id_users` is what SelfHelp's own backend puts in its tokens.
+    for name in ("sub", "id_users"):
+        value = claims.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            return str(value)
+    raise AuthenticationError("Token has no subject")
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    principal: Principal | None
+    error: AuthenticationError | None
+
+
+async def authenticate(request: Request) -> AuthResult:
+    """Verifies the request's bearer token once per request (error handlers ask too, for `logged_in`)."""
+    cached = getattr(request.state, "auth", None)
+    if isinstance(cached, AuthResult):
+        return cached
+    result = await _authenticate(request)
+    request.state.auth = result
+    return result
+
+
+async def _authenticate(request: Request) -> AuthResult:
+    header = request.headers.get("authorization")
+    if not header:
+        return AuthResult(None, AuthenticationError(MISSING_CREDENTIALS))
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return AuthResult(None, AuthenticationError("Authorization header must be 'Bearer <token>'"))
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return AuthResult(await verifier.verify(token), None)
+    except AuthenticationError as exc:
+        return AuthResult(None, exc)
+
+
+def is_logged_in(request: Request) -> bool:
+    """Whether a valid token was presented, as far as this request has looked (no new verification)."""
+    cached = getattr(request.state, "auth", None)
+    return isinstance(cached, AuthResult) and cached.principal is not None
+
+
+# Declared so OpenAPI shows the bearer scheme; the header is parsed by `authenticate`.
+_bearer = HTTPBearer(auto_error=False, description="A JWT carrying the endpoint's permission.")
+
+
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """FastAPI dependency: the caller must hold exactly this permission."""
+
+    async def dependency(
+        request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        result = await authenticate(request)
+        if result.principal is None:
+            assert result.error is not None
+            headers = {"WWW-Authenticate": "Bearer"} if result.error.status == 401 else None
+            raise ApiError(result.error.status, str(result.error), headers=headers)
+        if permission not in result.principal.permissions:
+            raise ApiError(403, FORBIDDEN)
+        return result.principal
+
+    dependency.__name__ = f"require_{permission.replace('.', '_')}"
+    return dependency

@@ -1,0 +1,92 @@
+"""Configuration of the admin API, read from `SCHEDULED_JOBS_*` environment variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Well known on purpose: tokens signed with it are only accepted when `dev_mode` is switched on and no
+# real key is configured, so a forgotten setting can never turn it into a production credential.
+DEV_JWT_SECRET: Final = "selfhelp-scheduled-jobs-development-secret-do-not-use-in-production"
+
+HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS: Final = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def _comma_list(value: Any) -> Any:
+    """Environment variables carry lists as `a,b` (or JSON); Python callers pass real lists."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCHEDULED_JOBS_", extra="ignore")
+
+    jwt_secret: SecretStr | None = Field(default=None, description="Shared secret for HS256 tokens.")
+    jwt_public_key: str | None = Field(default=None, description="PEM public key for RS256/ES256 tokens.")
+    jwt_jwks_url: str | None = Field(default=None, description="JWKS endpoint for RS256/ES256 tokens.")
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted algorithms; empty = HS256 with a secret, RS256+ES256 with a key or JWKS.",
+    )
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    permissions_claim: str = "permissions"
+    roles_claim: str = "roles"
+    role_permissions: dict[str, list[str]] = Field(default_factory=dict)
+    dev_mode: bool = False
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to serve; empty = all namespaces."
+    )
+    request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("jwt_algorithms", "namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = [alg for alg in value if alg not in HMAC_ALGORITHMS | ASYMMETRIC_ALGORITHMS]
+        if unknown:
+            # "none" lands here too: unsigned tokens are never an option.
+            raise ValueError(f"unsupported JWT algorithms: {', '.join(unknown)}")
+        return value
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return self.dev_mode and self.jwt_secret is None and not self.has_public_keys
+
+    @property
+    def has_public_keys(self) -> bool:
+        return bool(self.jwt_public_key or self.jwt_jwks_url)
+
+    def hmac_secret(self) -> str | None:
+        """The secret HS* tokens are checked with, or None when HMAC tokens are not accepted."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return DEV_JWT_SECRET if self.uses_dev_secret else None
+
+    @property
+    def auth_configured(self) -> bool:
+        return self.hmac_secret() is not None or self.has_public_keys
+
+    def effective_algorithms(self) -> frozenset[str]:
+        if self.jwt_algorithms:
+            return frozenset(self.jwt_algorithms)
+        algorithms: set[str] = set()
+        if self.hmac_secret() is not None:
+            algorithms.add("HS256")
+        if self.has_public_keys:
+            algorithms |= {"RS256", "ES256"}
+        return frozenset(algorithms)

@@ -1,0 +1,139 @@
+"""How a ScheduledJob resource (a plain dict in wire form) is shown by the API: pure functions.
+
+They read the raw dicts directly instead of validating them into models: the cache turns thousands
+of objects into list items and must stay cheap; missing fields simply show as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from scheduledjob.constants import DEFAULT_HISTORY_LIMIT
+
+from scheduledjob_api.cluster import Obj
+
+RECENT_TRANSACTIONS: Final = 20
+
+
+def _section(obj: Obj, name: str) -> dict[str, Any]:
+    value = obj.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def job_id_of(scheduled_job: Obj) -> int | None:
+    value = _section(scheduled_job, "status").get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def is_listed(scheduled_job: Obj) -> bool:
+    """Shown by the API: it has its id and is not being deleted."""
+    return job_id_of(scheduled_job) is not None and not _section(scheduled_job, "metadata").get("deletionTimestamp")
+
+
+def _int(value: Any, default: int | None = 0) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def list_item(scheduled_job: Obj) -> dict[str, Any]:
+    meta = _section(scheduled_job, "metadata")
+    spec = _section(scheduled_job, "spec")
+    status = _section(scheduled_job, "status")
+    suspended = bool(spec.get("suspend"))
+    return {
+        "id": job_id_of(scheduled_job),
+        "name": meta.get("name"),
+        "description": spec.get("description") or "",
+        # The operator sets state with the id; until then show what the spec implies.
+        "status": status.get("state") or ("suspended" if suspended else "idle"),
+        "last_execution": status.get("lastExecution"),
+        "next_execution": status.get("nextExecution"),
+        "execution_count": _int(status.get("executionCount")),
+        "success_count": _int(status.get("successCount")),
+        "failure_count": _int(status.get("failureCount")),
+        "average_runtime": _int(status.get("averageRuntimeMs"), None),
+        "namespace": meta.get("namespace"),
+        "schedule": spec.get("schedule"),
+        "time_zone": spec.get("timeZone") or "UTC",
+        "suspended": suspended,
+    }
+
+
+def transaction(record: dict[str, Any]) -> dict[str, Any]:
+    """One ledger record in the shape of the original backend's transactions (plus who did what)."""
+    trigger = record.get("trigger") or "schedule"
+    requested_by = record.get("requestedBy")
+    cancelled_by = record.get("cancelledBy")
+    return {
+        "transaction_id": record.get("transactionId"),
+        "execution_id": record.get("executionId"),
+        "trigger": trigger,
+        "transaction_by": "by_user" if trigger == "manual" else "by_cron_job",
+        "user": requested_by or cancelled_by,
+        "requested_by": requested_by,
+        "cancelled_by": cancelled_by,
+        "status": record.get("status"),
+        "started_at": record.get("startedAt"),
+        "finished_at": record.get("finishedAt"),
+        "runtime": _int(record.get("runtimeMs"), None),
+        "message": record.get("message"),
+    }
+
+
+def transactions(scheduled_job: Obj) -> list[dict[str, Any]]:
+    """The ledger newest first. The operator already keeps it so; sorting again is cheap insurance.
+    RFC 3339 UTC strings of one format order correctly as text."""
+    history = _section(scheduled_job, "status").get("history") or []
+    records = [r for r in history if isinstance(r, dict)]
+    records.sort(key=lambda r: (str(r.get("startedAt") or ""), _int(r.get("transactionId")) or 0), reverse=True)
+    return [transaction(r) for r in records]
+
+
+def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    job_spec = _section(_section(spec, "jobTemplate"), "spec")
+    pod_spec = _section(_section(job_spec, "template"), "spec")
+    return [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
+
+
+def configuration(scheduled_job: Obj) -> dict[str, Any]:
+    spec = _section(scheduled_job, "spec")
+    containers = _containers(spec)
+    first = containers[0] if containers else {}
+    return {
+        "schedule": spec.get("schedule"),
+        "time_zone": spec.get("timeZone") or "UTC",
+        "concurrency_policy": spec.get("concurrencyPolicy") or "Forbid",
+        "suspend": bool(spec.get("suspend")),
+        "starting_deadline_seconds": spec.get("startingDeadlineSeconds"),
+        "successful_jobs_history_limit": spec.get("successfulJobsHistoryLimit"),
+        "failed_jobs_history_limit": spec.get("failedJobsHistoryLimit"),
+        "history_limit": spec.get("historyLimit") or DEFAULT_HISTORY_LIMIT,
+        "image": first.get("image"),
+        "images": [c.get("image") for c in containers],
+        "command": first.get("command"),
+        "args": first.get("args"),
+    }
+
+
+def _condition(condition: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": condition.get("type"),
+        "status": condition.get("status"),
+        "reason": condition.get("reason"),
+        "message": condition.get("message"),
+        "last_transition_time": condition.get("lastTransitionTime"),
+        "observed_generation": condition.get("observedGeneration"),
+    }
+
+
+def detail(scheduled_job: Obj, active_executions: list[str]) -> dict[str, Any]:
+    status = _section(scheduled_job, "status")
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    return {
+        **list_item(scheduled_job),
+        "cancelled_count": _int(status.get("cancelledCount")),
+        "configuration": configuration(scheduled_job),
+        "active_executions": active_executions,
+        "transactions": transactions(scheduled_job)[:RECENT_TRANSACTIONS],
+        "conditions": [_condition(c) for c in conditions],
+        "created_at": _section(scheduled_job, "metadata").get("creationTimestamp"),
+    }

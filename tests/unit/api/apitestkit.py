@@ -1,0 +1,297 @@
+"""In-memory stand-ins for the API's unit tests: a fake of the `Cluster` adapter and object factories."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+import jwt
+from fastapi import FastAPI
+from scheduledjob import constants as c
+from scheduledjob.builders import build_cronjob
+from scheduledjob.models import ScheduledJobSpec
+from scheduledjob.timefmt import format_utc
+from scheduledjob_api.cluster import ClusterError, ClusterNotFound, EventType, Kind, Obj, ObjectList, WatchEvent
+from scheduledjob_api.security import ALL_PERMISSIONS
+from scheduledjob_api.settings import Settings
+
+SECRET = "unit-test-secret-" + "x" * 64  # long enough for HS512 too, so PyJWT does not warn
+T0 = datetime(2025, 1, 23, 10, 30, tzinfo=UTC)
+_uids = itertools.count(1)
+
+
+def uid() -> str:
+    return f"uid-{next(_uids):06d}"
+
+
+def token(
+    permissions: Iterable[str] | None = ALL_PERMISSIONS,
+    *,
+    sub: str | None = "alice",
+    secret: Any = SECRET,
+    algorithm: str = "HS256",
+    expires_in: int | None = 3600,
+    **claims: Any,
+) -> str:
+    now = datetime.now(UTC)
+    payload: dict[str, Any] = {"iat": now, **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    if permissions is not None:
+        payload["permissions"] = list(permissions)
+    if expires_in is not None:
+        payload["exp"] = now + timedelta(seconds=expires_in)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def scheduled_job(
+    name: str,
+    job_id: int | None,
+    *,
+    namespace: str = "default",
+    state: str | None = "idle",
+    policy: str = "Forbid",
+    suspend: bool = False,
+    description: str = "",
+    schedule: str = "*/5 * * * *",
+    history: list[dict[str, Any]] | None = None,
+    deleting: bool = False,
+    **status: Any,
+) -> Obj:
+    spec = {
+        "schedule": schedule,
+        "timeZone": "UTC",
+        "description": description,
+        "suspend": suspend,
+        "concurrencyPolicy": policy,
+        "historyLimit": 100,
+        "jobTemplate": {
+            "metadata": {"labels": {"team": "ops"}},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c"], "args": ["true"]}
+                        ],
+                    }
+                },
+            },
+        },
+    }
+    full_status: dict[str, Any] = {"executionCount": 0, "successCount": 0, "failureCount": 0, **status}
+    if job_id is not None:
+        full_status["id"] = job_id
+    if state is not None:
+        full_status["state"] = state
+    if history is not None:
+        full_status["history"] = history
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "uid": uid(),
+        "creationTimestamp": format_utc(T0 - timedelta(days=1)),
+    }
+    if deleting:
+        meta["deletionTimestamp"] = format_utc(T0)
+    return {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": meta, "spec": spec, "status": full_status}
+
+
+def cronjob_for(sj: Obj) -> Obj:
+    meta = sj["metadata"]
+    spec = ScheduledJobSpec.model_validate(sj["spec"])
+    cronjob = build_cronjob(meta["name"], meta["namespace"], meta["uid"], sj["status"]["id"], spec)
+    cronjob["metadata"]["uid"] = uid()
+    cronjob["metadata"]["creationTimestamp"] = meta["creationTimestamp"]
+    return cronjob
+
+
+def job_of(
+    sj: Obj,
+    name: str,
+    *,
+    finished: str | None = None,
+    trigger: str = c.TRIGGER_SCHEDULE,
+    started: datetime = T0,
+) -> Obj:
+    """A Job of the ScheduledJob: running, or finished as "Complete" / "Failed"."""
+    meta = sj["metadata"]
+    status: dict[str, Any] = {"startTime": format_utc(started), "active": 0 if finished else 1}
+    if finished:
+        status["conditions"] = [{"type": finished, "status": "True", "lastTransitionTime": format_utc(started)}]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "uid": uid(),
+            "creationTimestamp": format_utc(started),
+            "labels": {
+                c.LABEL_SCHEDULED_JOB: meta["name"],
+                c.LABEL_ID: str(sj["status"]["id"]),
+                c.LABEL_TRIGGER: trigger,
+            },
+        },
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
+        "status": status,
+    }
+
+
+def record(
+    transaction_id: int,
+    *,
+    trigger: str = "schedule",
+    status: str = "succeeded",
+    started: str = "2025-01-22T02:00:00Z",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "transactionId": transaction_id,
+        "executionId": f"job-{transaction_id}",
+        "uid": f"job-uid-{transaction_id}",
+        "trigger": trigger,
+        "status": status,
+        "startedAt": started,
+        **extra,
+    }
+
+
+class FakeCluster:
+    """An in-memory API server for the `Cluster` protocol: LIST, WATCH and the writes the API makes.
+
+    `deliver_events = False` holds watch events back, to play a watch that lags behind a write.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[Kind, dict[tuple[str, str], Obj]] = {kind: {} for kind in Kind}
+        self._watchers: list[tuple[Kind, str | None, asyncio.Queue[WatchEvent | BaseException | None]]] = []
+        self._version = 100
+        self.deliver_events = True
+        self.write_error: ClusterError | None = None
+        self.list_error: BaseException | None = None
+        self.list_gate: asyncio.Event | None = None  # LIST waits for it when set
+        self.lists: list[tuple[Kind, str | None]] = []
+        self.created: list[Obj] = []
+        self.cancelled: list[tuple[str, str, str]] = []
+        self.deleted: list[tuple[str, str]] = []
+        self.closed = False
+        self.calls: list[str] = []  # order of writes, e.g. ["cancel:job-a", "create:job-b"]
+
+    # ---- seeding, as another client of the API server would ---------------------------------
+
+    def put(self, kind: Kind, obj: Obj) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        event: EventType = "MODIFIED" if key in self.objects[kind] else "ADDED"
+        self._version += 1
+        meta["resourceVersion"] = str(self._version)
+        self.objects[kind][key] = obj
+        self._emit(kind, WatchEvent(event, copy.deepcopy(obj)))
+        return obj
+
+    def remove(self, kind: Kind, namespace: str, name: str) -> None:
+        obj = self.objects[kind].pop((namespace, name))
+        self._version += 1
+        obj["metadata"]["resourceVersion"] = str(self._version)
+        self._emit(kind, WatchEvent("DELETED", obj))
+
+    def seed(self, *scheduled_jobs: Obj, with_cronjobs: bool = True) -> None:
+        for sj in scheduled_jobs:
+            self.put(Kind.SCHEDULED_JOBS, sj)
+            if with_cronjobs and "id" in sj.get("status", {}):
+                self.put(Kind.CRONJOBS, cronjob_for(sj))
+
+    def break_watches(self, error: BaseException) -> None:
+        for _, _, queue in self._watchers:
+            queue.put_nowait(error)
+
+    def _emit(self, kind: Kind, event: WatchEvent) -> None:
+        if not self.deliver_events:
+            return
+        for watched, namespace, queue in self._watchers:
+            if watched is kind and namespace in (None, event.object["metadata"]["namespace"]):
+                queue.put_nowait(event)
+
+    # ---- the Cluster protocol -----------------------------------------------------------------
+
+    async def list_objects(self, kind: Kind, namespace: str | None) -> ObjectList:
+        self.lists.append((kind, namespace))
+        if self.list_gate is not None:
+            await self.list_gate.wait()
+        if self.list_error is not None:
+            raise self.list_error
+        items = [copy.deepcopy(o) for (ns, _), o in self.objects[kind].items() if namespace in (None, ns)]
+        return ObjectList(items=items, resource_version=str(self._version))
+
+    async def watch_objects(
+        self, kind: Kind, namespace: str | None, resource_version: str
+    ) -> AsyncIterator[WatchEvent]:
+        queue: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
+        entry = (kind, namespace, queue)
+        self._watchers.append(entry)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._watchers.remove(entry)
+
+    async def create_job(self, job: Obj) -> Obj:
+        if self.write_error is not None:
+            raise self.write_error
+        self.calls.append(f"create:{job['metadata']['name']}")
+        stored = copy.deepcopy(job)
+        stored["metadata"]["uid"] = uid()
+        stored["metadata"]["creationTimestamp"] = format_utc(T0)
+        stored["status"] = {}
+        self.created.append(copy.deepcopy(job))
+        return copy.deepcopy(self.put(Kind.JOBS, stored))
+
+    async def cancel_job(self, namespace: str, name: str, cancelled_by: str) -> None:
+        if self.write_error is not None:
+            raise self.write_error
+        job = self.objects[Kind.JOBS].get((namespace, name))
+        if job is None:
+            raise ClusterNotFound(f'jobs.batch "{name}" not found')
+        self.calls.append(f"cancel:{name}")
+        self.cancelled.append((namespace, name, cancelled_by))
+        job = copy.deepcopy(job)
+        job["metadata"].setdefault("annotations", {})[c.ANNOTATION_CANCELLED_BY] = cancelled_by
+        # The ledger finalizer keeps the Job, marked for deletion, until the operator records it.
+        job["metadata"]["deletionTimestamp"] = format_utc(T0)
+        self.put(Kind.JOBS, job)
+
+    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+        if self.write_error is not None:
+            raise self.write_error
+        if (namespace, name) not in self.objects[Kind.SCHEDULED_JOBS]:
+            raise ClusterNotFound(f'scheduledjobs "{name}" not found')
+        self.deleted.append((namespace, name))
+        self.remove(Kind.SCHEDULED_JOBS, namespace, name)
+
+    async def close(self) -> None:
+        self.closed = True
+        for _, _, queue in self._watchers:
+            queue.put_nowait(None)
+
+
+class StartApp(Protocol):
+    async def __call__(
+        self, app_settings: Settings | None = None, *, wait_synced: bool = True
+    ) -> tuple[FastAPI, httpx.AsyncClient]: ...

@@ -1,0 +1,194 @@
+"""The Kubernetes adapter against a small fake API server over real HTTP (aiohttp), no cluster needed:
+the requests it sends, paging, watch streaming, error mapping and bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from kubernetes_asyncio.client import Configuration
+from scheduledjob import constants as c
+from scheduledjob_api import kube
+from scheduledjob_api.cluster import ClusterNotFound, ClusterUnavailable, Kind, ResourceExpired
+from scheduledjob_api.kube import KubeCluster
+from scheduledjob_api.settings import Settings
+
+SJ_PATH = f"/apis/{c.GROUP}/{c.VERSION}"
+
+
+def sj(name: str, description: str = "") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "resourceVersion": "7"},
+        "spec": {"description": description},
+    }
+
+
+class FakeApiServer:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.big = "x" * 300_000  # one watch line far beyond aiohttp's 128 KiB readline limit
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.server = TestServer(app)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "content_type": request.headers.get("Content-Type"),
+                "body": json.loads(body) if body else None,
+            }
+        )
+        # The generated client sends Python booleans as "True"; the API server reads any case.
+        if request.method == "GET" and request.query.get("watch", "").lower() == "true":
+            return await self.watch(request)
+        if request.method == "GET":
+            return self.list(request)
+        if request.method == "POST":
+            created = json.loads(body)
+            created["metadata"].update(uid="new-uid", creationTimestamp="2025-01-23T10:30:00Z")
+            return web.json_response(created, status=201)
+        if request.path.endswith("/missing"):
+            return web.json_response(
+                {"kind": "Status", "message": 'jobs.batch "missing" not found', "code": 404}, status=404
+            )
+        return web.json_response({"kind": "Status", "status": "Success"})
+
+    def list(self, request: web.Request) -> web.Response:
+        # Three objects, served two per page with a continue token.
+        names = ["a", "b", "c"]
+        start = int(request.query.get("continue") or 0)
+        limit = int(request.query["limit"])
+        page = names[start : start + limit]
+        rest = start + limit < len(names)
+        meta = {"resourceVersion": "42", **({"continue": str(start + limit)} if rest else {})}
+        return web.json_response({"items": [sj(n) for n in page], "metadata": meta})
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if request.query.get("resourceVersion") == "expired":
+            error = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+            await response.write(json.dumps(error).encode() + b"\n")
+            return response
+        events = [
+            {"type": "ADDED", "object": sj("big", self.big)},
+            {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "50"}}},
+            {"type": "DELETED", "object": sj("a")},
+        ]
+        payload = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+        for i in range(0, len(payload), 1000):  # dribble it out in small chunks
+            await response.write(payload[i : i + 1000])
+        return response
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[FakeApiServer, KubeCluster]]:
+    fake = FakeApiServer()
+    await fake.server.start_server()
+    configuration = Configuration(host=str(fake.server.make_url("")).rstrip("/"))
+    cluster = KubeCluster(Settings(request_timeout_seconds=2), configuration)
+    yield fake, cluster
+    await cluster.close()
+    await fake.server.close()
+
+
+async def test_list_pages_through_continue_tokens(
+    api: tuple[FakeApiServer, KubeCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, cluster = api
+    monkeypatch.setattr(kube, "LIST_PAGE_SIZE", 2)
+    listing = await cluster.list_objects(Kind.SCHEDULED_JOBS, None)
+    assert [o["metadata"]["name"] for o in listing.items] == ["a", "b", "c"]
+    assert listing.resource_version == "42"
+    assert [r["path"] for r in fake.requests] == [f"{SJ_PATH}/scheduledjobs"] * 2
+    assert [r["query"].get("continue") for r in fake.requests] == [None, "2"]
+
+
+async def test_jobs_and_cronjobs_are_selected_by_label(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    await cluster.list_objects(Kind.JOBS, "team-a")
+    await cluster.list_objects(Kind.CRONJOBS, None)
+    paths = [(r["path"], r["query"].get("labelSelector")) for r in fake.requests]
+    assert ("/apis/batch/v1/namespaces/team-a/jobs", c.LABEL_SCHEDULED_JOB) in paths
+    assert ("/apis/batch/v1/cronjobs", c.LABEL_SCHEDULED_JOB) in paths
+
+
+async def test_watch_streams_large_events_and_bookmarks(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    events = [e async for e in cluster.watch_objects(Kind.SCHEDULED_JOBS, "default", "42")]
+    assert [e.type for e in events] == ["ADDED", "BOOKMARK", "DELETED"]
+    assert events[0].object["spec"]["description"] == fake.big
+    assert events[1].resource_version == "50"
+    query = fake.requests[0]["query"]
+    assert (query["watch"].lower(), query["resourceVersion"], query["allowWatchBookmarks"].lower()) == (
+        "true",
+        "42",
+        "true",
+    )
+
+
+async def test_watch_error_410_is_resource_expired(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    _, cluster = api
+    with pytest.raises(ResourceExpired):
+        async for _ in cluster.watch_objects(Kind.SCHEDULED_JOBS, None, "expired"):
+            pass
+
+
+async def test_writes(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j-m1", "namespace": "ns"}, "spec": {}}
+    created = await cluster.create_job(job)
+    assert created["metadata"]["uid"] == "new-uid"
+    await cluster.cancel_job("ns", "j-m1", "alice")
+    await cluster.delete_scheduled_job("ns", "cleanup")
+
+    create, patch, delete_job, delete_sj = fake.requests
+    assert (create["method"], create["path"], create["body"]) == ("POST", "/apis/batch/v1/namespaces/ns/jobs", job)
+    assert (patch["method"], patch["content_type"]) == ("PATCH", "application/merge-patch+json")
+    assert patch["body"] == {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}}}
+    assert (delete_job["method"], delete_job["path"]) == ("DELETE", "/apis/batch/v1/namespaces/ns/jobs/j-m1")
+    assert delete_job["query"]["propagationPolicy"] == "Background"
+    assert delete_sj["path"] == f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup"
+    assert delete_sj["query"]["propagationPolicy"] == "Background"
+
+
+async def test_not_found_is_mapped(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    _, cluster = api
+    with pytest.raises(ClusterNotFound):
+        await cluster.cancel_job("ns", "missing", "alice")
+
+
+async def test_refused_connection_is_unavailable() -> None:
+    cluster = KubeCluster(Settings(request_timeout_seconds=2), Configuration(host="http://127.0.0.1:9"))
+    try:
+        with pytest.raises(ClusterUnavailable):
+            await cluster.create_job({"metadata": {"name": "j", "namespace": "ns"}})
+    finally:
+        await cluster.close()
+
+
+async def test_a_silent_server_is_unavailable_within_the_timeout() -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cluster = KubeCluster(Settings(request_timeout_seconds=0.3), Configuration(host=f"http://127.0.0.1:{port}"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ClusterUnavailable, match="did not answer"):
+            await cluster.delete_scheduled_job("ns", "x")
+        assert time.monotonic() - started < 2
+    finally:
+        await cluster.close()
+        server.close()

@@ -1,0 +1,88 @@
+"""Settings from the environment, and the development token printer."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from pydantic import SecretStr, ValidationError
+from scheduledjob_api import devtoken
+from scheduledjob_api.security import ALL_PERMISSIONS, READ
+from scheduledjob_api.settings import DEV_JWT_SECRET, Settings
+
+
+def test_environment_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDULED_JOBS_NAMESPACES", "team-a, team-b,")
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_ALGORITHMS", "RS256,ES256")
+    monkeypatch.setenv("SCHEDULED_JOBS_ROLE_PERMISSIONS", '{"admin": ["admin.scheduled_job.read"]}')
+    monkeypatch.setenv("SCHEDULED_JOBS_DEV_MODE", "true")
+    settings = Settings()
+    assert settings.namespaces == ["team-a", "team-b"]
+    assert settings.effective_algorithms() == {"RS256", "ES256"}
+    assert settings.role_permissions == {"admin": [READ]}
+    assert settings.dev_mode is True
+
+
+@pytest.mark.parametrize("algorithms", ["none", "HS256,none", "XYZ"])
+def test_unknown_or_none_algorithms_are_refused(monkeypatch: pytest.MonkeyPatch, algorithms: str) -> None:
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_ALGORITHMS", algorithms)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_default_algorithms_follow_the_configured_keys() -> None:
+    assert Settings(jwt_secret=SecretStr("s")).effective_algorithms() == {"HS256"}
+    assert Settings(jwt_jwks_url="https://idp/jwks").effective_algorithms() == {"RS256", "ES256"}
+    assert Settings().effective_algorithms() == set()
+    assert Settings(dev_mode=True).effective_algorithms() == {"HS256"}
+
+
+def test_dev_secret_only_in_dev_mode_without_real_keys() -> None:
+    assert Settings().hmac_secret() is None
+    assert Settings(dev_mode=True).hmac_secret() == DEV_JWT_SECRET
+    assert Settings(dev_mode=True, jwt_secret=SecretStr("real")).hmac_secret() == "real"
+    assert Settings(dev_mode=True, jwt_jwks_url="https://idp/jwks").hmac_secret() is None
+
+
+def test_devtoken_defaults_to_all_permissions_and_the_dev_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    devtoken.main([])
+    claims = jwt.decode(capsys.readouterr().out.strip(), DEV_JWT_SECRET, algorithms=["HS256"])
+    assert claims["permissions"] == list(ALL_PERMISSIONS)
+    assert claims["sub"] == "dev-admin"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_devtoken_narrows_permissions_and_uses_the_configured_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_SECRET", "configured-secret-" + "y" * 40)
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_AUDIENCE", "selfhelp")
+    devtoken.main(
+        ["--permissions", f"{READ}, admin.scheduled_job.execute", "--subject", "carol", "--ttl-seconds", "60"]
+    )
+    claims = jwt.decode(
+        capsys.readouterr().out.strip(), "configured-secret-" + "y" * 40, algorithms=["HS256"], audience="selfhelp"
+    )
+    assert claims["permissions"] == [READ, "admin.scheduled_job.execute"]
+    assert claims["sub"] == "carol"
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_devtoken_refuses_a_non_positive_ttl() -> None:
+    with pytest.raises(SystemExit):
+        devtoken.main(["--ttl-seconds", "0"])
+
+
+def test_main_help_works(capsys: pytest.CaptureFixture[str]) -> None:
+    from scheduledjob_api.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "--port" in capsys.readouterr().out
+
+
+def test_a_broken_public_key_fails_at_start_naming_the_setting() -> None:
+    from scheduledjob_api.security import TokenVerifier
+
+    with pytest.raises(ValueError, match="SCHEDULED_JOBS_JWT_PUBLIC_KEY"):
+        TokenVerifier(Settings(jwt_public_key="not a key"))

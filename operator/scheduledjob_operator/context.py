@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,3 +23,5 @@ class OperatorContext:
     clock: Callable[[], datetime] = utc_now
     # ScheduledJobs whose reconcile failed for a transient reason; the periodic loop retries them.
     retry: set[Key] = field(default_factory=set)
+    # One reconcile per ScheduledJob at a time: watch events and the periodic resync both reconcile.
+    locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))

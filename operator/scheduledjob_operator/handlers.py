@@ -96,7 +96,8 @@ async def _reconcile_safely(obj: dict[str, Any], memo: Any) -> None:
     cronjob = next(iter(cronjobs.get(key, [])), None)
     highest_id = max((fact[0] or 0 for store in schedules.values() for fact in store), default=0)
     try:
-        await reconcile(obj, cronjob, highest_id, memo.context)
+        async with memo.context.locks[key]:
+            await reconcile(obj, cronjob, highest_id, memo.context)
         memo.context.retry.discard(key)
     except Exception:
         logger.exception("reconciling %s/%s failed; retrying in %ss", *key, RESYNC_SECONDS)

@@ -52,6 +52,13 @@ async def reconcile(
     status = obj.get("status") or {}
     assigned_id = None
     if status.get("id") is None:
+        # The event may predate our own status write (kopf hands over the latest body it has seen);
+        # read the object itself so an id is never allocated twice for one ScheduledJob.
+        fresh = await context.cluster.get_scheduled_job(namespace, name)
+        if fresh is None:
+            return
+        obj, status = fresh, fresh.get("status") or {}
+    if status.get("id") is None:
         assigned_id = await context.cluster.allocate_id(floor=highest_id)
         logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
     job_id = assigned_id if assigned_id is not None else int(status["id"])

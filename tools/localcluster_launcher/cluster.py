@@ -202,4 +202,3 @@ class LocalCluster:
 
     def write_state(self, path: Path, **extra: Any) -> None:
         path.write_text(json.dumps({**self.describe(), **extra}, indent=2) + "\n")
-

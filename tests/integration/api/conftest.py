@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from devrun.processes import Service, api_service, free_port, wait_http_ok
 from localcluster_launcher.testing import KubeCluster
-
+from pydantic import SecretStr
 from scheduledjob_api.devtoken import make_token
 from scheduledjob_api.settings import Settings
 
@@ -31,12 +31,16 @@ def api_process(kube_cluster: KubeCluster, operator: Service, log_dir: Path) -> 
 
 
 def token(subject: str = "alice", permissions: tuple[str, ...] | None = None) -> str:
-    settings = Settings(jwt_secret=SECRET)
-    chosen = permissions if permissions is not None else (
-        "admin.scheduled_job.read",
-        "admin.scheduled_job.execute",
-        "admin.scheduled_job.cancel",
-        "admin.scheduled_job.delete",
+    settings = Settings(jwt_secret=SecretStr(SECRET))
+    chosen = (
+        permissions
+        if permissions is not None
+        else (
+            "admin.scheduled_job.read",
+            "admin.scheduled_job.execute",
+            "admin.scheduled_job.cancel",
+            "admin.scheduled_job.delete",
+        )
     )
     return make_token(settings, subject=subject, permissions=chosen, ttl_seconds=600)
 

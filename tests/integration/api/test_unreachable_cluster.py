@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from devrun.processes import Service, api_service, free_port, wait_http_ok
+from devrun.processes import api_service, free_port, wait_http_ok
 from localcluster_launcher.testing import KubeCluster
 
 from tests.integration.api.conftest import BASE, SECRET, token

@@ -9,11 +9,12 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from apitestkit import SECRET, FakeCluster, StartApp
 from fastapi import FastAPI
 from pydantic import SecretStr
 from scheduledjob_api.app import create_app
 from scheduledjob_api.settings import Settings
+
+from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from apitestkit import FakeCluster, bearer, job_of, scheduled_job, token
 from scheduledjob import constants as c
 from scheduledjob_api.cluster import ClusterNotFound, ClusterUnavailable, Kind, Obj
 from scheduledjob_api.security import CANCEL, EXECUTE
+
+from tests.unit.api.apitestkit import FakeCluster, bearer, job_of, scheduled_job, token
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from apitestkit import SECRET, FakeCluster, StartApp, bearer, job_of, scheduled_job, token
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
@@ -30,6 +29,8 @@ from scheduledjob_api.security import (
     TokenVerifier,
 )
 from scheduledjob_api.settings import DEV_JWT_SECRET, Settings
+
+from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp, bearer, job_of, scheduled_job, token
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 

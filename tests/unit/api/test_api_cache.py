@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from apitestkit import FakeCluster, cronjob_for, job_of, scheduled_job
 from scheduledjob import constants as c
 from scheduledjob_api import cache as cache_module
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import ClusterUnavailable, Kind, ResourceExpired, WatchEvent
+
+from tests.unit.api.apitestkit import FakeCluster, cronjob_for, job_of, scheduled_job
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from apitestkit import FakeCluster, StartApp, bearer, scheduled_job, token
 from fastapi import FastAPI
 from pydantic import BaseModel
 from scheduledjob_api.cluster import ClusterUnavailable
 from scheduledjob_api.security import READ
+
+from tests.unit.api.apitestkit import FakeCluster, StartApp, bearer, scheduled_job, token
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 

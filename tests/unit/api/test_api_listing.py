@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from apitestkit import FakeCluster, bearer, scheduled_job, token
 from scheduledjob_api.listing import ListIndex, ListQuery, make_row, sort_rows
+
+from tests.unit.api.apitestkit import FakeCluster, bearer, scheduled_job, token
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 import httpx
-from apitestkit import FakeCluster, bearer, job_of, record, scheduled_job, token
 from scheduledjob_api import views
 from scheduledjob_api.cluster import Kind
+
+from tests.unit.api.apitestkit import FakeCluster, bearer, job_of, record, scheduled_job, token
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 

@@ -12,7 +12,7 @@ HELM := bin/helm
 IMAGE ?= selfhelp/scheduled-jobs:dev
 
 .PHONY: help install run token kubectl cluster-up cluster-down cluster-status localcluster helm lint typecheck check \
-        unit integration chart-test test bench image kind-up deploy clean
+        unit integration chart-test test docs bench image kind-up deploy clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ chart-test: $(STAMP) helm localcluster ## Helm lint, render, dry-run, install/un
 
 test: check $(STAMP) localcluster helm ## Everything CI runs: lint, types, unit, integration and chart tests
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+docs: $(STAMP) ## Regenerate docs/api.md from the OpenAPI document
+	$(PY) -m apidocs
 
 bench: $(STAMP) localcluster ## Benchmarks against raw apiserver operations; writes bench/results.json
 	$(PY) -m bench

@@ -1,0 +1,43 @@
+"""Reading a Job's manifest: what happened to this execution."""
+
+from datetime import UTC, datetime
+
+from scheduledjob import constants as c
+from scheduledjob.executions import observe_job, recorded_stage
+from tests.unit.domain.factories import job
+
+NOW = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)
+
+
+def test_a_job_without_a_final_condition_is_running() -> None:
+    observation = observe_job(job(), NOW)
+    assert (observation.status, observation.finished, observation.trigger) == ("running", False, "schedule")
+
+
+def test_completion_wins_over_a_later_deletion() -> None:
+    observation = observe_job(job(complete_at="2026-01-10T02:00:05Z", deleted_at="2026-01-10T02:10:00Z"), NOW)
+    assert (observation.status, observation.finished_at) == ("succeeded", "2026-01-10T02:00:05Z")
+
+
+def test_a_failure_carries_the_reason_and_message() -> None:
+    observation = observe_job(job(failed_at="2026-01-10T02:00:07Z"), NOW)
+    assert observation.status == "failed"
+    assert observation.message == "BackoffLimitExceeded: Job has reached the specified backoff limit"
+
+
+def test_a_suspended_running_job_counts_as_cancelled() -> None:
+    suspended = job(manual_by="alice")
+    suspended["spec"]["suspend"] = True
+    observation = observe_job(suspended, NOW)
+    assert (observation.status, observation.finished_at, observation.requested_by) == (
+        "cancelled",
+        "2026-01-10T03:00:00Z",
+        "alice",
+    )
+
+
+def test_the_recorded_annotation_tells_how_far_the_ledger_got() -> None:
+    recorded = job()
+    assert recorded_stage(recorded) is None
+    recorded["metadata"]["annotations"][c.ANNOTATION_RECORDED] = "finished"
+    assert recorded_stage(recorded) == "finished"

@@ -94,7 +94,10 @@ async def _reconcile_safely(obj: dict[str, Any], memo: Any) -> None:
     cronjobs = memo.indexes.get("cronjobs") or {}
     schedules = memo.indexes.get("schedules") or {}
     cronjob = next(iter(cronjobs.get(key, [])), None)
-    highest_id = max((fact[0] or 0 for store in schedules.values() for fact in store), default=0)
+
+    def highest_id() -> int:  # only needed, and only computed, when an id is allocated
+        return max((fact[0] or 0 for store in schedules.values() for fact in store), default=0)
+
     try:
         async with memo.context.locks[key]:
             await reconcile(obj, cronjob, highest_id, memo.context)

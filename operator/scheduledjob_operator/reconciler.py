@@ -43,7 +43,7 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
 
 
 async def reconcile(
-    obj: dict[str, Any], cronjob: dict[str, Any] | None, highest_id: int, context: OperatorContext
+    obj: dict[str, Any], cronjob: dict[str, Any] | None, highest_id: Callable[[], int], context: OperatorContext
 ) -> None:
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
@@ -59,7 +59,7 @@ async def reconcile(
             return
         obj, status = fresh, fresh.get("status") or {}
     if status.get("id") is None:
-        assigned_id = await context.cluster.allocate_id(floor=highest_id)
+        assigned_id = await context.cluster.allocate_id(floor=highest_id())
         logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
     job_id = assigned_id if assigned_id is not None else int(status["id"])
     if (meta.get("labels") or {}).get(c.LABEL_ID) != str(job_id):

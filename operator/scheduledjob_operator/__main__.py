@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     assert handlers  # registered with kopf on import
+    settings = kopf.OperatorSettings()
+    # With exact namespace names kopf needs no cluster-wide namespace watch (nor the RBAC for it);
+    # it only scans namespaces to resolve globs. The cost: CRDs added later need a restart.
+    settings.scanning.disabled = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
     kopf.run(
+        settings=settings,
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.standalone,

@@ -38,7 +38,7 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   verbs: [get, list, watch]
 {{- end }}
 
-{{/* kopf lists namespaces only to resolve namespace globs. */}}
+{{/* kopf lists namespaces only to resolve namespace globs (the operator disables that scan for exact names). */}}
 {{- define "scheduled-jobs.rbac.operatorNamespaceGlobRules" -}}
 - apiGroups: [""]
   resources: [namespaces]

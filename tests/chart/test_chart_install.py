@@ -1,0 +1,651 @@
+"""The Helm chart on the real control plane, as a cluster admin and as the chart's own ServiceAccounts.
+
+As a cluster admin I dry-run every variant against the apiserver, install the chart and uninstall it again.
+As the operator and the API (run as local processes: the local control plane simulates pods, no container runs)
+holding nothing but TokenRequest tokens of the chart's ServiceAccounts, with the chart's own args and env, I run
+the whole product story: create -> id and CronJob -> run on demand -> cancel -> run on schedule -> delete. That proves
+the RBAC is sufficient; the same tokens being refused Secrets, Namespaces and other namespaces proves it is least.
+
+The story watches one namespace (the namespaced variant), so no other test's ScheduledJobs reach it. It assumes
+no operator watching all namespaces runs at the same time (tests/integration's session operator starts later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import yaml
+from devrun.install import apply_crds
+from devrun.processes import Service, free_port, wait_http_ok
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import new_client_from_config
+from localcluster_launcher.testing import KubeCluster, Manifest
+from pydantic import SecretStr
+from scheduledjob import constants as c
+from scheduledjob_api.devtoken import make_token
+from scheduledjob_api.routers.scheduled_jobs import PREFIX
+from scheduledjob_api.security import ALL_PERMISSIONS
+from scheduledjob_api.settings import Settings
+
+from tests.chart.test_chart_render import CHART, REPO, VARIANTS, Doc, Helm, values_args
+from tests.support.kube import ScheduledJobs, eventually, job_template
+
+pytestmark = pytest.mark.integration
+
+NAMESPACED_VALUES = CHART / "ci" / "namespaced-values.yaml"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+CHART_CRDS = {f"{c.PLURAL}.{c.GROUP}", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+# Objects of these kinds can only be dry-run where their CRD is installed; prometheus-operator is not here.
+OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# Every kind the chart creates, plus what its Deployments spawn: nothing of it may outlive `helm uninstall`.
+RELEASE_KINDS = (
+    "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,"
+    "configmaps,secrets,networkpolicies,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev"
+)
+ADMIN = "chart-admin"
+
+
+# --- cluster-side tools -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """kubectl, a subcommand of the local control plane's multicall binary, pointed at the session's cluster."""
+
+    argv: tuple[str, ...]
+    kubeconfig: Path
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.argv, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self.run(*args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_cluster: KubeCluster) -> Kubectl:
+    build = subprocess.run(
+        [str(REPO / "tools" / "localcluster" / "build.sh")], capture_output=True, text=True, timeout=3600, check=False
+    )
+    assert build.returncode == 0, f"tools/localcluster/build.sh failed:\n{build.stderr}"
+    return Kubectl((build.stdout.strip().splitlines()[-1], "kubectl"), kube_cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster_helm(helm: Helm, kube_cluster: KubeCluster) -> Helm:
+    """The project's Helm, talking to the session's cluster as its admin."""
+    return Helm(helm.binary, {**helm.env, "KUBECONFIG": str(kube_cluster.kubeconfig)})
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chart_crds(api_client: client.ApiClient) -> None:
+    """The chart's CRDs, Established (what `helm install` puts there when they are absent)."""
+    await apply_crds(api_client, CHART / "crds")
+
+
+class Namespaces:
+    """Fresh namespaces (ready for pods) and named ones made on demand; deletes only what it created."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core: Any = client.CoreV1Api(api)
+        self.created: list[str] = []
+
+    async def create(self, purpose: str) -> str:
+        name = f"t-chart-{purpose}-{uuid.uuid4().hex[:6]}"
+        await self.ensure(name)
+        return name
+
+    async def ensure(self, name: str) -> None:
+        try:
+            await self.core.create_namespace({"metadata": {"name": name, "labels": {"selfhelp.io/test": "true"}}})
+            self.created.append(name)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+        async def default_service_account() -> bool:  # pods are rejected until it exists
+            await self.core.read_namespaced_service_account("default", name)
+            return True
+
+        await eventually(default_service_account, timeout=30, what=f"ServiceAccount default in {name}")
+
+    async def delete_created(self) -> None:
+        for name in self.created:
+            try:
+                await self.core.delete_namespace(name, propagation_policy="Background")
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def namespaces(api_client: client.ApiClient) -> AsyncIterator[Namespaces]:
+    spaces = Namespaces(api_client)
+    yield spaces
+    await spaces.delete_created()
+
+
+def documents(text: str) -> list[Doc]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def release_name() -> str:
+    # Unique, because the chart's ClusterRoles and ClusterRoleBindings are named after the release.
+    return f"sj{uuid.uuid4().hex[:6]}"
+
+
+# --- story 1: every rendered variant is accepted by the apiserver -----------------------------------------------------
+
+
+def served_kinds(kubectl: Kubectl, api_version: str) -> set[str]:
+    """Kinds the apiserver serves under an apiVersion (empty when the group/version is unknown to it)."""
+    path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+    result = kubectl.run("get", "--raw", path)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr or "could not find" in result.stderr, result.stderr
+        return set()
+    return {resource["kind"] for resource in json.loads(result.stdout)["resources"]}
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+async def test_every_variant_passes_a_server_side_dry_run(
+    cluster_helm: Helm, kubectl: Kubectl, chart_crds: None, namespaces: Namespaces, values_file: Path | None
+) -> None:
+    release_namespace = await namespaces.create("dry-run")
+    rendered = cluster_helm.ok(
+        "template", "sj", str(CHART), "--namespace", release_namespace, "--include-crds", *values_args(values_file)
+    )
+    docs = documents(rendered)
+    for name in sorted({d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace")}):
+        await namespaces.ensure(name)  # e.g. the namespaced variant's team-a and team-b
+
+    served = {v: served_kinds(kubectl, v) for v in sorted({d["apiVersion"] for d in docs})}
+    skipped = [d for d in docs if d["kind"] not in served[d["apiVersion"]]]
+    # Only objects whose CRD is absent from this cluster are left out: the ServiceMonitor of monitoring-values
+    # (prometheus-operator is not installed). Anything else the apiserver does not know is a chart bug.
+    assert {(d["apiVersion"], d["kind"]) for d in skipped} <= OPTIONAL_CRD_KINDS, skipped
+    applied = [d for d in docs if d not in skipped]
+    assert {d["kind"] for d in applied} >= {"CustomResourceDefinition", "Deployment", "Service", "ServiceAccount"}
+
+    out = kubectl.ok("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(applied))
+    lines = out.strip().splitlines()
+    assert len(lines) == len(applied) and all(line.endswith("(server dry run)") for line in lines), out
+
+
+# --- story 2: install, then uninstall leaves nothing but the CRDs -----------------------------------------------------
+
+
+async def leftovers(kubectl: Kubectl, release: str) -> list[str]:
+    out = await asyncio.to_thread(
+        kubectl.ok, "get", RELEASE_KINDS, "--all-namespaces", "-l", f"{INSTANCE_LABEL}={release}", "-o", "name"
+    )
+    return out.split()
+
+
+@pytest.mark.parametrize("variant", ["default", "namespaced"])
+async def test_install_succeeds_and_uninstall_leaves_only_the_crds(
+    cluster_helm: Helm, kubectl: Kubectl, api_client: client.ApiClient, namespaces: Namespaces, variant: str
+) -> None:
+    release_namespace = await namespaces.create("install")
+    release = release_name()
+    args: list[str] = []
+    if variant == "namespaced":
+        watched = await namespaces.create("watched")
+        args = ["--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}"]
+
+    # No --wait: the local kubelet plays pods but runs no probes, so nothing would ever turn Ready.
+    out = cluster_helm.ok("install", release, str(CHART), "--namespace", release_namespace, *args)
+    assert "STATUS: deployed" in out and "1. Get a token." in out, out
+    status = json.loads(cluster_helm.ok("status", release, "--namespace", release_namespace, "--output", "json"))
+    assert status["info"]["status"] == "deployed"
+    manifest = documents(cluster_helm.ok("get", "manifest", release, "--namespace", release_namespace))
+    live = kubectl.ok("get", "-f", "-", "-o", "name", stdin=yaml.safe_dump_all(manifest)).split()
+    assert len(live) == len(manifest), live
+
+    # The apiserver admits the restricted pod templates with the chart's ServiceAccounts.
+    replicas = sum(d["spec"]["replicas"] for d in manifest if d["kind"] == "Deployment")
+    core: Any = client.CoreV1Api(api_client)
+
+    async def pods_created() -> list[Any] | None:
+        pods = await core.list_namespaced_pod(release_namespace, label_selector=f"{INSTANCE_LABEL}={release}")
+        return pods.items if len(pods.items) == replicas else None
+
+    for pod in await eventually(pods_created, timeout=60, what=f"{replicas} pods of the two Deployments"):
+        assert pod.spec.service_account_name.startswith(f"{release}-scheduled-jobs-")
+
+    # kubectl users get scheduledjobs through the built-in roles.
+    rbac: Any = client.RbacAuthorizationV1Api(api_client)
+
+    async def edit_role_aggregated() -> bool:
+        role = await rbac.read_cluster_role("edit")
+        return any(c.PLURAL in (rule.resources or []) and "create" in rule.verbs for rule in role.rules or [])
+
+    await eventually(edit_role_aggregated, timeout=30, what="scheduledjobs aggregated into ClusterRole edit")
+
+    out = cluster_helm.ok("uninstall", release, "--namespace", release_namespace)
+    assert "uninstalled" in out, out
+
+    async def nothing_left() -> bool:
+        return not await leftovers(kubectl, release)
+
+    try:
+        await eventually(nothing_left, timeout=60, what=f"every object of release {release} gone")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nleft behind: {await leftovers(kubectl, release)}") from None
+    # Helm's own release record is gone too (no --keep-history) ...
+    secrets = await core.list_namespaced_secret(release_namespace, label_selector=f"owner=helm,name={release}")
+    assert not secrets.items
+    # ... and the CRDs stay: Helm never deletes what it installed from crds/.
+    crds = kubectl.ok("get", "customresourcedefinitions", "-o", "name").split()
+    assert {name.split("/", 1)[1] for name in crds} >= CHART_CRDS
+
+
+# --- the chart installed in namespaced mode, with tokens of its ServiceAccounts ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    fullname: str
+    namespace: str  # the release's own namespace: ServiceAccounts, Secret, id sequence
+    watched: str  # the one namespace in watch.namespaces
+    outside: str  # a namespace the release does not cover
+    manifest: list[Doc]
+    kubeconfigs: dict[str, Path]  # component ("operator", "api") -> kubeconfig with its ServiceAccount's token
+
+    def pod_spec(self, component: str) -> Doc:
+        found = [
+            d["spec"]["template"]["spec"]
+            for d in self.manifest
+            if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        ]
+        assert len(found) == 1, component
+        spec: Doc = found[0]
+        return spec
+
+
+async def service_account_token(api: client.ApiClient, namespace: str, service_account: str) -> str:
+    """A TokenRequest token of the ServiceAccount, as the kubelet mounts into its pods."""
+    core: Any = client.CoreV1Api(api)
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}
+    token: str = (await core.create_namespaced_service_account_token(service_account, namespace, request)).status.token
+    return token
+
+
+def token_kubeconfig(admin_kubeconfig: Path, user: str, token: str, path: Path) -> Path:
+    """A kubeconfig with the admin's server and CA, and the token as its only credential."""
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    context = next(x["context"] for x in admin["contexts"] if x["name"] == admin["current-context"])
+    cluster = next(x["cluster"] for x in admin["clusters"] if x["name"] == context["cluster"])
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": cluster}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": "cluster", "user": user}}],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def release(
+    cluster_helm: Helm,
+    kube_cluster: KubeCluster,
+    api_client: client.ApiClient,
+    chart_crds: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Release]:
+    """The namespaced variant watching one fresh namespace, installed for this module's stories."""
+    spaces = Namespaces(api_client)
+    try:
+        namespace = await spaces.create("release")
+        watched = await spaces.create("watched")
+        outside = await spaces.create("outside")
+        name = release_name()
+        cluster_helm.ok(
+            "install", name, str(CHART), "--namespace", namespace,
+            "--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}",
+        )  # fmt: skip
+        try:
+            manifest = documents(cluster_helm.ok("get", "manifest", name, "--namespace", namespace))
+            directory = tmp_path_factory.mktemp("service-accounts")
+            kubeconfigs: dict[str, Path] = {}
+            for component in ("operator", "api"):
+                account = next(
+                    d["spec"]["template"]["spec"]["serviceAccountName"]
+                    for d in manifest
+                    if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+                )
+                token = await service_account_token(api_client, namespace, account)
+                path = directory / f"{component}.kubeconfig"
+                kubeconfigs[component] = token_kubeconfig(kube_cluster.kubeconfig, account, token, path)
+            yield Release(name, f"{name}-scheduled-jobs", namespace, watched, outside, manifest, kubeconfigs)
+        finally:
+            cluster_helm.run("uninstall", name, "--namespace", namespace)
+    finally:
+        await spaces.delete_created()
+
+
+# --- the chart's operator and API as local processes, as their Deployments would start them ---------------------------
+
+
+@dataclass(frozen=True)
+class Components:
+    operator: Service
+    api: Service
+    url: str
+    settings: Settings  # how the API verifies tokens, from the chart's env
+
+    def services(self) -> tuple[Service, Service]:
+        return self.operator, self.api
+
+
+async def container_env(core: Any, namespace: str, pod_name: str, container: Doc) -> dict[str, str]:
+    """The container's env resolved as the kubelet does it (the admin reads the Secret, as the kubelet would)."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        source = item.get("valueFrom", {})
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif "fieldRef" in source:
+            field = source["fieldRef"]["fieldPath"]
+            env[item["name"]] = {"metadata.namespace": namespace, "metadata.name": pod_name}[field]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            secret = await core.read_namespaced_secret(ref["name"], namespace)
+            env[item["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
+        else:
+            raise AssertionError(f"unexpected env entry {item}")
+    return env
+
+
+def local_args(args: list[str], overrides: dict[str, str]) -> list[str]:
+    """The chart's container args with some `--flag=value` rebound for a local process."""
+    result = [f"{flag}={overrides[flag]}" if (flag := arg.split("=", 1)[0]) in overrides else arg for arg in args]
+    assert len([a for a in args if a.split("=", 1)[0] in overrides]) == len(overrides), (args, overrides)
+    return result
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def components(release: Release, api_client: client.ApiClient, tmp_path: Path) -> AsyncIterator[Components]:
+    """The chart's operator and API containers (args and env as rendered) as local processes, each with nothing
+    but its ServiceAccount's token, the image's ENTRYPOINT being `python -m`."""
+    core: Any = client.CoreV1Api(api_client)
+    started: list[Service] = []
+    try:
+        container = release.pod_spec("operator")["containers"][0]
+        env = await container_env(core, release.namespace, "operator-local", container)
+        liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        argv = [sys.executable, "-m", *local_args(container["args"], {"--liveness": liveness})]
+        env |= {"KUBECONFIG": str(release.kubeconfigs["operator"]), "SCHEDULED_JOBS_STATE_NAMESPACE": ""}
+        operator = Service("operator", argv, env, tmp_path)
+        operator.start()
+        started.append(operator)
+
+        container = release.pod_spec("api")["containers"][0]
+        env = await container_env(core, release.namespace, "api-local", container)
+        port = free_port()
+        argv = [sys.executable, "-m", *local_args(container["args"], {"--host": "127.0.0.1", "--port": str(port)})]
+        api = Service("api", argv, env | {"KUBECONFIG": str(release.kubeconfigs["api"])}, tmp_path)
+        api.start()
+        started.append(api)
+
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_http_ok, liveness, operator, 60)
+        await asyncio.to_thread(wait_http_ok, f"{url}/readyz", api, 60)  # ready = its watch caches listed
+        settings = Settings(
+            jwt_secret=SecretStr(env["SCHEDULED_JOBS_JWT_SECRET"]),
+            permissions_claim=env.get("SCHEDULED_JOBS_PERMISSIONS_CLAIM", "permissions"),
+        )
+        yield Components(operator, api, url, settings)
+    finally:
+        for service in started:
+            service.stop()
+
+
+# An apiserver refusal as the operator (kopf, kubernetes_asyncio) or the API would log it. The lookbehind skips
+# the milliseconds of log timestamps ("12:00:01,403").
+REFUSAL = re.compile(r"forbidden|(?<![\w,.:-])403(?![\w.:-])", re.IGNORECASE)
+
+
+def refusals(service: Service) -> list[str]:
+    """The distinct refusals in the service's log (timestamps and retry counters stripped), at most 400 chars each."""
+    seen: dict[str, None] = {}
+    for line in service.log_path.read_text(errors="replace").splitlines():
+        if REFUSAL.search(line):
+            key = re.sub(r"#\d+/\d+", "#n", re.sub(r"^\S+ \S+ ", "", line))[:400]
+            seen.setdefault(key)
+    return list(seen)
+
+
+async def data_of(response: Awaitable[httpx.Response]) -> Any:
+    answer = await response
+    body = answer.json()
+    assert answer.status_code == 200, body
+    return body["data"]
+
+
+def has_id_and_cronjob(jobs: ScheduledJobs, name: str) -> Any:
+    async def probe() -> int | None:
+        job_id = (await jobs.status(name)).get("id")
+        return int(job_id) if job_id and await jobs.cronjob(name) is not None else None
+
+    return probe
+
+
+# --- story 3: the chart's ServiceAccounts are enough for the whole product --------------------------------------------
+
+
+async def test_the_charts_service_accounts_run_the_full_story(
+    release: Release, components: Components, api_client: client.ApiClient
+) -> None:
+    jobs = ScheduledJobs(api_client, release.watched)  # an admin's kubectl apply
+    await jobs.create("report", {"schedule": "@yearly", "jobTemplate": job_template(seconds=1)})
+    await jobs.create("every-minute", {"schedule": "* * * * *", "jobTemplate": job_template(seconds=1)})
+    await jobs.create("stuck", {"schedule": "@yearly", "jobTemplate": job_template(outcome="hang")})
+
+    # The operator gives each an id from the chart-owned sequence and a CronJob.
+    # The first wait also covers the operator's start (kopf's discovery, peering), generous on a busy machine.
+    ids: dict[str, int] = {}
+    for name in ("report", "every-minute", "stuck"):
+        ids[name] = await eventually(
+            has_id_and_cronjob(jobs, name), timeout=120 if not ids else 60, what=f"{name}: an id and a CronJob"
+        )
+    assert sorted(ids.values()) == [1, 2, 3], ids
+    core: Any = client.CoreV1Api(api_client)
+    sequence = await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+    assert sequence.data == {"next": "4"}
+    assert sequence.metadata.labels[INSTANCE_LABEL] == release.name
+
+    # The operator took part in the chart's KopfPeering (it sits in the watched namespace).
+    custom: Any = client.CustomObjectsApi(api_client)
+
+    async def peering_has_a_peer() -> bool:
+        peering = await custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", release.watched, "kopfpeerings", release.fullname
+        )
+        return bool(peering.get("status"))
+
+    await eventually(peering_has_a_peer, timeout=60, what="the operator listed in the chart's KopfPeering")
+
+    token = make_token(components.settings, subject=ADMIN, permissions=ALL_PERMISSIONS, ttl_seconds=900)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=components.url + PREFIX, headers=headers, timeout=30) as http:
+
+        async def newest(job_id: int, status: str) -> dict[str, Any] | None:
+            rows: list[dict[str, Any]] = (await data_of(http.get(f"/{job_id}/transactions"))) or []
+            return rows[0] if rows and rows[0]["status"] == status else None
+
+        async def served() -> bool:
+            return (await http.get(f"/{ids['report']}")).status_code == 200
+
+        await eventually(served, timeout=30, what="the API serves the new ScheduledJob")
+
+        # On demand: executed through the API, recorded by the operator.
+        run = await data_of(http.post(f"/{ids['report']}/execute"))
+        assert run["status"] == "running", run
+        row = await eventually(lambda: newest(ids["report"], "succeeded"), timeout=60, what="manual run succeeded")
+        assert (row["execution_id"], row["trigger"], row["user"]) == (run["execution_id"], "manual", ADMIN)
+
+        # Cancel: the hanging run stops, its pod goes, the ledger says cancelled.
+        stuck = await data_of(http.post(f"/{ids['stuck']}/execute"))
+        await eventually(lambda: jobs.pods("stuck"), timeout=60, what="the hanging run's pod")
+        await data_of(http.post(f"/{ids['stuck']}/cancel"))
+
+        async def cancelled_and_gone() -> dict[str, Any] | None:
+            return None if await jobs.pods("stuck") else await newest(ids["stuck"], "cancelled")
+
+        row = await eventually(cancelled_and_gone, timeout=60, what="hanging run cancelled, pods gone")
+        assert row["execution_id"] == stuck["execution_id"]
+
+        # On schedule: the CronJob's run of "* * * * *" is recorded too (at most a minute away).
+        async def scheduled_run() -> dict[str, Any] | None:
+            rows: list[dict[str, Any]] = await data_of(http.get(f"/{ids['every-minute']}/transactions"))
+            return next((r for r in rows if r["trigger"] == "schedule" and r["status"] == "succeeded"), None)
+
+        await eventually(scheduled_run, timeout=150, interval=1, what="a scheduled run recorded as succeeded")
+
+        # Delete through the API: the ScheduledJobs go, and their CronJobs, Jobs and pods with them.
+        for name, job_id in ids.items():
+            deleted = await data_of(http.delete(f"/{job_id}"))
+            assert (deleted["name"], deleted["deleted"]) == (name, True)
+
+    async def all_gone() -> bool:
+        listed = await custom.list_namespaced_custom_object(c.GROUP, c.VERSION, release.watched, c.PLURAL)
+        if listed["items"]:
+            return False
+        for name in ids:
+            if await jobs.cronjob(name) is not None or await jobs.jobs(name) or await jobs.pods(name):
+                return False
+        return True
+
+    await eventually(all_gone, timeout=90, interval=1, what="ScheduledJobs, CronJobs, Jobs and pods gone")
+
+    for service in components.services():
+        assert service.process is not None and service.process.poll() is None, f"{service.name} died:\n{service.tail()}"
+        denied = refusals(service)
+        assert not denied, f"the apiserver refused the {service.name}'s ServiceAccount (RBAC too narrow):\n" + (
+            "\n".join(denied[:5])
+        )
+
+
+# --- story 4: and nothing more ----------------------------------------------------------------------------------------
+
+
+async def forbidden(what: str, request: Awaitable[Any]) -> None:
+    try:
+        await request
+    except ApiException as error:
+        assert error.status == 403, f"{what}: expected 403, got {error.status} {error.reason}"
+        return
+    raise AssertionError(f"{what}: allowed, but the chart must not grant it")
+
+
+async def test_the_charts_service_accounts_are_refused_everything_else(
+    release: Release, api_client: client.ApiClient
+) -> None:
+    batch: Any = client.BatchV1Api(api_client)
+    bystander: Manifest = {"metadata": {"name": "bystander"}, "spec": {**job_template()["spec"], "suspend": True}}
+    await batch.create_namespaced_job(release.outside, bystander)
+    probe_job: Manifest = {"metadata": {"name": "probe"}, "spec": job_template()["spec"]}
+    cronjob: Manifest = {
+        "metadata": {"name": "probe"},
+        "spec": {"schedule": "@yearly", "jobTemplate": job_template()},
+    }
+
+    for component, kubeconfig in release.kubeconfigs.items():
+        async with await new_client_from_config(config_file=str(kubeconfig)) as account:
+            core: Any = client.CoreV1Api(account)
+            jobs: Any = client.BatchV1Api(account)
+            custom: Any = client.CustomObjectsApi(account)
+            # The token works where the chart grants access (so the refusals below are RBAC, not a bad token).
+            await jobs.list_namespaced_job(release.watched)
+            await custom.list_namespaced_custom_object(c.GROUP, c.VERSION, release.watched, c.PLURAL)
+
+            # Secrets: not the JWT secret (the kubelet injects it), not anyone else's.
+            await forbidden(
+                f"{component}: read the JWT Secret",
+                core.read_namespaced_secret(f"{release.fullname}-jwt", release.namespace),
+            )
+            await forbidden(
+                f"{component}: list Secrets in the watched namespace", core.list_namespaced_secret(release.watched)
+            )
+            await forbidden(f"{component}: list Secrets everywhere", core.list_secret_for_all_namespaces())
+            # Namespaces.
+            await forbidden(f"{component}: delete a Namespace", core.delete_namespace(release.outside))
+            await forbidden(f"{component}: delete the watched Namespace", core.delete_namespace(release.watched))
+            # Jobs (and ScheduledJobs) in a namespace the release does not cover.
+            await forbidden(
+                f"{component}: create a Job outside", jobs.create_namespaced_job(release.outside, probe_job)
+            )
+            await forbidden(
+                f"{component}: delete a Job outside", jobs.delete_namespaced_job("bystander", release.outside)
+            )
+            await forbidden(
+                f"{component}: patch a Job outside",
+                jobs.patch_namespaced_job("bystander", release.outside, {"spec": {"suspend": False}}),
+            )
+            await forbidden(f"{component}: list Jobs outside", jobs.list_namespaced_job(release.outside))
+            await forbidden(
+                f"{component}: list ScheduledJobs outside",
+                custom.list_namespaced_custom_object(c.GROUP, c.VERSION, release.outside, c.PLURAL),
+            )
+            await forbidden(
+                f"{component}: list ScheduledJobs everywhere",
+                custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL),
+            )
+
+            if component == "api":
+                # Executes (creates Jobs) in the watched namespace, but never writes CronJobs or the id sequence.
+                await jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
+                await forbidden(
+                    "api: create a CronJob", jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
+                )
+                await forbidden(
+                    "api: read the id sequence",
+                    core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace),
+                )
+            else:
+                # Writes CronJobs and the id sequence, but never creates or deletes Jobs, nor reads other ConfigMaps.
+                await jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
+                await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+                await forbidden(
+                    "operator: create a Job", jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
+                )
+                await forbidden("operator: delete a Job", jobs.delete_namespaced_job("probe", release.watched))
+                await forbidden(
+                    "operator: read another ConfigMap",
+                    core.read_namespaced_config_map("kube-root-ca.crt", release.namespace),
+                )
+
+    # Nothing the refused requests aimed at was touched.
+    assert (await batch.read_namespaced_job("bystander", release.outside)).spec.suspend is True
+    core_admin: Any = client.CoreV1Api(api_client)
+    for name in (release.outside, release.watched):
+        assert (await core_admin.read_namespace(name)).status.phase == "Active"

@@ -57,7 +57,7 @@ async def reconcile(
         fresh = await context.cluster.get_scheduled_job(namespace, name)
         if fresh is None:
             return
-        obj, status = fresh, fresh.get("status") or {}
+        obj, meta, status = fresh, fresh["metadata"], fresh.get("status") or {}
     if status.get("id") is None:
         assigned_id = await context.cluster.allocate_id(floor=highest_id())
         logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)

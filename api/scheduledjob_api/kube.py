@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -83,6 +84,20 @@ def classify(status: int, message: str) -> ClusterError:
     return ClusterRequestError(status, message)
 
 
+def skip_environment_lookups(api: ApiClient) -> None:
+    """Stops aiohttp from looking up ~/.netrc and the proxy variables on every request.
+
+    Performance (bench/, `execute_p50_ratio_vs_raw_create`): kubernetes_asyncio opens its aiohttp
+    session with `trust_env=True`, so each request first runs a netrc lookup and a proxy lookup in
+    worker threads: two thread hops, about 1 ms per request on an idle machine and several under load.
+    Without proxy variables there is nothing to find (the client authenticates by certificate or
+    bearer token, never netrc), so the session stops looking; with a proxy configured nothing changes.
+    """
+    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+    if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
+        session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
+
+
 class KubeCluster:
     """Implements `scheduledjob_api.cluster.Cluster`. The client is created on first use, so the app
     can be built without I/O and the kubeconfig is read inside the event loop."""
@@ -99,6 +114,7 @@ class KubeCluster:
             if self._api is None:
                 configuration = self._configuration or await load_configuration()
                 self._api = ApiClient(configuration)
+                skip_environment_lookups(self._api)
             return self._api
 
     async def close(self) -> None:

@@ -25,6 +25,9 @@ ALL_PERMISSIONS: Final = (READ, EXECUTE, CANCEL, DELETE, MANAGE)
 # The original backend's wording for a request without credentials.
 MISSING_CREDENTIALS: Final = "Full authentication is required to access this resource."
 NOT_CONFIGURED: Final = "Authentication is not configured on this server"
+# Tokens from identity providers are a few KB even with many roles. Anything far bigger is refused
+# before it is base64-decoded, JSON-parsed or signature-checked: a forged megabyte costs nothing.
+MAX_TOKEN_LENGTH: Final = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         if not self.configured:
             raise AuthenticationError(NOT_CONFIGURED)
+        if len(token) > MAX_TOKEN_LENGTH:
+            # Found by tests/unit/api/test_hostile_tokens.py: a validly signed 1 MB token was accepted,
+            # and a forged one was decoded in full before its signature failed.
+            raise AuthenticationError("Token is too large")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import urllib.request
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
@@ -24,10 +27,26 @@ class Rejected(Exception):
 async def connect() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
-    configuration = client.Configuration()
-    await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    return client.ApiClient(configuration)
+        api = client.ApiClient()
+    else:
+        configuration = client.Configuration()
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+        api = client.ApiClient(configuration)
+    _skip_environment_lookups(api)
+    return api
+
+
+def _skip_environment_lookups(api: client.ApiClient) -> None:
+    """Stops aiohttp from looking up ~/.netrc and the proxy variables on every request.
+
+    Performance (bench/, docs/benchmarks.md): kubernetes_asyncio opens its aiohttp session with
+    `trust_env=True`, so each request first does a netrc and a proxy lookup in worker threads (two
+    thread hops per request, ~1 ms idle, more under load). Without proxy variables there is nothing to
+    find (we authenticate by certificate or token, never netrc); with a proxy configured nothing changes.
+    """
+    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+    if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
+        session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
 
 
 def _translate(error: ApiException) -> Exception:
@@ -48,6 +67,9 @@ class Cluster:
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
         self.state_namespace = state_namespace
+        # Id requests waiting for the next compare-and-swap on the sequence (see allocate_id).
+        self._id_lock = asyncio.Lock()
+        self._id_waiters: list[tuple[int, asyncio.Future[int]]] = []
 
     # --- ScheduledJobs -------------------------------------------------------------------------
     async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -122,10 +144,34 @@ class Cluster:
 
     # --- the cluster-wide id sequence ----------------------------------------------------------
     async def allocate_id(self, floor: int) -> int:
-        """Takes the next id from a ConfigMap with compare-and-swap; ids are never handed out twice.
+        """The next id of the sequence; ids are never handed out twice.
 
         `floor` is the highest id already seen, so a lost ConfigMap cannot restart the sequence low.
+
+        Performance (bench/, `reconcile_burst_ratio_vs_raw`): when many ScheduledJobs appear at once,
+        every reconcile used to run its own compare-and-swap on the one ConfigMap, so N concurrent
+        allocations cost O(N^2) requests in conflict retries (1,000 at once took minutes). Now the
+        requests of this process queue up and whoever holds the lock reserves ids for all queued
+        callers in ONE compare-and-swap (group commit): O(N / batch) requests, same guarantees.
         """
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._id_waiters.append((floor, waiter))
+        async with self._id_lock:
+            if not waiter.done():
+                batch, self._id_waiters = self._id_waiters, []
+                try:
+                    first = await self._reserve_ids(max(f for f, _ in batch), len(batch))
+                except BaseException:
+                    # Failed or cancelled: the others go back to the queue and the next lock holder
+                    # tries for them, as each would have tried alone.
+                    self._id_waiters[:0] = [(f, other) for f, other in batch if other is not waiter]
+                    raise
+                for offset, (_, other) in enumerate(batch):
+                    other.set_result(first + offset)
+        return waiter.result()
+
+    async def _reserve_ids(self, floor: int, count: int) -> int:
+        """Takes `count` consecutive ids (all above `floor`) with compare-and-swap; returns the first."""
         name, namespace = c.ID_SEQUENCE_CONFIGMAP, self.state_namespace
         while True:
             try:
@@ -133,7 +179,7 @@ class Cluster:
             except ApiException as error:
                 if error.status != 404:
                     raise
-                body = {"metadata": {"name": name}, "data": {"next": str(floor + 2)}}
+                body = {"metadata": {"name": name}, "data": {"next": str(floor + 1 + count)}}
                 try:
                     await self._core.create_namespaced_config_map(namespace, body)
                     return floor + 1
@@ -144,7 +190,7 @@ class Cluster:
             allocated = max(int((current.data or {}).get("next", "1")), floor + 1)
             patch = {
                 "metadata": {"resourceVersion": current.metadata.resource_version},
-                "data": {"next": str(allocated + 1)},
+                "data": {"next": str(allocated + count)},
             }
             try:
                 await self._core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)

@@ -53,7 +53,12 @@ EXAMPLES: dict[tuple[str, str], Any] = {
 }
 
 ERRORS = {
-    401: {"status": 401, "message": "Unauthorized", "error": "Full authentication is required to access this resource.", "logged_in": False},
+    401: {
+        "status": 401,
+        "message": "Unauthorized",
+        "error": "Full authentication is required to access this resource.",
+        "logged_in": False,
+    },
     403: {
         "status": 403,
         "message": "Forbidden",

@@ -47,6 +47,8 @@ class LocalCluster:
     server: str = ""
     kubeconfig: Path = Path()
     timings: dict[str, float] = field(default_factory=dict)
+    _apiserver_argv: list[str] = field(default_factory=list, repr=False)
+    _ca_cert: Path = field(default=Path(), repr=False)
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -121,33 +123,46 @@ class LocalCluster:
     def _start_apiserver(self, binary: Path, pki: Pki, etcd_url: str) -> str:
         port = free_port()
         server = f"https://127.0.0.1:{port}"
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(binary), "kube-apiserver",
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                # No default route needed, and no attempt to publish a loopback endpoint.
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",
-                f"--cert-dir={self.state_dir / 'pki'}",
-                f"--tls-cert-file={pki.serving_cert}",
-                f"--tls-private-key-file={pki.serving_key}",
-                f"--client-ca-file={pki.ca_cert}",
-                "--authorization-mode=Node,RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki.sa_key}",
-                f"--service-account-signing-key-file={pki.sa_key}",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-            ],
-        )  # fmt: skip
-        ctx = health.tls_context(pki.ca_cert)
-        self._wait(
-            lambda: health.http_get(f"{server}/readyz", ctx)[0] == 200, f"kube-apiserver {server}/readyz", "apiserver"
-        )
+        self._apiserver_argv = [
+            str(binary), "kube-apiserver",
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            # No default route needed, and no attempt to publish a loopback endpoint.
+            "--advertise-address=127.0.0.1",
+            "--endpoint-reconciler-type=none",
+            f"--cert-dir={self.state_dir / 'pki'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            "--authorization-mode=Node,RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_key}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--allow-privileged=true",
+        ]  # fmt: skip
+        self._spawn("kube-apiserver", self._apiserver_argv)
+        self._ca_cert = pki.ca_cert
+        self._wait_apiserver_ready(server, "apiserver")
         return server
+
+    def _wait_apiserver_ready(self, server: str, stage: str) -> None:
+        ctx = health.tls_context(self._ca_cert)
+        self._wait(lambda: health.http_get(f"{server}/readyz", ctx)[0] == 200, f"kube-apiserver {server}/readyz", stage)
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> float:
+        """Stops the kube-apiserver (SIGTERM, as a rolling restart does), keeps it down for
+        ``down_seconds``, then starts it again with the same port, certificates and etcd, so every
+        client's kubeconfig stays valid. Returns the seconds from the stop until /readyz is 200 again."""
+        index = next(i for i, comp in enumerate(self.components) if comp.name == "kube-apiserver")
+        begin = time.monotonic()
+        stop(self.components[index])
+        time.sleep(down_seconds)
+        log = self.state_dir / "logs" / "kube-apiserver.log"
+        self.components[index] = spawn("kube-apiserver", self._apiserver_argv, log, append=True)
+        self._wait_apiserver_ready(self.server, "apiserver-restart")
+        return time.monotonic() - begin
 
     def _start_controller_manager(self, binary: Path, pki: Pki) -> None:
         self._spawn(

@@ -49,10 +49,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(name: str, argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None) -> Component:
-    """Start ``argv`` in its own session (so the whole group can be signalled), output to ``log``."""
+def spawn(
+    name: str, argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None, append: bool = False
+) -> Component:
+    """Start ``argv`` in its own session (so the whole group can be signalled), output to ``log``
+    (appended to when ``append``, e.g. for a restart)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
+    with log.open("ab" if append else "wb") as out:
         process = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

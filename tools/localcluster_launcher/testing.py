@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ Manifest = Any
 class KubeCluster:
     kubeconfig: Path
     local: bool  # True when this session started a LocalCluster (fake kubelet, stamped v1.37.2)
+    # The LocalCluster itself when local, for fault tests (e.g. restarting its kube-apiserver).
+    control_plane: LocalCluster | None = field(default=None, compare=False, repr=False)
 
 
 def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
@@ -31,7 +33,7 @@ def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
         return
     with LocalCluster() as cluster:
         cluster.start(state_dir)
-        yield KubeCluster(cluster.kubeconfig, local=True)
+        yield KubeCluster(cluster.kubeconfig, local=True, control_plane=cluster)
 
 
 def manifest(body: dict[str, Any]) -> Manifest:

@@ -10,16 +10,21 @@ from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.envelope import envelope, respond
 from scheduledjob_api.metrics import Metrics
+from scheduledjob_api.schemas import Liveness, NotReadyEnvelope, Readiness, ok
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", responses=ok(Liveness))
 async def healthz(request: Request) -> JSONResponse:
     return respond(request, {"alive": True})
 
 
-@router.get("/readyz", summary="All three caches hold their initial LIST")
+@router.get(
+    "/readyz",
+    summary="All three caches hold their initial LIST",
+    responses={**ok(Readiness), 503: {"model": NotReadyEnvelope, "description": "A cache is not synced yet."}},
+)
 async def readyz(request: Request) -> JSONResponse:
     cache: ClusterCache = request.app.state.cache
     data = {"ready": cache.all_synced, "caches": {kind.value: cache.synced(kind) for kind in Kind}}

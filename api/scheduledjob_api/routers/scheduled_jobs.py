@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from scheduledjob_api.envelope import respond
 from scheduledjob_api.listing import ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.schemas import Cancellation, Deletion, Execution, JobDetail, JobPage, Transaction, errors, ok
 from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, READ, Principal, require
 from scheduledjob_api.service import ScheduledJobService
 
@@ -25,18 +26,14 @@ def get_service(request: Request) -> ScheduledJobService:
 
 
 Service = Annotated[ScheduledJobService, Depends(get_service)]
-JobId = Annotated[str, "the ScheduledJob's integer status.id; anything else is 404"]
+JobId = Annotated[
+    str, Path(description="The ScheduledJob's integer `status.id`; anything else is 404.", examples=["1"])
+]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No valid bearer token (`logged_in: false`)."},
-    403: {"description": "The token lacks this endpoint's permission (`logged_in: true`)."},
-    503: {"description": "The cache is not synced yet or the Kubernetes API is unreachable."},
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Scheduled job not found."}}
-_CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The job's state does not allow this now."}}
+_EVERY_ENDPOINT = (401, 403, 503)  # documented error answers every endpoint can give
 
 
-@router.get("", summary="List scheduled jobs", responses={400: {"description": "A bad query parameter."}, **_ERRORS})
+@router.get("", summary="List scheduled jobs", responses={**ok(JobPage), **errors(400, *_EVERY_ENDPOINT)})
 async def list_scheduled_jobs(
     request: Request,
     principal: Annotated[Principal, Depends(require(READ))],
@@ -68,7 +65,7 @@ async def list_scheduled_jobs(
 router.add_api_route("/", list_scheduled_jobs, methods=["GET"], include_in_schema=False)
 
 
-@router.get("/{jobId}", summary="Scheduled job details", responses={**_NOT_FOUND, **_ERRORS})
+@router.get("/{jobId}", summary="Scheduled job details", responses={**ok(JobDetail), **errors(404, *_EVERY_ENDPOINT)})
 async def get_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(READ))], service: Service
 ) -> JSONResponse:
@@ -76,7 +73,9 @@ async def get_scheduled_job(
 
 
 @router.post(
-    "/{jobId}/execute", summary="Execute a scheduled job now", responses={**_NOT_FOUND, **_CONFLICT, **_ERRORS}
+    "/{jobId}/execute",
+    summary="Execute a scheduled job now",
+    responses={**ok(Execution), **errors(404, 409, *_EVERY_ENDPOINT)},
 )
 async def execute_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(EXECUTE))], service: Service
@@ -85,7 +84,9 @@ async def execute_scheduled_job(
 
 
 @router.post(
-    "/{jobId}/cancel", summary="Cancel the running executions", responses={**_NOT_FOUND, **_CONFLICT, **_ERRORS}
+    "/{jobId}/cancel",
+    summary="Cancel the running executions",
+    responses={**ok(Cancellation), **errors(404, 409, *_EVERY_ENDPOINT)},
 )
 async def cancel_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(CANCEL))], service: Service
@@ -93,14 +94,20 @@ async def cancel_scheduled_job(
     return respond(request, await service.cancel(jobId, principal))
 
 
-@router.delete("/{jobId}", summary="Delete a scheduled job", responses={**_NOT_FOUND, **_ERRORS})
+@router.delete(
+    "/{jobId}", summary="Delete a scheduled job", responses={**ok(Deletion), **errors(404, 409, *_EVERY_ENDPOINT)}
+)
 async def delete_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(DELETE))], service: Service
 ) -> JSONResponse:
     return respond(request, await service.delete(jobId))
 
 
-@router.get("/{jobId}/transactions", summary="Execution history, newest first", responses={**_NOT_FOUND, **_ERRORS})
+@router.get(
+    "/{jobId}/transactions",
+    summary="Execution history, newest first",
+    responses={**ok(list[Transaction]), **errors(400, 404, *_EVERY_ENDPOINT)},
+)
 async def get_transactions(
     request: Request,
     jobId: JobId,

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from scheduledjob import constants as c
 from scheduledjob.executions import observe_job, recorded_stage
+
 from tests.unit.domain.factories import job
 
 NOW = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)

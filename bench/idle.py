@@ -1,0 +1,60 @@
+"""`idle_operator_cpu_percent`, `operator_rss_mb`, `api_rss_mb` with the population in place and nothing
+happening: after a quiet spell, CPU time over a window (percent of one core) and resident memory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psutil
+
+from bench import population
+from bench.harness import Bench
+
+MIB = 1024 * 1024
+
+
+def _peak_rss_mb(process: psutil.Process) -> float | None:
+    """VmHWM from /proc (Linux): the highest RSS the process ever had."""
+    try:
+        with open(f"/proc/{process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    await population.ensure(bench)
+    operator = psutil.Process(bench.processes.pid("operator"))
+    api = psutil.Process(bench.processes.pid("api"))
+    bench.log(f"idle: settling {bench.sizes.idle_settle:.0f}s, then measuring {bench.sizes.idle_window:.0f}s")
+    await asyncio.sleep(bench.sizes.idle_settle)
+    began = time.monotonic()
+    cpu0 = {"operator": _cpu_seconds(operator), "api": _cpu_seconds(api)}
+    rss: dict[str, list[float]] = {"operator": [], "api": []}
+    while (elapsed := time.monotonic() - began) < bench.sizes.idle_window:
+        rss["operator"].append(operator.memory_info().rss / MIB)
+        rss["api"].append(api.memory_info().rss / MIB)
+        await asyncio.sleep(min(1.0, bench.sizes.idle_window - elapsed))
+    wall = time.monotonic() - began
+    operator_cpu = (_cpu_seconds(operator) - cpu0["operator"]) / wall * 100
+    api_cpu = (_cpu_seconds(api) - cpu0["api"]) / wall * 100
+    return {
+        "idle_operator_cpu_percent": round(operator_cpu, 2),
+        "idle_api_cpu_percent": round(api_cpu, 2),
+        "operator_rss_mb": round(max(rss["operator"]), 1),
+        "api_rss_mb": round(max(rss["api"]), 1),
+        "operator_peak_rss_mb": _peak_rss_mb(operator),
+        "api_peak_rss_mb": _peak_rss_mb(api),
+        "idle_jobs": bench.sizes.population,
+        "idle_window_seconds": round(wall, 1),
+    }

@@ -1,0 +1,97 @@
+"""Targets, the machine and commit, the results file and the printed table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# key -> (target, unit); every target is an upper bound.
+TARGETS: dict[str, tuple[float, str]] = {
+    "list_p50_ratio_vs_apiserver_list": (0.2, "x"),
+    "reconcile_burst_ratio_vs_raw": (1.5, "x"),
+    "execute_p50_ratio_vs_raw_create": (1.3, "x"),
+    "ledger_lag_p95_seconds": (1.0, "s"),
+    "idle_operator_cpu_percent": (2.0, "%"),
+    "operator_rss_mb": (250.0, "MB"),
+    "api_rss_mb": (200.0, "MB"),
+}
+
+# Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
+CONTEXT: dict[str, list[str]] = {
+    "list_p50_ratio_vs_apiserver_list": ["list_p50_ms", "list_p99_ms", "apiserver_list_p50_ms"],
+    "reconcile_burst_ratio_vs_raw": ["reconcile_burst_seconds", "raw_burst_seconds"],
+    "execute_p50_ratio_vs_raw_create": ["execute_p50_ms", "raw_job_create_p50_ms"],
+    "ledger_lag_p95_seconds": ["ledger_lag_p50_seconds", "ledger_finish_window_seconds"],
+    "idle_operator_cpu_percent": ["idle_api_cpu_percent", "idle_jobs"],
+    "operator_rss_mb": ["operator_peak_rss_mb"],
+    "api_rss_mb": ["api_peak_rss_mb"],
+}
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def git_info() -> dict[str, Any]:
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed.splitlines()}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def verdicts(metrics: dict[str, Any]) -> dict[str, bool]:
+    return {
+        key: metrics[key] <= target for key, (target, _) in TARGETS.items() if isinstance(metrics.get(key), int | float)
+    }
+
+
+def write(path: Path, results: dict[str, Any]) -> None:
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def table(metrics: dict[str, Any]) -> str:
+    met = verdicts(metrics)
+    rows = [("metric", "value", "target", "", "beside it")]
+    for key, (target, unit) in TARGETS.items():
+        value = metrics.get(key)
+        shown = "—" if value is None else f"{value:g} {unit}"
+        verdict = "—" if key not in met else ("met" if met[key] else "MISSED")
+        context = ", ".join(f"{k}={metrics[k]}" for k in CONTEXT.get(key, []) if metrics.get(k) is not None)
+        rows.append((key, shown, f"≤ {target:g} {unit}", verdict, context))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    ]
+    lines.insert(1, "-" * (sum(widths) + 8 + max(len(row[4]) for row in rows)))
+    return "\n".join(lines)

@@ -14,7 +14,6 @@ import time
 from functools import partial
 from typing import Any
 
-from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job, manual_job_name
 
 from bench.harness import Bench, Obj, background, bounded, job_template, ms, percentile, scheduled_job
@@ -85,7 +84,7 @@ async def run(bench: Bench) -> dict[str, Any]:
             sink.append(time.perf_counter() - began)
             await asyncio.sleep(PAUSE_SECONDS)
     bench.log(f"execute: {len(api_times)} API executes, {len(raw_times)} raw creates; deleting {ns}")
-    await _finish_and_delete(bench, ns)
+    await kube.finish_and_delete(ns)
     api_p50, raw_p50 = percentile(api_times, 50), percentile(raw_times, 50)
     return {
         "execute_p50_ratio_vs_raw_create": round(api_p50 / raw_p50, 3),
@@ -96,21 +95,3 @@ async def run(bench: Bench) -> dict[str, Any]:
         "api_get_detail_p50_ms": ms(percentile(detail_times, 50)),
         "execute_samples": len(api_times),
     }
-
-
-async def _finish_and_delete(bench: Bench, ns: str) -> None:
-    """Lets the Jobs finish and be recorded, then deletes the namespace and waits until it is gone."""
-    selector = c.LABEL_SCHEDULED_JOB
-    async with asyncio.timeout(180):
-        while True:
-            path = f"/apis/batch/v1/namespaces/{ns}/jobs"
-            jobs = await bench.kube.request("GET", path, params={"labelSelector": selector})
-            pending = [
-                job
-                for job in jobs["items"]
-                if (job["metadata"].get("annotations") or {}).get(c.ANNOTATION_RECORDED) != "finished"
-            ]
-            if not pending:
-                break
-            await asyncio.sleep(1)
-    await bench.kube.delete_namespace(ns, wait=300)

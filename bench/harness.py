@@ -59,13 +59,6 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-async def timed(call: Awaitable[Any]) -> float:
-    """Seconds one awaited call took (wall clock, monotonic)."""
-    began = time.perf_counter()
-    await call
-    return time.perf_counter() - began
-
-
 async def bounded(concurrency: int, calls: Iterable[Callable[[], Awaitable[Any]]]) -> list[Any]:
     """Runs the calls with at most `concurrency` in flight; results in input order; first error raises."""
     gate = asyncio.Semaphore(concurrency)
@@ -173,6 +166,19 @@ class KubeHttp:
                     raise
                 await asyncio.sleep(0.5)
 
+    async def finish_and_delete(self, namespace: str, within: float = 180) -> None:
+        """Lets the namespace's Jobs finish and be recorded (the ledger finalizer goes), then deletes
+        the namespace and waits until it is gone, so the next scenario starts on a quiet cluster."""
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        async with asyncio.timeout(within):
+            while True:
+                jobs = await self.request("GET", path, params={"labelSelector": c.LABEL_SCHEDULED_JOB})
+                annotations = [job["metadata"].get("annotations") or {} for job in jobs["items"]]
+                if all(a.get(c.ANNOTATION_RECORDED) == "finished" for a in annotations):
+                    break
+                await asyncio.sleep(1)
+        await self.delete_namespace(namespace, wait=300)
+
     async def create_scheduled_job(self, namespace: str, body: Obj) -> Obj:
         return await self.request("POST", f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}", body)
 
@@ -223,9 +229,9 @@ async def background(*coroutines: Awaitable[None]) -> AsyncIterator[None]:
     finally:
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # gather(return_exceptions) collects the loops' own ends but lets a cancellation of this
+        # task (Ctrl-C) through, which suppressing CancelledError around each await would swallow.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # ---- the admin API client ---------------------------------------------------------------------

@@ -20,7 +20,6 @@ from typing import Any
 from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job, manual_job_name
 
-from bench.execute import _finish_and_delete
 from bench.harness import SJ_PATH, Bench, Obj, background, bounded, job_template, percentile, scheduled_job
 from bench.tracking import Reconciled
 
@@ -106,7 +105,7 @@ async def run(bench: Bench) -> dict[str, Any]:
     from_pod = [lags.recorded[uid] - lags.pod_succeeded[uid] for uid in uids if uid in lags.pod_succeeded]
     finishes = [lags.complete[uid] for uid in uids]
     bench.log(f"ledger: all {n} recorded; deleting {ns}")
-    await _finish_and_delete(bench, ns)
+    await kube.finish_and_delete(ns)
     return {
         "ledger_lag_p95_seconds": round(percentile(from_complete, 95), 3),
         "ledger_lag_p50_seconds": round(percentile(from_complete, 50), 3),

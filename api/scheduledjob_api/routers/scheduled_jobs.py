@@ -6,6 +6,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduledjob_api.envelope import respond
 from scheduledjob_api.listing import ListQuery, SortDirection, SortField, StatusFilter
@@ -61,8 +62,18 @@ async def list_scheduled_jobs(
     return respond(request, service.list_jobs(query))
 
 
+def _ends_in_the_slash(request: Request) -> None:
+    """Starlette's route patterns end in `$`, which also matches before a final newline: without this,
+    `GET /scheduled-jobs/%0A` (job id "\n") was answered with the list instead of a 404 (found by
+    tests/unit/api/test_fuzz_openapi.py)."""
+    if not request.scope["path"].endswith("/"):  # request.url drops the newline
+        raise StarletteHTTPException(404)
+
+
 # The same list with a trailing slash; redirects are off so every answer is an envelope.
-router.add_api_route("/", list_scheduled_jobs, methods=["GET"], include_in_schema=False)
+router.add_api_route(
+    "/", list_scheduled_jobs, methods=["GET"], include_in_schema=False, dependencies=[Depends(_ends_in_the_slash)]
+)
 
 
 @router.get("/{jobId}", summary="Scheduled job details", responses={**ok(JobDetail), **errors(404, *_EVERY_ENDPOINT)})

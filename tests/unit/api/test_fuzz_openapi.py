@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx
 import hypothesis.strategies as st
 import pytest
 import schemathesis
@@ -32,7 +33,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 
-from tests.unit.api.apitestkit import SECRET, FakeCluster, job_of, record, scheduled_job, token
+from tests.unit.api.apitestkit import SECRET, FakeCluster, bearer, job_of, record, scheduled_job, token
 
 OPENAPI = "/cms-api/v1/openapi.json"
 MIN_REQUESTS = 1_000
@@ -184,3 +185,11 @@ def test_a_thousand_generated_requests_get_documented_answers_and_no_5xx(
     assert tally.requests >= MIN_REQUESTS
     assert not [status for status in tally.statuses if status >= 500]
     assert tally.statuses[200] > 100, "too few requests got past validation and auth to test the endpoints"
+
+
+async def test_a_job_id_that_is_a_newline_is_not_found_instead_of_listing(client: httpx.AsyncClient) -> None:
+    """Found by the fuzzing above: Starlette's `$` also matches before a final newline, so
+    `/scheduled-jobs/%0A` used to reach the trailing-slash alias of the list."""
+    response = await client.get("/cms-api/v1/admin/scheduled-jobs/%0A", headers=bearer(token()))
+    assert (response.status_code, response.json()["status"], response.json()["data"]) == (404, 404, None)
+    assert (await client.get("/cms-api/v1/admin/scheduled-jobs/", headers=bearer(token()))).status_code == 200

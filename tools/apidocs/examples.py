@@ -27,6 +27,8 @@ TRANSACTION = {
     "trigger": "schedule",
     "transaction_by": "by_cron_job",
     "user": None,
+    "requested_by": None,
+    "cancelled_by": None,
     "status": "succeeded",
     "started_at": "2025-01-22T02:00:00Z",
     "finished_at": "2025-01-22T02:02:05Z",

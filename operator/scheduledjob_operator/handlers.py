@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 from typing import Any
@@ -144,6 +145,4 @@ async def _resync_once(memo: Any) -> None:
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    import copy
-
     return copy.deepcopy(dict(body))

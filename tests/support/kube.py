@@ -115,3 +115,19 @@ def job_template(outcome: str = "succeed", seconds: float = 1.0, backoff_limit: 
             },
         }
     }
+
+
+async def counts(jobs: ScheduledJobs, name: str) -> tuple[int, int, int, int]:
+    """(executions, successes, failures, cancellations) from the ScheduledJob's status."""
+    status = await jobs.status(name)
+    return (
+        status.get("executionCount", 0),
+        status.get("successCount", 0),
+        status.get("failureCount", 0),
+        status.get("cancelledCount", 0),
+    )
+
+
+async def equals(value: Awaitable[object], expected: object) -> bool:
+    """For `eventually`: whether the awaited value equals `expected`."""
+    return bool(await value == expected)

@@ -11,7 +11,7 @@ import pytest
 from devrun.processes import Service
 from scheduledjob.builders import build_manual_job, manual_job_name
 
-from tests.support.kube import ScheduledJobs, eventually, job_template
+from tests.support.kube import ScheduledJobs, counts, equals, eventually, job_template
 
 pytestmark = pytest.mark.usefixtures("running_operator")
 
@@ -30,16 +30,6 @@ async def run_now(jobs: ScheduledJobs, name: str, user: str = "alice") -> str:
     job = build_manual_job(cronjob, manual_job_name(name, secrets.token_hex(4)), requested_by=user)
     await jobs.batch.create_namespaced_job(jobs.namespace, job)
     return str(job["metadata"]["name"])
-
-
-async def counts(jobs: ScheduledJobs, name: str) -> tuple[int, int, int, int]:
-    status = await jobs.status(name)
-    return (
-        status.get("executionCount", 0),
-        status.get("successCount", 0),
-        status.get("failureCount", 0),
-        status.get("cancelledCount", 0),
-    )
 
 
 async def test_a_scheduled_run_is_recorded_with_runtime_and_events(scheduled_jobs: ScheduledJobs) -> None:
@@ -87,7 +77,7 @@ async def test_a_manual_run_shows_running_then_counts_its_outcome(scheduled_jobs
 async def test_a_failing_run_counts_as_failed_with_its_reason(scheduled_jobs: ScheduledJobs) -> None:
     await scheduled_jobs.create("flaky", {"schedule": "@yearly", "jobTemplate": job_template(outcome="fail")})
     await run_now(scheduled_jobs, "flaky")
-    await eventually(lambda: _equals(counts(scheduled_jobs, "flaky"), (1, 0, 1, 0)), timeout=40, what="one failure")
+    await eventually(lambda: equals(counts(scheduled_jobs, "flaky"), (1, 0, 1, 0)), timeout=40, what="one failure")
     record = (await scheduled_jobs.status("flaky"))["history"][0]
     assert record["status"] == "failed" and "BackoffLimitExceeded" in record["message"]
 
@@ -95,11 +85,11 @@ async def test_a_failing_run_counts_as_failed_with_its_reason(scheduled_jobs: Sc
 async def test_a_running_job_deleted_before_it_finishes_is_recorded_as_cancelled(scheduled_jobs: ScheduledJobs) -> None:
     await scheduled_jobs.create("hanging", {"schedule": "@yearly", "jobTemplate": job_template(outcome="hang")})
     execution = await run_now(scheduled_jobs, "hanging")
-    await eventually(lambda: _equals(counts(scheduled_jobs, "hanging"), (1, 0, 0, 0)), timeout=20, what="started")
+    await eventually(lambda: equals(counts(scheduled_jobs, "hanging"), (1, 0, 0, 0)), timeout=20, what="started")
     await scheduled_jobs.batch.delete_namespaced_job(
         execution, scheduled_jobs.namespace, propagation_policy="Background"
     )
-    await eventually(lambda: _equals(counts(scheduled_jobs, "hanging"), (1, 0, 0, 1)), timeout=30, what="cancelled")
+    await eventually(lambda: equals(counts(scheduled_jobs, "hanging"), (1, 0, 0, 1)), timeout=30, what="cancelled")
     await eventually(lambda: _none_left(scheduled_jobs, "hanging"), timeout=30, what="Job and pods gone")
 
 
@@ -121,7 +111,7 @@ async def test_thirty_runs_finishing_together_through_an_operator_kill_count_exa
     await asyncio.gather(*(run_now(scheduled_jobs, "burst") for _ in range(15)))
     await asyncio.sleep(4)  # these finish while no operator is running
     operator.start()
-    await eventually(lambda: _equals(counts(scheduled_jobs, "burst"), (30, 30, 0, 0)), timeout=90, what="exactly 30")
+    await eventually(lambda: equals(counts(scheduled_jobs, "burst"), (30, 30, 0, 0)), timeout=90, what="exactly 30")
     await eventually(lambda: _none_left(scheduled_jobs, "burst"), timeout=60, what="Jobs garbage-collected")
     await asyncio.sleep(2)
     status = await scheduled_jobs.status("burst")
@@ -140,10 +130,6 @@ async def test_deleting_a_scheduled_job_removes_its_cronjob_jobs_and_pods(schedu
         return await scheduled_jobs.cronjob("doomed") is None and await _none_left(scheduled_jobs, "doomed")
 
     await eventually(all_gone, timeout=60, what="CronJob, Jobs and pods gone")
-
-
-async def _equals(value: Any, expected: Any) -> bool:
-    return bool(await value == expected)
 
 
 async def _none_left(jobs: ScheduledJobs, name: str) -> bool:

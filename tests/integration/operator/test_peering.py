@@ -11,8 +11,8 @@ from devrun.install import STATE_NAMESPACE
 from devrun.processes import Service, operator_service
 from localcluster_launcher.testing import KubeCluster
 
-from tests.integration.operator.test_execution_ledger import counts, run_now
-from tests.support.kube import ScheduledJobs, eventually, job_template
+from tests.integration.operator.test_execution_ledger import run_now
+from tests.support.kube import ScheduledJobs, counts, equals, eventually, job_template
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def test_two_replicas_record_every_run_exactly_once(
     )
     await asyncio.gather(*(run_now(scheduled_jobs, "replicated") for _ in range(10)))
     await eventually(
-        lambda: _equals(counts(scheduled_jobs, "replicated"), (10, 10, 0, 0)), timeout=60, what="exactly 10"
+        lambda: equals(counts(scheduled_jobs, "replicated"), (10, 10, 0, 0)), timeout=60, what="exactly 10"
     )
     await asyncio.sleep(3)
     status = await scheduled_jobs.status("replicated")
@@ -44,7 +44,3 @@ async def test_two_replicas_record_every_run_exactly_once(
         "kopf.dev", "v1", "clusterkopfpeerings", "scheduled-jobs"
     )
     assert len(peering.get("status") or {}) >= 2  # both replicas joined the election
-
-
-async def _equals(value: object, expected: object) -> bool:
-    return bool(await value == expected)  # type: ignore[misc]

@@ -140,11 +140,17 @@ async def test_deleting_a_running_job_without_propagation_policy_orphans_its_pod
         current = await core.read_namespaced_pod(pod.metadata.name, namespace)
         return current if not current.metadata.owner_references else None
 
-    current = await eventually(orphaned, 60, "the garbage collector to orphan the pod")
+    await eventually(orphaned, 60, "the garbage collector to orphan the pod")
+
+    async def job_gone() -> bool | None:
+        # The collector drops the Job's "orphan" finalizer only after it has orphaned the pods.
+        return None if (await batch.list_namespaced_job(namespace)).items else True
+
+    await eventually(job_gone, 60, "the garbage collector to release the Job")
+    current = await core.read_namespaced_pod(pod.metadata.name, namespace)
     assert current.metadata.deletion_timestamp is None
     assert current.status.phase == "Running"
-    with_job = await batch.list_namespaced_job(namespace)
-    assert with_job.items == []
+    assert not current.metadata.owner_references
 
     await core.delete_collection_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}=orphaning")
 

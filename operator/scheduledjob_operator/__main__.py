@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import random
 
 import kopf
+import uvloop
 
 from scheduledjob_operator import handlers
 
@@ -41,15 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     # With exact namespace names kopf needs no cluster-wide namespace watch (nor the RBAC for it);
     # it only scans namespaces to resolve globs. The cost: CRDs added later need a restart.
     settings.scanning.disabled = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
-    kopf.run(
-        settings=settings,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
-        liveness_endpoint=args.liveness,
-        priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
-    )
+    # libuv's event loop (less CPU per watch event and request), set up exactly as `kopf run` does.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        kopf.run(
+            loop=runner.get_loop(),
+            settings=settings,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=args.standalone,
+            peering_name=None if args.standalone else args.peering,
+            liveness_endpoint=args.liveness,
+            priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
+        )
 
 
 if __name__ == "__main__":

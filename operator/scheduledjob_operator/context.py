@@ -25,3 +25,6 @@ class OperatorContext:
     retry: set[Key] = field(default_factory=set)
     # One reconcile per ScheduledJob at a time: watch events and the periodic resync both reconcile.
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    # uid -> id this process wrote into a status whose own watch event has not been seen yet. Events
+    # older than that write are then skipped instead of re-read (bench/: burst requests per object).
+    assigned: dict[str, int] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import os
 from typing import Any
@@ -70,9 +71,9 @@ def scheduledjob_schedule(namespace: str | None, name: str, status: kopf.Status,
 @kopf.index("batch", "v1", "cronjobs", labels=MANAGED)
 def cronjob_by_owner(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     # Memory (bench/, `operator_rss_mb`): only what the drift check compares is kept, not the whole
-    # body (managedFields alone is half of it), for every CronJob in the cluster's lifetime.
-    plain = _plain(body)
-    return {(namespace, name): {"metadata": {"labels": plain["metadata"].get("labels") or {}}, "spec": plain["spec"]}}
+    # body (managedFields alone is half of it), and as compact JSON: a fifth of the same nested dicts.
+    compared = {"metadata": {"labels": dict(body.metadata.labels)}, "spec": dict(body.spec)}
+    return {(namespace, name): json.dumps(compared, separators=(",", ":"))}
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -80,6 +81,7 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **kwargs: 
     # kopf passes indexes as keyword arguments named after their functions; keep them for the resync.
     memo.indexes.update(cronjobs=kwargs["cronjob_by_owner"], schedules=kwargs["scheduledjob_schedule"])
     if type == "DELETED":
+        memo.context.assigned.pop(body["metadata"]["uid"], None)
         return
     await _reconcile_safely(_plain(body), memo)
 
@@ -105,7 +107,8 @@ async def _reconcile_safely(obj: dict[str, Any], memo: Any) -> None:
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     cronjobs = memo.indexes.get("cronjobs") or {}
     schedules = memo.indexes.get("schedules") or {}
-    cronjob = next(iter(cronjobs.get(key, [])), None)
+    compact = next(iter(cronjobs.get(key, [])), None)
+    cronjob = None if compact is None else json.loads(compact)
 
     def highest_id() -> int:  # only needed, and only computed, when an id is allocated
         return max((fact[0] or 0 for store in schedules.values() for fact in store), default=0)

@@ -93,10 +93,12 @@ class Cluster:
         except ApiException as error:
             raise _translate(error) from error
 
-    async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> None:
-        await self._custom.patch_namespaced_custom_object(
+    async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Merges `labels` in; returns the object as written (a fresh read for free)."""
+        result: dict[str, Any] = await self._custom.patch_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"metadata": {"labels": labels}}, _content_type=MERGE_PATCH
         )
+        return result
 
     # --- CronJobs ------------------------------------------------------------------------------
     async def create_cronjob(self, cronjob: dict[str, Any]) -> None:

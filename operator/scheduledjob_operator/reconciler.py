@@ -48,22 +48,27 @@ async def reconcile(
     meta = obj["metadata"]
     if meta.get("deletionTimestamp"):
         return  # owner references remove the CronJob, its Jobs and pods
-    namespace, name = meta["namespace"], meta["name"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     status = obj.get("status") or {}
     assigned_id = None
-    if status.get("id") is None:
+    recent = None  # an object read or written just now: the status writer starts from it
+    if status.get("id") is not None:
+        context.assigned.pop(uid, None)
+    elif uid in context.assigned:
+        return  # an event older than our own status write with the id; that write's event follows
+    else:
         # The event may predate our own status write (kopf hands over the latest body it has seen);
         # read the object itself so an id is never allocated twice for one ScheduledJob.
-        fresh = await context.cluster.get_scheduled_job(namespace, name)
-        if fresh is None:
+        recent = await context.cluster.get_scheduled_job(namespace, name)
+        if recent is None:
             return
-        obj, meta, status = fresh, fresh["metadata"], fresh.get("status") or {}
+        obj, meta, status = recent, recent["metadata"], recent.get("status") or {}
     if status.get("id") is None:
         assigned_id = await context.cluster.allocate_id(floor=highest_id())
         logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
     job_id = assigned_id if assigned_id is not None else int(status["id"])
     if (meta.get("labels") or {}).get(c.LABEL_ID) != str(job_id):
-        await context.cluster.label_scheduled_job(namespace, name, {c.LABEL_ID: str(job_id)})
+        obj = recent = await context.cluster.label_scheduled_job(namespace, name, {c.LABEL_ID: str(job_id)})
 
     spec = parse_spec(obj.get("spec") or {})
     readiness = readiness_of(spec)
@@ -74,7 +79,11 @@ async def reconcile(
     if next_status(obj, [], context.clock(), readiness, assigned_id).status is None:
         return  # already right: no read, no write
 
-    await context.writer.record((namespace, name), readiness=readiness, assigned_id=assigned_id)
+    written = await context.writer.record(
+        (namespace, name), readiness=readiness, assigned_id=assigned_id, recent=recent
+    )
+    if written and assigned_id is not None:
+        context.assigned[uid] = assigned_id
 
 
 def status_update(clock: Callable[[], datetime]) -> StatusUpdate:

@@ -30,6 +30,9 @@ class Pending:
     observations: list[JobObservation] = field(default_factory=list)
     readiness: Readiness | None = None  # None: keep the current Ready condition
     assigned_id: int | None = None
+    # An object the caller has just read or written: the first attempt starts from it instead of a
+    # GET. Safe because the write is still guarded by its resourceVersion (a stale one is a 409).
+    recent: dict[str, Any] | None = None
     waiters: list[asyncio.Future[bool]] = field(default_factory=list)
 
 
@@ -53,6 +56,7 @@ class StatusWriter:
         observation: JobObservation | None = None,
         readiness: Readiness | None = None,
         assigned_id: int | None = None,
+        recent: dict[str, Any] | None = None,
     ) -> bool:
         """Returns once the observation (or a plain status refresh) is persisted.
 
@@ -66,6 +70,8 @@ class StatusWriter:
             batch.readiness = readiness
         if assigned_id is not None:
             batch.assigned_id = assigned_id
+        if recent is not None:
+            batch.recent = recent
         batch.waiters.append(waiter)
         if key not in self._running:
             self._running.add(key)
@@ -92,12 +98,17 @@ class StatusWriter:
 
     async def _write(self, key: Key, pending: Pending) -> bool:
         namespace, name = key
+        recent, pending.recent = pending.recent, None
         for _ in range(self._max_attempts):
-            current = await self._cluster.get_scheduled_job(namespace, name)
+            from_recent = recent is not None
+            current = recent if recent is not None else await self._cluster.get_scheduled_job(namespace, name)
+            recent = None
             if current is None:
                 return False
             status, after_write = self._update(current, pending)
             if status is None:
+                if from_recent:
+                    continue  # "nothing to write" is only believed of a fresh read
                 return True
             try:
                 await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])

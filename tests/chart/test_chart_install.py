@@ -54,7 +54,8 @@ OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # Every kind the chart creates, plus what its Deployments spawn: nothing of it may outlive `helm uninstall`.
 RELEASE_KINDS = (
     "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,"
-    "configmaps,secrets,networkpolicies,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev"
+    "configmaps,secrets,networkpolicies,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev,"
+    "mutatingadmissionpolicies,mutatingadmissionpolicybindings"
 )
 ADMIN = "chart-admin"
 

@@ -369,6 +369,31 @@ def test_chart_owns_the_id_sequence_so_uninstall_removes_it(helm: Helm) -> None:
     assert "lookup" in (CHART / "templates" / "id-sequence-configmap.yaml").read_text()
 
 
+MAP_CAPABILITY = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
+def test_ledger_finalizer_policy_is_the_one_in_deploy_where_the_cluster_serves_it(helm: Helm) -> None:
+    standalone = list(yaml.safe_load_all((REPO / "deploy" / "ledger-finalizer-policy.yaml").read_text()))
+    rendered = [d for d in helm.template("--api-versions", MAP_CAPABILITY) if d["kind"].startswith("MutatingAdm")]
+    assert [d["kind"] for d in rendered] == [d["kind"] for d in standalone]
+    policy, binding = rendered
+    assert policy["spec"] == standalone[0]["spec"]
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] == f"{FULLNAME}-ledger-finalizer"
+    assert constants.LEDGER_FINALIZER in policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    assert {"key": constants.LABEL_SCHEDULED_JOB, "operator": "Exists"} in (
+        policy["spec"]["matchConstraints"]["objectSelector"]["matchExpressions"]
+    )
+
+
+def test_ledger_finalizer_policy_follows_the_watched_namespaces_and_can_be_left_out(helm: Helm) -> None:
+    namespaced = helm.template("--api-versions", MAP_CAPABILITY, "--set-json", 'watch.namespaces=["a","b","a"]')
+    (policy,) = [d for d in namespaced if d["kind"] == "MutatingAdmissionPolicy"]
+    selector = policy["spec"]["matchConstraints"]["namespaceSelector"]["matchExpressions"]
+    assert selector == [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]
+    for args in ([], ["--api-versions", MAP_CAPABILITY, "--set", "ledgerFinalizerPolicy.create=false"]):
+        assert not [d for d in helm.template(*args) if d["kind"].startswith("MutatingAdm")], args
+
+
 def test_operator_deployment_is_peering_safe(helm: Helm) -> None:
     docs = helm.template()
     deployment = one(docs, "Deployment", f"{FULLNAME}-operator")

@@ -1,8 +1,10 @@
-"""Installs what the operator needs on a cluster: the CRDs, kopf's peering object, a state namespace."""
+"""Installs what the operator needs on a cluster: the CRDs, the ledger-finalizer admission policy,
+kopf's peering object and a state namespace."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,12 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 SAMPLES_DIR = CRD_DIR / "samples"
+LEDGER_FINALIZER_POLICY = ROOT / "deploy" / "ledger-finalizer-policy.yaml"
+FIELD_MANAGER = "scheduled-jobs-devrun"
 PEERING_NAME = "scheduled-jobs"
 STATE_NAMESPACE = "scheduled-jobs-system"
 
@@ -38,7 +43,11 @@ async def apply_crds(api: client.ApiClient, crd_dir: Path = CRD_DIR) -> None:
 
 def _documents(directory: Path) -> list[dict[str, Any]]:
     """Every YAML document in the directory's *.yaml files (small local files: read synchronously)."""
-    return [doc for path in sorted(directory.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [doc for path in sorted(directory.glob("*.yaml")) for doc in _documents_of(path)]
+
+
+def _documents_of(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 async def _wait_established(extensions: Any, name: str, within: float = 30) -> None:
@@ -63,11 +72,35 @@ async def install_operator_prerequisites(api: client.ApiClient) -> None:
     """CRDs, the ClusterKopfPeering through which operator replicas elect one active instance, and
     the namespace holding the id sequence."""
     await apply_crds(api)
+    await apply_ledger_finalizer_policy(api)
     custom: Any = client.CustomObjectsApi(api)
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING_NAME}}
     await _create_if_missing(custom.create_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", peering)
     core: Any = client.CoreV1Api(api)
     await _create_if_missing(core.create_namespace, {"metadata": {"name": STATE_NAMESPACE}})
+
+
+async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDGER_FINALIZER_POLICY) -> bool:
+    """Server-side applies the MutatingAdmissionPolicy and its binding. False (and a warning) where the
+    cluster does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy."""
+    admission: Any = client.AdmissionregistrationV1Api(api)
+    apply = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": "application/apply-patch+yaml"}
+    writers = {
+        "MutatingAdmissionPolicy": admission.patch_mutating_admission_policy,
+        "MutatingAdmissionPolicyBinding": admission.patch_mutating_admission_policy_binding,
+    }
+    try:
+        for doc in _documents_of(path):
+            await writers[doc["kind"]](doc["metadata"]["name"], doc, **apply)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        logger.warning(
+            "this cluster does not serve MutatingAdmissionPolicy v1: scheduled runs that come and go while no "
+            "operator is up are not recorded (docs/reliability.md)"
+        )
+        return False
+    return True
 
 
 async def apply_samples(api: client.ApiClient, namespace: str) -> list[str]:

@@ -35,6 +35,7 @@ class WitnessedJob:
     trigger: str  # "schedule" or "manual"
     outcome: str | None = None  # "succeeded", "failed" or "cancelled"; None while running
     gone: bool = False  # deleted from the cluster
+    deleting: bool = False  # deletion requested (pruned, cancelled or deleted), maybe held by a finalizer
     protected: bool = False  # carries the ledger finalizer, or the ledger has its outcome already
 
 
@@ -96,6 +97,7 @@ class JobWitness:
             seen = WitnessedJob(meta["uid"], meta["name"], labels[c.LABEL_SCHEDULED_JOB], trigger)
             self.jobs[seen.uid] = seen
         seen.gone = seen.gone or deleted
+        seen.deleting = seen.deleting or deleted or bool(meta.get("deletionTimestamp"))
         finalizers = meta.get("finalizers") or []
         recorded = (meta.get("annotations") or {}).get(c.ANNOTATION_RECORDED)
         seen.protected = c.LEDGER_FINALIZER in finalizers or recorded == "finished"

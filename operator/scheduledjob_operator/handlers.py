@@ -17,6 +17,7 @@ from scheduledjob.timefmt import parse_utc
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.ledger_sync import record_job
+from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.status_writer import StatusWriter
 
@@ -130,6 +131,7 @@ async def _resync_forever(memo: Any) -> None:
             await _resync_once(memo)
         except Exception:
             logger.exception("resync failed")
+        release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
 async def _resync_once(memo: Any) -> None:

@@ -30,4 +30,3 @@ def test_freed_heap_memory_goes_back_to_the_os() -> None:
     released = before - rss_bytes()
     assert released > 50 * 1024 * 1024, f"only {released / 2**20:.1f} MiB released"
     assert pin  # alive until here
-

@@ -33,6 +33,7 @@ MAX_BACKOFF_SECONDS = 8.0
 MIN_HEALTHY_WATCH_SECONDS = 1.0
 HEALTHY_RUN_SECONDS = 60.0
 MAX_TOMBSTONES = 10_000
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def _key(obj: Obj) -> Key:
@@ -146,9 +147,15 @@ class ClusterCache:
             return
         # Memory (bench/, `api_rss_mb`): managedFields is half of every object's JSON and nothing
         # here reads it; dropping it cuts the cache's share of the API's memory by about a third.
+        # `kubectl apply` adds a full JSON copy of the object as an annotation; a CronJob's status
+        # (last schedule times, active Jobs) is never read: the Jobs are cached themselves.
         meta = obj.get("metadata")
         if isinstance(meta, dict):
             meta.pop("managedFields", None)
+            if isinstance(annotations := meta.get("annotations"), dict):
+                annotations.pop(LAST_APPLIED, None)
+        if kind is Kind.CRONJOBS:
+            obj.pop("status", None)
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         self._objects[kind][key] = obj
         if kind is Kind.SCHEDULED_JOBS:

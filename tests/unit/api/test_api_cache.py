@@ -124,3 +124,25 @@ def test_a_deleted_scheduled_job_is_not_revived_by_late_events(cluster: FakeClus
     recreated = scheduled_job("gone", 3)  # same name, new uid: a new object
     cache.apply(Kind.SCHEDULED_JOBS, WatchEvent("ADDED", recreated))
     assert cache.scheduled_job(3) is not None
+
+
+async def test_keeps_what_the_api_serves_but_not_the_clusters_bookkeeping(
+    cluster: FakeCluster, running: ClusterCache
+) -> None:
+    sj = scheduled_job("applied", 7)
+    sj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    sj["metadata"]["annotations"] = {cache_module.LAST_APPLIED: '{"spec": "..."}', "team": "billing"}
+    cronjob = cronjob_for(sj)
+    cronjob["status"] = {"lastScheduleTime": "2025-01-23T10:00:00Z", "active": [{"name": "applied-1"}]}
+    cluster.put(Kind.SCHEDULED_JOBS, sj)
+    cluster.put(Kind.CRONJOBS, cronjob)
+    await eventually(lambda: running.scheduled_job(7) is not None and running.cronjob_for(("default", "applied")))
+
+    cached = running.scheduled_job(7)
+    assert cached is not None
+    assert "managedFields" not in cached["metadata"]
+    assert cached["metadata"]["annotations"] == {"team": "billing"}
+    assert cached["spec"] == sj["spec"] and cached["status"] == sj["status"]
+    cached_cronjob = running.cronjob_for(("default", "applied"))
+    assert cached_cronjob is not None and "status" not in cached_cronjob
+    assert cached_cronjob["spec"]["jobTemplate"] == cronjob["spec"]["jobTemplate"]

@@ -136,7 +136,7 @@ async def test_keeps_what_the_api_serves_but_not_the_clusters_bookkeeping(
     cronjob["status"] = {"lastScheduleTime": "2025-01-23T10:00:00Z", "active": [{"name": "applied-1"}]}
     cluster.put(Kind.SCHEDULED_JOBS, sj)
     cluster.put(Kind.CRONJOBS, cronjob)
-    await eventually(lambda: running.scheduled_job(7) is not None and running.cronjob_for(("default", "applied")))
+    await eventually(lambda: None not in (running.scheduled_job(7), running.cronjob_for(("default", "applied"))))
 
     cached = running.scheduled_job(7)
     assert cached is not None

@@ -31,7 +31,7 @@ CONTEXT: dict[str, list[str]] = {
     "execute_p50_ratio_vs_raw_create": ["execute_p50_ms", "raw_job_create_p50_ms"],
     "ledger_lag_p95_seconds": ["ledger_lag_p50_seconds", "ledger_finish_window_seconds"],
     "idle_operator_cpu_percent": ["idle_api_cpu_percent", "idle_jobs"],
-    "operator_rss_mb": ["operator_peak_rss_mb"],
+    "operator_rss_mb": ["operator_peak_rss_mb", "operator_restart_seconds", "operator_rss_after_restart_mb"],
     "api_rss_mb": ["api_peak_rss_mb"],
 }
 

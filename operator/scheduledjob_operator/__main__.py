@@ -42,12 +42,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = kopf.OperatorSettings()
     # With exact namespace names kopf needs no cluster-wide namespace watch (nor the RBAC for it);
     # it only scans namespaces to resolve globs. The cost: CRDs added later need a restart.
-    settings.scanning.disabled = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
+    exact = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
+    settings.scanning.disabled = exact
+    # Where the startup LIST looks (handlers.start): the exact namespaces, else all (globs included).
+    memo = kopf.Memo(namespaces=list(args.namespace) if exact else None)
     # libuv's event loop (less CPU per watch event and request), set up exactly as `kopf run` does.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         kopf.run(
             loop=runner.get_loop(),
             settings=settings,
+            memo=memo,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             standalone=args.standalone,

@@ -1,4 +1,4 @@
-"""What the handlers share: the cluster adapter, the status writer and the clock (injectable)."""
+"""What the handlers share: the cluster adapter, the status writer, the catalog and the clock (injectable)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.status_writer import Key, StatusWriter
 
@@ -20,6 +21,7 @@ def utc_now() -> datetime:
 class OperatorContext:
     cluster: Cluster
     writer: StatusWriter
+    catalog: Catalog = field(default_factory=Catalog)
     clock: Callable[[], datetime] = utc_now
     # ScheduledJobs whose reconcile failed for a transient reason; the periodic loop retries them.
     retry: set[Key] = field(default_factory=set)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 import logging
 import os
 from typing import Any
 
 import kopf
 from scheduledjob import constants as c
-from scheduledjob.timefmt import parse_utc
 
+from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.ledger_sync import record_job
@@ -49,9 +48,12 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     state_namespace = os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
     cluster = Cluster(api, state_namespace)
     writer = StatusWriter(cluster, status_update(utc_now))
+    # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
+    namespaces = getattr(memo, "namespaces", None)
+    catalog = Catalog()
+    catalog.warm_up(await cluster.list_scheduled_jobs(namespaces), await cluster.list_cronjobs(namespaces))
     memo.api = api
-    memo.context = OperatorContext(cluster=cluster, writer=writer)
-    memo.indexes = {}
+    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog)
     memo.resync = asyncio.create_task(_resync_forever(memo))
 
 
@@ -63,35 +65,28 @@ async def stop(memo: Any, **_: Any) -> None:
     await memo.api.close()
 
 
-@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
-def scheduledjob_schedule(namespace: str | None, name: str, status: kopf.Status, spec: kopf.Spec, **_: Any) -> Any:
-    """Small per-object facts: the id (for the id floor) and when the status must move on."""
-    return {(namespace, name): (status.get("id"), status.get("nextExecution"), bool(spec.get("suspend")))}
-
-
-@kopf.index("batch", "v1", "cronjobs", labels=MANAGED)
-def cronjob_by_owner(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
-    # Memory (bench/, `operator_rss_mb`): only what the drift check compares is kept, not the whole
-    # body (managedFields alone is half of it), and as compact JSON: a fifth of the same nested dicts.
-    compared = {"metadata": {"labels": dict(body.metadata.labels)}, "spec": dict(body.spec)}
-    return {(namespace, name): json.dumps(compared, separators=(",", ":"))}
-
-
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
-    # kopf passes indexes as keyword arguments named after their functions; keep them for the resync.
-    memo.indexes.update(cronjobs=kwargs["cronjob_by_owner"], schedules=kwargs["scheduledjob_schedule"])
+async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    context: OperatorContext = memo.context
     if type == "DELETED":
-        memo.context.assigned.pop(body["metadata"]["uid"], None)
+        context.catalog.forget_scheduled_job((body["metadata"]["namespace"], body["metadata"]["name"]))
+        context.assigned.pop(body["metadata"]["uid"], None)
         return
-    await _reconcile_safely(_plain(body), memo)
+    obj = _plain(body)
+    context.catalog.see_scheduled_job(obj)
+    await _reconcile_safely(obj, context)
 
 
 @kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED)
-async def cronjob_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """A hand edit or deletion of a CronJob is repaired by reconciling its owner."""
+    context: OperatorContext = memo.context
+    if type == "DELETED":
+        context.catalog.forget_cronjob((namespace or "", name))
+    else:
+        context.catalog.see_cronjob(_plain(body))
     if type in ("MODIFIED", "DELETED"):
-        memo.context.retry.add((namespace, name))
+        context.retry.add((namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -104,23 +99,15 @@ async def job_changed(
         logger.exception("recording Job %s failed; the next event or resync retries", body["metadata"]["name"])
 
 
-async def _reconcile_safely(obj: dict[str, Any], memo: Any) -> None:
+async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-    cronjobs = memo.indexes.get("cronjobs") or {}
-    schedules = memo.indexes.get("schedules") or {}
-    compact = next(iter(cronjobs.get(key, [])), None)
-    cronjob = None if compact is None else json.loads(compact)
-
-    def highest_id() -> int:  # only needed, and only computed, when an id is allocated
-        return max((fact[0] or 0 for store in schedules.values() for fact in store), default=0)
-
     try:
-        async with memo.context.locks[key]:
-            await reconcile(obj, cronjob, highest_id, memo.context)
-        memo.context.retry.discard(key)
+        async with context.locks[key]:
+            await reconcile(obj, context.catalog.cronjob(key), context.catalog.highest_id, context)
+        context.retry.discard(key)
     except Exception:
         logger.exception("reconciling %s/%s failed; retrying in %ss", *key, RESYNC_SECONDS)
-        memo.context.retry.add(key)
+        context.retry.add(key)
 
 
 async def _resync_forever(memo: Any) -> None:
@@ -128,25 +115,21 @@ async def _resync_forever(memo: Any) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            await _resync_once(memo)
+            await _resync_once(memo.context)
         except Exception:
             logger.exception("resync failed")
         release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
-async def _resync_once(memo: Any) -> None:
-    context: OperatorContext = memo.context
-    now = context.clock()
-    due = set(context.retry)
-    for key, store in (memo.indexes.get("schedules") or {}).items():
-        for _, next_execution, suspended in store:
-            if next_execution and not suspended and parse_utc(next_execution) < now:
-                due.add(key)
+async def _resync_once(context: OperatorContext) -> None:
+    due = set(context.retry) | set(context.catalog.overdue(context.clock())) | set(context.catalog.expire_hints())
     context.retry.clear()
     for namespace, name in due:
         obj = await context.cluster.get_scheduled_job(namespace, name)
-        if obj is not None:
-            await _reconcile_safely(obj, memo)
+        if obj is None:
+            context.catalog.forget_scheduled_job((namespace, name))
+        else:
+            await _reconcile_safely(obj, context)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

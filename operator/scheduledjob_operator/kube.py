@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import urllib.request
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -49,6 +50,26 @@ def _skip_environment_lookups(api: client.ApiClient) -> None:
         session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
 
 
+async def _all_pages(
+    page: Callable[..., Awaitable[Any]], namespaces: list[str] | None, limit: int = 500
+) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for namespace in namespaces if namespaces is not None else [None]:
+        token: str | None = None
+        while True:
+            options: dict[str, Any] = {"limit": limit, **({"_continue": token} if token else {})}
+            result = await page(namespace, **options)
+            if not isinstance(result, dict):  # an unparsed response (_preload_content=False) raises nothing itself
+                if result.status >= 300:
+                    raise ApiException(status=result.status, reason=await result.text())
+                result = await result.json()
+            items.extend(result.get("items") or [])
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                break
+    return items
+
+
 def _translate(error: ApiException) -> Exception:
     if error.status == 409:
         return Conflict(str(error.reason))
@@ -82,6 +103,27 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
+
+    async def list_scheduled_jobs(self, namespaces: list[str] | None) -> list[dict[str, Any]]:
+        """Every ScheduledJob in these namespaces (None: all), read in pages."""
+
+        def page(namespace: str | None, **options: Any) -> Any:
+            if namespace is None:
+                return self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, **options)
+            return self._custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, **options)
+
+        return await _all_pages(page, namespaces)
+
+    async def list_cronjobs(self, namespaces: list[str] | None) -> list[dict[str, Any]]:
+        """Every CronJob of a ScheduledJob in these namespaces (None: all), read in pages."""
+
+        def page(namespace: str | None, **options: Any) -> Any:
+            options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
+            if namespace is None:
+                return self._batch.list_cron_job_for_all_namespaces(**options)
+            return self._batch.list_namespaced_cron_job(namespace, **options)
+
+        return await _all_pages(page, namespaces)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""

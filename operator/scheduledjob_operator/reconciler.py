@@ -117,6 +117,10 @@ async def _apply_cronjob(
         elif drifted({"metadata": {"labels": desired["metadata"]["labels"]}, "spec": desired["spec"]}, actual):
             logger.info("CronJob %s/%s differs from its ScheduledJob; repairing", meta["namespace"], meta["name"])
             await context.cluster.patch_cronjob(desired)
+        else:
+            return readiness_of(spec)
+        # Known at once, so a reconcile before the CronJob's own watch event does not create it again.
+        context.catalog.see_cronjob(desired)
     except Rejected as error:
         return Readiness(False, "CronJobRejected", f"the API server refused the CronJob: {error}")
     return readiness_of(spec)

@@ -1,0 +1,84 @@
+"""The operator's catalog: the id floor, the CronJobs for the drift check, overdue runs, and startup hints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduledjob import constants as c
+from scheduledjob_operator.catalog import HINT_SECONDS, Catalog
+
+NOW = datetime(2025, 1, 23, 10, 30, tzinfo=UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scheduled_job(
+    name: str, job_id: int | None = None, next_execution: str | None = None, **spec: Any
+) -> dict[str, Any]:
+    status = {"id": job_id, "nextExecution": next_execution} if job_id is not None else {}
+    return {"metadata": {"namespace": "team", "name": name}, "spec": spec, "status": status}
+
+
+def cronjob(name: str, schedule: str = "0 3 * * *") -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "team", "name": name, "labels": {c.LABEL_SCHEDULED_JOB: name}, "uid": "u"},
+        "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}},
+        "status": {"lastScheduleTime": "2025-01-23T03:00:00Z"},
+    }
+
+
+def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
+    catalog = Catalog()
+    catalog.warm_up([scheduled_job("a", 7), scheduled_job("new"), scheduled_job("b", 41)], [])
+    assert catalog.highest_id() == 41
+    catalog.see_scheduled_job(scheduled_job("c", 42))
+    catalog.forget_scheduled_job(("team", "c"))
+    assert catalog.highest_id() == 42  # ids are never handed out again, even after a deletion
+
+
+def test_keeps_only_what_the_drift_check_compares() -> None:
+    catalog = Catalog()
+    catalog.see_cronjob(cronjob("report", "*/5 * * * *"))
+    known = catalog.cronjob(("team", "report"))
+    assert known == {
+        "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}},
+        "spec": cronjob("report")["spec"] | {"schedule": "*/5 * * * *"},
+    }
+    assert catalog.cronjob(("team", "other")) is None
+    catalog.forget_cronjob(("team", "report"))
+    assert catalog.cronjob(("team", "report")) is None
+
+
+def test_overdue_runs_are_those_past_their_next_execution_and_not_suspended() -> None:
+    catalog = Catalog()
+    catalog.see_scheduled_job(scheduled_job("late", 1, "2025-01-23T10:29:00Z"))
+    catalog.see_scheduled_job(scheduled_job("paused", 2, "2025-01-23T10:29:00Z", suspend=True))
+    catalog.see_scheduled_job(scheduled_job("soon", 3, "2025-01-23T10:31:00Z"))
+    catalog.see_scheduled_job(scheduled_job("unreconciled"))
+    assert catalog.overdue(NOW) == [("team", "late")]
+
+
+def test_cronjobs_from_the_startup_list_are_dropped_unless_the_watch_confirms_them() -> None:
+    clock = FakeClock()
+    catalog = Catalog(clock)
+    catalog.warm_up([], [cronjob("confirmed"), cronjob("deleted-meanwhile"), cronjob("out-of-scope")])
+    catalog.see_scheduled_job(scheduled_job("deleted-meanwhile", 1))
+    catalog.see_scheduled_job(scheduled_job("confirmed", 2))
+    catalog.see_cronjob(cronjob("confirmed"))  # kopf's own listing delivered it
+
+    clock.now += HINT_SECONDS - 1
+    assert catalog.expire_hints() == []
+    clock.now += 1
+    # Only ScheduledJobs the operator watches are reconciled again; the others just lose the hint.
+    assert catalog.expire_hints() == [("team", "deleted-meanwhile")]
+    assert catalog.cronjob(("team", "deleted-meanwhile")) is None
+    assert catalog.cronjob(("team", "out-of-scope")) is None
+    assert catalog.cronjob(("team", "confirmed")) is not None
+    assert catalog.expire_hints() == []

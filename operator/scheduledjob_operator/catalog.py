@@ -3,11 +3,13 @@
 It replaces kopf indexes. kopf holds every handler until each object of every indexed resource has
 been indexed, and it tracks that with one toggle per object on one shared condition: each object
 that finishes wakes every waiting one, which re-checks all the toggles. An operator started with
-3,000 ScheduledJobs (6,000 objects with their CronJobs) waited 70 s before its first reconcile and
-recorded no run meanwhile (docs/benchmarks.md, `operator_restart_seconds`).
+3,000 ScheduledJobs (6,000 objects with their CronJobs) called its first handler after 70 s and
+reconciled a ScheduledJob created at its start after 89 s, recording no run meanwhile; now 2.6 s
+(docs/benchmarks.md, `operator_restart_seconds`).
 
-Instead, the startup handler LISTs the CronJobs and ScheduledJobs once (`warm_up`), before kopf's
-watches start, and the event handlers keep the catalog current from then on. Two things follow:
+Instead, the startup handler LISTs the ScheduledJobs (`note_ids`) and CronJobs (`hint_cronjobs`) once,
+in pages, before kopf's watches start, and the event handlers keep the catalog current from then on.
+Two things follow:
 - The id floor (the highest id seen) is complete before the first id is allocated, as before.
 - A CronJob deleted between that LIST and kopf's own would stay in the catalog although kopf never
   reports it. So what the LIST found is only a hint until a kopf event confirms it; hints that are
@@ -47,10 +49,12 @@ class Catalog:
         self._hints: dict[Key, float] = {}  # CronJobs known from the warm-up LIST only: since when
         self._highest_id = 0
 
-    # ---- filled from the startup LIST --------------------------------------------------------
-    def warm_up(self, scheduled_jobs: Iterable[dict[str, Any]], cronjobs: Iterable[dict[str, Any]]) -> None:
+    # ---- filled from the startup LIST, a page at a time ---------------------------------------
+    def note_ids(self, scheduled_jobs: Iterable[dict[str, Any]]) -> None:
         for obj in scheduled_jobs:
             self._note_id(obj)
+
+    def hint_cronjobs(self, cronjobs: Iterable[dict[str, Any]]) -> None:
         now = self._clock()
         for cronjob in cronjobs:
             key = _key(cronjob)

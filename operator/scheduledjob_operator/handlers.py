@@ -51,7 +51,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
-    catalog.warm_up(await cluster.list_scheduled_jobs(namespaces), await cluster.list_cronjobs(namespaces))
+    async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
+        catalog.note_ids(scheduled_jobs)
+    async for cronjobs in cluster.cronjob_pages(namespaces):
+        catalog.hint_cronjobs(cronjobs)
     memo.api = api
     memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog)
     memo.resync = asyncio.create_task(_resync_forever(memo))

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -50,10 +50,9 @@ def _skip_environment_lookups(api: client.ApiClient) -> None:
         session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
 
 
-async def _all_pages(
+async def _pages(
     page: Callable[..., Awaitable[Any]], namespaces: list[str] | None, limit: int = 500
-) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
+) -> AsyncIterator[list[dict[str, Any]]]:
     for namespace in namespaces if namespaces is not None else [None]:
         token: str | None = None
         while True:
@@ -63,11 +62,10 @@ async def _all_pages(
                 if result.status >= 300:
                     raise ApiException(status=result.status, reason=await result.text())
                 result = await result.json()
-            items.extend(result.get("items") or [])
+            yield result.get("items") or []
             token = (result.get("metadata") or {}).get("continue")
             if not token:
                 break
-    return items
 
 
 def _translate(error: ApiException) -> Exception:
@@ -104,18 +102,18 @@ class Cluster:
                 return None
             raise
 
-    async def list_scheduled_jobs(self, namespaces: list[str] | None) -> list[dict[str, Any]]:
-        """Every ScheduledJob in these namespaces (None: all), read in pages."""
+    def scheduled_job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every ScheduledJob in these namespaces (None: all), a page at a time (kept small in memory)."""
 
         def page(namespace: str | None, **options: Any) -> Any:
             if namespace is None:
                 return self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, **options)
             return self._custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, **options)
 
-        return await _all_pages(page, namespaces)
+        return _pages(page, namespaces)
 
-    async def list_cronjobs(self, namespaces: list[str] | None) -> list[dict[str, Any]]:
-        """Every CronJob of a ScheduledJob in these namespaces (None: all), read in pages."""
+    def cronjob_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every CronJob of a ScheduledJob in these namespaces (None: all), a page at a time."""
 
         def page(namespace: str | None, **options: Any) -> Any:
             options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
@@ -123,7 +121,7 @@ class Cluster:
                 return self._batch.list_cron_job_for_all_namespaces(**options)
             return self._batch.list_namespaced_cron_job(namespace, **options)
 
-        return await _all_pages(page, namespaces)
+        return _pages(page, namespaces)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""

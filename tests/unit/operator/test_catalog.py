@@ -36,7 +36,8 @@ def cronjob(name: str, schedule: str = "0 3 * * *") -> dict[str, Any]:
 
 def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
     catalog = Catalog()
-    catalog.warm_up([scheduled_job("a", 7), scheduled_job("new"), scheduled_job("b", 41)], [])
+    catalog.note_ids([scheduled_job("a", 7), scheduled_job("new")])
+    catalog.note_ids([scheduled_job("b", 41)])  # the next page
     assert catalog.highest_id() == 41
     catalog.see_scheduled_job(scheduled_job("c", 42))
     catalog.forget_scheduled_job(("team", "c"))
@@ -68,7 +69,7 @@ def test_overdue_runs_are_those_past_their_next_execution_and_not_suspended() ->
 def test_cronjobs_from_the_startup_list_are_dropped_unless_the_watch_confirms_them() -> None:
     clock = FakeClock()
     catalog = Catalog(clock)
-    catalog.warm_up([], [cronjob("confirmed"), cronjob("deleted-meanwhile"), cronjob("out-of-scope")])
+    catalog.hint_cronjobs([cronjob("confirmed"), cronjob("deleted-meanwhile"), cronjob("out-of-scope")])
     catalog.see_scheduled_job(scheduled_job("deleted-meanwhile", 1))
     catalog.see_scheduled_job(scheduled_job("confirmed", 2))
     catalog.see_cronjob(cronjob("confirmed"))  # kopf's own listing delivered it

@@ -106,7 +106,7 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     try:
         async with context.locks[key]:
-            await reconcile(obj, context.catalog.cronjob(key), context.catalog.highest_id, context)
+            await reconcile(obj, context)
         context.retry.discard(key)
     except Exception:
         logger.exception("reconciling %s/%s failed; retrying in %ss", *key, RESYNC_SECONDS)

@@ -54,15 +54,15 @@ async def run(bench: Bench) -> dict[str, Any]:
     wall = time.monotonic() - began
     operator_cpu = (_cpu_seconds(operator) - cpu0["operator"]) / wall * 100
     api_cpu = (_cpu_seconds(api) - cpu0["api"]) / wall * 100
-    restart = await _restart_operator(bench)
+    peaks = {"operator_peak_rss_mb": _peak_rss_mb(operator), "api_peak_rss_mb": _peak_rss_mb(api)}
+    restart = await _restart_operator(bench)  # a new operator process: read its predecessor's peak first
     return {
+        **peaks,
         **restart,
         "idle_operator_cpu_percent": round(operator_cpu, 2),
         "idle_api_cpu_percent": round(api_cpu, 2),
         "operator_rss_mb": round(max(rss["operator"]), 1),
         "api_rss_mb": round(max(rss["api"]), 1),
-        "operator_peak_rss_mb": _peak_rss_mb(operator),
-        "api_peak_rss_mb": _peak_rss_mb(api),
         "idle_jobs": bench.sizes.population,
         "idle_window_seconds": round(wall, 1),
     }

@@ -27,7 +27,8 @@ PEERING_LIFETIME_SECONDS = 15
 MANAGED = {c.LABEL_SCHEDULED_JOB: kopf.PRESENT}
 
 
-@kopf.on.startup()
+# Retried every 5 s (kopf's default is 60 s) while the startup LIST fails, e.g. the apiserver is down.
+@kopf.on.startup(backoff=5)
 async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # kopf's own bookkeeping goes to annotations under our group, never into our status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
@@ -51,10 +52,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
-    async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
-        catalog.note_ids(scheduled_jobs)
-    async for cronjobs in cluster.cronjob_pages(namespaces):
-        catalog.hint_cronjobs(cronjobs)
+    try:
+        async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
+            catalog.note_ids(scheduled_jobs)
+        async for cronjobs in cluster.cronjob_pages(namespaces):
+            catalog.hint_cronjobs(cronjobs)
+    except Exception:
+        await api.close()  # the retry connects again
+        raise
     memo.api = api
     memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog)
     memo.resync = asyncio.create_task(_resync_forever(memo))

@@ -9,15 +9,10 @@ falls on both alike.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
-from functools import partial
 from typing import Any
 
-from scheduledjob.builders import build_manual_job, manual_job_name
-
-from bench.harness import Bench, Obj, background, bounded, job_template, ms, percentile, scheduled_job
-from bench.tracking import Reconciled
+from bench.harness import Bench, job_template, latency, manual_job, percentile, timed
+from bench.tracking import create_reconciled
 
 JOBS = 10  # ScheduledJobs the executions rotate over (concurrencyPolicy Allow: every call creates a Job)
 WARMUP = 5
@@ -28,29 +23,14 @@ async def run(bench: Bench) -> dict[str, Any]:
     kube, api = bench.kube, bench.api
     ns = await kube.create_namespace("bench-execute")
     names = [f"exec-{i:02d}" for i in range(JOBS)]
-    tracker = Reconciled(set(names))
-    template = job_template("succeed", 0.5)
-    async with background(*tracker.watches(kube, ns)):
-        await bounded(
-            JOBS,
-            [
-                partial(kube.create_scheduled_job, ns, scheduled_job(name, i, policy="Allow", template=template))
-                for i, name in enumerate(names)
-            ],
-        )
-        await tracker.wait(120)
+    cronjobs = await create_reconciled(kube, ns, names, template=job_template("succeed", 0.5))
     ids = await api.ids_by_name(ns, JOBS)
-    cronjobs: dict[str, Obj] = {}
-    for name in names:
-        cronjobs[name] = await kube.request("GET", f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}")
 
     async def via_api(index: int) -> None:
         await api.execute(ids[names[index % JOBS]])
 
     async def raw(index: int) -> None:
-        name = names[index % JOBS]
-        job = build_manual_job(cronjobs[name], manual_job_name(name, secrets.token_hex(4)), requested_by="bench")
-        await kube.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job)
+        await kube.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", manual_job(cronjobs[names[index % JOBS]]))
 
     # The API's cache learns about the CronJobs from its watch: retry the first execute until it has them.
     async with asyncio.timeout(60):
@@ -79,19 +59,14 @@ async def run(bench: Bench) -> dict[str, Any]:
         if index % 2:
             order[:2] = order[1::-1]
         for call, sink in order:
-            began = time.perf_counter()
-            await call(index)
-            sink.append(time.perf_counter() - began)
+            await timed(sink, call(index))
             await asyncio.sleep(PAUSE_SECONDS)
     bench.log(f"execute: {len(api_times)} API executes, {len(raw_times)} raw creates; deleting {ns}")
     await kube.finish_and_delete(ns)
-    api_p50, raw_p50 = percentile(api_times, 50), percentile(raw_times, 50)
     return {
-        "execute_p50_ratio_vs_raw_create": round(api_p50 / raw_p50, 3),
-        "execute_p50_ms": ms(api_p50),
-        "execute_p99_ms": ms(percentile(api_times, 99)),
-        "raw_job_create_p50_ms": ms(raw_p50),
-        "raw_job_create_p99_ms": ms(percentile(raw_times, 99)),
-        "api_get_detail_p50_ms": ms(percentile(detail_times, 50)),
+        "execute_p50_ratio_vs_raw_create": round(percentile(api_times, 50) / percentile(raw_times, 50), 3),
+        **latency("execute", api_times),
+        **latency("raw_job_create", raw_times),
+        **latency("api_get_detail", detail_times),
         "execute_samples": len(api_times),
     }

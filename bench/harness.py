@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import re
+import secrets
 import signal
 import ssl
 import subprocess
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import yaml
@@ -31,11 +32,13 @@ from devrun.install import STATE_NAMESPACE
 from devrun.processes import Service, api_service, free_port, operator_service, wait_http_ok
 from pydantic import SecretStr
 from scheduledjob import constants as c
+from scheduledjob.builders import build_manual_job, manual_job_name
 from scheduledjob_api.devtoken import make_token
 from scheduledjob_api.security import ALL_PERMISSIONS
 from scheduledjob_api.settings import Settings
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 API_BASE = "/cms-api/v1/admin/scheduled-jobs"
 SJ_PATH = f"/apis/{c.GROUP}/{c.VERSION}"
 BENCH_LABEL = "selfhelp.io/bench"
@@ -57,6 +60,19 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
+
+
+def latency(prefix: str, seconds: Sequence[float]) -> dict[str, float]:
+    """`{prefix}_p50_ms` and `{prefix}_p99_ms` of a series of durations."""
+    return {f"{prefix}_p50_ms": ms(percentile(seconds, 50)), f"{prefix}_p99_ms": ms(percentile(seconds, 99))}
+
+
+async def timed(sink: list[float], call: Awaitable[T]) -> T:
+    """Awaits `call` and appends how long it took (perf_counter seconds) to `sink`."""
+    began = time.perf_counter()
+    result = await call
+    sink.append(time.perf_counter() - began)
+    return result
 
 
 async def bounded(concurrency: int, calls: Iterable[Callable[[], Awaitable[Any]]]) -> list[Any]:
@@ -311,6 +327,12 @@ def job_template(outcome: str = "succeed", seconds: float = 1.0) -> Obj:
             },
         }
     }
+
+
+def manual_job(cronjob: Obj) -> Obj:
+    """The Job the API's execute would create from this CronJob (same builder, a fresh name)."""
+    name = cronjob["metadata"]["name"]
+    return build_manual_job(cronjob, manual_job_name(name, secrets.token_hex(4)), requested_by="bench")
 
 
 def scheduled_job(name: str, index: int, *, policy: str = "Forbid", template: Obj | None = None) -> Obj:

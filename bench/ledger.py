@@ -12,16 +12,14 @@ Kubernetes' own timestamps have whole seconds only, too coarse for a 1 s target.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from functools import partial
 from typing import Any
 
 from scheduledjob import constants as c
-from scheduledjob.builders import build_manual_job, manual_job_name
 
-from bench.harness import SJ_PATH, Bench, Obj, background, bounded, job_template, percentile, scheduled_job
-from bench.tracking import Reconciled
+from bench.harness import SJ_PATH, Bench, Obj, background, bounded, job_template, manual_job, percentile
+from bench.tracking import create_reconciled
 
 JOBS = 20
 RECORDED_WITHIN = 300.0
@@ -59,21 +57,10 @@ async def run(bench: Bench) -> dict[str, Any]:
     n, window = bench.sizes.ledger_jobs, bench.sizes.ledger_window
     ns = await kube.create_namespace("bench-ledger")
     names = [f"ledger-{i:02d}" for i in range(JOBS)]
-    tracker = Reconciled(set(names))
-    async with background(*tracker.watches(kube, ns)):
-        await bounded(
-            JOBS,
-            [
-                partial(kube.create_scheduled_job, ns, scheduled_job(name, i, policy="Allow", template=job_template()))
-                for i, name in enumerate(names)
-            ],
-        )
-        await tracker.wait(120)
-    cronjobs = {name: await kube.request("GET", f"/apis/batch/v1/namespaces/{ns}/cronjobs/{name}") for name in names}
+    cronjobs = await create_reconciled(kube, ns, names, template=job_template())
 
     def job(index: int) -> Obj:
-        name = names[index % JOBS]
-        body = build_manual_job(cronjobs[name], manual_job_name(name, secrets.token_hex(4)), requested_by="bench")
+        body = manual_job(cronjobs[names[index % JOBS]])
         # Run times from 0.5 s to `window` s: the finishes spread over the whole window.
         seconds = 0.5 + (window - 0.5) * index / max(1, n - 1)
         body["spec"]["template"]["metadata"]["annotations"][ANNOTATION_DURATION] = f"{seconds:.2f}"

@@ -8,13 +8,12 @@ is one LIST and `list_pages` API pages (random page numbers), so noise hits both
 from __future__ import annotations
 
 import random
-import time
 from typing import Any
 
 from scheduledjob import constants as c
 
 from bench import population
-from bench.harness import SJ_PATH, Bench, ms, percentile
+from bench.harness import SJ_PATH, Bench, latency, percentile, timed
 
 WARMUP = 3
 PAGE_SIZE = 20
@@ -37,20 +36,13 @@ async def run(bench: Bench) -> dict[str, Any]:
     list_times: list[float] = []
     list_bytes = page_bytes = 0
     for _ in range(bench.sizes.list_rounds):
-        began = time.perf_counter()
-        list_bytes = await kube.get_bytes(path)
-        list_times.append(time.perf_counter() - began)
+        list_bytes = await timed(list_times, kube.get_bytes(path))
         for _ in range(bench.sizes.list_pages):
-            began = time.perf_counter()
-            page_bytes = await api.get_bytes(page=rng.randint(1, pages), pageSize=PAGE_SIZE)
-            api_times.append(time.perf_counter() - began)
-    api_p50, list_p50 = percentile(api_times, 50), percentile(list_times, 50)
+            page_bytes = await timed(api_times, api.get_bytes(page=rng.randint(1, pages), pageSize=PAGE_SIZE))
     return {
-        "list_p50_ratio_vs_apiserver_list": round(api_p50 / list_p50, 4),
-        "list_p50_ms": ms(api_p50),
-        "list_p99_ms": ms(percentile(api_times, 99)),
-        "apiserver_list_p50_ms": ms(list_p50),
-        "apiserver_list_p99_ms": ms(percentile(list_times, 99)),
+        "list_p50_ratio_vs_apiserver_list": round(percentile(api_times, 50) / percentile(list_times, 50), 4),
+        **latency("list", api_times),
+        **latency("apiserver_list", list_times),
         "list_objects": objects,
         "list_api_total_count": total,
         "list_samples": len(api_times),

@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from scheduledjob import constants as c
 
-from bench.harness import SJ_PATH, KubeHttp, Obj
+from bench.harness import SJ_PATH, KubeHttp, Obj, background, bounded, scheduled_job
 
 
 class Reconciled:
@@ -65,3 +66,16 @@ class Reconciled:
                 log(f"  ... {self.progress()}")
         assert self.done_at is not None
         return self.done_at
+
+
+async def create_reconciled(
+    kube: KubeHttp, namespace: str, names: list[str], *, template: Obj, within: float = 120
+) -> dict[str, Obj]:
+    """Creates `concurrencyPolicy: Allow` ScheduledJobs (every execute makes a Job), waits until the
+    operator has reconciled all of them, and returns their CronJobs by name."""
+    tracker = Reconciled(set(names))
+    async with background(*tracker.watches(kube, namespace)):
+        bodies = [scheduled_job(name, i, policy="Allow", template=template) for i, name in enumerate(names)]
+        await bounded(len(names), [partial(kube.create_scheduled_job, namespace, body) for body in bodies])
+        await tracker.wait(within)
+    return {name: await kube.request("GET", f"/apis/batch/v1/namespaces/{namespace}/cronjobs/{name}") for name in names}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,7 +70,7 @@ class Catalog:
     def forget_scheduled_job(self, key: Key) -> None:
         self._schedules.pop(key, None)
 
-    def see_cronjob(self, cronjob: dict[str, Any]) -> None:
+    def see_cronjob(self, cronjob: Mapping[str, Any]) -> None:
         key = _key(cronjob)
         self._cronjobs[key] = _compact(cronjob)
         self._hints.pop(key, None)
@@ -111,11 +111,11 @@ class Catalog:
             self._highest_id = job_id
 
 
-def _key(obj: dict[str, Any]) -> Key:
+def _key(obj: Mapping[str, Any]) -> Key:
     meta = obj["metadata"]
     return (str(meta["namespace"]), str(meta["name"]))
 
 
-def _compact(cronjob: dict[str, Any]) -> str:
+def _compact(cronjob: Mapping[str, Any]) -> str:
     labels = (cronjob.get("metadata") or {}).get("labels") or {}
     return json.dumps({"metadata": {"labels": labels}, "spec": cronjob.get("spec") or {}}, separators=(",", ":"))

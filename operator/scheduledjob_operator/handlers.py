@@ -92,7 +92,7 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
     if type == "DELETED":
         context.catalog.forget_cronjob((namespace or "", name))
     else:
-        context.catalog.see_cronjob(_plain(body))
+        context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
     if type in ("MODIFIED", "DELETED"):
         context.retry.add((namespace or "", name))
 

@@ -80,9 +80,9 @@ async def install_operator_prerequisites(api: client.ApiClient) -> None:
     await _create_if_missing(core.create_namespace, {"metadata": {"name": STATE_NAMESPACE}})
 
 
-async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDGER_FINALIZER_POLICY) -> bool:
-    """Server-side applies the MutatingAdmissionPolicy and its binding. False (and a warning) where the
-    cluster does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy."""
+async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDGER_FINALIZER_POLICY) -> None:
+    """Server-side applies the MutatingAdmissionPolicy and its binding; only a warning where the cluster
+    does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy."""
     admission: Any = client.AdmissionregistrationV1Api(api)
     apply = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": "application/apply-patch+yaml"}
     writers = {
@@ -99,8 +99,6 @@ async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDG
             "this cluster does not serve MutatingAdmissionPolicy v1: scheduled runs that come and go while no "
             "operator is up are not recorded (docs/reliability.md)"
         )
-        return False
-    return True
 
 
 async def apply_samples(api: client.ApiClient, namespace: str) -> list[str]:

@@ -17,9 +17,13 @@ Manifest = Any
 @dataclass(frozen=True)
 class KubeCluster:
     kubeconfig: Path
-    local: bool  # True when this session started a LocalCluster (fake kubelet, stamped v1.37.2)
-    # The LocalCluster itself when local, for fault tests (e.g. restarting its kube-apiserver).
+    # The LocalCluster this session started (fake kubelet, stamped v1.37.2), for fault tests such as
+    # restarting its kube-apiserver; None for a cluster given by KUBECONFIG.
     control_plane: LocalCluster | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def local(self) -> bool:
+        return self.control_plane is not None
 
 
 def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
@@ -29,11 +33,11 @@ def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
     """
     given = os.environ.get("KUBECONFIG")
     if given:
-        yield KubeCluster(Path(given.split(os.pathsep)[0]), local=False)
+        yield KubeCluster(Path(given.split(os.pathsep)[0]))
         return
     with LocalCluster() as cluster:
         cluster.start(state_dir)
-        yield KubeCluster(cluster.kubeconfig, local=True, control_plane=cluster)
+        yield KubeCluster(cluster.kubeconfig, control_plane=cluster)
 
 
 def manifest(body: dict[str, Any]) -> Manifest:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 import uvicorn
 
 from scheduledjob_api.app import create_app
 from scheduledjob_api.kube import KubeCluster, load_configuration
-from scheduledjob_api.settings import Settings
+from scheduledjob_api.settings import DevSecretInPodError, Settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    try:
+        settings.refuse_dev_secret_in_pod(os.environ)
+    except DevSecretInPodError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from exc
     try:
         # Read once up front so a missing or broken kubeconfig stops the start with a clear message.
         # The client itself is built again inside the server's event loop (token refresh hooks

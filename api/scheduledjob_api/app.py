@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     `cluster` defaults to the real Kubernetes adapter; tests pass an in-memory double.
     """
     settings = settings or Settings()
+    settings.refuse_dev_secret_in_pod(os.environ)  # before anything is built or listens
     cluster = cluster or KubeCluster(settings)
     cache = ClusterCache(cluster, settings.namespaces)
     verifier = TokenVerifier(settings)

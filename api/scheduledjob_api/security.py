@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -13,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from scheduledjob_api.errors import FORBIDDEN, ApiError
+from scheduledjob_api.jwks import JwksCache, JwksPolicy, JwksUnavailable, UnknownSigningKey
 from scheduledjob_api.settings import HMAC_ALGORITHMS, Settings
 
 READ: Final = "admin.scheduled_job.read"
@@ -46,14 +46,14 @@ class TokenVerifier:
     """Checks a token against an explicit algorithm allowlist; the key is chosen by the algorithm's
     family (HMAC secret vs. public key), so an RS256 key can never be abused as an HS256 secret."""
 
-    def __init__(self, settings: Settings, jwks_client: jwt.PyJWKClient | None = None) -> None:
+    def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
         self._settings = settings
         self._algorithms = settings.effective_algorithms()
         self._hmac_secret = settings.hmac_secret()
         self._public_key: Any = _load_public_key(settings.jwt_public_key) if settings.jwt_public_key else None
-        self._jwks = jwks_client
+        self._jwks = jwks
         if self._jwks is None and settings.jwt_jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, timeout=settings.request_timeout_seconds)
+            self._jwks = JwksCache(JwksPolicy.from_settings(settings))
 
     @property
     def configured(self) -> bool:
@@ -73,7 +73,7 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise AuthenticationError(f"Token algorithm {algorithm!r} is not accepted")
-        key = await self._key_for(algorithm, token, header)
+        key = await self._key_for(algorithm, header)
         settings = self._settings
         try:
             claims = jwt.decode(
@@ -82,11 +82,15 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
+                # An identity provider's clock a little ahead must not refuse its fresh tokens (iat, nbf).
+                leeway=settings.jwt_leeway_seconds,
                 # Without a configured audience an `aud` in the token is simply not ours to judge.
                 options={"require": ["exp"], "verify_aud": settings.jwt_audience is not None},
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("Token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise AuthenticationError("Token is not valid yet (iat or nbf in the future)") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise AuthenticationError(f"Token has no {exc.claim!r} claim") from exc
         except jwt.InvalidAudienceError as exc:
@@ -97,18 +101,20 @@ class TokenVerifier:
             raise AuthenticationError("Invalid token") from exc
         return Principal(subject=_subject(claims), permissions=self._permissions(claims))
 
-    async def _key_for(self, algorithm: str, token: str, header: dict[str, Any]) -> Any:
+    async def _key_for(self, algorithm: str, header: dict[str, Any]) -> Any:
         if algorithm in HMAC_ALGORITHMS:
             if self._hmac_secret is None:
                 raise AuthenticationError(f"Token algorithm {algorithm!r} is not accepted")
             return self._hmac_secret
-        if self._jwks is not None and (header.get("kid") or self._public_key is None):
+        kid = header.get("kid")
+        if self._jwks is not None and (kid or self._public_key is None):
+            if kid is not None and not isinstance(kid, str):
+                raise AuthenticationError("Malformed token")
             try:
-                # PyJWKClient does blocking HTTP (cached afterwards); keep it off the event loop.
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-            except jwt.PyJWKClientConnectionError as exc:
+                signing_key = await self._jwks.signing_key(kid)
+            except JwksUnavailable as exc:
                 raise AuthenticationError("Cannot reach the JWKS endpoint to verify the token", 503) from exc
-            except jwt.PyJWTError as exc:
+            except UnknownSigningKey as exc:
                 raise AuthenticationError("No matching signing key for the token") from exc
             return signing_key.key
         if self._public_key is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from pydantic import Field, SecretStr, field_validator
@@ -11,6 +12,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Well known on purpose: tokens signed with it are only accepted when `dev_mode` is switched on and no
 # real key is configured, so a forgotten setting can never turn it into a production credential.
 DEV_JWT_SECRET: Final = "selfhelp-scheduled-jobs-development-secret-do-not-use-in-production"
+
+# Set by the kubelet in every container of a Pod: the development secret is refused there.
+IN_POD_VARIABLE: Final = "KUBERNETES_SERVICE_HOST"
+DEV_MODE_FORCE_IN_POD_VARIABLE: Final = "SCHEDULED_JOBS_DEV_MODE_FORCE_IN_POD"
 
 HMAC_ALGORITHMS: Final = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS: Final = frozenset(
@@ -28,6 +33,10 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
+class DevSecretInPodError(ValueError):
+    """The development secret was about to be accepted inside a Pod."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCHEDULED_JOBS_", extra="ignore")
 
@@ -38,12 +47,33 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Accepted algorithms; empty = HS256 with a secret, RS256+ES256 with a key or JWKS.",
     )
+    jwt_leeway_seconds: int = Field(
+        default=60, ge=0, le=600, description="Clock skew tolerated on exp, nbf and iat (an IdP's clock ahead)."
+    )
+    jwt_jwks_cache_seconds: float = Field(
+        default=300, gt=0, le=86400, description="How long fetched JWKS keys are used before they are fetched again."
+    )
+    jwt_jwks_stale_seconds: float = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="While the JWKS endpoint fails, keys already fetched keep verifying this long past their refresh.",
+    )
+    jwt_jwks_cooldown_seconds: float = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="At most one JWKS fetch per this interval for unknown kids (rotation) and after a failed fetch.",
+    )
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     permissions_claim: str = "permissions"
     roles_claim: str = "roles"
     role_permissions: dict[str, list[str]] = Field(default_factory=dict)
     dev_mode: bool = False
+    dev_mode_force_in_pod: bool = Field(
+        default=False, description="Accept the development secret even inside a Pod (never in production)."
+    )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Namespaces to serve; empty = all namespaces."
     )
@@ -66,6 +96,16 @@ class Settings(BaseSettings):
     @property
     def uses_dev_secret(self) -> bool:
         return self.dev_mode and self.jwt_secret is None and not self.has_public_keys
+
+    def refuse_dev_secret_in_pod(self, environ: Mapping[str, str]) -> None:
+        """Raises when the public development secret would be accepted inside a Pod, unless forced."""
+        if self.uses_dev_secret and environ.get(IN_POD_VARIABLE) and not self.dev_mode_force_in_pod:
+            raise DevSecretInPodError(
+                "refusing to start: SCHEDULED_JOBS_DEV_MODE=true would accept tokens signed with the public "
+                f"development secret, and this process runs in a Pod ({IN_POD_VARIABLE} is set). Configure "
+                "SCHEDULED_JOBS_JWT_SECRET, SCHEDULED_JOBS_JWT_PUBLIC_KEY or SCHEDULED_JOBS_JWT_JWKS_URL, or set "
+                f"{DEV_MODE_FORCE_IN_POD_VARIABLE}=true for a throw-away cluster."
+            )
 
     @property
     def has_public_keys(self) -> bool:

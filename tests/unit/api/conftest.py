@@ -19,10 +19,11 @@ from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp
 
 @pytest.fixture(autouse=True)
 def _no_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The developer's own SCHEDULED_JOBS_* variables must not change what the tests see."""
+    """The developer's own SCHEDULED_JOBS_* variables (or a CI Pod's) must not change what the tests see."""
     for name in list(os.environ):
         if name.startswith("SCHEDULED_JOBS_"):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # the suite run inside a Pod (CI) is no Pod API
     yield
 
 

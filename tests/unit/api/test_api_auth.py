@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
+from scheduledjob_api.app import create_app
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.errors import FORBIDDEN
 from scheduledjob_api.security import (
@@ -25,12 +27,12 @@ from scheduledjob_api.security import (
     MISSING_CREDENTIALS,
     NOT_CONFIGURED,
     READ,
-    AuthenticationError,
     TokenVerifier,
 )
-from scheduledjob_api.settings import DEV_JWT_SECRET, Settings
+from scheduledjob_api.settings import DEV_JWT_SECRET, DevSecretInPodError, Settings
 
 from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp, bearer, job_of, scheduled_job, token
+from tests.unit.api.jwks_server import JwksServer, public_jwk, rsa_key
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 
@@ -66,7 +68,7 @@ BAD_CREDENTIALS = {
     "empty bearer": {"Authorization": "Bearer "},
     "basic scheme": {"Authorization": "Basic YWxpY2U6c2VjcmV0"},
     "wrong signature": bearer(token(secret="another-secret-of-sufficient-length-for-hs256")),
-    "expired": bearer(token(expires_in=-60)),
+    "expired": bearer(token(expires_in=-120)),  # past the 60 s leeway
     "no exp": bearer(token(expires_in=None)),
     "alg none": bearer(jwt.encode({"sub": "alice", "exp": 9999999999, "permissions": [READ]}, "", algorithm="none")),
     "algorithm not allowed": bearer(token(algorithm="HS512")),
@@ -205,48 +207,81 @@ async def test_unconfigured_auth_refuses_unsigned_tokens(start_app: StartApp) ->
     assert (status, body["error"]) == (401, NOT_CONFIGURED)
 
 
-class StaticJWKClient(jwt.PyJWKClient):
-    """A JWKS client whose key set is given, not fetched."""
-
-    def __init__(self, keys: dict[str, Any] | Exception) -> None:
-        super().__init__("https://idp.example/jwks")
-        self._keys = keys
-
-    def get_signing_key_from_jwt(self, token: str | bytes) -> jwt.PyJWK:
-        if isinstance(self._keys, Exception):
-            raise self._keys
-        kid = jwt.get_unverified_header(token).get("kid")
-        if kid not in self._keys:
-            raise jwt.PyJWKClientError(f"Unable to find a signing key that matches: {kid}")
-        return jwt.PyJWK(self._keys[kid])
+# --- clock skew: an identity provider whose clock runs a little ahead (or behind) ----------------------------------
 
 
-async def test_jwks_keys_are_chosen_by_kid() -> None:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
-    settings = Settings(jwt_jwks_url="https://idp.example/jwks")
-    verifier = TokenVerifier(settings, StaticJWKClient({"key-1": {**jwk, "kid": "key-1", "alg": "RS256"}}))
-
-    good = jwt.encode(
-        {"sub": "bob", "exp": 9999999999, "permissions": [READ]}, private, algorithm="RS256", headers={"kid": "key-1"}
-    )
-    principal = await verifier.verify(good)
-    assert (principal.subject, principal.permissions) == ("bob", frozenset({READ}))
-
-    unknown = jwt.encode({"sub": "bob", "exp": 9999999999}, private, algorithm="RS256", headers={"kid": "key-2"})
-    with pytest.raises(AuthenticationError, match="No matching signing key"):
-        await verifier.verify(unknown)
+async def test_a_token_issued_30_s_in_the_future_is_accepted_5_min_is_not(client: httpx.AsyncClient) -> None:
+    now = int(time.time())
+    assert (await status_of(client, bearer(token(iat=now + 30))))[0] == 200
+    status, body = await status_of(client, bearer(token(iat=now + 300)))
+    assert (status, body["error"]) == (401, "Token is not valid yet (iat or nbf in the future)")
 
 
-async def test_unreachable_jwks_is_503() -> None:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    verifier = TokenVerifier(
-        Settings(jwt_jwks_url="https://idp.example/jwks"), StaticJWKClient(jwt.PyJWKClientConnectionError("down"))
-    )
-    signed = jwt.encode({"sub": "bob", "exp": 9999999999}, private, algorithm="RS256", headers={"kid": "k"})
-    with pytest.raises(AuthenticationError) as caught:
-        await verifier.verify(signed)
-    assert caught.value.status == 503
+async def test_nbf_and_exp_get_the_same_leeway(client: httpx.AsyncClient) -> None:
+    now = int(time.time())
+    assert (await status_of(client, bearer(token(nbf=now + 30))))[0] == 200
+    assert (await status_of(client, bearer(token(nbf=now + 300))))[0] == 401
+    assert (await status_of(client, bearer(token(iat=now - 3600, expires_in=-30))))[0] == 200
+    status, body = await status_of(client, bearer(token(iat=now - 3600, expires_in=-120)))
+    assert (status, body["error"]) == (401, "Token has expired")
+
+
+async def test_the_leeway_is_configurable(start_app: StartApp) -> None:
+    now = int(time.time())
+    _, strict = await start_app(Settings(jwt_secret=SecretStr(SECRET), jwt_leeway_seconds=0))
+    assert (await status_of(strict, bearer(token(iat=now + 30))))[0] == 401
+    _, lenient = await start_app(Settings(jwt_secret=SecretStr(SECRET), jwt_leeway_seconds=600))
+    assert (await status_of(lenient, bearer(token(iat=now + 300))))[0] == 200
+
+
+# --- JWKS, end to end through the app and a real identity provider endpoint --------------------------------------
+
+
+def rs256(private_key: Any, kid: str, sub: str = "alice") -> str:
+    now = int(time.time())
+    claims = {"sub": sub, "iat": now, "exp": now + 3600, "permissions": [READ]}
+    return jwt.encode(claims, private_key, algorithm="RS256", headers={"kid": kid})
+
+
+async def test_jwks_keys_are_chosen_by_kid(start_app: StartApp) -> None:
+    private, other = rsa_key(), rsa_key()
+    async with JwksServer.running([public_jwk(private, "key-1"), public_jwk(other, "key-2")]) as idp:
+        _, http = await start_app(Settings(jwt_jwks_url=idp.url))
+        good = bearer(rs256(private, "key-1", sub="bob"))
+        assert (await status_of(http, good))[0] == 200
+        swapped = bearer(rs256(private, "key-2"))
+        assert (await status_of(http, swapped))[0] == 401
+        unknown = bearer(rs256(private, "key-3"))
+        status, body = await status_of(http, unknown)
+        assert (status, body["error"]) == (401, "No matching signing key for the token")
+
+
+async def test_unreachable_jwks_is_503(start_app: StartApp) -> None:
+    private = rsa_key()
+    async with JwksServer.running([public_jwk(private, "k")]) as idp:
+        await idp.down()
+        _, http = await start_app(Settings(jwt_jwks_url=idp.url))
+        status, body = await status_of(http, bearer(rs256(private, "k")))
+    assert (status, body["status"], body["logged_in"]) == (503, 503, False)
+    assert body["error"] == "Cannot reach the JWKS endpoint to verify the token"
+
+
+# --- the development secret never inside a Pod --------------------------------------------------------------------
+
+
+def test_the_dev_secret_in_a_pod_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    with pytest.raises(DevSecretInPodError, match="runs in a Pod"):
+        create_app(Settings(dev_mode=True), FakeCluster())
+    # A real secret (or key) configured: dev mode no longer means the public secret, so the app starts.
+    create_app(Settings(dev_mode=True, jwt_secret=SecretStr(SECRET)), FakeCluster())
+
+
+async def test_the_dev_secret_in_a_pod_only_when_forced(monkeypatch: pytest.MonkeyPatch, start_app: StartApp) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("SCHEDULED_JOBS_DEV_MODE_FORCE_IN_POD", "true")
+    _, http = await start_app(Settings(dev_mode=True))
+    assert (await status_of(http, bearer(token(secret=DEV_JWT_SECRET))))[0] == 200
 
 
 async def test_subject_falls_back_to_selfhelp_id_users() -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jwt
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -86,3 +90,36 @@ def test_a_broken_public_key_fails_at_start_naming_the_setting() -> None:
 
     with pytest.raises(ValueError, match="SCHEDULED_JOBS_JWT_PUBLIC_KEY"):
         TokenVerifier(Settings(jwt_public_key="not a key"))
+
+
+def test_the_api_refuses_to_start_in_a_pod_with_the_dev_secret() -> None:
+    """`python -m scheduledjob_api` as a Pod would run it (KUBERNETES_SERVICE_HOST set by the kubelet)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "SCHEDULED_JOBS_DEV_MODE": "true",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "scheduledjob_api", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 2, started.stderr
+    assert "refusing to start" in started.stderr and "SCHEDULED_JOBS_DEV_MODE_FORCE_IN_POD" in started.stderr
+
+
+def test_jwt_time_and_jwks_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_LEEWAY_SECONDS", "30")
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_JWKS_STALE_SECONDS", "7200")
+    monkeypatch.setenv("SCHEDULED_JOBS_DEV_MODE_FORCE_IN_POD", "true")
+    settings = Settings()
+    assert (settings.jwt_leeway_seconds, settings.jwt_jwks_stale_seconds) == (30, 7200)
+    assert settings.dev_mode_force_in_pod is True
+    assert (Settings().jwt_jwks_cache_seconds, Settings().jwt_jwks_cooldown_seconds) == (300, 30)
+    monkeypatch.setenv("SCHEDULED_JOBS_JWT_LEEWAY_SECONDS", "-1")
+    with pytest.raises(ValidationError):
+        Settings()

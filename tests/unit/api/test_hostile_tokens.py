@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -25,10 +25,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
-from scheduledjob_api.security import ALL_PERMISSIONS, MAX_TOKEN_LENGTH, TokenVerifier
+from scheduledjob_api.security import ALL_PERMISSIONS, MAX_TOKEN_LENGTH
 from scheduledjob_api.settings import Settings
 
 from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp, scheduled_job
+from tests.unit.api.jwks_server import JwksServer
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
 ISSUER = "https://idp.selfhelp.example"
@@ -54,26 +55,20 @@ class Server(Enum):
     RSA_WITH_HS256_ALLOWED = "RSA public key, HS256 wrongly allowed"
 
 
-def settings_for(server: Server) -> Settings:
+def settings_for(server: Server, jwks_url: str) -> Settings:
     checks: dict[str, Any] = {"jwt_issuer": ISSUER, "jwt_audience": AUDIENCE}
     if server is Server.SECRET:
         return Settings(jwt_secret=SecretStr(SECRET), **checks)
     if server is Server.RSA_AND_JWKS:
-        return Settings(jwt_public_key=RSA_PUBLIC_PEM, jwt_jwks_url="https://idp.selfhelp.example/jwks", **checks)
+        return Settings(jwt_public_key=RSA_PUBLIC_PEM, jwt_jwks_url=jwks_url, **checks)
     return Settings(jwt_public_key=RSA_PUBLIC_PEM, jwt_algorithms=["RS256", "HS256"], **checks)
 
 
-class StaticJWKClient(jwt.PyJWKClient):
-    """The identity provider's key set, served without a network: it holds only the real key."""
-
-    def __init__(self) -> None:
-        super().__init__("https://idp.selfhelp.example/jwks")
-
-    def get_signing_key_from_jwt(self, token: str | bytes) -> jwt.PyJWK:
-        kid = jwt.get_unverified_header(token).get("kid")
-        if kid != KID:
-            raise jwt.PyJWKClientError(f"Unable to find a signing key that matches: {kid!r}")
-        return jwt.PyJWK(RSA_JWK)
+@pytest.fixture
+async def idp() -> AsyncIterator[JwksServer]:
+    """The identity provider's JWKS endpoint (real HTTP on 127.0.0.1): it publishes only the real key."""
+    async with JwksServer.running([RSA_JWK]) as server:
+        yield server
 
 
 # ---- token makers ------------------------------------------------------------------------------
@@ -197,9 +192,12 @@ HOSTILE_TOKENS: list[Hostile] = [
     ),
     # -- time
     Hostile("expired an hour ago", Server.SECRET, lambda: hs256(claims(exp=int(time.time()) - 3600))),
-    Hostile("expired a few seconds ago", Server.RSA_AND_JWKS, lambda: rs256(claims(exp=int(time.time()) - 5))),
+    # 60 s of clock skew are forgiven (exp, nbf, iat); just past that is not.
+    Hostile("expired 70 s ago", Server.RSA_AND_JWKS, lambda: rs256(claims(exp=int(time.time()) - 70))),
     Hostile("nbf an hour in the future", Server.SECRET, lambda: hs256(claims(nbf=int(time.time()) + 3600))),
+    Hostile("nbf 70 s in the future", Server.RSA_AND_JWKS, lambda: rs256(claims(nbf=int(time.time()) + 70))),
     Hostile("iat an hour in the future", Server.SECRET, lambda: hs256(claims(iat=int(time.time()) + 3600))),
+    Hostile("iat 5 minutes in the future", Server.SECRET, lambda: hs256(claims(iat=int(time.time()) + 300))),
     Hostile("missing exp", Server.SECRET, lambda: hs256(claims(exp=None))),
     Hostile("missing exp (RSA)", Server.RSA_AND_JWKS, lambda: rs256(claims(exp=None))),
     # -- issuer and audience
@@ -257,15 +255,12 @@ HOSTILE_TOKENS: list[Hostile] = [
 
 
 @pytest.fixture
-async def servers(cluster: FakeCluster, start_app: StartApp) -> dict[Server, httpx.AsyncClient]:
+async def servers(cluster: FakeCluster, start_app: StartApp, idp: JwksServer) -> dict[Server, httpx.AsyncClient]:
     """The three servers, each over the same cluster holding one runnable job (id 1)."""
     cluster.seed(scheduled_job("nightly-report", 1, policy="Allow"))
     clients = {}
     for server in Server:
-        settings = settings_for(server)
-        app, http = await start_app(settings)
-        if settings.jwt_jwks_url:
-            app.state.verifier = TokenVerifier(settings, StaticJWKClient())
+        _, http = await start_app(settings_for(server, idp.url))
         clients[server] = http
     return clients
 

@@ -14,6 +14,7 @@ from scheduledjob import constants as c
 
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
+from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.memory import release_free_memory
@@ -53,6 +54,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
     try:
+        await ensure_generated_jwt_secret(api, state_namespace)  # the API's Secret, once (the chart renders none)
         async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
             catalog.note_ids(scheduled_jobs)
         async for cronjobs in cluster.cronjob_pages(namespaces):

@@ -276,6 +276,7 @@ class Release:
     outside: str  # a namespace the release does not cover
     manifest: list[Doc]
     kubeconfigs: dict[str, Path]  # component ("operator", "api") -> kubeconfig with its ServiceAccount's token
+    values: tuple[str, ...]  # the values arguments it was installed with (for `helm template` of the same release)
 
     def pod_spec(self, component: str) -> Doc:
         found = [
@@ -329,10 +330,8 @@ async def release(
         watched = await spaces.create("watched")
         outside = await spaces.create("outside")
         name = release_name()
-        cluster_helm.ok(
-            "install", name, str(CHART), "--namespace", namespace,
-            "--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}",
-        )  # fmt: skip
+        values = ("--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}")
+        cluster_helm.ok("install", name, str(CHART), "--namespace", namespace, *values)
         try:
             manifest = documents(cluster_helm.ok("get", "manifest", name, "--namespace", namespace))
             directory = tmp_path_factory.mktemp("service-accounts")
@@ -346,7 +345,7 @@ async def release(
                 token = await service_account_token(api_client, namespace, account)
                 path = directory / f"{component}.kubeconfig"
                 kubeconfigs[component] = token_kubeconfig(kube_cluster.kubeconfig, account, token, path)
-            yield Release(name, f"{name}-scheduled-jobs", namespace, watched, outside, manifest, kubeconfigs)
+            yield Release(name, f"{name}-scheduled-jobs", namespace, watched, outside, manifest, kubeconfigs, values)
         finally:
             cluster_helm.run("uninstall", name, "--namespace", namespace)
     finally:
@@ -410,7 +409,13 @@ async def components(release: Release, api_client: client.ApiClient, tmp_path: P
         started.append(operator)
 
         container = release.pod_spec("api")["containers"][0]
-        env = await container_env(core, release.namespace, "api-local", container)
+        # The JWT Secret the API's env refers to is created by the operator on start (the chart renders none);
+        # until then the kubelet would hold the API container back, as this waits.
+        env = await eventually(
+            lambda: container_env(core, release.namespace, "api-local", container),
+            timeout=120,
+            what="the operator created the API's JWT Secret",
+        )
         port = free_port()
         argv = [sys.executable, "-m", *local_args(container["args"], {"--host": "127.0.0.1", "--port": str(port)})]
         api = Service("api", argv, env | {"KUBECONFIG": str(release.kubeconfigs["api"])}, tmp_path)
@@ -629,6 +634,10 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                     "api: create a CronJob", jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
                 )
                 await forbidden(
+                    "api: create a Secret",
+                    core.create_namespaced_secret(release.namespace, {"metadata": {"name": "x"}}, dry_run="All"),
+                )
+                await forbidden(
                     "api: read the id sequence",
                     core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace),
                 )
@@ -636,6 +645,18 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                 # Writes CronJobs and the id sequence, but never creates or deletes Jobs, nor reads other ConfigMaps.
                 await jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
                 await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+                # It created the JWT Secret, but can neither read (above), change nor delete it, nor list any.
+                await forbidden(
+                    "operator: change the JWT Secret",
+                    core.patch_namespaced_secret(f"{release.fullname}-jwt", release.namespace, {"data": {}}),
+                )
+                await forbidden(
+                    "operator: delete the JWT Secret",
+                    core.delete_namespaced_secret(f"{release.fullname}-jwt", release.namespace),
+                )
+                await forbidden(
+                    "operator: list Secrets in its own namespace", core.list_namespaced_secret(release.namespace)
+                )
                 await forbidden(
                     "operator: create a Job", jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
                 )
@@ -650,3 +671,64 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
     core_admin: Any = client.CoreV1Api(api_client)
     for name in (release.outside, release.watched):
         assert (await core_admin.read_namespace(name)).status.phase == "Active"
+
+
+# --- story 5: a GitOps sync (helm template | kubectl apply) resets neither the id sequence nor the JWT secret ---------
+
+
+async def test_a_gitops_re_render_resets_neither_the_id_sequence_nor_the_jwt_secret(
+    release: Release, components: Components, cluster_helm: Helm, kubectl: Kubectl, api_client: client.ApiClient
+) -> None:
+    """What Argo CD or a CI job does on every sync: render without the cluster, `kubectl apply` the result."""
+    jobs = ScheduledJobs(api_client, release.watched)
+    core: Any = client.CoreV1Api(api_client)
+    ids: dict[str, int] = {}
+    for name in ("gitops-a", "gitops-b"):
+        await jobs.create(name, {"schedule": "@yearly", "jobTemplate": job_template()})
+        ids[name] = await eventually(has_id_and_cronjob(jobs, name), timeout=120, what=f"{name}: an id and a CronJob")
+    # The newest goes: from now on only the sequence keeps its id from being handed out again (the operator's
+    # floor covers live ids only).
+    await jobs.delete("gitops-b")
+
+    async def gone() -> bool:
+        listed = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            c.GROUP, c.VERSION, release.watched, c.PLURAL
+        )
+        return all(item["metadata"]["name"] != "gitops-b" for item in listed["items"])
+
+    await eventually(gone, timeout=60, what="gitops-b deleted")
+
+    secret_name = f"{release.fullname}-jwt"
+    secret = await core.read_namespaced_secret(secret_name, release.namespace)
+    sequence = await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+    assert int(sequence.data["next"]) > max(ids.values())
+    # Garbage-collected with the chart's ConfigMap at `helm uninstall`.
+    (owner,) = secret.metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("ConfigMap", c.ID_SEQUENCE_CONFIGMAP, sequence.metadata.uid)
+    assert secret.metadata.labels[INSTANCE_LABEL] == release.name
+
+    rendered = cluster_helm.ok("template", release.name, str(CHART), "--namespace", release.namespace, *release.values)
+    assert not [d for d in documents(rendered) if d["kind"] == "Secret"]
+    for sync in (1, 2):
+        out = await asyncio.to_thread(kubectl.ok, "apply", "-f", "-", stdin=rendered)
+        assert f"configmap/{c.ID_SEQUENCE_CONFIGMAP}" in out, out
+        after = await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+        assert after.data == sequence.data, f"sync {sync} changed the id sequence"
+        kept = await core.read_namespaced_secret(secret_name, release.namespace)
+        assert (kept.metadata.uid, kept.data) == (secret.metadata.uid, secret.data), f"sync {sync} changed the secret"
+
+    await jobs.create("gitops-c", {"schedule": "@yearly", "jobTemplate": job_template()})
+    new_id = await eventually(has_id_and_cronjob(jobs, "gitops-c"), timeout=60, what="gitops-c: an id and a CronJob")
+    assert new_id > max(ids.values()), f"id {new_id} handed out again (had {ids})"
+
+    # Tokens signed with the secret the API started with still work.
+    token = make_token(components.settings, subject=ADMIN, permissions=ALL_PERMISSIONS, ttl_seconds=900)
+    async with httpx.AsyncClient(base_url=components.url + PREFIX, timeout=30) as http:
+
+        async def served() -> bool:
+            answer = await http.get(f"/{new_id}", headers={"Authorization": f"Bearer {token}"})
+            return answer.status_code == 200
+
+        await eventually(served, timeout=30, what="the API serves gitops-c with a token signed with the kept secret")
+    for name in ("gitops-a", "gitops-c"):
+        await jobs.delete(name)

@@ -6,7 +6,6 @@ Installing the chart on the real control plane is tests/integration's job.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -175,6 +174,8 @@ ID_SEQUENCE = {
     Grant(NAMESPACE, "", "configmaps", "create", ()),
     *(Grant(NAMESPACE, "", "configmaps", v, (ID_SEQUENCE_CONFIGMAP,)) for v in ("get", "update", "patch")),
 }
+# The generated JWT Secret: created once by the operator, never read or changed by it.
+GENERATED_SECRET = {Grant(NAMESPACE, "", "secrets", "create", ())}
 
 
 def expand(scope: str, table: dict[tuple[str, str], set[str]]) -> set[Grant]:
@@ -239,7 +240,9 @@ def test_rbac_names_every_group_resource_and_verb(helm: Helm, values_file: Path 
         for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
             assert not any("*" in item for item in rule.get(field, [])), rule
         assert "nonResourceURLs" not in rule
-        assert not {"secrets", "pods/exec", "pods/attach", "serviceaccounts/token"} & set(rule["resources"]), rule
+        assert not {"pods/exec", "pods/attach", "serviceaccounts/token"} & set(rule["resources"]), rule
+        if "secrets" in rule["resources"]:  # only the operator's create of the generated one; never a read
+            assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}, rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -252,6 +255,7 @@ def test_default_grants_are_exactly_what_the_components_need(helm: Helm) -> None
         | expand("cluster", CRD_READ)
         | expand("cluster", {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}})
         | ID_SEQUENCE
+        | GENERATED_SECRET
     )
     assert api == expand("cluster", API_NAMESPACED)
 
@@ -266,6 +270,8 @@ def test_only_the_api_deletes_jobs_and_only_the_operator_writes_cronjobs(helm: H
     assert "delete" not in verbs(operator, "scheduledjobs") and "create" not in verbs(operator, "scheduledjobs")
     assert not verbs(api, "configmaps") and not verbs(api, "events") and not verbs(api, "scheduledjobs/status")
     assert {g.scope for g in operator if g.resource == "configmaps"} == {NAMESPACE}
+    assert not verbs(api, "secrets") and verbs(operator, "secrets") <= {"create"}
+    assert {g.scope for g in operator if g.resource == "secrets"} <= {NAMESPACE}
     assert not verbs(operator, "namespaces") and not verbs(api, "namespaces")
     assert not {g for g in api if g.scope == "cluster" and g.resource == "customresourcedefinitions"}
 
@@ -281,6 +287,7 @@ def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) 
         )
         | expand("cluster", CRD_READ)
         | ID_SEQUENCE
+        | GENERATED_SECRET
     )
     assert api == set().union(*(expand(ns, API_NAMESPACED) for ns in namespaces))
     operator_args = container(one(docs, "Deployment", f"{FULLNAME}-operator"))["args"]
@@ -360,13 +367,18 @@ def test_dockerfile_entrypoint_and_the_chart_agree(helm: Helm) -> None:
         assert result.returncode == 0, f"python -m {module} --help:\n{result.stderr}"
 
 
-def test_chart_owns_the_id_sequence_so_uninstall_removes_it(helm: Helm) -> None:
+def test_chart_owns_the_id_sequence_so_uninstall_removes_it_but_no_render_holds_its_value(helm: Helm) -> None:
     docs = helm.template()
     configmap = one(docs, "ConfigMap", ID_SEQUENCE_CONFIGMAP)
     assert configmap["metadata"]["namespace"] == NAMESPACE
-    assert configmap["data"] == {"next": "1"}
-    # Upgrades carry the live value over instead of resetting the sequence.
-    assert "lookup" in (CHART / "templates" / "id-sequence-configmap.yaml").read_text()
+    # No data: a render (helm template, helm upgrade, kubectl apply of either) never patches the operator's value.
+    assert set(configmap) == {"apiVersion", "kind", "metadata"}
+
+
+def test_the_chart_holds_no_state_from_the_cluster() -> None:
+    """`lookup` renders differently with and without a cluster (helm template, Argo CD): no template uses it."""
+    templates = sorted((CHART / "templates").iterdir())
+    assert [t.name for t in templates if "lookup" in t.read_text()] == []
 
 
 MAP_CAPABILITY = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
@@ -426,16 +438,29 @@ def test_api_deployment_service_and_probes(helm: Helm) -> None:
 # --- tests: JWT configuration -----------------------------------------------------------------------------------------
 
 
-def test_generated_jwt_secret(helm: Helm) -> None:
+def test_generated_jwt_secret_is_created_by_the_operator_not_rendered(helm: Helm) -> None:
     docs = helm.template()
-    secret = one(docs, "Secret", f"{FULLNAME}-jwt")
-    value = base64.b64decode(secret["data"]["jwt-secret"]).decode()
-    assert re.fullmatch(r"[A-Za-z0-9]{48}", value)
+    # A rendered random value would be re-rolled by every render without a cluster (helm template, Argo CD).
+    assert not by_kind(docs, "Secret")
     env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
     assert env["SCHEDULED_JOBS_JWT_SECRET"] == {"secretKeyRef": {"name": f"{FULLNAME}-jwt", "key": "jwt-secret"}}
     assert "SCHEDULED_JOBS_NAMESPACES" not in env
-    # Upgrades keep the secret (and every token signed with it): the template reuses the live value.
-    assert "lookup" in (CHART / "templates" / "jwt-secret.yaml").read_text()
+    operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
+    assert operator_env["SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME"] == f"{FULLNAME}-jwt"
+    assert operator_env["SCHEDULED_JOBS_GENERATED_JWT_SECRET_KEY"] == "jwt-secret"
+    assert grants_of(docs, OPERATOR_SA) >= GENERATED_SECRET
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["--set", "auth.existingSecret=mine"], ["--set", "auth.generateSecret=false", "--set", "auth.jwksUrl=https://x"]],
+    ids=["existing-secret", "identity-provider-only"],
+)
+def test_without_a_generated_secret_the_operator_gets_no_secret_access(helm: Helm, values: list[str]) -> None:
+    docs = helm.template(*values)
+    assert not verbs(grants_of(docs, OPERATOR_SA), "secrets")
+    operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
+    assert "SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME" not in operator_env
 
 
 def test_existing_secret_and_jwks(helm: Helm) -> None:

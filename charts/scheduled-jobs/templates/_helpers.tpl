@@ -120,6 +120,13 @@ Watch mode: "cluster" (no namespaces), "glob" (some entry is a kopf glob or nega
 {{- end }}
 {{- end }}
 
+{{/* "<fullname>-jwt" when the operator creates the JWT Secret (generateSecret without existingSecret), else "". */}}
+{{- define "scheduled-jobs.generatedJwtSecret" -}}
+{{- if and (not .Values.auth.existingSecret) .Values.auth.generateSecret }}
+{{- include "scheduled-jobs.jwtSecretName" . }}
+{{- end }}
+{{- end }}
+
 {{/* The ID sequence ConfigMap, fixed by the operator (scheduledjob.constants.ID_SEQUENCE_CONFIGMAP). */}}
 {{- define "scheduled-jobs.idSequenceConfigMap" -}}
 scheduledjob-id-sequence

@@ -45,7 +45,7 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   verbs: [list, watch]
 {{- end }}
 
-{{/* Operator state in its own namespace: the id sequence ConfigMap, and nothing else. */}}
+{{/* Operator state in its own namespace: the id sequence ConfigMap and the generated JWT Secret, nothing else. */}}
 {{- define "scheduled-jobs.rbac.operatorStateRules" -}}
 # "create" cannot be restricted by name (the name is not known at authorization time).
 - apiGroups: [""]
@@ -55,6 +55,13 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   resources: [configmaps]
   resourceNames: [{{ include "scheduled-jobs.idSequenceConfigMap" . }}]
   verbs: [get, update, patch]
+{{- if include "scheduled-jobs.generatedJwtSecret" . }}
+# The generated JWT Secret is created once if absent (409 = it exists). Create only: the operator can read,
+# list or change no Secret, this one included.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- end }}
 {{- end }}
 
 {{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs. */}}

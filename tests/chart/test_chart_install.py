@@ -55,7 +55,8 @@ OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 RELEASE_KINDS = (
     "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,"
     "configmaps,secrets,networkpolicies,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev,"
-    "mutatingadmissionpolicies,mutatingadmissionpolicybindings"
+    "mutatingadmissionpolicies,mutatingadmissionpolicybindings,validatingadmissionpolicies,"
+    "validatingadmissionpolicybindings"
 )
 ADMIN = "chart-admin"
 
@@ -656,6 +657,23 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                 )
                 await forbidden(
                     "operator: list Secrets in its own namespace", core.list_namespaced_secret(release.namespace)
+                )
+                # RBAC lets it create Secrets there; the chart's ValidatingAdmissionPolicy allows only that one.
+                other: Manifest = {"metadata": {"name": "not-the-jwt-secret"}, "type": "Opaque"}
+                await forbidden(
+                    "operator: create another Secret",
+                    core.create_namespaced_secret(release.namespace, other, dry_run="All"),
+                )
+                token_secret: Manifest = {  # under the allowed name, which exists: 409 if the policy let it pass
+                    "metadata": {
+                        "name": f"{release.fullname}-jwt",
+                        "annotations": {"kubernetes.io/service-account.name": "default"},
+                    },
+                    "type": "kubernetes.io/service-account-token",
+                }
+                await forbidden(
+                    "operator: create a service-account token Secret",
+                    core.create_namespaced_secret(release.namespace, token_secret, dry_run="All"),
                 )
                 await forbidden(
                     "operator: create a Job", jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")

@@ -449,6 +449,16 @@ def test_generated_jwt_secret_is_created_by_the_operator_not_rendered(helm: Helm
     assert operator_env["SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME"] == f"{FULLNAME}-jwt"
     assert operator_env["SCHEDULED_JOBS_GENERATED_JWT_SECRET_KEY"] == "jwt-secret"
     assert grants_of(docs, OPERATOR_SA) >= GENERATED_SECRET
+    # RBAC cannot name what may be created; the admission policy does: that Secret, Opaque, by the operator only.
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{FULLNAME}-operator-secrets")
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}"'
+    )
+    assert policy["spec"]["validations"][0]["expression"] == (
+        f'object.metadata.name == "{FULLNAME}-jwt" && object.type == "Opaque"'
+    )
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-operator-secrets")
+    assert binding["spec"] == {"policyName": f"{FULLNAME}-operator-secrets", "validationActions": ["Deny"]}
 
 
 @pytest.mark.parametrize(
@@ -461,6 +471,7 @@ def test_without_a_generated_secret_the_operator_gets_no_secret_access(helm: Hel
     assert not verbs(grants_of(docs, OPERATOR_SA), "secrets")
     operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
     assert "SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME" not in operator_env
+    assert not by_kind(docs, "ValidatingAdmissionPolicy")
 
 
 def test_existing_secret_and_jwks(helm: Helm) -> None:

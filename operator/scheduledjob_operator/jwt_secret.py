@@ -68,15 +68,29 @@ async def ensure_generated_jwt_secret(
         meta = sequence.metadata
         owner = {"name": meta.name, "uid": meta.uid, "labels": meta.labels}
     except ApiException as error:
-        if error.status != 404:
+        if error.status not in (403, 404):
             raise
-        log.warning("ConfigMap %s/%s is absent: Secret %s gets no owner", namespace, c.ID_SEQUENCE_CONFIGMAP, name)
+        log.warning(
+            "ConfigMap %s/%s unreadable (%s): Secret %s gets no owner",
+            namespace,
+            c.ID_SEQUENCE_CONFIGMAP,
+            error.status,
+            name,
+        )
     body = generated_secret(name, key, secrets.token_urlsafe(SECRET_BYTES), owner)
     try:
         await core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
     except ApiException as error:
-        if error.status != 409:
-            raise
-        log.debug("Secret %s/%s exists: left as it is", namespace, name)
-        return
+        if error.status == 409:
+            log.debug("Secret %s/%s exists: left as it is", namespace, name)
+            return
+        if error.status == 403:  # retrying cannot help; scheduling goes on, the API waits for the Secret
+            log.error(
+                "may not create the API's JWT secret %s/%s (grant `create` on secrets): %s",
+                namespace,
+                name,
+                error.reason,
+            )
+            return
+        raise
     log.info("created the API's JWT secret %s/%s (key %s)", namespace, name, key)

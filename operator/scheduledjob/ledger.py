@@ -7,9 +7,8 @@ restart, repeated watch events and concurrent completions never lose or double c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 from datetime import datetime
+from typing import Literal
 
 from scheduledjob.executions import JobObservation
 from scheduledjob.models import ExecutionRecord, ScheduledJobStatus
@@ -54,7 +53,9 @@ def record_executions(
 def next_transaction_id(status: ScheduledJobStatus) -> int:
     """Hands out the next transactionId (changes `status`). Older objects have no lastTransactionId:
     their ids were the execution count, so numbering carries on from there."""
-    highest = max([status.last_transaction_id or 0, status.execution_count, *(r.transaction_id for r in status.history)])
+    highest = max(
+        [status.last_transaction_id or 0, status.execution_count, *(r.transaction_id for r in status.history)]
+    )
     status.last_transaction_id = highest + 1
     return highest + 1
 

@@ -102,11 +102,7 @@ def upcoming(schedule: str, zone_name: str, after: datetime, count: int) -> list
 
 def start_times(schedule: str, zone_name: str, after: datetime, until: datetime, limit: int) -> list[datetime]:
     """The instants in (after, until] at which the controller starts a Job, at most `limit`."""
-    return [
-        slot.at
-        for slot in upcoming(schedule, zone_name, after, limit)
-        if slot.at is not None and slot.at <= until
-    ]
+    return [slot.at for slot in upcoming(schedule, zone_name, after, limit) if slot.at is not None and slot.at <= until]
 
 
 def describe(schedule: str) -> str:

@@ -119,4 +119,3 @@ def judge_slots(
             skipped.append(SkippedSlot(slot, job_name_for(cronjob_name, slot), _reason(slot, spec, view, history)))
         decided = slot
     return skipped, decided
-

@@ -71,7 +71,12 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             "suspended": True,
         }
     ]
-    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (1, 1, 20, 1)
+    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (
+        1,
+        1,
+        5000,
+        1,
+    )  # no page: the whole list
 
 
 async def test_paging(many: httpx.AsyncClient) -> None:

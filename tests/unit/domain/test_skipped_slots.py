@@ -106,9 +106,7 @@ def test_while_suspended_nothing_is_judged_and_judging_restarts_from_the_resume(
     view = ControllerView(last_schedule_time=minute(0), active=())
     suspended = judged(every_minute({"suspend": True}), view, minute(5))
     assert suspended.skipped_count == 0 and suspended.slots_checked_until is None
-    resumed = next_status(
-        every_minute(**{"slotsCheckedUntil": None, "state": "suspended"}), [], minute(9), controller=view
-    )
+    resumed = next_status(every_minute(slotsCheckedUntil=None, state="suspended"), [], minute(9), controller=view)
     assert resumed.status is not None
     assert resumed.status["skippedCount"] == 0 and resumed.status["slotsCheckedUntil"] == "2026-01-10T02:09:00Z"
 

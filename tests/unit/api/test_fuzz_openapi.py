@@ -6,8 +6,8 @@ Schemathesis derives requests for every operation from the document itself (vali
 parameters), sends them in-process over ASGI to the real app on the in-memory cluster double, and
 checks each answer against the document: the success envelopes with their data and the error
 envelopes alike. Job ids are drawn from the seeded jobs half of the time, so the deep paths (detail,
-execute, cancel, Forbid/Replace, pause/resume, schedule preview, delete) are reached, and tokens vary between full rights, read-only,
-none and garbage.
+execute, cancel, Forbid/Replace, pause/resume, schedule preview, delete) are reached, and tokens
+vary between full rights, read-only, none and garbage.
 """
 
 from __future__ import annotations

@@ -40,13 +40,13 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
     for transition in transitions:
         record = transition.record
         if transition.kind in _NOT_RUNS:
+            text = record.message or transition.kind
             detail = f": {record.reason}" if record.reason else ""
-            message = f"Slot {record.started_at} {record.message}{detail}" if transition.kind == "skipped" else ""
             kopf.event(
                 kopf.Body(cast(kopf.RawBody, obj)),
                 type=_EVENT_TYPES[transition.kind],
                 reason=transition.kind.capitalize(),
-                message=message or f"{(record.message or transition.kind).capitalize()}{detail}",
+                message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
             )
             continue
         who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by

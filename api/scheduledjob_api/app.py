@@ -16,7 +16,7 @@ from scheduledjob_api.cluster import Cluster
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
-from scheduledjob_api.routers import health, scheduled_jobs
+from scheduledjob_api.routers import admin_controls, health, scheduled_jobs
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
     app.include_router(scheduled_jobs.router)
+    app.include_router(admin_controls.router)
     app.include_router(health.router)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app
@@ -78,8 +79,8 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
 
 def _openapi_without_validation_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI documents a 422 `HTTPValidationError` body on every endpoint with parameters. This API
-    answers a bad parameter with a 400 envelope (documented per endpoint) and takes no request
-    bodies, so that 422 is never sent: leave it out of the document."""
+    answers a bad parameter or body with a 400 envelope (documented per endpoint), so that 422 is
+    never sent: leave it out of the document."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

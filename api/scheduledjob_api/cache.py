@@ -124,6 +124,11 @@ class ClusterCache:
                 del self._tombstones[next(iter(self._tombstones))]
         self._drop(Kind.SCHEDULED_JOBS, key)
 
+    def saw_scheduled_job(self, obj: Obj) -> None:
+        """A ScheduledJob as this process has just written it, before the watch reports it."""
+        if obj.get("metadata"):
+            self._put(Kind.SCHEDULED_JOBS, _key(obj), obj)
+
     def replace(self, kind: Kind, scope: str | None, items: list[Obj]) -> None:
         """The result of a LIST for one scope (None = all namespaces) replaces what that scope held."""
         store = self._objects[kind]

@@ -85,6 +85,10 @@ class Cluster(Protocol):
         """Annotates the Job with who cancelled it, then deletes it with its pods."""
         ...
 
+    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
+        """Merge-patches the ScheduledJob's annotations (None removes one) and returns it as stored."""
+        ...
+
     async def delete_scheduled_job(self, namespace: str, name: str) -> None:
         """Deletes the ScheduledJob; its CronJob, Jobs and pods follow by garbage collection."""
         ...

@@ -96,11 +96,11 @@ def _allowed_methods(request: Request) -> str:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """Bad query or path values are the caller's mistake in a parameter (400, naming it); anything
-    else (a body, which no endpoint takes today) is 422."""
+    """Bad query, path or body values are the caller's mistake (400, naming the parameter or field);
+    anything else is 422."""
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
-    in_parameters = all(err.get("loc", ("",))[0] in ("query", "path") for err in errors)
+    in_parameters = all(err.get("loc", ("",))[0] in ("query", "path", "body") for err in errors)
     parts = []
     for err in errors:
         loc = err.get("loc", ())

@@ -261,6 +261,23 @@ class KubeCluster:
             self._timeout,
         )
 
+    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
+        patch = {"metadata": {"annotations": annotations}}
+        return await self._json(
+            lambda api: _custom(api).patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+                _request_timeout=self._timeout,
+            ),
+            self._timeout,
+        )
+
     async def delete_scheduled_job(self, namespace: str, name: str) -> None:
         await self._json(
             lambda api: client.CustomObjectsApi(api).delete_namespaced_custom_object(
@@ -280,6 +297,11 @@ class KubeCluster:
 def _batch(api: ApiClient) -> Any:
     # Untyped on purpose: the stubs want V1Job models and lack `_content_type`; we send plain dicts.
     return client.BatchV1Api(api)
+
+
+def _custom(api: ApiClient) -> Any:
+    # Untyped for the same reason as _batch: `_content_type` is not in the stubs.
+    return client.CustomObjectsApi(api)
 
 
 def _parse_event(line: bytes) -> WatchEvent | None:

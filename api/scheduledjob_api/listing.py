@@ -30,6 +30,8 @@ SortDirection = Literal["asc", "desc"]
 SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 
 Key = tuple[str, str]  # (namespace, name)
+# A list request without `page` answers every matching job, as the original backend, up to this many.
+LIST_ALL_LIMIT = 5_000
 
 
 @dataclass(frozen=True)

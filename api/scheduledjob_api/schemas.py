@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from scheduledjob.models import ConcurrencyPolicy, ExecutionStatus, State, Trigger
+from scheduledjob.models import ConcurrencyPolicy, RecordStatus, State, Trigger
 
 T = TypeVar("T")
 
 Timestamp = str  # RFC 3339 UTC, e.g. "2025-01-23T10:30:00Z"
+MAX_REASON_LENGTH = 500  # fits an annotation and the CRD's record bound (1000) with room
 
 
 class _Closed(BaseModel):
@@ -59,11 +60,12 @@ class JobSummary(_Closed):
     execution_count: int
     success_count: int
     failure_count: int
+    skipped_count: int = Field(description="Slots the CronJob controller did not start; never failures.")
     average_runtime: int | None = Field(description="Milliseconds, over succeeded and failed runs.")
     namespace: str
     schedule: str
     time_zone: str
-    suspended: bool
+    suspended: bool = Field(description="Nothing is scheduled: `suspend` in the manifest, or paused by an admin.")
 
 
 class JobPage(_Closed):
@@ -75,18 +77,22 @@ class JobPage(_Closed):
 
 
 class Transaction(_Closed):
-    transaction_id: int = Field(description="Ordinal of the execution (1 = first ever).")
-    execution_id: str = Field(description="The Job's name.")
+    """An execution, or a record of a skipped slot (`skipped`, never started: `reason` says why), a
+    pause or a resume (`user` did it)."""
+
+    transaction_id: int = Field(description="Ordinal of the record (1 = first ever).")
+    execution_id: str = Field(description="The Job's name (for a skipped slot: the name it would have had).")
     trigger: Trigger
     transaction_by: Literal["by_user", "by_cron_job"]
     user: str | None
     requested_by: str | None
     cancelled_by: str | None
-    status: ExecutionStatus
+    status: RecordStatus
     started_at: Timestamp
     finished_at: Timestamp | None
     runtime: int | None = Field(description="Milliseconds.")
     message: str | None
+    reason: str | None = Field(description="Given with execute or pause; for a skipped slot, why it did not run.")
 
 
 class Configuration(_Closed):
@@ -115,6 +121,10 @@ class Condition(_Closed):
 
 class JobDetail(JobSummary):
     cancelled_count: int
+    paused: bool = Field(description="Paused by an admin (POST /{jobId}/pause or the paused-by annotation).")
+    paused_by: str | None
+    paused_at: Timestamp | None
+    pause_reason: str | None
     configuration: Configuration
     active_executions: list[str] = Field(description="Names of the running Jobs.")
     transactions: list[Transaction] = Field(description="The 20 newest executions.")
@@ -127,6 +137,7 @@ class Execution(_Closed):
     execution_id: str = Field(description="The new Job's name.")
     status: Literal["running"]
     started_at: Timestamp
+    reason: str | None = Field(description="As given in the request body; kept on the Job and in its record.")
 
 
 class Cancellation(_Closed):
@@ -141,6 +152,41 @@ class Deletion(_Closed):
     name: str
     namespace: str
     deleted: Literal[True]
+
+
+class PauseState(_Closed):
+    job_id: int
+    paused: bool
+    paused_by: str | None
+    paused_at: Timestamp | None
+    pause_reason: str | None
+    changed: bool = Field(description="False when the job already was in this state (nothing was written).")
+
+
+class NextExecution(_Closed):
+    at: Timestamp | None = Field(
+        description="When the CronJob controller starts it (UTC); null for a wall time that does not exist."
+    )
+    local: str = Field(description="The same moment on the job's wall clock with its UTC offset.")
+    dst: Literal["skipped", "repeated"] | None = Field(
+        description="`skipped`: the wall time does not exist (clocks jump forward) and nothing runs; "
+        "`repeated`: it exists twice (clocks go back) and runs at both."
+    )
+
+
+class SchedulePreview(_Closed):
+    schedule: str
+    time_zone: str
+    description: str = Field(description="The cron expression in words.")
+    suspended: bool = Field(description="Nothing runs now; the times are those after a resume.")
+    paused: bool
+    next_executions: list[NextExecution]
+
+
+class ReasonBody(_Closed):
+    """The optional request body of execute and pause."""
+
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, description="Why; kept in the record.")
 
 
 class Liveness(_Closed):

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from scheduledjob.builders import build_manual_job, manual_job_name
 from scheduledjob.executions import observe_job
+from scheduledjob.pause import pause_annotations, pause_of, resume_annotations
+from scheduledjob.schedule_preview import describe, upcoming
 from scheduledjob.timefmt import format_utc
 
 from scheduledjob_api import views
@@ -164,7 +166,7 @@ class ScheduledJobService:
 
     # ---- writes ------------------------------------------------------------------------------
 
-    async def execute(self, job_id: str, principal: Principal) -> dict[str, Any]:
+    async def execute(self, job_id: str, principal: Principal, reason: str | None = None) -> dict[str, Any]:
         target = self.resolve(job_id)
         async with self._lock(target.key):
             target = self.resolve(job_id)  # it may have been deleted while we waited
@@ -184,19 +186,21 @@ class ScheduledJobService:
                 )
             if running and policy == "Replace":
                 await self._cancel_all(target.key, running, principal.subject)
-            created = await self._create(target.key, cronjob, principal.subject)
+            created = await self._create(target.key, cronjob, principal.subject, reason)
             meta = created.get("metadata") or {}
             return {
                 "job_id": target.job_id,
                 "execution_id": meta.get("name"),
                 "status": "running",
                 "started_at": meta.get("creationTimestamp") or format_utc(self._now()),
+                "reason": reason,
             }
 
-    async def _create(self, owner: Key, cronjob: Obj, requested_by: str) -> Obj:
+    async def _create(self, owner: Key, cronjob: Obj, requested_by: str, reason: str | None = None) -> Obj:
         cronjob_name = cronjob["metadata"]["name"]
         for attempt in range(NAME_ATTEMPTS):
-            job = build_manual_job(cronjob, manual_job_name(cronjob_name, self._suffix()), requested_by=requested_by)
+            name = manual_job_name(cronjob_name, self._suffix())
+            job = build_manual_job(cronjob, name, requested_by=requested_by, reason=reason)
             try:
                 created = await self._cluster.create_job(job)
             except ClusterConflict:
@@ -257,6 +261,74 @@ class ScheduledJobService:
             # Answer later reads from the cache as 404 at once, without waiting for the watch.
             self._cache.forget_scheduled_job(target.key)
             return {"job_id": target.job_id, "name": name, "namespace": namespace, "deleted": True}
+
+    # ---- admin controls: pause, resume, schedule preview -----------------------------------------
+
+    def schedule(self, job_id: str, count: int) -> dict[str, Any]:
+        """The next `count` slots as the CronJob controller will start them; for a suspended or paused
+        job, those it would start if it were resumed now."""
+        target = self.resolve(job_id)
+        spec = target.obj.get("spec") or {}
+        schedule, zone = str(spec.get("schedule") or ""), str(spec.get("timeZone") or "UTC")
+        try:
+            slots = upcoming(schedule, zone, self._now(), count)
+            description = describe(schedule)
+        except ValueError as exc:  # ScheduleError: the operator shows the same as state "error"
+            raise ApiError(409, f"Scheduled job {target.key[1]!r} has no valid schedule: {exc}") from None
+        paused = pause_of(target.obj.get("metadata")) is not None
+        return {
+            "schedule": schedule,
+            "time_zone": zone,
+            "description": description,
+            "suspended": paused or bool(spec.get("suspend")),
+            "paused": paused,
+            "next_executions": [
+                {"at": format_utc(slot.at) if slot.at else None, "local": slot.local, "dst": slot.dst} for slot in slots
+            ],
+        }
+
+    async def pause(self, job_id: str, principal: Principal, reason: str | None) -> dict[str, Any]:
+        """Pauses scheduling; a job already paused stays as it is (who, when and why unchanged)."""
+        target = self.resolve(job_id)
+        async with self._lock(target.key):
+            target = self.resolve(job_id)
+            if pause_of(target.obj.get("metadata")) is not None:
+                return _pause_state(target.job_id, target.obj, changed=False)
+            stored = await self._annotate(target, pause_annotations(principal.subject, format_utc(self._now()), reason))
+            return _pause_state(target.job_id, stored, changed=True)
+
+    async def resume(self, job_id: str, principal: Principal) -> dict[str, Any]:
+        """Lifts an admin's pause; a job that is not paused (running, idle) is left as it is."""
+        target = self.resolve(job_id)
+        async with self._lock(target.key):
+            target = self.resolve(job_id)
+            if pause_of(target.obj.get("metadata")) is None:
+                return _pause_state(target.job_id, target.obj, changed=False)
+            stored = await self._annotate(target, resume_annotations(principal.subject, format_utc(self._now())))
+            return _pause_state(target.job_id, stored, changed=True)
+
+    async def _annotate(self, target: Target, annotations: dict[str, str | None]) -> Obj:
+        namespace, name = target.key
+        try:
+            stored = await self._cluster.annotate_scheduled_job(namespace, name, annotations)
+        except ClusterNotFound:
+            raise not_found() from None
+        except ClusterError as exc:
+            raise _cluster_failure(exc) from exc
+        self._cache.saw_scheduled_job(stored)  # reads answer with the change at once
+        return stored
+
+
+def _pause_state(job_id: int, obj: Obj, *, changed: bool) -> dict[str, Any]:
+    pause = pause_of(obj.get("metadata"))
+    return {
+        "job_id": job_id,
+        "paused": pause is not None,
+        "paused_by": pause.paused_by if pause else None,
+        "paused_at": pause.paused_at if pause else None,
+        "pause_reason": pause.reason if pause else None,
+        "changed": changed,
+    }
 
 
 def _cluster_failure(exc: ClusterError) -> ApiError:

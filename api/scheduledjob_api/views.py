@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from scheduledjob.constants import DEFAULT_HISTORY_LIMIT
+from scheduledjob.pause import pause_of
 
 from scheduledjob_api.cluster import Obj
 
@@ -38,18 +39,22 @@ def list_item(scheduled_job: Obj) -> dict[str, Any]:
     meta = _section(scheduled_job, "metadata")
     spec = _section(scheduled_job, "spec")
     status = _section(scheduled_job, "status")
-    suspended = bool(spec.get("suspend"))
+    # spec.suspend (the manifest's) or an admin's pause (annotations): either stops the schedule.
+    suspended = bool(spec.get("suspend")) or pause_of(meta) is not None
+    state = status.get("state")
+    if state not in ("running", "error"):  # a pause or resume shows at once, before the operator's write
+        state = "suspended" if suspended else "idle"
     return {
         "id": job_id_of(scheduled_job),
         "name": meta.get("name"),
         "description": spec.get("description") or "",
-        # The operator sets state with the id; until then show what the spec implies.
-        "status": status.get("state") or ("suspended" if suspended else "idle"),
+        "status": state,
         "last_execution": status.get("lastExecution"),
         "next_execution": status.get("nextExecution"),
         "execution_count": _int(status.get("executionCount")),
         "success_count": _int(status.get("successCount")),
         "failure_count": _int(status.get("failureCount")),
+        "skipped_count": _int(status.get("skippedCount")),
         "average_runtime": _int(status.get("averageRuntimeMs"), None),
         "namespace": meta.get("namespace"),
         "schedule": spec.get("schedule"),
@@ -76,6 +81,7 @@ def transaction(record: dict[str, Any]) -> dict[str, Any]:
         "finished_at": record.get("finishedAt"),
         "runtime": _int(record.get("runtimeMs"), None),
         "message": record.get("message"),
+        "reason": record.get("reason"),
     }
 
 
@@ -128,9 +134,14 @@ def _condition(condition: dict[str, Any]) -> dict[str, Any]:
 def detail(scheduled_job: Obj, active_executions: list[str]) -> dict[str, Any]:
     status = _section(scheduled_job, "status")
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    pause = pause_of(_section(scheduled_job, "metadata"))
     return {
         **list_item(scheduled_job),
         "cancelled_count": _int(status.get("cancelledCount")),
+        "paused": pause is not None,
+        "paused_by": pause.paused_by if pause else None,
+        "paused_at": pause.paused_at if pause else None,
+        "pause_reason": pause.reason if pause else None,
         "configuration": configuration(scheduled_job),
         "active_executions": active_executions,
         "transactions": transactions(scheduled_job)[:RECENT_TRANSACTIONS],

@@ -17,9 +17,12 @@ def selector_labels(name: str, job_id: int) -> dict[str, str]:
     return {c.LABEL_SCHEDULED_JOB: name, c.LABEL_ID: str(job_id)}
 
 
-def build_cronjob(name: str, namespace: str, owner_uid: str, job_id: int, spec: ScheduledJobSpec) -> dict[str, Any]:
+def build_cronjob(
+    name: str, namespace: str, owner_uid: str, job_id: int, spec: ScheduledJobSpec, paused: bool = False
+) -> dict[str, Any]:
     """The CronJob a ScheduledJob owns. Every managed field is always present (None clears it on a
-    merge patch), so applying this dict also reverts hand edits."""
+    merge patch), so applying this dict also reverts hand edits. `paused`: an admin's pause
+    (scheduledjob.pause), ORed with the manifest's spec.suspend."""
     template = copy.deepcopy(spec.job_template)
     template_meta = template.setdefault("metadata", {})
     template_meta["labels"] = {
@@ -50,7 +53,7 @@ def build_cronjob(name: str, namespace: str, owner_uid: str, job_id: int, spec: 
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend,
+            "suspend": spec.suspend or paused,
             "concurrencyPolicy": spec.concurrency_policy,
             "startingDeadlineSeconds": spec.starting_deadline_seconds,
             "successfulJobsHistoryLimit": _default(spec.successful_jobs_history_limit, 3),
@@ -68,7 +71,9 @@ def manual_job_name(cronjob_name: str, suffix: str) -> str:
     return f"{cronjob_name[:MAX_NAME_LENGTH]}-m{suffix}"[:63]
 
 
-def build_manual_job(cronjob: dict[str, Any], job_name: str, requested_by: str) -> dict[str, Any]:
+def build_manual_job(
+    cronjob: dict[str, Any], job_name: str, requested_by: str, reason: str | None = None
+) -> dict[str, Any]:
     """A Job made from the CronJob's template exactly as the schedule would make it (like
     `kubectl create job --from=cronjob/...`), owned by the CronJob so it counts as active and is
     pruned by the history limits, marked manual and carrying who asked for it. It is born with the
@@ -86,6 +91,7 @@ def build_manual_job(cronjob: dict[str, Any], job_name: str, requested_by: str) 
             "annotations": {
                 **meta.get("annotations", {}),
                 c.ANNOTATION_REQUESTED_BY: requested_by,
+                **({c.ANNOTATION_REASON: reason} if reason else {}),
                 "cronjob.kubernetes.io/instantiate": "manual",
             },
             "finalizers": [c.LEDGER_FINALIZER],

@@ -17,6 +17,16 @@ LABEL_TRIGGER: Final = f"{GROUP}/trigger"  # value: "schedule" | "manual"
 ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"  # who executed a manual run
 ANNOTATION_CANCELLED_BY: Final = f"{GROUP}/cancelled-by"  # who cancelled a run
 ANNOTATION_RECORDED: Final = f"{GROUP}/recorded"  # ledger progress: "started" | "finished"
+ANNOTATION_REASON: Final = f"{GROUP}/reason"  # why a manual run was asked for (optional)
+
+# Annotations on a ScheduledJob: an admin's pause, separate from spec.suspend (the manifest owner's
+# field, e.g. a GitOps tool's). Paused while paused-by or paused-at is set; the operator ORs it into
+# the CronJob's suspend. A resume removes the three and leaves resumed-by/resumed-at.
+ANNOTATION_PAUSED_BY: Final = f"{GROUP}/paused-by"
+ANNOTATION_PAUSED_AT: Final = f"{GROUP}/paused-at"  # RFC 3339 UTC
+ANNOTATION_PAUSE_REASON: Final = f"{GROUP}/pause-reason"
+ANNOTATION_RESUMED_BY: Final = f"{GROUP}/resumed-by"
+ANNOTATION_RESUMED_AT: Final = f"{GROUP}/resumed-at"
 
 # Keeps a Job (and so its outcome) until the operator has written it to the ledger.
 LEDGER_FINALIZER: Final = f"{GROUP}/ledger"

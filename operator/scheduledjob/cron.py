@@ -28,7 +28,8 @@ def time_zone(name: str) -> ZoneInfo:
         raise ScheduleError("spec.timeZone", f"unknown time zone {name!r}") from error
 
 
-def _expression(schedule: str) -> str:
+def expression(schedule: str) -> str:
+    """The croniter expression for a CronJob schedule (macros mapped), or ScheduleError."""
     text = schedule.strip()
     if text.startswith("@"):
         if text not in MACROS:
@@ -44,7 +45,7 @@ def _expression(schedule: str) -> str:
 
 
 def validate_schedule(schedule: str, zone_name: str) -> None:
-    _expression(schedule)
+    expression(schedule)
     time_zone(zone_name)
 
 
@@ -55,6 +56,6 @@ def next_run(schedule: str, zone_name: str, after: datetime) -> datetime:
     01:00Z in summer; wall-clock times repeated by the autumn change run in both hours.
     """
     zone = time_zone(zone_name)
-    iterator = croniter(_expression(schedule), after.astimezone(zone))
+    iterator = croniter(expression(schedule), after.astimezone(zone))
     upcoming: datetime = iterator.get_next(datetime)
     return upcoming.astimezone(ZoneInfo("UTC"))

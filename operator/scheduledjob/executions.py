@@ -24,6 +24,7 @@ class JobObservation:
     cancelled_by: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    reason: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -52,6 +53,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
         "started_at": status.get("startTime") or meta["creationTimestamp"],
         "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
         "cancelled_by": cancelled_by,
+        "reason": annotations.get(c.ANNOTATION_REASON) or None,
     }
     if complete := _true_condition(job, "Complete"):
         finished_at = status.get("completionTime") or complete.get("lastTransitionTime") or format_utc(now)

@@ -7,13 +7,16 @@ restart, repeated watch events and concurrent completions never lose or double c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from scheduledjob.executions import JobObservation
 from scheduledjob.models import ExecutionRecord, ScheduledJobStatus
-from scheduledjob.timefmt import milliseconds_between, parse_utc
+from scheduledjob.pause import Pause, Resume
+from scheduledjob.skipped import SkippedSlot
+from scheduledjob.timefmt import format_utc, milliseconds_between, parse_utc
 
-TransitionKind = Literal["started", "succeeded", "failed", "cancelled"]
+TransitionKind = Literal["started", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"]
 
 
 @dataclass(frozen=True)
@@ -41,24 +44,36 @@ def record_executions(
         if observation.finished and record.status == "running":
             _finish(new, record, observation)
             transitions.append(Transition(observation.status, record))  # type: ignore[arg-type]
-    new.history = _newest_first_within(new.history, history_limit)
+    new.history = newest_first_within(new.history, history_limit)
     new.active = [r.execution_id for r in new.history if r.status == "running"]
     new.average_runtime_ms = _average(new)
     return new, transitions
 
 
+def next_transaction_id(status: ScheduledJobStatus) -> int:
+    """Hands out the next transactionId (changes `status`). Older objects have no lastTransactionId:
+    their ids were the execution count, so numbering carries on from there."""
+    highest = max(
+        [status.last_transaction_id or 0, status.execution_count, *(r.transaction_id for r in status.history)]
+    )
+    status.last_transaction_id = highest + 1
+    return highest + 1
+
+
 def _start(status: ScheduledJobStatus, observation: JobObservation) -> ExecutionRecord:
+    transaction_id = next_transaction_id(status)
     status.execution_count += 1
     if status.last_execution is None or parse_utc(observation.started_at) > parse_utc(status.last_execution):
         status.last_execution = observation.started_at
     return ExecutionRecord(
-        transaction_id=status.execution_count,
+        transaction_id=transaction_id,
         execution_id=observation.name,
         uid=observation.uid,
         trigger=observation.trigger,
         status="running",
         started_at=observation.started_at,
         requested_by=observation.requested_by,
+        reason=observation.reason,
     )
 
 
@@ -79,7 +94,7 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
         status.total_runtime_ms += record.runtime_ms
 
 
-def _newest_first_within(history: list[ExecutionRecord], limit: int) -> list[ExecutionRecord]:
+def newest_first_within(history: list[ExecutionRecord], limit: int) -> list[ExecutionRecord]:
     ordered = sorted(history, key=lambda r: (parse_utc(r.started_at), r.transaction_id), reverse=True)
     kept: list[ExecutionRecord] = []
     for record in ordered:
@@ -87,6 +102,88 @@ def _newest_first_within(history: list[ExecutionRecord], limit: int) -> list[Exe
         if len(kept) < limit or record.status == "running":
             kept.append(record)
     return kept
+
+
+def record_skipped(status: ScheduledJobStatus, slots: list[SkippedSlot], history_limit: int) -> list[Transition]:
+    """Adds a `skipped` record per slot (changes `status`). Counted in skippedCount, never as a failure."""
+    transitions: list[Transition] = []
+    known = {record.uid for record in status.history}
+    for slot in slots:
+        uid = f"skipped:{slot.execution_id}"
+        if uid in known:
+            continue
+        at = format_utc(slot.at)
+        record = ExecutionRecord(
+            transaction_id=next_transaction_id(status),
+            execution_id=slot.execution_id,
+            uid=uid,
+            trigger="schedule",
+            status="skipped",
+            started_at=at,
+            finished_at=at,
+            reason=slot.reason,
+            message=f"slot {at} skipped",
+        )
+        status.history.append(record)
+        status.skipped_count += 1
+        transitions.append(Transition("skipped", record))
+    status.history = newest_first_within(status.history, history_limit)
+    return transitions
+
+
+def _when(text: str | None, now: datetime) -> str:
+    try:
+        return format_utc(parse_utc(text)) if text else format_utc(now)
+    except ValueError:  # hand-written annotation that is not a timestamp: the moment it was seen
+        return format_utc(now)
+
+
+def record_pause_change(
+    status: ScheduledJobStatus, pause: Pause | None, resume: Resume, now: datetime, history_limit: int
+) -> list[Transition]:
+    """A `paused` record when a new pause appears, a `resumed` one when it goes (changes `status`)."""
+    recorded = Pause(status.paused_by, status.paused_at, status.pause_reason)
+    was_paused = status.paused_by is not None or status.paused_at is not None
+    if pause is not None and (not was_paused or pause.identity != recorded.identity):
+        transaction_id = next_transaction_id(status)
+        at = _when(pause.paused_at, now)
+        who = f" by {pause.paused_by}" if pause.paused_by else ""
+        record = ExecutionRecord(
+            transaction_id=transaction_id,
+            execution_id=f"pause-{transaction_id}",
+            uid=f"pause:{transaction_id}",
+            trigger="manual",
+            status="paused",
+            started_at=at,
+            finished_at=at,
+            requested_by=pause.paused_by,
+            reason=pause.reason,
+            message=f"paused{who}: nothing is scheduled until it is resumed",
+        )
+        kind: TransitionKind = "paused"
+    elif pause is None and was_paused:
+        transaction_id = next_transaction_id(status)
+        at = _when(resume.resumed_at, now)
+        who = f" by {resume.resumed_by}" if resume.resumed_by else ""
+        record = ExecutionRecord(
+            transaction_id=transaction_id,
+            execution_id=f"resume-{transaction_id}",
+            uid=f"resume:{transaction_id}",
+            trigger="manual",
+            status="resumed",
+            started_at=at,
+            finished_at=at,
+            requested_by=resume.resumed_by,
+            message=f"resumed{who}: the schedule runs again",
+        )
+        kind = "resumed"
+    else:
+        return []
+    status.paused_by, status.paused_at = (pause.paused_by, pause.paused_at) if pause else (None, None)
+    status.pause_reason = pause.reason if pause else None
+    status.history.append(record)
+    status.history = newest_first_within(status.history, history_limit)
+    return [Transition(kind, record)]
 
 
 def _average(status: ScheduledJobStatus) -> int | None:

@@ -13,6 +13,8 @@ ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
 State = Literal["idle", "running", "suspended", "error"]
 Trigger = Literal["schedule", "manual"]
 ExecutionStatus = Literal["running", "succeeded", "failed", "cancelled"]
+# A ledger record is an execution, a slot the CronJob controller did not start, or an admin's pause/resume.
+RecordStatus = Literal["running", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"]
 
 
 class _Wire(BaseModel):
@@ -44,9 +46,10 @@ class ExecutionRecord(_Wire):
     execution_id: str
     uid: str
     trigger: Trigger
-    status: ExecutionStatus
+    status: RecordStatus
     started_at: str
     requested_by: str | None = None
+    reason: str | None = None  # why: given with execute/pause, or why a slot was skipped
     cancelled_by: str | None = None
     finished_at: str | None = None
     runtime_ms: int | None = None
@@ -71,12 +74,21 @@ class ScheduledJobStatus(_Wire):
     success_count: int = 0
     failure_count: int = 0
     cancelled_count: int = 0
+    skipped_count: int = 0
     total_runtime_ms: int = 0
     average_runtime_ms: int | None = None
     active: list[str] = Field(default_factory=list)
     history: list[ExecutionRecord] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    # The highest transactionId handed out (records of skipped slots and pauses take ids too).
+    last_transaction_id: int | None = None
+    # Slots up to this instant have been judged run or skipped (RFC 3339 UTC).
+    slots_checked_until: str | None = None
+    # The pause last recorded in the ledger, mirrored from the annotations (scheduledjob.pause).
+    paused_by: str | None = None
+    paused_at: str | None = None
+    pause_reason: str | None = None
 
     def ready_condition(self) -> Condition | None:
         return next((c for c in self.conditions if c.type == "Ready"), None)

@@ -9,9 +9,11 @@ from typing import Any
 from scheduledjob.conditions import derive_state, set_condition
 from scheduledjob.cron import next_run
 from scheduledjob.executions import JobObservation
-from scheduledjob.ledger import Transition, record_executions
+from scheduledjob.ledger import Transition, record_executions, record_pause_change, record_skipped
 from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
-from scheduledjob.timefmt import format_utc
+from scheduledjob.pause import pause_of, resume_of
+from scheduledjob.skipped import ControllerView, judge_slots
+from scheduledjob.timefmt import format_utc, parse_utc
 from scheduledjob.validation import SpecProblem, parse_spec
 
 READY = "Ready"
@@ -44,8 +46,10 @@ def next_status(
     now: datetime,
     readiness: Readiness | None = None,
     assigned_id: int | None = None,
+    controller: ControllerView | None = None,
 ) -> StatusChange:
-    """`readiness` None keeps the current Ready condition (the ledger path does not re-judge the spec)."""
+    """`readiness` None keeps the current Ready condition (the ledger path does not re-judge the spec).
+    `controller` (the CronJob's status) given: slots since the last check are judged run or skipped."""
     current = ScheduledJobStatus.model_validate(obj.get("status") or {})
     spec = parse_spec(obj.get("spec") or {})
     history_limit = spec.history_limit if isinstance(spec, ScheduledJobSpec) else len(current.history) or 100
@@ -66,7 +70,12 @@ def next_status(
         new.observed_generation = generation
     ready = new.ready_condition()
     valid = isinstance(spec, ScheduledJobSpec) and (ready is None or ready.status != "False")
-    suspended = isinstance(spec, ScheduledJobSpec) and spec.suspend
+    meta = obj["metadata"]
+    pause = pause_of(meta)
+    transitions += record_pause_change(new, pause, resume_of(meta), now, history_limit)
+    suspended = isinstance(spec, ScheduledJobSpec) and (spec.suspend or pause is not None)
+    if valid and isinstance(spec, ScheduledJobSpec) and controller is not None:
+        transitions += _judge_slots(new, meta["name"], spec, controller, suspended, now)
     new.state = derive_state(valid=valid, suspended=suspended, active=new.active)
     if valid and not suspended and isinstance(spec, ScheduledJobSpec):
         new.next_execution = format_utc(next_run(spec.schedule, spec.time_zone, now))
@@ -75,6 +84,29 @@ def next_status(
     if new == current:
         return StatusChange(None, transitions)
     return StatusChange(status_patch(new), transitions)
+
+
+def _judge_slots(
+    status: ScheduledJobStatus,
+    name: str,
+    spec: ScheduledJobSpec,
+    controller: ControllerView,
+    suspended: bool,
+    now: datetime,
+) -> list[Transition]:
+    """Skipped slots since `slotsCheckedUntil`. While suspended or paused nothing is judged (a
+    deliberate stop skips nothing) and the mark is cleared; it starts again from the moment scheduling
+    does (first reconcile, resume), so only slots that should have run are ever judged."""
+    if suspended:
+        status.slots_checked_until = None
+        return []
+    if status.slots_checked_until is None:
+        status.slots_checked_until = format_utc(now)
+        return []
+    since = parse_utc(status.slots_checked_until)
+    skipped, decided = judge_slots(name, spec, since, controller, status.history, now)
+    status.slots_checked_until = format_utc(decided)
+    return record_skipped(status, skipped, spec.history_limit)
 
 
 def status_patch(status: ScheduledJobStatus) -> dict[str, Any]:

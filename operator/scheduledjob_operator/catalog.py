@@ -118,4 +118,11 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 def _compact(cronjob: Mapping[str, Any]) -> str:
     labels = (cronjob.get("metadata") or {}).get("labels") or {}
-    return json.dumps({"metadata": {"labels": labels}, "spec": cronjob.get("spec") or {}}, separators=(",", ":"))
+    # Of the status only what judging skipped slots reads (scheduledjob.skipped.controller_view).
+    status = cronjob.get("status") or {}
+    seen = {
+        "lastScheduleTime": status.get("lastScheduleTime"),
+        "active": [{"name": ref.get("name")} for ref in status.get("active") or [] if isinstance(ref, Mapping)],
+    }
+    compact = {"metadata": {"labels": labels}, "spec": cronjob.get("spec") or {}, "status": seen}
+    return json.dumps(compact, separators=(",", ":"))

@@ -12,7 +12,9 @@ from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob, drifted
 from scheduledjob.ledger import Transition
 from scheduledjob.models import ScheduledJobSpec
+from scheduledjob.pause import pause_of
 from scheduledjob.reconciliation import Readiness, next_status, readiness_of
+from scheduledjob.skipped import controller_view
 from scheduledjob.validation import parse_spec
 
 from scheduledjob_operator.context import OperatorContext
@@ -21,13 +23,32 @@ from scheduledjob_operator.status_writer import Pending, StatusUpdate
 
 logger = logging.getLogger(__name__)
 
-_EVENT_TYPES = {"started": "Normal", "succeeded": "Normal", "failed": "Warning", "cancelled": "Normal"}
+_EVENT_TYPES = {
+    "started": "Normal",
+    "succeeded": "Normal",
+    "failed": "Warning",
+    "cancelled": "Normal",
+    "skipped": "Warning",
+    "paused": "Normal",
+    "resumed": "Normal",
+}
+_NOT_RUNS = ("skipped", "paused", "resumed")
 
 
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
     for transition in transitions:
         record = transition.record
+        if transition.kind in _NOT_RUNS:
+            text = record.message or transition.kind
+            detail = f": {record.reason}" if record.reason else ""
+            kopf.event(
+                kopf.Body(cast(kopf.RawBody, obj)),
+                type=_EVENT_TYPES[transition.kind],
+                reason=transition.kind.capitalize(),
+                message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
+            )
+            continue
         who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by
         detail = f" by {who}" if who else ""
         runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
@@ -70,15 +91,17 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
 
     spec = parse_spec(obj.get("spec") or {})
     readiness = readiness_of(spec)
+    actual = context.catalog.cronjob((namespace, name))
     if isinstance(spec, ScheduledJobSpec):
-        readiness = await _apply_cronjob(obj, job_id, spec, context.catalog.cronjob((namespace, name)), context)
+        readiness = await _apply_cronjob(obj, job_id, spec, actual, context)
     if not readiness.ok:
         logger.warning("%s/%s: %s", namespace, name, readiness.message)
-    if next_status(obj, [], context.clock(), readiness, assigned_id).status is None:
+    controller = controller_view(actual)
+    if next_status(obj, [], context.clock(), readiness, assigned_id, controller).status is None:
         return  # already right: no read, no write
 
     written = await context.writer.record(
-        (namespace, name), readiness=readiness, assigned_id=assigned_id, recent=recent
+        (namespace, name), readiness=readiness, assigned_id=assigned_id, recent=recent, controller=controller
     )
     if written and assigned_id is not None:
         context.assigned[uid] = assigned_id
@@ -88,7 +111,9 @@ def status_update(clock: Callable[[], datetime]) -> StatusUpdate:
     """How the status writer turns what is pending into a status, and what it announces after."""
 
     def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
-        change = next_status(current, pending.observations, clock(), pending.readiness, pending.assigned_id)
+        change = next_status(
+            current, pending.observations, clock(), pending.readiness, pending.assigned_id, pending.controller
+        )
         previous = _ready_message(current)
 
         def after_write() -> None:
@@ -105,7 +130,7 @@ async def _apply_cronjob(
     obj: dict[str, Any], job_id: int, spec: ScheduledJobSpec, actual: dict[str, Any] | None, context: OperatorContext
 ) -> Readiness:
     meta = obj["metadata"]
-    desired = build_cronjob(meta["name"], meta["namespace"], meta["uid"], job_id, spec)
+    desired = build_cronjob(meta["name"], meta["namespace"], meta["uid"], job_id, spec, pause_of(meta) is not None)
     try:
         if actual is None:
             try:
@@ -117,8 +142,9 @@ async def _apply_cronjob(
             await context.cluster.patch_cronjob(desired)
         else:
             return readiness_of(spec)
-        # Known at once, so a reconcile before the CronJob's own watch event does not create it again.
-        context.catalog.see_cronjob(desired)
+        # Known at once, so a reconcile before the CronJob's own watch event does not create it again;
+        # the controller's status is kept as last seen (skipped slots are judged from it).
+        context.catalog.see_cronjob({**desired, "status": (actual or {}).get("status") or {}})
     except Rejected as error:
         return Readiness(False, "CronJobRejected", f"the API server refused the CronJob: {error}")
     return readiness_of(spec)

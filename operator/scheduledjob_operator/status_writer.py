@@ -15,6 +15,7 @@ from typing import Any
 
 from scheduledjob.executions import JobObservation
 from scheduledjob.reconciliation import Readiness
+from scheduledjob.skipped import ControllerView
 
 from scheduledjob_operator.kube import Cluster, Conflict
 
@@ -30,6 +31,7 @@ class Pending:
     observations: list[JobObservation] = field(default_factory=list)
     readiness: Readiness | None = None  # None: keep the current Ready condition
     assigned_id: int | None = None
+    controller: ControllerView | None = None  # the CronJob's status: judge skipped slots with it
     # An object the caller has just read or written: the first attempt starts from it instead of a
     # GET. Safe because the write is still guarded by its resourceVersion (a stale one is a 409).
     recent: dict[str, Any] | None = None
@@ -57,6 +59,7 @@ class StatusWriter:
         readiness: Readiness | None = None,
         assigned_id: int | None = None,
         recent: dict[str, Any] | None = None,
+        controller: ControllerView | None = None,
     ) -> bool:
         """Returns once the observation (or a plain status refresh) is persisted.
 
@@ -72,6 +75,8 @@ class StatusWriter:
             batch.assigned_id = assigned_id
         if recent is not None:
             batch.recent = recent
+        if controller is not None:
+            batch.controller = controller
         batch.waiters.append(waiter)
         if key not in self._running:
             self._running.add(key)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduledjob_api.envelope import respond
-from scheduledjob_api.listing import ListQuery, SortDirection, SortField, StatusFilter
-from scheduledjob_api.schemas import Cancellation, Deletion, Execution, JobDetail, JobPage, Transaction, errors, ok
+from scheduledjob_api.listing import LIST_ALL_LIMIT, ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.schemas import (
+    Cancellation,
+    Deletion,
+    Execution,
+    JobDetail,
+    JobPage,
+    ReasonBody,
+    Transaction,
+    errors,
+    ok,
+)
 from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, READ, Principal, require
 from scheduledjob_api.service import ScheduledJobService
 
@@ -39,8 +49,18 @@ async def list_scheduled_jobs(
     request: Request,
     principal: Annotated[Principal, Depends(require(READ))],
     service: Service,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")] = 1,
-    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Jobs per page.")] = 20,
+    page: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_PAGE,
+            description=f"1-based page number. Without `page` and `pageSize`: every matching job, at most "
+            f"{LIST_ALL_LIMIT} (`totalCount` tells when there are more: then page with `page`/`pageSize`).",
+        ),
+    ] = None,
+    page_size: Annotated[
+        int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Jobs per page (default 20).")
+    ] = None,
     search: Annotated[
         str | None,
         Query(max_length=256, description="Case-insensitive text in name, description, namespace, schedule or id."),
@@ -50,9 +70,10 @@ async def list_scheduled_jobs(
     sort: Annotated[SortField, Query(description="Sort key; ties are ordered by id.")] = "id",
     sort_direction: Annotated[SortDirection, Query(alias="sortDirection")] = "asc",
 ) -> JSONResponse:
+    everything = page is None and page_size is None  # the original backend's "all" list
     query = ListQuery(
-        page=page,
-        page_size=page_size,
+        page=page or 1,
+        page_size=LIST_ALL_LIMIT if everything else page_size or 20,
         search=search,
         status=status,
         namespace=namespace or None,
@@ -86,12 +107,16 @@ async def get_scheduled_job(
 @router.post(
     "/{jobId}/execute",
     summary="Execute a scheduled job now",
-    responses={**ok(Execution), **errors(404, 409, *_EVERY_ENDPOINT)},
+    responses={**ok(Execution), **errors(400, 404, 409, *_EVERY_ENDPOINT)},
 )
 async def execute_scheduled_job(
-    request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(EXECUTE))], service: Service
+    request: Request,
+    jobId: JobId,
+    principal: Annotated[Principal, Depends(require(EXECUTE))],
+    service: Service,
+    body: Annotated[ReasonBody | None, Body(description='Optional: `{"reason": "..."}`.')] = None,
 ) -> JSONResponse:
-    return respond(request, await service.execute(jobId, principal))
+    return respond(request, await service.execute(jobId, principal, body.reason if body else None))
 
 
 @router.post(

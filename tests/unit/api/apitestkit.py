@@ -277,6 +277,22 @@ class FakeCluster:
         job["metadata"]["deletionTimestamp"] = format_utc(T0)
         self.put(Kind.JOBS, job)
 
+    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
+        if self.write_error is not None:
+            raise self.write_error
+        current = self.objects[Kind.SCHEDULED_JOBS].get((namespace, name))
+        if current is None:
+            raise ClusterNotFound(f'scheduledjobs "{name}" not found')
+        self.calls.append(f"annotate:{name}")
+        changed = copy.deepcopy(current)
+        kept = changed["metadata"].setdefault("annotations", {})
+        for key, value in annotations.items():
+            if value is None:
+                kept.pop(key, None)
+            else:
+                kept[key] = value
+        return copy.deepcopy(self.put(Kind.SCHEDULED_JOBS, changed))
+
     async def delete_scheduled_job(self, namespace: str, name: str) -> None:
         if self.write_error is not None:
             raise self.write_error

@@ -69,6 +69,7 @@ async def test_execute_builds_a_manual_job_owned_by_the_cronjob(
         "execution_id": meta["name"],
         "status": "running",
         "started_at": "2025-01-23T10:30:00Z",
+        "reason": None,
     }
 
 

@@ -75,16 +75,14 @@ async def test_unexpected_exception_is_a_500_envelope(start_app: StartApp) -> No
     assert "secret internals" not in body["error"]
 
 
-async def test_body_validation_is_a_422_envelope(start_app: StartApp) -> None:
+async def test_a_bad_body_is_a_400_envelope_naming_the_field(start_app: StartApp) -> None:
     app, http = await start_app()
 
     async def echo(payload: Payload) -> dict[str, int]:
         return {"count": payload.count}
 
     app.add_api_route("/echo", echo, methods=["POST"])
-    body = assert_envelope(
-        await http.post("/echo", json={"count": "many"}), 422, "Unprocessable Content", logged_in=False
-    )
+    body = assert_envelope(await http.post("/echo", json={"count": "many"}), 400, "Bad Request", logged_in=False)
     assert "count" in body["error"]
 
 

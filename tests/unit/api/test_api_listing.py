@@ -63,6 +63,7 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             "execution_count": 45,
             "success_count": 44,
             "failure_count": 1,
+            "skipped_count": 0,
             "average_runtime": 125000,
             "namespace": "default",
             "schedule": "0 2 * * *",
@@ -70,7 +71,12 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             "suspended": True,
         }
     ]
-    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (1, 1, 20, 1)
+    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (
+        1,
+        1,
+        5000,
+        1,
+    )  # no page: the whole list
 
 
 async def test_paging(many: httpx.AsyncClient) -> None:
@@ -79,7 +85,7 @@ async def test_paging(many: httpx.AsyncClient) -> None:
     assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (25, 2, 10, 3)
     past_the_end = await get_list(many, "page=9&pageSize=10")
     assert (ids(past_the_end), past_the_end["totalPages"]) == ([], 3)
-    assert len((await get_list(many))["jobs"]) == 20
+    assert len((await get_list(many, "pageSize=20"))["jobs"]) == 20
 
 
 async def test_no_jobs_means_zero_pages(client: httpx.AsyncClient) -> None:

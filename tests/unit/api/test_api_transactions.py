@@ -44,6 +44,7 @@ def test_a_manual_run_is_by_user_with_who_asked() -> None:
         "finished_at": "2025-01-23T10:32:05Z",
         "runtime": 125000,
         "message": "completed",
+        "reason": None,
     }
 
 

@@ -6,8 +6,8 @@ Schemathesis derives requests for every operation from the document itself (vali
 parameters), sends them in-process over ASGI to the real app on the in-memory cluster double, and
 checks each answer against the document: the success envelopes with their data and the error
 envelopes alike. Job ids are drawn from the seeded jobs half of the time, so the deep paths (detail,
-execute, cancel, Forbid/Replace, delete) are reached, and tokens vary between full rights, read-only,
-none and garbage.
+execute, cancel, Forbid/Replace, pause/resume, schedule preview, delete) are reached, and tokens
+vary between full rights, read-only, none and garbage.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def ready_condition(ok: bool) -> dict[str, Any]:
 
 def seeded_cluster() -> FakeCluster:
     """Six jobs covering the states and policies: idle with a ledger, running (Allow and Replace),
-    suspended, in error, and a Forbid job that has never run."""
+    suspended, in error, and a paused Forbid job that has never run."""
     cluster = FakeCluster()
     history = [
         record(3, status="failed", started="2025-01-22T03:00:00Z", finishedAt="2025-01-22T03:00:05Z", runtimeMs=5000),
@@ -104,6 +104,7 @@ def seeded_cluster() -> FakeCluster:
     )
     replaced = scheduled_job("reindex", 5, state="running", policy="Replace", namespace="ops")
     fresh = scheduled_job("hourly-sync", 6, schedule="0 * * * *")
+    fresh["metadata"]["annotations"] = {c.ANNOTATION_PAUSED_BY: "carol", c.ANNOTATION_PAUSE_REASON: "migration"}
     cluster.seed(report, warmup, digest, broken, replaced, fresh)
     cluster.put(Kind.JOBS, job_of(warmup, "cache-warmup-29000000"))
     cluster.put(Kind.JOBS, job_of(replaced, "reindex-m1a2b3c4d", trigger=c.TRIGGER_MANUAL))
@@ -180,7 +181,7 @@ def test_a_thousand_generated_requests_get_documented_answers_and_no_5xx(
     for label, count in sorted(tally.by_operation.items()):
         print(f"  {count:5d}  {label}")
     print("  statuses: " + ", ".join(f"{status}: {n}" for status, n in sorted(tally.statuses.items())))
-    assert len(operations) == 8, [operation.label for operation in operations]
+    assert len(operations) == 11, [operation.label for operation in operations]
     assert set(tally.by_operation) == {operation.label for operation in operations}
     assert tally.requests >= MIN_REQUESTS
     assert not [status for status in tally.statuses if status >= 500]

@@ -44,13 +44,20 @@ def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
     assert catalog.highest_id() == 42  # ids are never handed out again, even after a deletion
 
 
-def test_keeps_only_what_the_drift_check_compares() -> None:
+def test_keeps_only_what_the_drift_check_and_the_skipped_slots_read() -> None:
     catalog = Catalog()
-    catalog.see_cronjob(cronjob("report", "*/5 * * * *"))
+    seen = cronjob("report", "*/5 * * * *")
+    seen["status"] = {
+        "lastScheduleTime": "2025-01-23T10:25:00Z",
+        "lastSuccessfulTime": "2025-01-23T10:20:05Z",
+        "active": [{"kind": "Job", "name": "report-29000000", "uid": "u1", "namespace": "team"}],
+    }
+    catalog.see_cronjob(seen)
     known = catalog.cronjob(("team", "report"))
     assert known == {
         "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}},
         "spec": cronjob("report")["spec"] | {"schedule": "*/5 * * * *"},
+        "status": {"lastScheduleTime": "2025-01-23T10:25:00Z", "active": [{"name": "report-29000000"}]},
     }
     assert catalog.cronjob(("team", "other")) is None
     catalog.forget_cronjob(("team", "report"))

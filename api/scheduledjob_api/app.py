@@ -19,6 +19,7 @@ from scheduledjob_api.routers import health, scheduled_jobs
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
+from scheduledjob_api.ui import install_ui
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
     app.include_router(scheduled_jobs.router)
     app.include_router(health.router)
+    install_ui(app)  # the dashboard at /ui/ (not in the OpenAPI document)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app
 

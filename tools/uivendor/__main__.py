@@ -40,7 +40,11 @@ PACKAGES = (
     Package(
         "uplot",
         "1.6.32",
-        {"dist/uPlot.iife.min.js": "uPlot.iife.min.js", "dist/uPlot.min.css": "uPlot.min.css", "LICENSE": "uPlot.LICENSE"},
+        {
+            "dist/uPlot.iife.min.js": "uPlot.iife.min.js",
+            "dist/uPlot.min.css": "uPlot.min.css",
+            "LICENSE": "uPlot.LICENSE",
+        },
         UI_VENDOR,
     ),
     # For the accessibility tests only: injected by Playwright, never served.

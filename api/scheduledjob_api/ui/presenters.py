@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
@@ -141,12 +141,8 @@ def relative(moment: datetime, now: datetime) -> str:
     magnitude = abs(seconds)
     if magnitude < 45:
         return "just now" if seconds <= 0 else "in a few seconds"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if magnitude >= size:
-            amount = round(magnitude / size)
-            break
-    else:  # pragma: no cover - magnitude >= 45 always reaches "min"
-        unit, amount = "s", round(magnitude)
+    unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("min", 60)) if magnitude >= n)
+    amount = round(magnitude / size)
     return f"in {amount} {unit}" if seconds > 0 else f"{amount} {unit} ago"
 
 
@@ -215,7 +211,7 @@ def _length(run: dict[str, Any], now: datetime) -> int | None:
     return None
 
 
-def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, list[float]]:
+def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, list[float | None]]:
     """uPlot's columns for the duration chart: start (epoch seconds, ascending) and seconds, per
     succeeded and per failed run (two series; a missing value is null, as uPlot expects)."""
     points = []
@@ -228,8 +224,8 @@ def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, list[float]]:
     points.sort(key=lambda point: point[0])
     return {
         "x": [p[0] for p in points],
-        "succeeded": [p[1] if p[2] == "succeeded" else None for p in points],  # type: ignore[misc]
-        "failed": [p[1] if p[2] == "failed" else None for p in points],  # type: ignore[misc]
+        "succeeded": [p[1] if p[2] == "succeeded" else None for p in points],
+        "failed": [p[1] if p[2] == "failed" else None for p in points],
     }
 
 
@@ -252,7 +248,3 @@ def trend_summary(transactions: Iterable[dict[str, Any]]) -> str:
 def page_window(page: int, total_pages: int) -> tuple[int | None, int | None]:
     """The previous and next page numbers, None where there is none."""
     return (page - 1 if page > 1 else None, page + 1 if page < total_pages else None)
-
-
-def is_recent(moment: datetime | None, now: datetime, window: timedelta) -> bool:
-    return moment is not None and now - moment <= window

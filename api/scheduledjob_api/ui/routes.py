@@ -370,11 +370,15 @@ async def _refused(request: Request, session: Session | None, permission: str | 
     return None
 
 
-def _message_page(request: Request, session: Session | None, status: int, text: str) -> HTMLResponse:
+def _message_page(
+    request: Request, session: Session | None, status: int, text: str, target: str = "job-message"
+) -> HTMLResponse:
     """A refusal: in place of the page's message line for htmx, else as a page of its own."""
     if _is_htmx(request):
-        retarget = {"HX-Retarget": "#job-message", "HX-Reswap": "outerHTML"}
-        return render(request, "_message.html", session, status=status, headers=retarget, message=text, tone="bad")
+        retarget = {"HX-Retarget": f"#{target}", "HX-Reswap": "outerHTML"}
+        return render(
+            request, "_message.html", session, status=status, headers=retarget, message=text, tone="bad", target=target
+        )
     return render(request, "error.html", session, status=status, error=text, title=_title(status))
 
 
@@ -464,7 +468,7 @@ async def delete(request: Request, job_id: str) -> Response:
             raise ApiError(400, f"Not deleted: type the job's name, {name}, to confirm.")
         await service.delete(job_id)
     except ApiError as error:
-        return _message_page(request, session, error.status, error.error)
+        return _message_page(request, session, error.status, error.error, target="delete-message")
     location = f"{PREFIX}/?{urlencode({'deleted': name})}"
     if _is_htmx(request):
         return Response(status_code=200, headers={**SECURITY_HEADERS, "HX-Redirect": location})

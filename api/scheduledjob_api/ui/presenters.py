@@ -35,7 +35,7 @@ class Badge:
 _JOB_STATES: Final = {
     "idle": Badge("●", "Idle", "ok"),
     "running": Badge("▶", "Running", "info"),
-    "suspended": Badge("⏸", "Paused", "neutral"),
+    "suspended": Badge("‖", "Paused", "neutral"),
     "error": Badge("✕", "Error", "bad"),
 }
 _RUN_STATES: Final = {

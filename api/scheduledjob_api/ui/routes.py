@@ -63,7 +63,7 @@ SECURITY_HEADERS: Final = {
     ),
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form POSTs say `Origin: null`
     "X-Frame-Options": "DENY",
 }
 

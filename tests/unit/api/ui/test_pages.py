@@ -60,7 +60,7 @@ async def test_the_jobs_page_shows_state_schedule_times_rate_strip_and_counters(
     await seed(cluster)
     await log_in(client)
     page = (await client.get("/ui/")).text
-    assert '<span class="icon" aria-hidden="true">⏸</span> Paused</span>' in page
+    assert '<span class="icon" aria-hidden="true">‖</span> Paused</span>' in page
     assert 'class="badge tone-neutral"' in page  # paused is neutral, never red
     assert 'At 02:00 <span class="sub">(UTC)</span>' in page
     assert '<time datetime="2025-01-24T02:00:00Z" title="2025-01-24 02:00:00 UTC" data-local>' in page

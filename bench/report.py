@@ -22,6 +22,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "idle_operator_cpu_percent": (2.0, "%"),
     "operator_rss_mb": (250.0, "MB"),
     "api_rss_mb": (200.0, "MB"),
+    "ui_jobs_page_p50_ms": (50.0, "ms"),
 }
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
@@ -33,6 +34,7 @@ CONTEXT: dict[str, list[str]] = {
     "idle_operator_cpu_percent": ["idle_api_cpu_percent", "idle_jobs"],
     "operator_rss_mb": ["operator_peak_rss_mb", "operator_restart_seconds", "operator_rss_after_restart_mb"],
     "api_rss_mb": ["api_peak_rss_mb"],
+    "ui_jobs_page_p50_ms": ["ui_jobs_page_p99_ms", "ui_job_page_p50_ms", "ui_job_page_p99_ms", "ui_jobs_page_bars"],
 }
 
 

@@ -20,6 +20,7 @@ from scheduledjob_api.routers import admin_controls, health, scheduled_jobs
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
+from scheduledjob_api.ui import install_ui
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.include_router(scheduled_jobs.router)
     app.include_router(admin_controls.router)
     app.include_router(health.router)
+    install_ui(app)  # the dashboard at /ui/ (not in the OpenAPI document)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app
 

@@ -1,0 +1,250 @@
+"""How the dashboard shows what the service returns: pure functions of (data, clock), no I/O.
+
+Times leave the server as RFC 3339 UTC in `<time datetime>`; the text rendered here (relative plus
+UTC) is what a browser without JavaScript shows, and `ui.js` rewrites it to the viewer's local time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+from cron_descriptor import FormatError, MissingFieldError, Options, WrongArgumentError, get_description
+from croniter import croniter
+from scheduledjob.cron import MACROS, ScheduleError, time_zone
+from scheduledjob.timefmt import parse_utc
+
+STRIP_RUNS: Final = 20  # bars in a job's recent-runs strip
+HEIGHT_STEPS: Final = 20  # bar heights are CSS classes h0..h20 (5 % each): no inline styles, strict CSP
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A state as icon + text (never colour alone); `tone` picks the colour, `icon` is decorative."""
+
+    icon: str
+    text: str
+    tone: str
+
+
+# Paused is neutral, not an error (rancher/dashboard#4166, kubernetes/dashboard#7092).
+_JOB_STATES: Final = {
+    "idle": Badge("●", "Idle", "ok"),
+    "running": Badge("▶", "Running", "info"),
+    "suspended": Badge("‖", "Paused", "neutral"),
+    "error": Badge("✕", "Error", "bad"),
+}
+_RUN_STATES: Final = {
+    "succeeded": Badge("✓", "Succeeded", "ok"),
+    "failed": Badge("✕", "Failed", "bad"),
+    "cancelled": Badge("⊘", "Cancelled", "neutral"),
+    "running": Badge("▶", "Running", "info"),
+}
+
+
+def job_badge(state: str | None) -> Badge:
+    return _JOB_STATES.get(state or "", Badge("?", str(state or "Unknown").capitalize(), "neutral"))
+
+
+def run_badge(status: str | None) -> Badge:
+    return _RUN_STATES.get(status or "", Badge("?", str(status or "Unknown").capitalize(), "neutral"))
+
+
+# ---- schedules --------------------------------------------------------------------------------
+
+_MACRO_EXPRESSIONS: Final = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+assert set(_MACRO_EXPRESSIONS) == MACROS
+
+
+def _expression(schedule: str) -> str:
+    text = schedule.strip()
+    return _MACRO_EXPRESSIONS.get(text, text)
+
+
+@lru_cache(maxsize=4096)
+def schedule_words(schedule: str | None) -> str:
+    """'0 2 * * *' -> 'At 02:00' (cron-descriptor, 24-hour clock); the expression itself if it cannot say."""
+    if not schedule:
+        return "No schedule"
+    options = Options()
+    options.use_24hour_time_format = True
+    try:
+        return str(get_description(_expression(schedule), options))
+    except (FormatError, MissingFieldError, WrongArgumentError, ValueError, KeyError, IndexError):
+        return schedule
+
+
+@dataclass(frozen=True)
+class UpcomingRun:
+    at: datetime  # UTC
+    local: str  # wall clock in the schedule's zone, e.g. "2025-03-30 03:00 CEST"
+    dst: bool  # daylight saving time is in effect at that moment
+    offset_changes: bool  # the zone's UTC offset differs from the run before (a DST switch in between)
+
+
+def upcoming_runs(schedule: str | None, zone_name: str, now: datetime, count: int = 5) -> list[UpcomingRun]:
+    """The next `count` runs on the zone's wall clock (croniter), each flagged for DST.
+
+    Empty for a schedule or zone the CronJob controller would not accept (the job page shows why).
+    """
+    if not schedule:
+        return []
+    try:
+        zone = time_zone(zone_name)
+        iterator = croniter(_expression(schedule), now.astimezone(zone))
+    except (ScheduleError, ValueError, KeyError):
+        return []
+    runs: list[UpcomingRun] = []
+    previous_offset = now.astimezone(zone).utcoffset()
+    for _ in range(count):
+        moment: datetime = iterator.get_next(datetime)
+        offset = moment.utcoffset()
+        runs.append(
+            UpcomingRun(
+                at=moment.astimezone(UTC),
+                local=moment.strftime("%Y-%m-%d %H:%M %Z"),
+                dst=bool(moment.dst()),
+                offset_changes=offset != previous_offset,
+            )
+        )
+        previous_offset = offset
+    return runs
+
+
+# ---- times and durations -----------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_utc(value)
+    except ValueError:
+        return None
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """'in 5 min', '3 h ago', 'just now': coarse on purpose; the absolute time is always next to it."""
+    seconds = (moment - now).total_seconds()
+    magnitude = abs(seconds)
+    if magnitude < 45:
+        return "just now" if seconds <= 0 else "in a few seconds"
+    unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("min", 60)) if magnitude >= n)
+    amount = round(magnitude / size)
+    return f"in {amount} {unit}" if seconds > 0 else f"{amount} {unit} ago"
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return "—"
+    seconds = milliseconds / 1000
+    if seconds < 1:
+        return f"{milliseconds} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def success_rate(succeeded: int, failed: int) -> str:
+    """Over finished runs that succeeded or failed (cancelled runs say nothing about the job)."""
+    finished = succeeded + failed
+    if finished == 0:
+        return "—"
+    return f"{math.floor(100 * succeeded / finished)} %"
+
+
+# ---- recent-runs strip and duration trend ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    execution_id: str
+    badge: Badge
+    height: int  # 0..HEIGHT_STEPS
+    label: str  # what a screen reader and the tooltip say
+
+
+def strip(transactions: Sequence[dict[str, Any]], now: datetime) -> list[Bar]:
+    """One bar per run, oldest left; height = duration relative to the longest shown (a running
+    run counts up to now); state by colour and by the icon inside the bar."""
+    runs = list(reversed(transactions[:STRIP_RUNS]))
+    lengths = [_length(run, now) for run in runs]
+    longest = max((length for length in lengths if length is not None), default=0)
+    bars: list[Bar] = []
+    for run, length in zip(runs, lengths, strict=True):
+        badge = run_badge(run.get("status"))
+        height = HEIGHT_STEPS if longest == 0 else max(1, round(HEIGHT_STEPS * (length or 0) / longest))
+        started = parse_time(run.get("started_at"))
+        when = utc_text(started) if started else "unknown start"
+        label = f"{run.get('execution_id')}: {badge.text.lower()}, {duration(length)}, started {when}"
+        bars.append(Bar(str(run.get("execution_id") or ""), badge, height, label))
+    return bars
+
+
+def _length(run: dict[str, Any], now: datetime) -> int | None:
+    runtime = run.get("runtime")
+    if isinstance(runtime, int):
+        return runtime
+    started = parse_time(run.get("started_at"))
+    if run.get("status") == "running" and started is not None:
+        return max(0, round((now - started).total_seconds() * 1000))
+    return None
+
+
+def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """uPlot's columns for the duration chart: start (epoch seconds, ascending) and seconds, per
+    succeeded and per failed run (two series; a missing value is null, as uPlot expects)."""
+    points = []
+    for run in transactions:
+        started = parse_time(run.get("started_at"))
+        runtime = run.get("runtime")
+        if started is None or not isinstance(runtime, int) or run.get("status") not in ("succeeded", "failed"):
+            continue
+        points.append((started.timestamp(), runtime / 1000, run["status"]))
+    points.sort(key=lambda point: point[0])
+    return {
+        "x": [p[0] for p in points],
+        "succeeded": [p[1] if p[2] == "succeeded" else None for p in points],
+        "failed": [p[1] if p[2] == "failed" else None for p in points],
+    }
+
+
+def trend_summary(transactions: Iterable[dict[str, Any]]) -> str:
+    """The chart's text alternative: how many runs, and the shortest, median and longest."""
+    lengths = sorted(
+        run["runtime"]
+        for run in transactions
+        if isinstance(run.get("runtime"), int) and run.get("status") in ("succeeded", "failed")
+    )
+    if not lengths:
+        return "No finished runs yet."
+    median = lengths[len(lengths) // 2]
+    return (
+        f"{len(lengths)} finished runs: shortest {duration(lengths[0])}, "
+        f"median {duration(median)}, longest {duration(lengths[-1])}."
+    )
+
+
+def page_window(page: int, total_pages: int) -> tuple[int | None, int | None]:
+    """The previous and next page numbers, None where there is none."""
+    return (page - 1 if page > 1 else None, page + 1 if page < total_pages else None)

@@ -1,0 +1,532 @@
+"""`/ui/`: the admin dashboard, server-rendered HTML over the same service the JSON API uses.
+
+Each view is a thin consumer of `ScheduledJobService` methods (list_jobs, detail, transactions,
+execute, cancel, delete) and of `presenters`; features not in the service yet are seams (features.py).
+Pages work without JavaScript (plain forms and links); htmx only swaps fragments in place. Every
+mutation checks the session, its CSRF token and the permission, whatever the page showed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, get_args
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from scheduledjob_api.errors import ApiError
+from scheduledjob_api.listing import SORT_FIELDS, ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, MANAGE, READ, AuthenticationError
+from scheduledjob_api.service import ScheduledJobService
+from scheduledjob_api.ui import presenters as p
+from scheduledjob_api.ui import session as sessions
+from scheduledjob_api.ui.features import Features
+from scheduledjob_api.ui.session import Session
+
+PREFIX: Final = "/ui"
+PAGE_SIZES: Final = (10, 20, 50, 100)
+HISTORY_PAGE_SIZE: Final = 20
+TREND_RUNS: Final = 200  # the duration chart's window: the newest runs, however long the archive
+FAILURES_SHOWN: Final = 50
+PAUSE: Final = MANAGE  # pause/resume is a change of the job's configuration
+_STATUSES: Final = get_args(StatusFilter)
+_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+_HERE = Path(__file__).parent
+templates = Environment(
+    loader=FileSystemLoader(_HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates.globals.update(
+    job_badge=p.job_badge,
+    run_badge=p.run_badge,
+    schedule_words=p.schedule_words,
+    duration=p.duration,
+    success_rate=p.success_rate,
+    PERMISSIONS={"read": READ, "execute": EXECUTE, "cancel": CANCEL, "delete": DELETE, "pause": PAUSE},
+)
+
+# Same-origin only: scripts, styles, fetches and images from this server; nothing inline, no frames.
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # no-referrer would make form POSTs say `Origin: null`
+    "X-Frame-Options": "DENY",
+}
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def _time(value: Any, now: datetime) -> Markup:
+    """`<time datetime>`: relative and absolute UTC as text, UTC on hover; ui.js shows local time."""
+    moment = p.parse_time(value)
+    if moment is None:
+        return Markup('<span class="none">—</span>')
+    iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = f"{p.relative(moment, now)} ({p.utc_text(moment)})"
+    return Markup('<time datetime="{0}" title="{1}" data-local>{2}</time>').format(iso, p.utc_text(moment), text)
+
+
+def _service(request: Request) -> ScheduledJobService:
+    service: ScheduledJobService = request.app.state.service
+    return service
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(
+    request: Request,
+    template: str,
+    session: Session | None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    now = datetime.now(UTC)
+    service = _service(request)
+    html = templates.get_template(template).render(
+        session=session,
+        now=now,
+        when=lambda value: _time(value, now),
+        features=Features.of(service),
+        dev_mode=request.app.state.settings.dev_mode,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+def _to_login(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = f"{PREFIX}/login?{urlencode({'next': target})}"
+    if _is_htmx(request):  # an expired session during a fragment refresh: send the whole page there
+        return Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": location})
+    return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path inside the dashboard (no scheme, no host, no `//`): never an open redirect."""
+    if value and value.startswith(f"{PREFIX}/") and "//" not in value and "\\" not in value:
+        return value
+    return f"{PREFIX}/"
+
+
+def _error_page(request: Request, session: Session | None, error: ApiError) -> HTMLResponse:
+    return render(request, "error.html", session, status=error.status, error=error.error, title=_title(error.status))
+
+
+def _title(status: int) -> str:
+    return {403: "Not allowed", 404: "Not found", 503: "Not available yet"}.get(status, "Something went wrong")
+
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+
+
+async def _reader(request: Request, page: Page) -> Response:
+    """A page for a logged-in caller with the read permission; service errors become error pages."""
+    session = await sessions.current(request)
+    if session is None:
+        return _to_login(request)
+    if not session.may(READ):
+        return _error_page(request, session, ApiError(403, f"Viewing scheduled jobs needs {READ}."))
+    try:
+        return await page(request, session)
+    except ApiError as error:
+        return _error_page(request, session, error)
+
+
+# ---- login and logout --------------------------------------------------------------------------
+
+
+@router.get("")
+async def root_without_slash() -> Response:
+    return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html", None, next=_safe_next(request.query_params.get("next")), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    if not sessions.same_origin(request):
+        return render(request, "error.html", None, status=403, error="Cross-site login refused.", title="Not allowed")
+    try:
+        fields = await sessions.form(request)
+    except ValueError:
+        return render(request, "login.html", None, status=413, next=f"{PREFIX}/", error="The form is too large.")
+    target = _safe_next(fields.get("next"))
+    try:
+        session = await sessions.login(request, fields.get("token", ""))
+    except AuthenticationError as exc:
+        return render(request, "login.html", None, status=exc.status, next=target, error=f"Not logged in: {exc}")
+    response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    sessions.set_cookie(response, request, session)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    session = await sessions.current(request)
+    if session is not None:
+        refusal = await _refused(request, session, None)
+        if refusal is not None:
+            return refusal
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303, headers=SECURITY_HEADERS)
+    sessions.clear_cookie(response, request)
+    return response
+
+
+# ---- jobs --------------------------------------------------------------------------------------
+
+
+def _list_query(params: Mapping[str, str]) -> ListQuery:
+    """The list's query from the page URL; anything unknown falls back to the default (a page of the
+    dashboard is never an error because of a hand-edited URL)."""
+
+    def number(name: str, default: int, allowed: tuple[int, ...] | None = None) -> int:
+        raw = params.get(name, "")
+        value = int(raw) if raw.isdigit() and len(raw) < 10 else default
+        return value if value >= 1 and (allowed is None or value in allowed) else default
+
+    status = params.get("status") or None
+    sort = params.get("sort") or "id"
+    direction = params.get("dir") or "asc"
+    return ListQuery(
+        page=number("page", 1),
+        page_size=number("pageSize", 20, PAGE_SIZES),
+        search=(params.get("search") or "").strip()[:256] or None,
+        status=status if status in _STATUSES else None,  # type: ignore[arg-type]
+        namespace=(params.get("namespace") or "").strip()[:253] or None,
+        sort=sort if sort in SORT_FIELDS else "id",  # type: ignore[arg-type]
+        direction=direction if direction in ("asc", "desc") else "asc",  # type: ignore[arg-type]
+    )
+
+
+def _query_string(query: ListQuery, **changes: Any) -> str:
+    values: dict[str, Any] = {
+        "search": query.search,
+        "status": query.status,
+        "namespace": query.namespace,
+        "sort": query.sort,
+        "dir": query.direction,
+        "pageSize": query.page_size,
+        "page": query.page,
+        **changes,
+    }
+    defaults = {"sort": "id", "dir": "asc", "pageSize": 20, "page": 1}
+    return urlencode({k: v for k, v in values.items() if v not in (None, "") and defaults.get(k) != v})
+
+
+def _jobs_context(service: ScheduledJobService, query: ListQuery, now: datetime) -> dict[str, Any]:
+    listing = service.list_jobs(query)
+    if listing["totalPages"] and query.page > listing["totalPages"]:  # past the end after a filter change
+        query = ListQuery(**{**query.__dict__, "page": listing["totalPages"]})
+        listing = service.list_jobs(query)
+    rows = []
+    for job in listing["jobs"]:
+        recent = service.transactions(str(job["id"]), 1, p.STRIP_RUNS)
+        rows.append({"job": job, "bars": p.strip(recent, now)})
+
+    def sort_link(field: SortField) -> dict[str, str]:
+        active = query.sort == field
+        flipped: SortDirection = "desc" if active and query.direction == "asc" else "asc"
+        aria = ("ascending" if query.direction == "asc" else "descending") if active else "none"
+        return {"href": f"{PREFIX}/?{_query_string(query, sort=field, dir=flipped, page=1)}", "aria": aria}
+
+    previous, following = p.page_window(query.page, listing["totalPages"])
+    return {
+        "query": query,
+        "listing": listing,
+        "rows": rows,
+        "sort_link": sort_link,
+        "statuses": _STATUSES,
+        "page_sizes": PAGE_SIZES,
+        "previous_href": f"{PREFIX}/?{_query_string(query, page=previous)}" if previous else None,
+        "next_href": f"{PREFIX}/?{_query_string(query, page=following)}" if following else None,
+        "fragment_url": f"{PREFIX}/fragments/jobs?{_query_string(query)}",
+        "page_url": f"{PREFIX}/?{_query_string(query)}",
+    }
+
+
+def _counters(service: ScheduledJobService) -> dict[str, int]:
+    def count(status: StatusFilter | None) -> int:
+        total: int = service.list_jobs(ListQuery(page_size=1, status=status))["totalCount"]
+        return total
+
+    return {"total": count(None), **{status: count(status) for status in _STATUSES}}
+
+
+@router.get("/")
+async def jobs_page(request: Request) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        service = _service(request)
+        query = _list_query(request.query_params)
+        context = _jobs_context(service, query, datetime.now(UTC))
+        deleted = request.query_params.get("deleted")
+        notice = f"Scheduled job “{deleted}” was deleted." if deleted and _NAME.fullmatch(deleted) else None
+        return render(request, "jobs.html", session, counters=_counters(service), notice=notice, **context)
+
+    return await _reader(request, page)
+
+
+@router.get("/fragments/jobs")
+async def jobs_fragment(request: Request) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        service = _service(request)
+        context = _jobs_context(service, _list_query(request.query_params), datetime.now(UTC))
+        # The filter form (not the periodic refresh) announces the new result count.
+        announce = request.headers.get("hx-trigger") == "filters"
+        headers = {"HX-Replace-Url": context["page_url"]}
+        return render(
+            request, "_jobs_fragment.html", session, headers=headers, announce=announce,
+            counters=_counters(service), **context,
+        )  # fmt: skip
+
+    return await _reader(request, page)
+
+
+# ---- one job -----------------------------------------------------------------------------------
+
+
+def _history_page(service: ScheduledJobService, job_id: str, page: int) -> dict[str, Any]:
+    rows = service.transactions(job_id, page, HISTORY_PAGE_SIZE)
+    has_next = bool(service.transactions(job_id, page + 1, HISTORY_PAGE_SIZE)) if rows else False
+    return {
+        "rows": rows,
+        "page": page,
+        "previous_page": page - 1 if page > 1 else None,
+        "next_page": page + 1 if has_next else None,
+    }
+
+
+def _job_context(request: Request, job_id: str) -> dict[str, Any]:
+    service = _service(request)
+    detail = service.detail(job_id)
+    raw_page = request.query_params.get("page", "1")
+    page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 10 and int(raw_page) > 0 else 1
+    shown_state = "running" if detail["active_executions"] and detail["status"] == "idle" else detail["status"]
+    return {"job": detail, "state": shown_state, "history": _history_page(service, job_id, page)}
+
+
+@router.get("/jobs/{job_id}")
+async def job_page(request: Request, job_id: str) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        return render(request, "job.html", session, **_full_job_context(request, job_id), message=None)
+
+    return await _reader(request, page)
+
+
+def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
+    context = _job_context(request, job_id)
+    job = context["job"]
+    window = _service(request).transactions(job_id, 1, TREND_RUNS)
+    return {
+        **context,
+        "upcoming": [] if job["suspended"] else p.upcoming_runs(job["schedule"], job["time_zone"], datetime.now(UTC)),
+        "trend": p.trend(window),
+        "trend_summary": p.trend_summary(window),
+    }
+
+
+@router.get("/fragments/jobs/{job_id}/live")
+async def job_live(request: Request, job_id: str) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        return render(request, "_job_live.html", session, **_job_context(request, job_id))
+
+    return await _reader(request, page)
+
+
+async def _refused(request: Request, session: Session | None, permission: str | None) -> Response | None:
+    """Why a mutation is refused (401 without session, 403 without CSRF token or permission), else None."""
+    if session is None:
+        return _to_login(request) if _is_htmx(request) else _message_page(request, None, 401, "Log in first.")
+    try:
+        fields = await sessions.form(request)
+    except ValueError:
+        return _message_page(request, session, 413, "The form is too large.")
+    request.state.ui_form = fields
+    presented = fields.get(sessions.CSRF_FIELD) or request.headers.get(sessions.CSRF_HEADER)
+    if not sessions.csrf_ok(session, presented):
+        return _message_page(request, session, 403, "Refused: the form's CSRF token is missing or wrong. Reload.")
+    if permission is not None and not session.may(permission):
+        return _message_page(request, session, 403, f"Not allowed: this needs the permission {permission}.")
+    return None
+
+
+def _message_page(
+    request: Request, session: Session | None, status: int, text: str, target: str = "job-message"
+) -> HTMLResponse:
+    """A refusal: in place of the page's message line for htmx, else as a page of its own."""
+    if _is_htmx(request):
+        retarget = {"HX-Retarget": f"#{target}", "HX-Reswap": "outerHTML"}
+        return render(
+            request, "_message.html", session, status=status, headers=retarget, message=text, tone="bad", target=target
+        )
+    return render(request, "error.html", session, status=status, error=text, title=_title(status))
+
+
+Action = Callable[[ScheduledJobService, Session, dict[str, str]], Awaitable[str]]
+
+
+async def _act(request: Request, job_id: str, permission: str, action: Action) -> Response:
+    session = await sessions.current(request)
+    refusal = await _refused(request, session, permission)
+    if refusal is not None:
+        return refusal
+    assert session is not None
+    fields: dict[str, str] = request.state.ui_form
+    service = _service(request)
+    try:
+        message, tone, status = await action(service, session, fields), "ok", 200
+    except ApiError as error:
+        if error.status == 404:
+            return _error_page(request, session, error)
+        message, tone, status = error.error, "bad", error.status
+    if _is_htmx(request):
+        return render(
+            request, "_job_live.html", session, status=status, **_job_context(request, job_id),
+            oob_message={"text": message, "tone": tone},
+        )  # fmt: skip
+    return render(
+        request, "job.html", session, status=status, **_full_job_context(request, job_id),
+        message={"text": message, "tone": tone},
+    )  # fmt: skip
+
+
+@router.post("/jobs/{job_id}/execute")
+async def execute(request: Request, job_id: str) -> Response:
+    async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
+        reason = (fields.get("reason") or "").strip()[:500]
+        if Features.of(service).execute_reason:
+            result = await service.execute(job_id, session.principal, reason=reason or None)  # type: ignore[call-arg]
+        else:
+            result = await service.execute(job_id, session.principal)
+        return f"Started run {result['execution_id']}."
+
+    return await _act(request, job_id, EXECUTE, run)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(request: Request, job_id: str) -> Response:
+    async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
+        result = await service.cancel(job_id, session.principal)
+        return f"Cancelled {', '.join(result['cancelled_executions'])} (by {result['cancelled_by']})."
+
+    return await _act(request, job_id, CANCEL, run)
+
+
+@router.post("/jobs/{job_id}/pause")
+async def pause(request: Request, job_id: str) -> Response:
+    return await _pause_or_resume(request, job_id, "pause")
+
+
+@router.post("/jobs/{job_id}/resume")
+async def resume(request: Request, job_id: str) -> Response:
+    return await _pause_or_resume(request, job_id, "resume")
+
+
+async def _pause_or_resume(request: Request, job_id: str, verb: str) -> Response:
+    async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
+        if not Features.of(service).pause:
+            raise ApiError(501, f"This server cannot {verb} scheduled jobs yet.")
+        reason = (fields.get("reason") or "").strip()[:500]
+        await getattr(service, verb)(job_id, session.principal, reason or None)
+        return "Paused." if verb == "pause" else "Resumed."
+
+    return await _act(request, job_id, PAUSE, run)
+
+
+@router.post("/jobs/{job_id}/delete")
+async def delete(request: Request, job_id: str) -> Response:
+    session = await sessions.current(request)
+    refusal = await _refused(request, session, DELETE)
+    if refusal is not None:
+        return refusal
+    assert session is not None
+    fields: dict[str, str] = request.state.ui_form
+    service = _service(request)
+    try:
+        name = service.detail(job_id)["name"]
+        if fields.get("confirm", "").strip() != name:
+            raise ApiError(400, f"Not deleted: type the job's name, {name}, to confirm.")
+        await service.delete(job_id)
+    except ApiError as error:
+        return _message_page(request, session, error.status, error.error, target="delete-message")
+    location = f"{PREFIX}/?{urlencode({'deleted': name})}"
+    if _is_htmx(request):
+        return Response(status_code=200, headers={**SECURITY_HEADERS, "HX-Redirect": location})
+    return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
+
+
+# ---- one run -----------------------------------------------------------------------------------
+
+
+@router.get("/jobs/{job_id}/runs/{execution_id}")
+async def run_page(request: Request, job_id: str, execution_id: str) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        service = _service(request)
+        job = service.detail(job_id)
+        record = next((r for r in service.transactions(job_id, None, None) if r["execution_id"] == execution_id), None)
+        if record is None:
+            raise ApiError(404, f"Scheduled job {job['name']!r} has no run {execution_id!r}.")
+        logs = None
+        if Features.of(service).logs:
+            logs = await _maybe_await(service.logs(job_id, execution_id, tail_lines=200))  # type: ignore[attr-defined]
+        return render(request, "run.html", session, job=job, run=record, logs=logs)
+
+    return await _reader(request, page)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if isinstance(value, Awaitable) else value
+
+
+# ---- recent failures ---------------------------------------------------------------------------
+
+
+async def _recent_failures(service: ScheduledJobService, limit: int) -> list[dict[str, Any]]:
+    """Failed runs across all jobs, newest first. From the cross-job endpoint once the service has
+    it; until then from the histories of the jobs whose failure counter is not zero."""
+    if Features.of(service).recent_failures:
+        failures: list[dict[str, Any]] = await _maybe_await(service.recent_failures(limit))  # type: ignore[attr-defined]
+        return failures
+    found: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        listing = service.list_jobs(ListQuery(page=page, page_size=500))
+        for job in listing["jobs"]:
+            if job["failure_count"]:
+                for record in service.transactions(str(job["id"]), None, None):
+                    if record["status"] == "failed":
+                        found.append({**record, "job_id": job["id"], "job_name": job["name"]})
+        if page >= listing["totalPages"]:
+            break
+        page += 1
+    found.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
+    return found[:limit]
+
+
+@router.get("/failures")
+async def failures_page(request: Request) -> Response:
+    async def page(request: Request, session: Session) -> Response:
+        failures = await _recent_failures(_service(request), FAILURES_SHOWN)
+        return render(request, "failures.html", session, failures=failures, limit=FAILURES_SHOWN)
+
+    return await _reader(request, page)

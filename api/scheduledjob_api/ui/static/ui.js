@@ -1,0 +1,84 @@
+// The dashboard's own script: local times, the delete dialog, the duration chart, the dev login link.
+// No inline script anywhere (strict CSP); everything here also runs again on content htmx swaps in.
+"use strict";
+(function () {
+  const dateFormat = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
+  const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+  function relative(date) {
+    const seconds = (date.getTime() - Date.now()) / 1000;
+    const steps = [["day", 86400], ["hour", 3600], ["minute", 60]];
+    for (const [unit, size] of steps) {
+      if (Math.abs(seconds) >= size) return relativeFormat.format(Math.round(seconds / size), unit);
+    }
+    return relativeFormat.format(Math.round(seconds), "second");
+  }
+
+  // <time datetime="...Z" title="... UTC"> -> "3 minutes ago (1 Dec 2026, 08:15 CET)"; UTC stays in the title.
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach((node) => {
+      const date = new Date(node.getAttribute("datetime"));
+      if (!Number.isNaN(date.getTime())) node.textContent = relative(date) + " (" + dateFormat.format(date) + ")";
+    });
+  }
+
+  // Delegated, so buttons in swapped-in content work too and nothing is bound twice.
+  document.addEventListener("click", (event) => {
+    const opener = event.target.closest("[data-open-dialog]");
+    if (opener) {
+      const dialog = document.getElementById(opener.getAttribute("data-open-dialog"));
+      if (dialog && !dialog.open) dialog.showModal();
+    }
+    const closer = event.target.closest("[data-close-dialog]");
+    if (closer) closer.closest("dialog").close();
+  });
+
+  function chart(root) {
+    const holder = root.querySelector("#trend");
+    const source = root.querySelector("#trend-data");
+    if (!holder || !source || typeof uPlot === "undefined") return;
+    const data = JSON.parse(source.textContent);
+    if (!data.x.length) return;
+    const style = getComputedStyle(document.documentElement);
+    const ok = style.getPropertyValue("--ok").trim();
+    const bad = style.getPropertyValue("--bad").trim();
+    const fg = style.getPropertyValue("--fg").trim();
+    const axis = { stroke: fg, grid: { stroke: style.getPropertyValue("--line").trim() } };
+    const width = Math.max(320, Math.min(holder.clientWidth || 800, 960));
+    const opts = {
+      width, height: 220,
+      series: [
+        {},
+        { label: "Succeeded (s)", stroke: ok, width: 2, points: { show: true, size: 6 }, spanGaps: true },
+        { label: "Failed (s)", stroke: bad, width: 0, points: { show: true, size: 8, fill: bad } },
+      ],
+      axes: [axis, { ...axis, label: "seconds" }],
+    };
+    new uPlot(opts, [data.x, data.succeeded, data.failed], holder);
+  }
+
+  // make run's one-click link: /ui/login#token=... fills the form and submits it (development mode only;
+  // the token stays in the fragment, which is never sent to the server or into its logs).
+  function devLogin(root) {
+    const form = root.querySelector("#login-form[data-autologin]");
+    if (!form || !location.hash.startsWith("#token=")) return;
+    form.querySelector("#token").value = decodeURIComponent(location.hash.slice("#token=".length));
+    history.replaceState(null, "", location.pathname + location.search);
+    form.requestSubmit();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    chart(document);
+    devLogin(document);
+    // A periodic refresh never pulls content from under the keyboard: skip it while focus is inside.
+    document.body.addEventListener("htmx:beforeRequest", (event) => {
+      const source = event.detail.elt;
+      if (source.hasAttribute("data-poll") && source.contains(document.activeElement)) event.preventDefault();
+    });
+  });
+  // Called for the page once loaded and for every piece of content htmx swaps in.
+  if (typeof htmx !== "undefined") htmx.onLoad(localTimes);
+  else document.addEventListener("DOMContentLoaded", () => localTimes(document));
+})();

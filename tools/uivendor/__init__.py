@@ -1,0 +1,1 @@
+"""Refreshes the dashboard's vendored JavaScript from npm (`python -m uivendor`)."""

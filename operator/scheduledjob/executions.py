@@ -24,6 +24,8 @@ class JobObservation:
     cancelled_by: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    # The Job's own ledger annotation ("started"/"finished"): counted before, even if no longer in history.
+    recorded: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -52,6 +54,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
         "started_at": status.get("startTime") or meta["creationTimestamp"],
         "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
         "cancelled_by": cancelled_by,
+        "recorded": recorded_stage(job),
     }
     if complete := _true_condition(job, "Complete"):
         finished_at = status.get("completionTime") or complete.get("lastTransitionTime") or format_utc(now)

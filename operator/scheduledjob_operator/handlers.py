@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 from scheduledjob import constants as c
+from scheduledjob.executions import recorded_stage
 
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
@@ -171,13 +172,19 @@ async def _resync_forever(memo: Any) -> None:
 
 
 async def _check_catalog(context: OperatorContext, namespaces: list[str] | None) -> None:
-    """CronJobs the catalog holds but a LIST does not: forgotten, and their ScheduledJobs reconciled."""
+    """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
+    CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
+    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung)."""
     present: set[tuple[str, str]] = set()
     async for cronjobs in context.cluster.cronjob_pages(namespaces):
         present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
     for key in context.catalog.missing_cronjobs(present):
         logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
         context.retry.add(key)
+    async for jobs in context.cluster.job_pages(namespaces):
+        for job in jobs:
+            if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
+                await _record_safely(job, False, context, logger)
 
 
 async def _resync_once(context: OperatorContext) -> None:

@@ -203,6 +203,17 @@ class Cluster:
 
         return _pages(page, namespaces)
 
+    def job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every Job of a ScheduledJob in these namespaces (None: all), a page at a time."""
+
+        def page(namespace: str | None, **options: Any) -> Any:
+            options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
+            if namespace is None:
+                return self._call(self._batch.list_job_for_all_namespaces, **options)
+            return self._call(self._batch.list_namespaced_job, namespace, **options)
+
+        return _pages(page, namespaces)
+
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}

@@ -25,9 +25,10 @@ from scheduledjob_operator.status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
-# The catalog is checked against a LIST of the CronJobs this long after kopf re-listed them (kopf
-# re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile)
-# and at least every CATALOG_CHECK_SECONDS.
+# The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed them (kopf
+# re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
+# once our own calls saw the link fail and work again (a hung watch may have lost events), and every
+# CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
 CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
 # How long a replica that stopped sending keepalives still counts as alive for kopf peering.
@@ -155,15 +156,19 @@ async def _resync_forever(memo: Any) -> None:
     nextExecution past missed runs: only while this replica is the active one (leadership.py)."""
     context: OperatorContext = memo.context
     last_check = time.monotonic()
+    failures_checked = context.cluster.transient_failures
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
             if not await context.leadership.check(context.cluster.get_peering, context.clock()):
                 continue
-            if context.catalog.relist_settled(RELIST_QUIET_SECONDS) or (
-                time.monotonic() - last_check >= CATALOG_CHECK_SECONDS
+            failures = context.cluster.transient_failures
+            if (
+                context.catalog.relist_settled(RELIST_QUIET_SECONDS)
+                or failures != failures_checked  # the link was troubled and works again
+                or time.monotonic() - last_check >= CATALOG_CHECK_SECONDS
             ):
-                last_check = time.monotonic()
+                last_check, failures_checked = time.monotonic(), failures
                 await _check_catalog(context, getattr(memo, "namespaces", None))
             await _resync_once(context)
         except Exception:

@@ -138,15 +138,23 @@ class Cluster:
         # Id requests waiting for the next compare-and-swap on the sequence (see allocate_id).
         self._id_lock = asyncio.Lock()
         self._id_waiters: list[tuple[int, asyncio.Future[int]]] = []
+        # Transient failures so far (timeouts, resets, 5xx, 429): a watch on the same troubled link
+        # may have lost events silently, so the resync checks the catalog once calls work again.
+        self.transient_failures = 0
 
     async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """Every request of the operator: a deadline, and transient failures retried (module doc)."""
         async for attempt in transient_retry():
             with attempt:
-                result = await method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
-                # An unparsed response (_preload_content=False) raises nothing itself.
-                if isinstance(result, aiohttp.ClientResponse) and result.status in TRANSIENT_STATUSES:
-                    raise ApiException(status=result.status, reason=await result.text())
+                try:
+                    result = await method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+                    # An unparsed response (_preload_content=False) raises nothing itself.
+                    if isinstance(result, aiohttp.ClientResponse) and result.status in TRANSIENT_STATUSES:
+                        raise ApiException(status=result.status, reason=await result.text())
+                except Exception as error:
+                    if is_transient(error):
+                        self.transient_failures += 1
+                    raise
                 return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 

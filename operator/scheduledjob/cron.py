@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 MACROS = frozenset({"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"})
 # croniter knows the macros except these aliases that CronJob also accepts.
@@ -44,9 +44,15 @@ def expression(schedule: str) -> str:
     return text
 
 
+# Where the "does it ever fire?" probe starts; any fixed instant does (croniter looks ~50 years ahead).
+_PROBE_FROM = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
+
+
 def validate_schedule(schedule: str, zone_name: str) -> None:
+    """Raises ScheduleError unless the schedule is valid AND has a next time (31 February has none)."""
     expression(schedule)
     time_zone(zone_name)
+    next_run(schedule, zone_name, _PROBE_FROM)
 
 
 def next_run(schedule: str, zone_name: str, after: datetime) -> datetime:
@@ -56,6 +62,12 @@ def next_run(schedule: str, zone_name: str, after: datetime) -> datetime:
     01:00Z in summer; wall-clock times repeated by the autumn change run in both hours.
     """
     zone = time_zone(zone_name)
-    iterator = croniter(expression(schedule), after.astimezone(zone))
-    upcoming: datetime = iterator.get_next(datetime)
+    try:
+        upcoming: datetime = croniter(expression(schedule), after.astimezone(zone)).get_next(datetime)
+    except CroniterBadDateError as error:
+        raise ScheduleError("spec.schedule", f"{schedule!r} never fires (no such date, e.g. 31 February)") from error
+    except Exception as error:  # whatever else the library raises is still this field's problem
+        raise ScheduleError(
+            "spec.schedule", f"{schedule!r} has no next time ({type(error).__name__}: {error})"
+        ) from error
     return upcoming.astimezone(ZoneInfo("UTC"))

@@ -25,6 +25,8 @@ class JobObservation:
     finished_at: str | None = None
     message: str | None = None
     reason: str | None = None
+    # The Job's own ledger annotation ("started"/"finished"): counted before, even if no longer in history.
+    recorded: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -54,6 +56,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
         "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
         "cancelled_by": cancelled_by,
         "reason": annotations.get(c.ANNOTATION_REASON) or None,
+        "recorded": recorded_stage(job),
     }
     if complete := _true_condition(job, "Complete"):
         finished_at = status.get("completionTime") or complete.get("lastTransitionTime") or format_utc(now)

@@ -1,7 +1,13 @@
 """The execution ledger: each Job is recorded once when it starts and once when it finishes.
 
 A pure function of (status, observations). Deduplicated by Job UID, so replays after an operator
-restart, repeated watch events and concurrent completions never lose or double count a run.
+restart, repeated watch events and concurrent completions never lose or double count a run. Beyond
+the kept history the Job's own `recorded` annotation decides: a Job that says it was counted and has
+no record any more (trimmed) is not counted again.
+
+Bounded, like the CRD's status schema (crds/): at most `historyLimit` finished records plus
+MAX_RUNNING_RECORDS running ones (the oldest running records beyond that are dropped; their finish
+is then not counted, and their start stays counted), and free text cut to the schema's lengths.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from scheduledjob.skipped import SkippedSlot
 from scheduledjob.timefmt import format_utc, milliseconds_between, parse_utc
 
 TransitionKind = Literal["started", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"]
+MAX_RUNNING_RECORDS = 100
+MAX_NAME_LENGTH = 256  # requestedBy, cancelledBy (a token's `sub` may be far longer)
+MAX_MESSAGE_LENGTH = 1024
+MAX_REASON_LENGTH = 1000  # the CRD's maxLength of `reason`
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ def record_executions(
     transitions: list[Transition] = []
     for observation in observations:
         record = by_uid.get(observation.uid)
+        if record is None and observation.recorded in ("started", "finished"):
+            continue  # counted before; its record has been trimmed from the kept history since
         if record is None:
             record = _start(new, observation)
             by_uid[record.uid] = record
@@ -72,8 +84,8 @@ def _start(status: ScheduledJobStatus, observation: JobObservation) -> Execution
         trigger=observation.trigger,
         status="running",
         started_at=observation.started_at,
-        requested_by=observation.requested_by,
-        reason=observation.reason,
+        requested_by=_cut(observation.requested_by, MAX_NAME_LENGTH),
+        reason=_cut(observation.reason, MAX_REASON_LENGTH),
     )
 
 
@@ -82,8 +94,8 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
     record.status = observation.status
     record.finished_at = observation.finished_at
     record.runtime_ms = milliseconds_between(record.started_at, observation.finished_at)
-    record.message = observation.message
-    record.cancelled_by = observation.cancelled_by
+    record.message = _cut(observation.message, MAX_MESSAGE_LENGTH)
+    record.cancelled_by = _cut(observation.cancelled_by, MAX_NAME_LENGTH)
     if observation.status == "succeeded":
         status.success_count += 1
     elif observation.status == "failed":
@@ -97,9 +109,14 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
 def newest_first_within(history: list[ExecutionRecord], limit: int) -> list[ExecutionRecord]:
     ordered = sorted(history, key=lambda r: (parse_utc(r.started_at), r.transaction_id), reverse=True)
     kept: list[ExecutionRecord] = []
+    running = 0
     for record in ordered:
-        # Running records are never dropped: their finish must still find them.
-        if len(kept) < limit or record.status == "running":
+        # Running records are kept beyond the limit (their finish must still find them), up to a bound.
+        if record.status == "running":
+            if running < MAX_RUNNING_RECORDS:
+                kept.append(record)
+                running += 1
+        elif len(kept) < limit:
             kept.append(record)
     return kept
 
@@ -184,6 +201,10 @@ def record_pause_change(
     status.history.append(record)
     status.history = newest_first_within(status.history, history_limit)
     return [Transition(kind, record)]
+
+
+def _cut(text: str | None, length: int) -> str | None:
+    return text if text is None or len(text) <= length else text[: length - 1] + "…"
 
 
 def _average(status: ScheduledJobStatus) -> int | None:

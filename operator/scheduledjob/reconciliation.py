@@ -54,8 +54,8 @@ def next_status(
     spec = parse_spec(obj.get("spec") or {})
     history_limit = spec.history_limit if isinstance(spec, ScheduledJobSpec) else len(current.history) or 100
     new, transitions = record_executions(current, observations, history_limit)
-    if assigned_id is not None:
-        new.id = assigned_id
+    if assigned_id is not None and current.id is None:
+        new.id = assigned_id  # a published id never changes, even if this replica allocated another
     generation = obj["metadata"].get("generation")
     if readiness is not None:
         new.conditions = set_condition(

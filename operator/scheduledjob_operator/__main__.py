@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import random
+import secrets
+import socket
 
 import kopf
 import uvloop
@@ -45,7 +49,20 @@ def main(argv: list[str] | None = None) -> None:
     exact = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
     settings.scanning.disabled = exact
     # Where the startup LIST looks (handlers.start): the exact namespaces, else all (globs included).
-    memo = kopf.Memo(namespaces=list(args.namespace) if exact else None)
+    # Who this replica is in the peering: handed to kopf and kept for the resync loop, which judges
+    # leadership with the same identity and priority (leadership.py).
+    priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
+    # As kopf names itself (POD_ID, else user@host with the start time), plus the pid for local runs.
+    identity = (
+        os.environ.get("POD_ID") or f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(2)}"
+    )
+    memo = kopf.Memo(
+        namespaces=list(args.namespace) if exact else None,
+        clusterwide=not args.namespace,
+        peering_name=None if args.standalone else args.peering,
+        identity=identity,
+        priority=priority,
+    )
     # libuv's event loop (less CPU per watch event and request), set up exactly as `kopf run` does.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         kopf.run(
@@ -57,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
             standalone=args.standalone,
             peering_name=None if args.standalone else args.peering,
             liveness_endpoint=args.liveness,
-            priority=args.priority if args.priority is not None else random.randint(1, 1_000_000),
+            priority=priority,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str, not exported
         )
 
 

@@ -48,6 +48,7 @@ class Catalog:
         self._cronjobs: dict[Key, str] = {}
         self._hints: dict[Key, float] = {}  # CronJobs known from the warm-up LIST only: since when
         self._highest_id = 0
+        self._relisted_at: float | None = None  # when kopf last delivered a CronJob from a LIST
 
     # ---- filled from the startup LIST, a page at a time ---------------------------------------
     def note_ids(self, scheduled_jobs: Iterable[dict[str, Any]]) -> None:
@@ -78,6 +79,30 @@ class Catalog:
     def forget_cronjob(self, key: Key) -> None:
         self._cronjobs.pop(key, None)
         self._hints.pop(key, None)
+
+    # ---- after a re-list ------------------------------------------------------------------------
+    def relisted(self) -> None:
+        """kopf delivered a CronJob from a LIST (its first, or a re-list after the watch broke)."""
+        self._relisted_at = self._clock()
+
+    def relist_settled(self, quiet_seconds: float) -> bool:
+        """True once per re-list, when no listed CronJob arrived for `quiet_seconds`: time to check."""
+        if self._relisted_at is None or self._clock() - self._relisted_at < quiet_seconds:
+            return False
+        self._relisted_at = None
+        return True
+
+    def missing_cronjobs(self, present: set[Key]) -> list[Key]:
+        """Forgets the CronJobs a fresh LIST did not show; returns the known ScheduledJobs among them.
+
+        kopf re-lists without DELETED events, so a CronJob deleted while the watch was away would
+        otherwise stay here, show no drift and never be recreated. A CronJob created after the LIST
+        began is forgotten too: its reconcile then finds it exists and patches it (harmless).
+        """
+        missing = [key for key in self._cronjobs if key not in present]
+        for key in missing:
+            self.forget_cronjob(key)
+        return [key for key in missing if key in self._schedules]
 
     # ---- questions ---------------------------------------------------------------------------
     def cronjob(self, key: Key) -> dict[str, Any] | None:

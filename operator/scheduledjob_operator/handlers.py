@@ -7,15 +7,18 @@ import contextlib
 import copy
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
 from scheduledjob import constants as c
+from scheduledjob.executions import recorded_stage
 
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, connect
+from scheduledjob_operator.leadership import Leadership
 from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
@@ -23,6 +26,12 @@ from scheduledjob_operator.status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
+# The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed them (kopf
+# re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
+# once our own calls saw the link fail and work again (a hung watch may have lost events), and every
+# CATALOG_CHECK_SECONDS.
+RELIST_QUIET_SECONDS = 5.0
+CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
 # How long a replica that stopped sending keepalives still counts as alive for kopf peering.
 PEERING_LIFETIME_SECONDS = 15
 MANAGED = {c.LABEL_SCHEDULED_JOB: kopf.PRESENT}
@@ -46,7 +55,13 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # scheduled Jobs unprotected by the ledger finalizer meanwhile); found by
     # tests/integration/reliability/test_operator_kills.py. Keepalives now come every 5-10 s.
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
-    api = await connect()
+    leadership = Leadership(
+        peering_name=getattr(memo, "peering_name", None),
+        identity=getattr(memo, "identity", ""),
+        priority=getattr(memo, "priority", 0),
+        namespaces=getattr(memo, "namespaces", None) if not getattr(memo, "clusterwide", True) else None,
+    )
+    api = await connect(leadership.identity or None)
     state_namespace = os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
     cluster = Cluster(api, state_namespace)
     writer = StatusWriter(cluster, status_update(utc_now))
@@ -63,7 +78,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         await api.close()  # the retry connects again
         raise
     memo.api = api
-    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog)
+    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, leadership=leadership)
     memo.resync = asyncio.create_task(_resync_forever(memo))
 
 
@@ -81,6 +96,7 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
     if type == "DELETED":
         context.catalog.forget_scheduled_job((body["metadata"]["namespace"], body["metadata"]["name"]))
         context.assigned.pop(body["metadata"]["uid"], None)
+        context.allocated.pop(body["metadata"]["uid"], None)
         return
     obj = _plain(body)
     context.catalog.see_scheduled_job(obj)
@@ -95,6 +111,8 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
         context.catalog.forget_cronjob((namespace or "", name))
     else:
         context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
+    if type is None:  # from kopf's LIST: a (re-)list is under way
+        context.catalog.relisted()
     if type in ("MODIFIED", "DELETED"):
         context.retry.add((namespace or "", name))
 
@@ -103,10 +121,25 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
 async def job_changed(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
+    context: OperatorContext = memo.context
+    await _record_safely(_plain(body), type == "DELETED", context, logger)
+
+
+async def _record_safely(
+    job: dict[str, Any], deleted: bool, context: OperatorContext, log: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    """Records a Job; if that fails, the resync reads the Job again and retries, with backoff, until it lands."""
+    key = (job["metadata"]["namespace"], job["metadata"]["name"])
     try:
-        await record_job(_plain(body), deleted=type == "DELETED", context=memo.context)
+        await record_job(job, deleted=deleted, context=context)
     except Exception:
-        logger.exception("recording Job %s failed; the next event or resync retries", body["metadata"]["name"])
+        if deleted:  # a deleted Job cannot be read again: its last state is all there is
+            log.exception("recording deleted Job %s/%s failed", *key)
+            return
+        delay = context.unrecorded.failed(key)
+        log.exception("recording Job %s/%s failed; retrying in %.0f s", *key, delay)
+    else:
+        context.unrecorded.succeeded(key)
 
 
 async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:
@@ -114,32 +147,74 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
     try:
         async with context.locks[key]:
             await reconcile(obj, context)
-        context.retry.discard(key)
+        context.retry.succeeded(key)
     except Exception:
-        logger.exception("reconciling %s/%s failed; retrying in %ss", *key, RESYNC_SECONDS)
-        context.retry.add(key)
+        delay = context.retry.failed(key)
+        logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)
 
 
 async def _resync_forever(memo: Any) -> None:
-    """Retries failed reconciles, repairs edited CronJobs and moves nextExecution past missed runs."""
+    """Retries failed reconciles and recordings, repairs edited or vanished CronJobs and moves
+    nextExecution past missed runs: only while this replica is the active one (leadership.py)."""
+    context: OperatorContext = memo.context
+    last_check = time.monotonic()
+    failures_checked = context.cluster.transient_failures
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            await _resync_once(memo.context)
+            if not await context.leadership.check(context.cluster.get_peering, context.clock()):
+                continue
+            failures = context.cluster.transient_failures
+            if (
+                context.catalog.relist_settled(RELIST_QUIET_SECONDS)
+                or failures != failures_checked  # the link was troubled and works again
+                or time.monotonic() - last_check >= CATALOG_CHECK_SECONDS
+            ):
+                last_check, failures_checked = time.monotonic(), failures
+                await _check_catalog(context, getattr(memo, "namespaces", None))
+            await _resync_once(context)
         except Exception:
-            logger.exception("resync failed")
+            logger.exception("resync failed; the next pass in %.0f s tries again", RESYNC_SECONDS)
         release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
+async def _check_catalog(context: OperatorContext, namespaces: list[str] | None) -> None:
+    """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
+    CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
+    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung)."""
+    present: set[tuple[str, str]] = set()
+    async for cronjobs in context.cluster.cronjob_pages(namespaces):
+        present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
+    for key in context.catalog.missing_cronjobs(present):
+        logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
+        context.retry.add(key)
+    async for jobs in context.cluster.job_pages(namespaces):
+        for job in jobs:
+            if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
+                await _record_safely(job, False, context, logger)
+
+
 async def _resync_once(context: OperatorContext) -> None:
-    due = set(context.retry) | set(context.catalog.overdue(context.clock())) | set(context.catalog.expire_hints())
-    context.retry.clear()
+    overdue = [key for key in context.catalog.overdue(context.clock()) if key not in context.retry]
+    due = set(context.retry.take_due()) | set(overdue) | set(context.catalog.expire_hints())
     for namespace, name in due:
         obj = await context.cluster.get_scheduled_job(namespace, name)
         if obj is None:
             context.catalog.forget_scheduled_job((namespace, name))
+            context.retry.succeeded((namespace, name))
         else:
             await _reconcile_safely(obj, context)
+    for namespace, name in context.unrecorded.take_due():
+        try:
+            job = await context.cluster.get_job(namespace, name)
+        except Exception:
+            delay = context.unrecorded.failed((namespace, name))
+            logger.exception("reading Job %s/%s failed; retrying in %.0f s", namespace, name, delay)
+            continue
+        if job is None:
+            context.unrecorded.succeeded((namespace, name))  # gone: its DELETED event was recorded
+            continue
+        await _record_safely(job, False, context, logger)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -1,20 +1,38 @@
-"""The operator's one adapter to the Kubernetes API (kubernetes_asyncio); everything else is pure."""
+"""The operator's one adapter to the Kubernetes API (kubernetes_asyncio); everything else is pure.
+
+Every request goes through `Cluster._call`, which gives it a deadline (`REQUEST_TIMEOUT`: without one
+kubernetes_asyncio sends an empty `aiohttp.ClientTimeout()`, and one half-open connection hangs the
+caller forever) and retries it under the operator's one retry policy (`transient_retry`, tenacity):
+connection errors, timeouts, 429 and 5xx, with jittered exponential backoff, for a bounded time.
+Conflicts (409) are not transient in that sense: the caller must read again, so they surface as
+`Conflict` and the callers retry them with `conflict_retry` (the same mechanism, another condition).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import tenacity
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 
 MERGE_PATCH = "application/merge-patch+json"
+# (connect, read) seconds for each request of the operator's own client.
+REQUEST_TIMEOUT = (5.0, 20.0)
+# How long one call keeps retrying transient failures before the caller sees the error.
+TRANSIENT_RETRY_SECONDS = 30.0
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "scheduledjob-operator"
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(Exception):
@@ -25,7 +43,37 @@ class Rejected(Exception):
     """The API server refused the object as invalid (HTTP 422); the message names the field."""
 
 
-async def connect() -> client.ApiClient:
+def is_transient(error: BaseException) -> bool:
+    """Worth trying again unchanged: the request may not have reached, or the server was busy."""
+    if isinstance(error, ApiException):
+        return error.status in TRANSIENT_STATUSES or not error.status
+    return isinstance(error, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
+
+
+def transient_retry(seconds: float = TRANSIENT_RETRY_SECONDS) -> tenacity.AsyncRetrying:
+    """The operator's one retry policy for requests (see the module doc)."""
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        wait=tenacity.wait_exponential_jitter(initial=0.2, max=5.0),
+        stop=tenacity.stop_after_delay(seconds),
+        before_sleep=tenacity.before_sleep_log(logger, logging.INFO),
+        reraise=True,
+    )
+
+
+def conflict_retry(attempts: int) -> tenacity.AsyncRetrying:
+    """Read-modify-write loops: try again after a 409 (the caller reads afresh), `attempts` times."""
+    return tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception_type(Conflict),
+        wait=tenacity.wait_random(0, 0.05),
+        stop=tenacity.stop_after_attempt(attempts),
+        reraise=True,
+    )
+
+
+async def connect(identity: str | None = None) -> client.ApiClient:
+    """The operator's client; `identity` (its kopf peering id) goes into the User-Agent, so the API
+    server's audit log tells the replicas apart."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = client.ApiClient()
@@ -34,6 +82,7 @@ async def connect() -> client.ApiClient:
         await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
         api = client.ApiClient(configuration)
     _skip_environment_lookups(api)
+    api.user_agent = f"{USER_AGENT}/{identity}" if identity else USER_AGENT
     return api
 
 
@@ -89,12 +138,49 @@ class Cluster:
         # Id requests waiting for the next compare-and-swap on the sequence (see allocate_id).
         self._id_lock = asyncio.Lock()
         self._id_waiters: list[tuple[int, asyncio.Future[int]]] = []
+        # Transient failures so far (timeouts, resets, 5xx, 429): a watch on the same troubled link
+        # may have lost events silently, so the resync checks the catalog once calls work again.
+        self.transient_failures = 0
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Every request of the operator: a deadline, and transient failures retried (module doc)."""
+        async for attempt in transient_retry():
+            with attempt:
+                try:
+                    result = await method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+                    # An unparsed response (_preload_content=False) raises nothing itself.
+                    if isinstance(result, aiohttp.ClientResponse) and result.status in TRANSIENT_STATUSES:
+                        raise ApiException(status=result.status, reason=await result.text())
+                except Exception as error:
+                    if is_transient(error):
+                        self.transient_failures += 1
+                    raise
+                return result
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    # --- kopf's peering object (read only: kopf itself writes it) ------------------------------
+    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The kopf peering object `name`: cluster-wide if `namespace` is None."""
+        try:
+            if namespace is None:
+                result: dict[str, Any] = await self._call(
+                    self._custom.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", name
+                )
+            else:
+                result = await self._call(
+                    self._custom.get_namespaced_custom_object, "kopf.dev", "v1", namespace, "kopfpeerings", name
+                )
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     # --- ScheduledJobs -------------------------------------------------------------------------
     async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            result: dict[str, Any] = await self._call(
+                self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, name
             )
             return result
         except ApiException as error:
@@ -107,8 +193,10 @@ class Cluster:
 
         def page(namespace: str | None, **options: Any) -> Any:
             if namespace is None:
-                return self._custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, **options)
-            return self._custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, **options)
+                return self._call(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, c.PLURAL, **options)
+            return self._call(
+                self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
+            )
 
         return _pages(page, namespaces)
 
@@ -118,8 +206,19 @@ class Cluster:
         def page(namespace: str | None, **options: Any) -> Any:
             options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
             if namespace is None:
-                return self._batch.list_cron_job_for_all_namespaces(**options)
-            return self._batch.list_namespaced_cron_job(namespace, **options)
+                return self._call(self._batch.list_cron_job_for_all_namespaces, **options)
+            return self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+
+        return _pages(page, namespaces)
+
+    def job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every Job of a ScheduledJob in these namespaces (None: all), a page at a time."""
+
+        def page(namespace: str | None, **options: Any) -> Any:
+            options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
+            if namespace is None:
+                return self._call(self._batch.list_job_for_all_namespaces, **options)
+            return self._call(self._batch.list_namespaced_job, namespace, **options)
 
         return _pages(page, namespaces)
 
@@ -127,23 +226,37 @@ class Cluster:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            await self._custom.patch_namespaced_custom_object_status(
-                c.GROUP, c.VERSION, namespace, c.PLURAL, name, body, _content_type=MERGE_PATCH
+            await self._call(
+                self._custom.patch_namespaced_custom_object_status,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
             )
         except ApiException as error:
             raise _translate(error) from error
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""
-        result: dict[str, Any] = await self._custom.patch_namespaced_custom_object(
-            c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"metadata": {"labels": labels}}, _content_type=MERGE_PATCH
+        result: dict[str, Any] = await self._call(
+            self._custom.patch_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"metadata": {"labels": labels}},
+            _content_type=MERGE_PATCH,
         )
         return result
 
     # --- CronJobs ------------------------------------------------------------------------------
     async def create_cronjob(self, cronjob: dict[str, Any]) -> None:
         try:
-            await self._batch.create_namespaced_cron_job(cronjob["metadata"]["namespace"], cronjob)
+            await self._call(self._batch.create_namespaced_cron_job, cronjob["metadata"]["namespace"], cronjob)
         except ApiException as error:
             raise _translate(error) from error
 
@@ -154,8 +267,8 @@ class Cluster:
             "spec": cronjob["spec"],
         }
         try:
-            await self._batch.patch_namespaced_cron_job(
-                meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
+            await self._call(
+                self._batch.patch_namespaced_cron_job, meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
             )
         except ApiException as error:
             raise _translate(error) from error
@@ -167,7 +280,7 @@ class Cluster:
         """Sets finalizers and annotations if the Job is still at `resource_version`. False if it is gone."""
         body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers, "annotations": annotations}}
         try:
-            await self._batch.patch_namespaced_job(name, namespace, body, _content_type=MERGE_PATCH)
+            await self._call(self._batch.patch_namespaced_job, name, namespace, body, _content_type=MERGE_PATCH)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -176,7 +289,11 @@ class Cluster:
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            response = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
+            response = await self._call(self._batch.read_namespaced_job, name, namespace, _preload_content=False)
+            if response.status == 404:
+                return None
+            if response.status >= 300:
+                raise ApiException(status=response.status, reason=await response.text())
             result: dict[str, Any] = await response.json()
             return result
         except ApiException as error:
@@ -214,29 +331,31 @@ class Cluster:
 
     async def _reserve_ids(self, floor: int, count: int) -> int:
         """Takes `count` consecutive ids (all above `floor`) with compare-and-swap; returns the first."""
+        async for attempt in conflict_retry(attempts=100):
+            with attempt:
+                return await self._reserve_ids_once(floor, count)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _reserve_ids_once(self, floor: int, count: int) -> int:
         name, namespace = c.ID_SEQUENCE_CONFIGMAP, self.state_namespace
-        while True:
+        try:
+            current = await self._call(self._core.read_namespaced_config_map, name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            body = {"metadata": {"name": name}, "data": {"next": str(floor + 1 + count)}}
             try:
-                current = await self._core.read_namespaced_config_map(name, namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                body = {"metadata": {"name": name}, "data": {"next": str(floor + 1 + count)}}
-                try:
-                    await self._core.create_namespaced_config_map(namespace, body)
-                    return floor + 1
-                except ApiException as create_error:
-                    if create_error.status == 409:
-                        continue
-                    raise
-            allocated = max(int((current.data or {}).get("next", "1")), floor + 1)
-            patch = {
-                "metadata": {"resourceVersion": current.metadata.resource_version},
-                "data": {"next": str(allocated + count)},
-            }
-            try:
-                await self._core.patch_namespaced_config_map(name, namespace, patch, _content_type=MERGE_PATCH)
-                return allocated
-            except ApiException as error:
-                if error.status != 409:
-                    raise
+                await self._call(self._core.create_namespaced_config_map, namespace, body)
+            except ApiException as create_error:
+                raise _translate(create_error) from create_error
+            return floor + 1
+        allocated = max(int((current.data or {}).get("next", "1")), floor + 1)
+        patch = {
+            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "data": {"next": str(allocated + count)},
+        }
+        try:
+            await self._call(self._core.patch_namespaced_config_map, name, namespace, patch, _content_type=MERGE_PATCH)
+        except ApiException as error:
+            raise _translate(error) from error
+        return allocated

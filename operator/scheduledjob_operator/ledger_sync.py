@@ -13,23 +13,32 @@ from scheduledjob import constants as c
 from scheduledjob.executions import observe_job, recorded_stage
 
 from scheduledjob_operator.context import OperatorContext
-from scheduledjob_operator.kube import Conflict
+from scheduledjob_operator.kube import Conflict, conflict_retry
 
 logger = logging.getLogger(__name__)
 
 
 async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorContext, attempts: int = 10) -> None:
-    for _ in range(attempts):
-        try:
-            await _record_once(job, deleted=deleted, context=context)
-            return
-        except Conflict:
-            meta = job["metadata"]
-            fresh = await context.cluster.get_job(meta["namespace"], meta["name"])
-            if fresh is None:
-                return
-            job = fresh
-    raise RuntimeError(f"could not mark Job {job['metadata']['name']} as recorded")
+    """Records the Job; a Job changed meanwhile (409 on its annotation) is read again and retried.
+
+    Other failures propagate: the caller (handlers._record_safely) retries them with backoff.
+    """
+    current: dict[str, Any] | None = job
+    try:
+        async for attempt in conflict_retry(attempts):
+            with attempt:
+                if current is None:
+                    meta = job["metadata"]
+                    current = await context.cluster.get_job(meta["namespace"], meta["name"])
+                    if current is None:
+                        return
+                try:
+                    await _record_once(current, deleted=deleted, context=context)
+                except Conflict:
+                    current = None  # read afresh on the next attempt
+                    raise
+    except Conflict as error:
+        raise RuntimeError(f"could not mark Job {job['metadata']['name']} as recorded") from error
 
 
 async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorContext) -> None:

@@ -83,8 +83,14 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
             return
         obj, meta, status = recent, recent["metadata"], recent.get("status") or {}
     if status.get("id") is None:
-        assigned_id = await context.cluster.allocate_id(floor=context.catalog.highest_id())
-        logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
+        # One id per ScheduledJob: an id allocated by an earlier attempt that failed later is reused.
+        assigned_id = context.allocated.get(uid)
+        if assigned_id is None:
+            assigned_id = await context.cluster.allocate_id(floor=context.catalog.highest_id())
+            context.allocated[uid] = assigned_id
+            logger.info("assigned id %s to %s/%s", assigned_id, namespace, name)
+    else:
+        context.allocated.pop(uid, None)
     job_id = assigned_id if assigned_id is not None else int(status["id"])
     if (meta.get("labels") or {}).get(c.LABEL_ID) != str(job_id):
         obj = recent = await context.cluster.label_scheduled_job(namespace, name, {c.LABEL_ID: str(job_id)})

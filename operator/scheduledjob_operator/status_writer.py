@@ -17,7 +17,7 @@ from scheduledjob.executions import JobObservation
 from scheduledjob.reconciliation import Readiness
 from scheduledjob.skipped import ControllerView
 
-from scheduledjob_operator.kube import Cluster, Conflict
+from scheduledjob_operator.kube import Cluster, Conflict, conflict_retry
 
 logger = logging.getLogger(__name__)
 
@@ -104,22 +104,35 @@ class StatusWriter:
     async def _write(self, key: Key, pending: Pending) -> bool:
         namespace, name = key
         recent, pending.recent = pending.recent, None
-        for _ in range(self._max_attempts):
-            from_recent = recent is not None
-            current = recent if recent is not None else await self._cluster.get_scheduled_job(namespace, name)
-            recent = None
-            if current is None:
-                return False
-            status, after_write = self._update(current, pending)
-            if status is None:
-                if from_recent:
-                    continue  # "nothing to write" is only believed of a fresh read
-                return True
-            try:
-                await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
-            except Conflict:
-                logger.debug("status of %s/%s changed meanwhile; re-reading", namespace, name)
-                continue
-            after_write()
-            return True
-        raise RuntimeError(f"gave up writing the status of {namespace}/{name} after {self._max_attempts} conflicts")
+        try:
+            async for attempt in conflict_retry(self._max_attempts):
+                with attempt:
+                    # The first attempt may start from an object just read; every retry reads afresh.
+                    outcome = await self._write_once(namespace, name, pending, recent)
+                    recent = None
+                    if outcome is None:  # "nothing to write" is only believed of a fresh read
+                        raise Conflict("re-read: nothing to write according to a possibly stale object")
+                    return outcome
+        except Conflict as error:
+            raise RuntimeError(
+                f"gave up writing the status of {namespace}/{name} after {self._max_attempts} conflicts"
+            ) from error
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _write_once(
+        self, namespace: str, name: str, pending: Pending, recent: dict[str, Any] | None
+    ) -> bool | None:
+        """True written (or nothing to write), False gone, None: re-read before believing it."""
+        current = recent if recent is not None else await self._cluster.get_scheduled_job(namespace, name)
+        if current is None:
+            return False
+        status, after_write = self._update(current, pending)
+        if status is None:
+            return None if recent is not None else True
+        try:
+            await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
+        except Conflict:
+            logger.debug("status of %s/%s changed meanwhile; re-reading", namespace, name)
+            raise
+        after_write()
+        return True

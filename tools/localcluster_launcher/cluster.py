@@ -31,6 +31,20 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
 )
 
+# Requests (no watches) of the clients the tests run, not of the control plane's own components; metadata only.
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:serviceaccounts", "system:nodes"]},
+        {"level": "None", "users": ["system:kube-controller-manager", "system:apiserver"]},
+        {"level": "None", "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}]},
+        {"level": "Metadata", "verbs": ["get", "list", "create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
+
 
 @dataclass
 class LocalCluster:
@@ -47,6 +61,9 @@ class LocalCluster:
     server: str = ""
     kubeconfig: Path = Path()
     timings: dict[str, float] = field(default_factory=dict)
+    # The API server's audit log (JSON lines): requests of non-system users, with their User-Agent,
+    # so fault tests can count each operator replica's writes (tests/integration/faults/).
+    audit_log: Path = Path()
     _apiserver_argv: list[str] = field(default_factory=list, repr=False)
     _ca_cert: Path = field(default=Path(), repr=False)
 
@@ -123,8 +140,14 @@ class LocalCluster:
     def _start_apiserver(self, binary: Path, pki: Pki, etcd_url: str) -> str:
         port = free_port()
         server = f"https://127.0.0.1:{port}"
+        self.audit_log = self.state_dir / "audit.log"
+        audit_policy = self.state_dir / "audit-policy.json"
+        audit_policy.write_text(json.dumps(AUDIT_POLICY))
         self._apiserver_argv = [
             str(binary), "kube-apiserver",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",

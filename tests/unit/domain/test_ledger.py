@@ -3,8 +3,9 @@
 import random
 from datetime import UTC, datetime
 
+from scheduledjob import constants as c
 from scheduledjob.executions import observe_job
-from scheduledjob.ledger import record_executions
+from scheduledjob.ledger import MAX_MESSAGE_LENGTH, MAX_NAME_LENGTH, MAX_RUNNING_RECORDS, record_executions
 from scheduledjob.models import ScheduledJobStatus
 
 from tests.unit.domain.factories import job
@@ -85,3 +86,47 @@ def test_history_keeps_the_newest_records_but_never_drops_a_running_one() -> Non
         3,
     )
     assert finished.success_count == 6 and finished.active == []
+
+
+def test_a_run_whose_record_was_trimmed_is_not_counted_again_when_its_job_says_it_was() -> None:
+    """Crash between the status write and the Job's `recorded: finished` annotation, after the record
+    left the kept history: the replay must not count the run a second time."""
+    status = ScheduledJobStatus()
+    first = job("first", "uid-first", started="2026-01-01T00:00:00Z", complete_at="2026-01-01T00:00:01Z")
+    status, _ = record_executions(status, [observe_job(first, NOW)], 1)
+    newer = job("newer", "uid-newer", started="2026-01-02T00:00:00Z", complete_at="2026-01-02T00:00:01Z")
+    status, _ = record_executions(status, [observe_job(newer, NOW)], 1)
+    assert [r.execution_id for r in status.history] == ["newer"]
+    first["metadata"]["annotations"][c.ANNOTATION_RECORDED] = "started"
+    replayed, transitions = record_executions(status, [observe_job(first, NOW)], 1)
+    assert (replayed.execution_count, replayed.success_count, transitions) == (2, 2, [])
+    unmarked, _ = record_executions(status, [observe_job(job("first", "uid-first", complete_at=None), NOW)], 1)
+    assert unmarked.execution_count == 3  # without the annotation it is a new run, as before
+
+
+def test_running_records_are_bounded_and_a_dropped_one_is_not_counted_twice() -> None:
+    status = ScheduledJobStatus()
+    hanging = [
+        job(f"hang{i}", f"uid-{i}", started=f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z")
+        for i in range(MAX_RUNNING_RECORDS + 5)
+    ]
+    status, _ = record_executions(status, [observe_job(j, NOW) for j in hanging], 10)
+    assert len(status.history) == MAX_RUNNING_RECORDS == len(status.active)
+    assert "hang0" not in status.active  # the oldest went first
+    oldest = hanging[0]
+    oldest["metadata"]["annotations"][c.ANNOTATION_RECORDED] = "started"
+    oldest["status"]["conditions"] = [
+        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T05:00:00Z"}
+    ]
+    finished, _ = record_executions(status, [observe_job(oldest, NOW)], 10)
+    assert (finished.execution_count, finished.success_count) == (MAX_RUNNING_RECORDS + 5, 0)
+
+
+def test_free_text_is_cut_to_the_lengths_the_crd_allows() -> None:
+    long_user = "u" * 12_000
+    run = job("manual", "uid-m", manual_by=long_user, failed_at="2026-01-10T02:00:05Z")
+    run["status"]["conditions"][0]["message"] = "x" * 5000
+    status, _ = record_executions(ScheduledJobStatus(), [observe_job(run, NOW)], 10)
+    record = status.history[0]
+    assert record.requested_by is not None and len(record.requested_by) == MAX_NAME_LENGTH
+    assert record.message is not None and len(record.message) == MAX_MESSAGE_LENGTH

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import pytest
 from scheduledjob.executions import observe_job
 from scheduledjob.reconciliation import next_status, readiness_of
 from scheduledjob.validation import SpecProblem, parse_spec
@@ -55,3 +56,20 @@ def test_running_state_while_an_execution_is_active_and_suspended_after() -> Non
     done = next_status(obj, [observe_job(job(manual_by="alice", complete_at="2026-01-10T02:00:03Z"), NOW)], NOW)
     assert done.status is not None and done.status["state"] == "suspended"
     assert done.status["successCount"] == 1
+
+
+def test_a_published_id_never_changes_even_if_another_was_allocated() -> None:
+    obj = scheduled_job(status={"id": 7})
+    change = next_status(obj, [], NOW, readiness_of(parse_spec(obj["spec"])), assigned_id=12)
+    assert change.status is not None and change.status["id"] == 7
+
+
+@pytest.mark.parametrize("schedule", ["0 2 31 2 *", "0 0 30 2 *", "0 0 31 4 *", "0 0 30 2 sun#5"])
+def test_a_schedule_that_never_fires_is_an_error_naming_the_field(schedule: str) -> None:
+    obj = scheduled_job({"schedule": schedule})
+    spec = parse_spec(obj["spec"])
+    assert isinstance(spec, SpecProblem) and spec.field == "spec.schedule"
+    change = next_status(obj, [], NOW, readiness_of(spec), assigned_id=3)
+    assert change.status is not None
+    assert (change.status["state"], change.status["nextExecution"], change.status["id"]) == ("error", None, 3)
+    assert "never fires" in change.status["conditions"][0]["message"]

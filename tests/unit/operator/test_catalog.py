@@ -90,3 +90,28 @@ def test_cronjobs_from_the_startup_list_are_dropped_unless_the_watch_confirms_th
     assert catalog.cronjob(("team", "out-of-scope")) is None
     assert catalog.cronjob(("team", "confirmed")) is not None
     assert catalog.expire_hints() == []
+
+
+def test_a_cronjob_deleted_while_the_watch_was_away_is_found_missing_by_a_fresh_list() -> None:
+    catalog = Catalog()
+    for name in ("kept", "vanished", "orphan"):
+        catalog.see_cronjob(cronjob(name))
+    catalog.see_scheduled_job(scheduled_job("kept", 1))
+    catalog.see_scheduled_job(scheduled_job("vanished", 2))
+    assert catalog.missing_cronjobs({("team", "kept")}) == [("team", "vanished")]
+    assert catalog.cronjob(("team", "vanished")) is None and catalog.cronjob(("team", "orphan")) is None
+    assert catalog.cronjob(("team", "kept")) is not None
+
+
+def test_a_relist_is_checked_once_it_has_been_quiet_for_a_while() -> None:
+    clock = FakeClock()
+    catalog = Catalog(clock)
+    assert not catalog.relist_settled(5)
+    catalog.relisted()
+    clock.now += 3
+    catalog.relisted()
+    clock.now += 4
+    assert not catalog.relist_settled(5)
+    clock.now += 1
+    assert catalog.relist_settled(5)
+    assert not catalog.relist_settled(5)  # once per re-list

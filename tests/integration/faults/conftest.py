@@ -1,0 +1,196 @@
+"""Fault-injection fixtures: Toxiproxy between the operator and the API server, operator replicas
+behind it, an admission webhook that refuses status writes, and the API server's audit log.
+
+The operators here replace the session's operator (tests/integration/fixtures.py), which is stopped
+for the test and restarted by the next test that asks for `running_operator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from devrun.install import STATE_NAMESPACE
+from devrun.processes import Service, free_port, operator_service
+from kubernetes_asyncio import client
+from localcluster_launcher.testing import KubeCluster
+from scheduledjob.timefmt import parse_utc
+
+from tests.integration.faults.toxiproxy import Proxy, Toxiproxy
+
+# Short enough for a test, long enough for an honest re-list check (handlers.CATALOG_CHECK_SECONDS).
+OPERATOR_ENV = {"SCHEDULED_JOBS_CATALOG_CHECK_SECONDS": "900"}
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
+    server = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def apiserver_link(toxiproxy: Toxiproxy, kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Proxy]:
+    """A fresh proxied link to the API server for this test."""
+    if kube_cluster.control_plane is None:
+        pytest.fail("fault tests need the local control plane (unset KUBECONFIG)")
+    server = urlparse(kube_cluster.control_plane.server)
+    name = f"apiserver-{free_port()}"
+    proxy = toxiproxy.proxy(name, f"{server.hostname}:{server.port}")
+    yield proxy
+    proxy.heal()
+    toxiproxy.request("DELETE", f"/proxies/{name}")
+
+
+@pytest.fixture
+def no_session_operator(operator: Service) -> None:
+    """The session operator would compete with the replicas started here: stopped for this test."""
+    operator.stop()
+
+
+OperatorFactory = Callable[..., Service]
+
+
+@pytest.fixture
+def operators(
+    kube_cluster: KubeCluster, apiserver_link: Proxy, no_session_operator: None, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """`operators("a", priority=10)` starts a replica that reaches the API server through the proxy."""
+    kubeconfig = apiserver_link.kubeconfig(kube_cluster.kubeconfig, tmp_path / "proxied.kubeconfig")
+    started: list[Service] = []
+
+    def start(name: str = "operator", priority: int = 100, env: dict[str, str] | None = None) -> Service:
+        service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
+        service.name = name
+        service.env.update({**OPERATOR_ENV, **(env or {}), "POD_ID": f"{name}-{priority}"})
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def audit_log(kube_cluster: KubeCluster) -> Path:
+    assert kube_cluster.control_plane is not None
+    return kube_cluster.control_plane.audit_log
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def audited_requests(
+    log: Path, *, namespace: str | None = None, writes_only: bool = False
+) -> list[tuple[datetime, str, str, str]]:
+    """(time, User-Agent, verb, resource) of the API server's audited requests, kopf's peering
+    keepalives left out (every replica writes those, by design)."""
+    found: list[tuple[datetime, str, str, str]] = []
+    with log.open("rb") as stream:
+        for line in stream:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            ref = event.get("objectRef") or {}
+            resource = str(ref.get("resource", ""))
+            if resource in ("clusterkopfpeerings", "kopfpeerings"):
+                continue
+            if namespace is not None and ref.get("namespace") != namespace:
+                continue
+            verb = str(event.get("verb", ""))
+            if writes_only and verb not in WRITE_VERBS:
+                continue
+            when = parse_utc(str(event.get("requestReceivedTimestamp")))
+            found.append((when, str(event.get("userAgent", "")), verb, resource))
+    return found
+
+
+class StatusWritesRefused:
+    """An admission webhook that answers every ScheduledJob status write in one namespace with an
+    HTTP error (alternately 500 and 429) while it is installed. The API server relays the webhook's
+    status code to the client (apiserver admission: `ToStatusErr`), so the operator sees exactly what
+    an overloaded or failing API server would send. No policy can do this: a ValidatingAdmissionPolicy
+    denies with 403/422 only, and Toxiproxy cannot speak HTTP inside TLS."""
+
+    NAME = "refuse-scheduledjob-status.faults.selfhelp.io"
+
+    def __init__(self, api: client.ApiClient, kube_cluster: KubeCluster, namespace: str) -> None:
+        assert kube_cluster.control_plane is not None
+        self._admission: Any = client.AdmissionregistrationV1Api(api)
+        self._pki = kube_cluster.control_plane.state_dir / "pki"
+        self.namespace = namespace
+        self.refused: Counter[int] = Counter()
+        self._runner: web.AppRunner | None = None
+        self.port = free_port()
+
+    async def _review(self, request: web.Request) -> web.Response:
+        review = await request.json()
+        code = 500 if sum(self.refused.values()) % 2 == 0 else 429
+        self.refused[code] += 1
+        message = "injected fault: status writes refused" if code == 500 else "injected fault: too many requests"
+        response = {"uid": review["request"]["uid"], "allowed": False, "status": {"code": code, "message": message}}
+        return web.json_response({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+
+    async def __aenter__(self) -> StatusWritesRefused:
+        app = web.Application()
+        app.router.add_post("/", self._review)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(self._pki / "apiserver.crt", self._pki / "apiserver.key")  # names 127.0.0.1
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=tls).start()
+        ca = (self._pki / "ca.crt").read_bytes()
+        import base64
+
+        webhook = {
+            "name": self.NAME,
+            "clientConfig": {"url": f"https://127.0.0.1:{self.port}/", "caBundle": base64.b64encode(ca).decode()},
+            "rules": [
+                {
+                    "apiGroups": ["scheduling.selfhelp.io"],
+                    "apiVersions": ["*"],
+                    "operations": ["UPDATE"],
+                    "resources": ["scheduledjobs/status"],
+                    "scope": "Namespaced",
+                }
+            ],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.namespace}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }
+        body = {"metadata": {"name": self.NAME}, "webhooks": [webhook]}
+        await self._admission.create_validating_webhook_configuration(body)
+        await asyncio.sleep(2)  # the API server picks up webhook configurations from its informer
+        return self
+
+    async def lift(self) -> None:
+        await self._admission.delete_validating_webhook_configuration(self.NAME)
+        await asyncio.sleep(1)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._runner is not None:
+            await self.lift()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def status_writes_refused(
+    api_client: client.ApiClient, kube_cluster: KubeCluster, namespace: str
+) -> AsyncIterator[Callable[[], StatusWritesRefused]]:
+    yield lambda: StatusWritesRefused(api_client, kube_cluster, namespace)

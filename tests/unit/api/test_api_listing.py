@@ -115,7 +115,9 @@ async def test_status_and_namespace_filters(cluster: FakeCluster, client: httpx.
     assert (data["totalCount"], data["totalPages"]) == (2, 2)
 
 
-async def test_enum_values_match_in_any_case_as_in_the_original(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_enum_values_match_in_any_case_as_in_the_original(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
     cluster.seed(scheduled_job("a", 1, state="error"), scheduled_job("b", 2), scheduled_job("c", 3, state="error"))
     await asyncio.sleep(0.05)
     assert ids(await get_list(client, "status=ERROR")) == [1, 3]

@@ -15,9 +15,11 @@ BASE = "/cms-api/v1/admin/scheduled-jobs"
 
 async def _until(check: str, http: httpx.AsyncClient, status: int, within: float = 10.0) -> httpx.Response:
     async with asyncio.timeout(within):
-        while (response := await http.get(check)).status_code != status:
+        while True:
+            response = await http.get(check)
+            if response.status_code == status:
+                return response
             await asyncio.sleep(0.05)
-    return response
 
 
 async def test_a_broken_watch_makes_readyz_503_and_the_list_stale_until_a_list_succeeds_again(

@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv with the project and its dev tools (from pyproject.toml)
 
-run: $(STAMP) kubectl ## Run the product: cluster (KUBECONFIG or local), operator, API on PORT (8080), samples; Ctrl-C stops all
+run: $(STAMP) kubectl ## Run the product: cluster (KUBECONFIG or local), operator, API on PORT (8080), samples; Ctrl-C stops all, state kept in STATE_DIR
 	$(PY) -m devrun --port $(PORT) --state-dir $(STATE_DIR)
 
-token: $(STAMP) ## Print a development JWT with every permission (PERMISSIONS=a,b narrows it)
-	@$(PY) -m scheduledjob_api.devtoken $(if $(PERMISSIONS),--permissions $(PERMISSIONS))
+token: $(STAMP) ## Print a development JWT: every permission (PERMISSIONS=a,b narrows it), SUBJECT=dev-admin, TTL=1h (30m, 8h, 7d)
+	@$(PY) -m scheduledjob_api.devtoken $(if $(PERMISSIONS),--permissions $(PERMISSIONS)) \
+	  $(if $(SUBJECT),--subject '$(SUBJECT)') $(if $(TTL),--ttl $(TTL))
 
 localcluster: ## Build (once, cached by input hash) the kube-apiserver/controller-manager/etcd binary
 	tools/localcluster/build.sh
@@ -40,10 +41,10 @@ kubectl: ## Put kubectl (a subcommand of the control-plane binary) into bin/kube
 cluster-up: $(STAMP) kubectl ## Start the local control plane in the background; writes .cluster/kubeconfig
 	$(PY) -m localcluster_launcher up --state-dir $(STATE_DIR)
 
-cluster-down: $(STAMP) ## Stop the local control plane
+cluster-down: $(STAMP) ## Stop the local control plane (its data stays in STATE_DIR; make clean wipes it)
 	$(PY) -m localcluster_launcher down --state-dir $(STATE_DIR)
 
-cluster-status: $(STAMP) ## Show the local control plane's components and health
+cluster-status: $(STAMP) ## Show the local control plane's components and health ("not running" is exit 0)
 	$(PY) -m localcluster_launcher status --state-dir $(STATE_DIR)
 
 helm: ## Build Helm 3 from its Go module into bin/helm (cached)
@@ -86,6 +87,6 @@ deploy: helm ## helm upgrade --install the chart into the current kube context
 	$(HELM) upgrade --install scheduled-jobs charts/scheduled-jobs --namespace scheduled-jobs --create-namespace \
 	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE)))
 
-clean: ## Stop the local cluster and remove local state (not the Go caches)
+clean: ## Stop the local cluster and remove its state: etcd data, ids, samples marker, logs (not the Go caches)
 	-$(PY) -m localcluster_launcher down --state-dir $(STATE_DIR)
 	rm -rf $(STATE_DIR) bin .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from scheduledjob_api import API_VERSION
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Cluster
+from scheduledjob_api.docs import install_docs
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
@@ -57,8 +58,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         description="Scheduled jobs backed by ScheduledJob resources on Kubernetes.",
         lifespan=lifespan,
         openapi_url=f"{BASE_PATH}/openapi.json",
-        docs_url=f"{BASE_PATH}/docs",
-        swagger_ui_oauth2_redirect_url=f"{BASE_PATH}/docs/oauth2-redirect",
+        docs_url=None,  # served from packaged assets instead of a CDN: install_docs below
         redoc_url=None,
     )
     # A redirect is not an envelope; unknown trailing-slash paths answer 404 instead.
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.include_router(scheduled_jobs.router)
     app.include_router(admin_controls.router)
     app.include_router(health.router)
+    install_docs(app, BASE_PATH)
     install_ui(app)  # the dashboard at /ui/ (not in the OpenAPI document)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from scheduledjob.constants import LABEL_SCHEDULED_JOB
@@ -69,6 +70,10 @@ class ClusterCache:
         self._tombstones: dict[str, None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._synced_event = asyncio.Event()
+        # Freshness: (kind, scope) -> wall-clock time its list-then-watch loop last failed; removed by
+        # the next successful LIST. Non-empty means the data may be older than the cluster's.
+        self._broken_since: dict[tuple[Kind, str | None], datetime] = {}
+        self._broken_reason = ""
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -78,6 +83,24 @@ class ClusterCache:
     @property
     def all_synced(self) -> bool:
         return all(self.synced(kind) for kind in Kind)
+
+    @property
+    def fresh(self) -> bool:
+        """Every watch is connected: what is served here follows the cluster."""
+        return not self._broken_since
+
+    @property
+    def stale_since(self) -> datetime | None:
+        """Since when at least one watch is broken (the data may be older than this), else None."""
+        return min(self._broken_since.values()) if self._broken_since else None
+
+    @property
+    def stale_reason(self) -> str:
+        return self._broken_reason if self._broken_since else ""
+
+    def _mark_broken(self, kind: Kind, scope: str | None, reason: str) -> None:
+        self._broken_since.setdefault((kind, scope), datetime.now(UTC))
+        self._broken_reason = reason
 
     def unsynced_kinds(self) -> list[Kind]:
         return [kind for kind in Kind if not self.synced(kind)]
@@ -227,6 +250,8 @@ class ClusterCache:
             try:
                 listing = await self._cluster.list_objects(kind, scope)
                 self.replace(kind, scope, listing.items)
+                if self._broken_since.pop((kind, scope), None) is not None:
+                    log.info("cache: %s in %s is fresh again", kind, where)
                 log.info("cache: listed %d %s in %s", len(listing.items), kind, where)
                 await self._watch(kind, scope, listing.resource_version)
                 # _watch only returns after a stream that ended too quickly.
@@ -235,8 +260,10 @@ class ClusterCache:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._mark_broken(kind, scope, f"{kind} in {where}: {exc}")
                 log.warning("cache: %s in %s failed (%s); retrying in %.1fs", kind, where, exc, backoff)
             else:
+                self._mark_broken(kind, scope, f"{kind} watch in {where} keeps ending")
                 log.warning("cache: %s watch in %s keeps ending; re-listing in %.1fs", kind, where, backoff)
             if time.monotonic() - began > HEALTHY_RUN_SECONDS:
                 backoff = INITIAL_BACKOFF_SECONDS  # it worked for a while: this is a fresh problem

@@ -35,6 +35,20 @@ def make_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+DEV_SUBJECT = "dev-admin"  # `make run` and `make token` alike
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """Seconds from `3600`, `90s`, `30m`, `8h` or `7d`."""
+    value = text.strip().lower()
+    scale = _UNITS.get(value[-1:], 0)
+    number = value[:-1] if scale else value
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"TTL must be a positive number of seconds or like 30m, 8h, 7d; got {text!r}")
+    return int(number) * (scale or 1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m scheduledjob_api.devtoken", description=__doc__)
     parser.add_argument(
@@ -42,13 +56,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=",".join(ALL_PERMISSIONS),
         help="comma-separated permissions (default: all five admin.scheduled_job.* permissions)",
     )
-    parser.add_argument("--subject", default="dev-admin", help="the token's sub claim (default dev-admin)")
-    parser.add_argument("--ttl-seconds", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    parser.add_argument("--subject", default=DEV_SUBJECT, help=f"the token's sub claim (default {DEV_SUBJECT})")
+    parser.add_argument(
+        "--ttl", "--ttl-seconds", dest="ttl", type=parse_ttl, default=3600, help="lifetime: 3600, 30m, 8h, 7d (1h)"
+    )
     args = parser.parse_args(argv)
-    if args.ttl_seconds <= 0:
-        parser.error("--ttl-seconds must be positive")
     permissions = [p.strip() for p in args.permissions.split(",") if p.strip()]
-    print(make_token(Settings(), subject=args.subject, permissions=permissions, ttl_seconds=args.ttl_seconds))
+    print(make_token(Settings(), subject=args.subject, permissions=permissions, ttl_seconds=args.ttl))
 
 
 if __name__ == "__main__":

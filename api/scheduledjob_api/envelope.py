@@ -39,22 +39,35 @@ def reason_phrase(status: int) -> str:
         return "Unknown"
 
 
-def envelope(status: int, *, logged_in: bool, data: Any = None, error: str | None = None) -> dict[str, Any]:
+def envelope(
+    status: int,
+    *,
+    logged_in: bool,
+    data: Any = None,
+    error: str | None = None,
+    stale_since: datetime | None = None,
+) -> dict[str, Any]:
+    """`stale_since` (only when set) tells a reader that the data comes from a cache whose watch of the
+    cluster is broken since then: it may be older than the cluster's."""
     if status >= 400 and error is None:
         error = reason_phrase(status)
+    meta: dict[str, Any] = {"version": API_VERSION, "timestamp": format_utc(datetime.now(UTC))}
+    if stale_since is not None:
+        meta["stale_since"] = format_utc(stale_since)
     return {
         "status": status,
         "message": reason_phrase(status),
         "error": error,
         "logged_in": logged_in,
-        "meta": {"version": API_VERSION, "timestamp": format_utc(datetime.now(UTC))},
+        "meta": meta,
         "data": data,
     }
 
 
-def respond(request: Request, data: Any, status: int = 200) -> JSONResponse:
+def respond(request: Request, data: Any, status: int = 200, *, stale_since: datetime | None = None) -> JSONResponse:
     """A success envelope; `logged_in` reflects the token this request's dependencies verified."""
-    return JSONResponse(envelope(status, logged_in=is_logged_in(request), data=data), status_code=status)
+    body = envelope(status, logged_in=is_logged_in(request), data=data, stale_since=stale_since)
+    return JSONResponse(body, status_code=status)
 
 
 async def _error_response(

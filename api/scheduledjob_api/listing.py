@@ -34,11 +34,17 @@ Key = tuple[str, str]  # (namespace, name)
 LIST_ALL_LIMIT = 5_000
 
 
+def casefold(value: Any) -> Any:
+    """Enum query values match in any case, as the original backend's (`status=IDLE`, `sortDirection=DESC`)."""
+    return value.casefold() if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class ListQuery:
     page: int = 1
     page_size: int = 20
     search: str | None = None
+    name: str | None = None  # exact: the one job with this metadata.name (per namespace)
     status: StatusFilter | None = None
     namespace: str | None = None
     sort: SortField = "id"
@@ -95,12 +101,14 @@ def _matches(row: Row, query: ListQuery, term: str | None) -> bool:
         return False
     if query.namespace is not None and item["namespace"] != query.namespace:
         return False
+    if query.name is not None and item["name"] != query.name:
+        return False
     return term is None or term in row.haystack
 
 
 def page_of(ordered: list[Row], query: ListQuery) -> dict[str, Any]:
     term = query.search.strip().casefold() if query.search and query.search.strip() else None
-    if term is None and query.status is None and query.namespace is None:
+    if term is None and query.status is None and query.namespace is None and query.name is None:
         matched = ordered
     else:
         matched = [row for row in ordered if _matches(row, query, term)]

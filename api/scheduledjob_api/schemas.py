@@ -27,6 +27,10 @@ class _Closed(BaseModel):
 class Meta(_Closed):
     version: str = Field(description="API version, `v1`.")
     timestamp: Timestamp = Field(description="When the answer was made (UTC).")
+    stale_since: Timestamp | None = Field(
+        default=None,
+        description="Only on reads while the watch of the cluster is broken: the data may be older than this.",
+    )
 
 
 class _EnvelopeHead(_Closed):
@@ -48,6 +52,17 @@ class ErrorEnvelope(_EnvelopeHead):
 
     error: str
     data: None
+
+
+class MissingPermission(_Closed):
+    required_permission: str = Field(description="The permission this endpoint needs, e.g. `admin.scheduled_job.read`.")
+
+
+class ForbiddenEnvelope(_EnvelopeHead):
+    """403: `error` is the original backend's sentence; `data` names the permission the token lacks."""
+
+    error: str
+    data: MissingPermission
 
 
 class JobSummary(_Closed):
@@ -101,8 +116,8 @@ class Configuration(_Closed):
     concurrency_policy: ConcurrencyPolicy
     suspend: bool
     starting_deadline_seconds: int | None
-    successful_jobs_history_limit: int | None
-    failed_jobs_history_limit: int | None
+    successful_jobs_history_limit: int = Field(description="Effective value (default 3).")
+    failed_jobs_history_limit: int = Field(description="Effective value (default 1).")
     history_limit: int
     image: str = Field(description="The first container's image.")
     images: list[str]
@@ -194,12 +209,14 @@ class Liveness(_Closed):
 
 
 class Readiness(_Closed):
-    ready: bool
+    ready: bool = Field(description="Synced and fresh: reads follow the cluster and writes can reach it.")
     caches: dict[str, bool] = Field(description="Per cached kind: holds its initial LIST.")
+    fresh: bool = Field(description="Every watch of the cluster is connected.")
+    stale_since: Timestamp | None = Field(description="Since when a watch is broken (null while fresh).")
 
 
 class NotReadyEnvelope(_EnvelopeHead):
-    """503 from /readyz: which caches are still waiting for their first LIST."""
+    """503 from /readyz: a cache still waits for its first LIST, or the Kubernetes API is unreachable."""
 
     error: str
     data: Readiness
@@ -208,7 +225,7 @@ class NotReadyEnvelope(_EnvelopeHead):
 _ERROR_TEXT: dict[int, str] = {
     400: "A bad query parameter (the error names it).",
     401: "No valid bearer token (`logged_in: false`).",
-    403: "The token lacks this endpoint's permission (`logged_in: true`).",
+    403: "The token lacks this endpoint's permission (`logged_in: true`; `data.required_permission` names it).",
     404: "Scheduled job not found.",
     409: "The job's state does not allow this now (the error says why).",
     503: "The cache is not synced yet or the Kubernetes API is unreachable.",
@@ -221,4 +238,7 @@ def ok(model: Any, description: str = "Success, in the SelfHelp envelope.") -> d
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Documented error answers, each in the error envelope."""
-    return {code: {"model": ErrorEnvelope, "description": _ERROR_TEXT[code]} for code in codes}
+    return {
+        code: {"model": ForbiddenEnvelope if code == 403 else ErrorEnvelope, "description": _ERROR_TEXT[code]}
+        for code in codes
+    }

@@ -221,7 +221,8 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
             headers = {"WWW-Authenticate": "Bearer"} if result.error.status == 401 else None
             raise ApiError(result.error.status, str(result.error), headers=headers)
         if permission not in result.principal.permissions:
-            raise ApiError(403, FORBIDDEN)
+            # The original's sentence, and the missing permission where a client can read it.
+            raise ApiError(403, FORBIDDEN, data={"required_permission": permission})
         return result.principal
 
     dependency.__name__ = f"require_{permission.replace('.', '_')}"

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from scheduledjob.constants import DEFAULT_HISTORY_LIMIT
+from scheduledjob.constants import (
+    DEFAULT_FAILED_JOBS_HISTORY_LIMIT,
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
+)
 from scheduledjob.pause import pause_of
 
 from scheduledjob_api.cluster import Obj
@@ -100,6 +104,10 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
 
 
+def _default(value: Any, default: int) -> Any:
+    return default if value is None else value
+
+
 def configuration(scheduled_job: Obj) -> dict[str, Any]:
     spec = _section(scheduled_job, "spec")
     containers = _containers(spec)
@@ -110,8 +118,11 @@ def configuration(scheduled_job: Obj) -> dict[str, Any]:
         "concurrency_policy": spec.get("concurrencyPolicy") or "Forbid",
         "suspend": bool(spec.get("suspend")),
         "starting_deadline_seconds": spec.get("startingDeadlineSeconds"),
-        "successful_jobs_history_limit": spec.get("successfulJobsHistoryLimit"),
-        "failed_jobs_history_limit": spec.get("failedJobsHistoryLimit"),
+        # Effective values: what the CronJob is given when the spec leaves them out.
+        "successful_jobs_history_limit": _default(
+            spec.get("successfulJobsHistoryLimit"), DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT
+        ),
+        "failed_jobs_history_limit": _default(spec.get("failedJobsHistoryLimit"), DEFAULT_FAILED_JOBS_HISTORY_LIMIT),
         "history_limit": spec.get("historyLimit") or DEFAULT_HISTORY_LIMIT,
         "image": first.get("image"),
         "images": [c.get("image") for c in containers],

@@ -56,8 +56,10 @@ def build_cronjob(
             "suspend": spec.suspend or paused,
             "concurrencyPolicy": spec.concurrency_policy,
             "startingDeadlineSeconds": spec.starting_deadline_seconds,
-            "successfulJobsHistoryLimit": _default(spec.successful_jobs_history_limit, 3),
-            "failedJobsHistoryLimit": _default(spec.failed_jobs_history_limit, 1),
+            "successfulJobsHistoryLimit": _default(
+                spec.successful_jobs_history_limit, c.DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT
+            ),
+            "failedJobsHistoryLimit": _default(spec.failed_jobs_history_limit, c.DEFAULT_FAILED_JOBS_HISTORY_LIMIT),
             "jobTemplate": template,
         },
     }

@@ -38,4 +38,7 @@ TRIGGER_MANUAL: Final = "manual"
 ID_SEQUENCE_CONFIGMAP: Final = "scheduledjob-id-sequence"
 
 DEFAULT_HISTORY_LIMIT: Final = 100
+# CronJob's own defaults, written explicitly so the CronJob, the CRD and the API show the same numbers.
+DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT: Final = 3
+DEFAULT_FAILED_JOBS_HISTORY_LIMIT: Final = 1
 MAX_HISTORY_LIMIT: Final = 1000

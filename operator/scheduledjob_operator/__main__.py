@@ -37,11 +37,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class HandlerSuccessAtDebug(logging.Filter):
+    """kopf logs every handler that succeeded ("Handler 'job_changed' succeeded.", "Updating is processed:
+    1 succeeded; 0 failed.") at INFO: most of the log, and nothing happened. They are shown with -v only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("kopf") and record.levelno == logging.INFO:
+            message = record.getMessage()
+            return not (message.endswith(" succeeded.") or " is processed: " in message)
+        return True
+
+
+def configure_logging(verbose: bool) -> None:
+    """One JSON object per line (time, level, logger, message; `object` names the ScheduledJob), via kopf's
+    own JSON formatter; one line per meaningful action, kopf's per-handler successes only with -v."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_refkey="object")
+    for handler in logging.getLogger().handlers:
+        if not verbose:
+            handler.addFilter(HandlerSuccessAtDebug())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose)
     assert handlers  # registered with kopf on import
     settings = kopf.OperatorSettings()
     # With exact namespace names kopf needs no cluster-wide namespace watch (nor the RBAC for it);

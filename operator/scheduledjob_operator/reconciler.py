@@ -144,7 +144,11 @@ async def _apply_cronjob(
             except Conflict:  # exists but not in our index yet: patching is just as right
                 await context.cluster.patch_cronjob(desired)
         elif drifted({"metadata": {"labels": desired["metadata"]["labels"]}, "spec": desired["spec"]}, actual):
-            logger.info("CronJob %s/%s differs from its ScheduledJob; repairing", meta["namespace"], meta["name"])
+            if meta.get("generation") != (obj.get("status") or {}).get("observedGeneration"):
+                # The admin edited the ScheduledJob (suspend, schedule...): an update, not a repair.
+                logger.info("ScheduledJob %s/%s changed; updating its CronJob", meta["namespace"], meta["name"])
+            else:
+                logger.warning("CronJob %s/%s was changed outside its ScheduledJob; repairing", *_key(meta))
             await context.cluster.patch_cronjob(desired)
         else:
             return readiness_of(spec)
@@ -154,6 +158,10 @@ async def _apply_cronjob(
     except Rejected as error:
         return Readiness(False, "CronJobRejected", f"the API server refused the CronJob: {error}")
     return readiness_of(spec)
+
+
+def _key(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["namespace"], meta["name"]
 
 
 def _ready_message(obj: dict[str, Any]) -> str | None:

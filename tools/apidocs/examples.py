@@ -66,6 +66,7 @@ ERRORS = {
         "message": "Forbidden",
         "error": "You do not have permission to access this API endpoint.",
         "logged_in": True,
+        "data": {"required_permission": "admin.scheduled_job.execute"},
     },
     404: {"status": 404, "message": "Not Found", "error": "Scheduled job not found", "logged_in": True},
 }

@@ -1,31 +1,78 @@
 """`make run`: cluster (KUBECONFIG or the local control plane), CRDs, operator, API, samples; Ctrl-C stops all.
 
-Prints the API URL, a development admin token and copy-paste curl calls.
+Prints the API URL, a development admin token and copy-paste curl calls. One `make run` per state
+directory and port: a second one exits at once (status 1) without starting anything. The local
+control plane keeps its data in the state directory across runs (`make clean` starts over); samples
+are created once (a deleted one stays deleted); the logs are in STATE_DIR/logs/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import IO, Any
 
 from kubernetes_asyncio.config import new_client_from_config
+from localcluster_launcher import supervisor
 
 from devrun.install import STATE_NAMESPACE, apply_samples, install_operator_prerequisites
 from devrun.processes import ROOT, Service, api_service, operator_service, wait_http_ok
 
 BASE = "/cms-api/v1/admin/scheduled-jobs"
+LOCK_FILE = "run.lock"
+SAMPLES_APPLIED = "samples-applied"  # namespace/name per line: the samples this state dir has created
+HEALTH_EVERY_SECONDS = 2.0
 
 
 def _launcher(*args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "localcluster_launcher", *args], cwd=ROOT, check=False)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def claim(state_dir: Path, port: int) -> IO[str]:
+    """The state directory's lock (held until this process exits) once the port is free too; else
+    SystemExit(1) with a message, before anything was started."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = (state_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise SystemExit(
+            f"make run: {state_dir} is in use by another `make run` (pid {holder}); stop that one (Ctrl-C) "
+            "or give this one its own STATE_DIR= and PORT="
+        ) from None
+    if not _port_free(port):
+        lock.close()
+        raise SystemExit(f"make run: port {port} is already in use (another `make run`?); stop it or use PORT=")
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def ensure_cluster(state_dir: Path) -> tuple[Path, bool]:
@@ -33,22 +80,40 @@ def ensure_cluster(state_dir: Path) -> tuple[Path, bool]:
     if os.environ.get("KUBECONFIG"):
         print(f"using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}")
         return Path(os.environ["KUBECONFIG"].split(os.pathsep)[0]), False
-    already = _launcher("status", "--state-dir", str(state_dir)).returncode == 0
-    if not already and _launcher("up", "--state-dir", str(state_dir)).returncode != 0:
-        raise SystemExit("the local control plane did not start (see the messages above)")
-    return state_dir.resolve() / "kubeconfig", not already
+    if supervisor.running(state_dir):
+        print(f"using the local control plane already running from {state_dir} (make cluster-down stops it)")
+        return state_dir / "kubeconfig", False
+    if _launcher("up", "--state-dir", str(state_dir)).returncode != 0:
+        raise SystemExit("make run: the local control plane did not start (see the messages above)")
+    return state_dir / "kubeconfig", True
 
 
-async def prepare(kubeconfig: Path, namespace: str) -> list[str]:
+async def prepare(kubeconfig: Path, namespace: str, skip: set[str]) -> list[str]:
     api = await new_client_from_config(config_file=str(kubeconfig))
     async with api:
         await install_operator_prerequisites(api)
-        return await apply_samples(api, namespace)
+        return await apply_samples(api, namespace, skip)
+
+
+def samples_once(kubeconfig: Path, namespace: str, state_dir: Path) -> list[str]:
+    """Applies the samples this state dir has not created before and records them, so a sample an admin
+    deleted does not come back on the next `make run`. Returns every sample's name."""
+    marker = state_dir / SAMPLES_APPLIED
+    done = set(marker.read_text().split()) if marker.exists() else set()
+    names = asyncio.run(prepare(kubeconfig, namespace, done_names(done, namespace)))
+    with marker.open("a") as out:
+        out.writelines(f"{namespace}/{name}\n" for name in names if f"{namespace}/{name}" not in done)
+    return names
+
+
+def done_names(done: set[str], namespace: str) -> set[str]:
+    return {entry.split("/", 1)[1] for entry in done if entry.startswith(f"{namespace}/")}
 
 
 def dev_token(env: dict[str, str]) -> str:
+    """The same token `make token` prints (same subject, every permission)."""
     result = subprocess.run(
-        [sys.executable, "-m", "scheduledjob_api.devtoken", "--subject", "admin"],
+        [sys.executable, "-m", "scheduledjob_api.devtoken"],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -76,18 +141,56 @@ Watch it run: kubectl get sj -w     (make token prints a new token; Ctrl-C stops
     )
 
 
-def first_id(url: str, token: str, name: str) -> str:
-    import urllib.request
+def _get_json(url: str, token: str | None = None, timeout: float = 5) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
-    request = urllib.request.Request(f"{url}{BASE}?search={name}", headers={"Authorization": f"Bearer {token}"})
+
+def job_id(url: str, token: str, name: str, namespace: str) -> str:
+    """The id of the ScheduledJob with exactly this name (the operator assigns it within seconds)."""
+    query = urllib.parse.urlencode({"name": name, "namespace": namespace})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            jobs = json.load(response)["data"]["jobs"]
-        if jobs:
-            return str(jobs[0]["id"])
+        status, body = _get_json(f"{url}{BASE}?{query}", token)
+        if status == 200 and body["data"]["jobs"]:
+            return str(body["data"]["jobs"][0]["id"])
         time.sleep(0.5)
     return "1"
+
+
+class ClusterWatch:
+    """Reports, once per change, when the API loses the cluster (its /readyz) and when it is back."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lost = False
+        self._next = 0.0
+
+    def check(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + HEALTH_EVERY_SECONDS
+        try:
+            status, body = _get_json(f"{self.url}/readyz", timeout=2)
+            reason = str(body.get("error") or "")
+        except (OSError, ValueError) as error:
+            status, reason = 0, f"the API does not answer /readyz: {error}"
+        if status != 200 and not self.lost:
+            print(
+                f"make run: LOST THE CLUSTER: {reason}\n"
+                "  the API answers from its cache (meta.stale_since) and /readyz is 503; the operator and the API "
+                "keep retrying. `make cluster-up` brings the local control plane back; Ctrl-C stops everything.",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.lost = True
+        elif status == 200 and self.lost:
+            print("make run: the cluster is reachable again; /readyz is 200", flush=True)
+            self.lost = False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"), help="for the samples")
     parser.add_argument("--state-dir", type=Path, default=ROOT / ".cluster")
     args = parser.parse_args(argv)
+    state_dir: Path = args.state_dir.resolve()
 
-    kubeconfig, started_cluster = ensure_cluster(args.state_dir)
-    log_dir = Path(tempfile.mkdtemp(prefix="scheduled-jobs-run-"))
+    lock = claim(state_dir, args.port)  # exits here, before anything started, when another run holds either
+    kubeconfig, started_cluster = ensure_cluster(state_dir)
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     services: list[Service] = []
     stopping = False
 
@@ -109,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        samples = asyncio.run(prepare(kubeconfig, args.namespace))
+        samples = samples_once(kubeconfig, args.namespace, state_dir)
         dev_env = {"SCHEDULED_JOBS_DEV_MODE": "true"}
         operator = operator_service(kubeconfig, STATE_NAMESPACE, log_dir)
         api = api_service(kubeconfig, args.port, dev_env, log_dir)
@@ -119,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{args.port}"
         wait_http_ok(f"{url}/readyz", api, timeout=60)
         token = dev_token(dev_env)
-        print_walkthrough(url, token, kubeconfig, first_id(url, token, samples[0] if samples else ""))
-        print(f"logs: {log_dir}/operator.log, {log_dir}/api.log", flush=True)
+        first = job_id(url, token, samples[0], args.namespace) if samples else "1"
+        print_walkthrough(url, token, kubeconfig, first)
+        print(f"logs: {log_dir}/operator.log, {log_dir}/api.log (the control plane's beside them)", flush=True)
+        watch = ClusterWatch(url)
         while not stopping:
             for service in services:
                 if service.process is not None and service.process.poll() is not None:
                     print(f"{service.name} exited ({service.process.returncode}):\n{service.tail()}", file=sys.stderr)
                     stopping = True
+            if not stopping:
+                watch.check()
             time.sleep(0.3)
         return 0
     finally:
@@ -133,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         for service in reversed(services):
             service.stop()
         if started_cluster:
-            _launcher("down", "--state-dir", str(args.state_dir))
+            _launcher("down", "--state-dir", str(state_dir))  # stops it; etcd data and ids stay for the next run
+        lock.close()
         print("stopped", flush=True)
 
 

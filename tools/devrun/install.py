@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,15 @@ async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDG
         )
 
 
-async def apply_samples(api: client.ApiClient, namespace: str) -> list[str]:
-    """Creates the sample ScheduledJobs that do not exist yet (an admin's edits are kept)."""
+async def apply_samples(api: client.ApiClient, namespace: str, skip: Collection[str] = ()) -> list[str]:
+    """Creates the sample ScheduledJobs that do not exist yet (an admin's edits are kept), except those
+    named in `skip`, and returns every sample's name (in file order)."""
     custom: Any = client.CustomObjectsApi(api)
     names = []
     for body in _documents(SAMPLES_DIR):
         names.append(body["metadata"]["name"])
-        await _create_if_missing(custom.create_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, body)
+        if body["metadata"]["name"] not in skip:
+            await _create_if_missing(
+                custom.create_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, body
+            )
     return names

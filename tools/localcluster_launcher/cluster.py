@@ -14,11 +14,12 @@ from typing import Any
 from . import health
 from .build import ensure_binary
 from .kubeconfig import write_kubeconfig
-from .pki import Pki, create_pki
-from .process import Component, free_port, spawn, stop
+from .pki import Pki, create_pki, existing_pki
+from .process import Component, free_port, port_is_free, spawn, stop
 
 DEFAULT_TIMEOUT = 90.0
 NODE_NAME = "localcluster-node"
+PORTS_FILE = "ports.json"  # with keep_data: the ports of the last start, reused while free
 CONTROLLERS = (
     "job-controller",
     "cronjob-controller",
@@ -50,10 +51,13 @@ AUDIT_POLICY: dict[str, Any] = {
 class LocalCluster:
     """A throw-away control plane rooted in one state directory.
 
-    ``start`` wipes earlier etcd data and PKI in that directory: every start is a fresh cluster.
+    ``start`` wipes earlier etcd data and PKI in that directory: every start is a fresh cluster. With
+    ``keep_data`` (`make cluster-up`, `make run`) it reuses them and the ports of the last start, so the
+    objects, the certificates and the kubeconfig's server URL survive a stop and a new start.
     """
 
     binary: Path | None = None
+    keep_data: bool = False
     with_kubelet: bool = True
     timeout: float = DEFAULT_TIMEOUT
     components: list[Component] = field(default_factory=list)
@@ -89,10 +93,12 @@ class LocalCluster:
 
     def _start(self, binary: Path) -> None:
         sd = self.state_dir
-        for stale in ("etcd", "pki"):
-            shutil.rmtree(sd / stale, ignore_errors=True)
+        if not self.keep_data:
+            for stale in ("etcd", "pki"):
+                shutil.rmtree(sd / stale, ignore_errors=True)
+            (sd / PORTS_FILE).unlink(missing_ok=True)
         sd.mkdir(parents=True, exist_ok=True)
-        pki = create_pki(sd / "pki")
+        pki = (self.keep_data and existing_pki(sd / "pki")) or create_pki(sd / "pki")
 
         etcd_url = self._start_etcd(binary)
         self.server = self._start_apiserver(binary, pki, etcd_url)
@@ -100,6 +106,20 @@ class LocalCluster:
         self._start_controller_manager(binary, pki)
         if self.with_kubelet:
             self._start_kubelet(pki)
+
+    def _port(self, name: str) -> int:
+        """A free port; with ``keep_data`` the one this component had last time when it is still free."""
+        path = self.state_dir / PORTS_FILE
+        try:
+            ports = json.loads(path.read_text()) if self.keep_data else {}
+        except (OSError, ValueError):
+            ports = {}
+        port = ports.get(name)
+        if not (isinstance(port, int) and port_is_free(port)):
+            port = free_port()
+        ports[name] = port
+        path.write_text(json.dumps(ports) + "\n")
+        return port
 
     def _spawn(self, name: str, argv: list[str]) -> Component:
         comp = spawn(name, argv, self.state_dir / "logs" / f"{name}.log")
@@ -110,10 +130,10 @@ class LocalCluster:
         self.timings[stage] = health.wait_until(check, what, self.timeout, self.components)
 
     def _start_etcd(self, binary: Path) -> str:
-        client, peer = free_port(), free_port()
+        client, peer = self._port("etcd-client"), self._port("etcd-peer")
         url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
         data = self.state_dir / "etcd"
-        data.mkdir(mode=0o700)
+        data.mkdir(mode=0o700, exist_ok=self.keep_data)
         self._spawn(
             "etcd",
             [
@@ -138,7 +158,7 @@ class LocalCluster:
         return url
 
     def _start_apiserver(self, binary: Path, pki: Pki, etcd_url: str) -> str:
-        port = free_port()
+        port = self._port("kube-apiserver")
         server = f"https://127.0.0.1:{port}"
         self.audit_log = self.state_dir / "audit.log"
         audit_policy = self.state_dir / "audit-policy.json"

@@ -87,6 +87,20 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+def existing_pki(directory: Path) -> Pki | None:
+    """The PKI an earlier start wrote into ``directory``, if every file is there (a kept cluster)."""
+    pki = Pki(
+        ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
+        serving_cert=directory / "apiserver.crt",
+        serving_key=directory / "apiserver.key",
+        admin_cert=directory / "admin.crt",
+        admin_key=directory / "admin.key",
+        sa_key=directory / "sa.key",
+    )
+    return pki if all(path.is_file() for path in vars(pki).values()) else None
+
+
 def create_pki(directory: Path) -> Pki:
     """Write a fresh PKI into ``directory`` (EC P-256 for certs: fast to generate; RSA for SA tokens)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (SO_REUSEADDR, as Go's listeners: TIME_WAIT does not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _die_with_parent() -> None:
     # Linux only: if the launcher dies without cleaning up, its children get SIGTERM
     # instead of holding ports and etcd data forever.

@@ -1,7 +1,8 @@
 """Background mode: one supervisor process per state dir owns the cluster; files in the dir describe it.
 
 State dir layout: ``kubeconfig``, ``state.json`` (server, pids, logs, timings), ``supervisor.pid``,
-``ready`` (written once everything is up), ``failed`` (the startup error), ``logs/*.log``.
+``ready`` (written once everything is up), ``failed`` (the startup error), ``logs/*.log``, and what
+survives a stop: ``etcd/``, ``pki/``, ``ports.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def supervisor_pid(state_dir: Path) -> int | None:
     return pid if pid_alive(pid) and "localcluster_launcher" in pid_cmdline(pid) else None
 
 
+def running(state_dir: Path) -> bool:
+    """A supervisor owns this state dir and its apiserver is ready."""
+    state = read_state(state_dir)
+    return supervisor_pid(state_dir) is not None and state is not None and apiserver_ready(state)
+
+
 def apiserver_ready(state: dict[str, Any]) -> bool:
     try:
         ctx = health.tls_context(Path(state["ca"]))
@@ -64,7 +71,7 @@ def serve(state_dir: Path, binary: Path | None) -> int:
     (state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, _raise_terminated)
-    cluster = LocalCluster(binary=binary)
+    cluster = LocalCluster(binary=binary, keep_data=True)  # `make cluster-down` stops, `make clean` wipes
     try:
         try:
             cluster.start(state_dir)

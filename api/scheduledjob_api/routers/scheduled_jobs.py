@@ -6,10 +6,11 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduledjob_api.envelope import respond
-from scheduledjob_api.listing import LIST_ALL_LIMIT, ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.listing import LIST_ALL_LIMIT, ListQuery, SortDirection, SortField, StatusFilter, casefold
 from scheduledjob_api.schemas import (
     Cancellation,
     Deletion,
@@ -65,22 +66,34 @@ async def list_scheduled_jobs(
         str | None,
         Query(max_length=256, description="Case-insensitive text in name, description, namespace, schedule or id."),
     ] = None,
-    status: Annotated[StatusFilter | None, Query(description="Only jobs in this state.")] = None,
+    name: Annotated[
+        str | None,
+        Query(max_length=253, description="Exactly this ScheduledJob name (with `namespace`: the one job, if any)."),
+    ] = None,
+    status: Annotated[
+        StatusFilter | None, BeforeValidator(casefold), Query(description="Only jobs in this state (any case).")
+    ] = None,
     namespace: Annotated[str | None, Query(max_length=253, description="Only jobs in this namespace.")] = None,
-    sort: Annotated[SortField, Query(description="Sort key; ties are ordered by id.")] = "id",
-    sort_direction: Annotated[SortDirection, Query(alias="sortDirection")] = "asc",
+    sort: Annotated[SortField, BeforeValidator(casefold), Query(description="Sort key (any case); ties by id.")] = "id",
+    sort_direction: Annotated[
+        SortDirection,
+        BeforeValidator(casefold),
+        Query(alias="sortDirection", description="`asc` or `desc` (any case)."),
+    ] = "asc",
 ) -> JSONResponse:
     everything = page is None and page_size is None  # the original backend's "all" list
     query = ListQuery(
         page=page or 1,
         page_size=LIST_ALL_LIMIT if everything else page_size or 20,
         search=search,
+        name=name or None,
         status=status,
         namespace=namespace or None,
         sort=sort,
         direction=sort_direction,
     )
-    return respond(request, service.list_jobs(query))
+    # While a watch is broken the list still answers from the cache, saying since when it may be stale.
+    return respond(request, service.list_jobs(query), stale_since=request.app.state.cache.stale_since)
 
 
 def _ends_in_the_slash(request: Request) -> None:

@@ -114,6 +114,12 @@ async def test_audience_in_token_is_ignored_when_none_configured(client: httpx.A
 async def test_valid_token_without_permission_is_403_logged_in(client: httpx.AsyncClient) -> None:
     status, body = await status_of(client, bearer(token([EXECUTE, CANCEL, DELETE])))
     assert (status, body["logged_in"], body["error"]) == (403, True, FORBIDDEN)
+    assert body["data"] == {"required_permission": READ}  # the original's sentence, plus what is missing
+
+
+async def test_403_names_the_permission_of_the_endpoint_asked(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{BASE}/1/execute", headers=bearer(token([READ])))
+    assert (response.status_code, response.json()["data"]) == (403, {"required_permission": EXECUTE})
 
 
 ENDPOINTS = [

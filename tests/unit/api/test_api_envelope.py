@@ -124,7 +124,12 @@ async def test_unsynced_cache_is_503_then_ready(cluster: FakeCluster, start_app:
     async with asyncio.timeout(5):
         await app.state.cache.wait_synced()
     ready = assert_envelope(await http.get("/readyz"), 200, "OK", logged_in=False)
-    assert ready["data"] == {"ready": True, "caches": {"scheduledjobs": True, "cronjobs": True, "jobs": True}}
+    assert ready["data"] == {
+        "ready": True,
+        "caches": {"scheduledjobs": True, "cronjobs": True, "jobs": True},
+        "fresh": True,
+        "stale_since": None,
+    }
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:

@@ -71,9 +71,17 @@ def test_devtoken_narrows_permissions_and_uses_the_configured_secret(
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_devtoken_refuses_a_non_positive_ttl() -> None:
+@pytest.mark.parametrize("ttl", ["0", "-5", "soon", "10w", ""])
+def test_devtoken_refuses_a_ttl_that_is_not_a_positive_duration(ttl: str) -> None:
     with pytest.raises(SystemExit):
-        devtoken.main(["--ttl-seconds", "0"])
+        devtoken.main(["--ttl", ttl])
+
+
+@pytest.mark.parametrize(("ttl", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("8h", 28800), ("7d", 604800)])
+def test_make_token_ttl_takes_seconds_or_a_duration(ttl: str, seconds: int, capsys: pytest.CaptureFixture[str]) -> None:
+    devtoken.main(["--ttl", ttl, "--subject", "ops-oncall"])
+    claims = jwt.decode(capsys.readouterr().out.strip(), options={"verify_signature": False})
+    assert (claims["sub"], claims["exp"] - claims["iat"]) == ("ops-oncall", seconds)
 
 
 def test_main_help_works(capsys: pytest.CaptureFixture[str]) -> None:

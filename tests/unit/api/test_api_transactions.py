@@ -102,8 +102,8 @@ async def test_detail(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
         "concurrency_policy": "Allow",
         "suspend": False,
         "starting_deadline_seconds": None,
-        "successful_jobs_history_limit": None,
-        "failed_jobs_history_limit": None,
+        "successful_jobs_history_limit": 3,  # effective values: what the CronJob gets
+        "failed_jobs_history_limit": 1,
         "history_limit": 100,
         "image": "busybox:1.36",
         "images": ["busybox:1.36"],

@@ -1,0 +1,87 @@
+"""As a cluster user I learn the ScheduledJob from `kubectl explain` (meaning, range and default of each
+field), the API server fills in the defaults, and a refused apply says what is wrong without noise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+from localcluster_launcher.build import ensure_binary
+from localcluster_launcher.testing import KubeCluster
+
+from tests.support.kube import ScheduledJobs, job_template
+
+NOISE = "some validation rules were not checked"
+
+
+def _run_kubectl(
+    kube_cluster: KubeCluster, args: tuple[str, ...], stdin: str | None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ensure_binary(progress=False)), "kubectl", f"--kubeconfig={kube_cluster.kubeconfig}", *args],
+        input=stdin, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+async def _kubectl(kube_cluster: KubeCluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(_run_kubectl, kube_cluster, args, stdin)
+
+
+@pytest.mark.parametrize(
+    ("field", "words"),
+    [
+        ("scheduledjob.spec.historyLimit", ["1-1000", "default 100"]),
+        ("scheduledjob.spec.successfulJobsHistoryLimit", ["0-100", "default 3"]),
+        ("scheduledjob.spec.concurrencyPolicy", ["Default Forbid"]),
+        ("scheduledjob.status.cancelledCount", ["cancelled"]),
+        ("scheduledjob.status.conditions.reason", ["CamelCase"]),
+        ("scheduledjob.spec.jobTemplate.spec.template.spec.containers.image", ["Required"]),
+    ],
+)
+async def test_kubectl_explain_gives_meaning_range_and_default(
+    kube_cluster: KubeCluster, crds: None, field: str, words: list[str]
+) -> None:
+    explained = await _kubectl(kube_cluster, "explain", field)
+    assert explained.returncode == 0, explained.stderr
+    text = " ".join(explained.stdout.split())  # kubectl wraps long descriptions
+    for word in words:
+        assert word in text, explained.stdout
+    assert "<no description>" not in explained.stdout
+
+
+async def test_kubectl_explain_recursive_has_no_field_without_a_description(
+    kube_cluster: KubeCluster, crds: None
+) -> None:
+    explained = await _kubectl(kube_cluster, "explain", "scheduledjob", "--recursive", "--output=plaintext")
+    assert explained.returncode == 0, explained.stderr
+    assert "<no description>" not in explained.stdout
+
+
+async def test_the_api_server_fills_in_the_effective_defaults(scheduled_jobs: ScheduledJobs) -> None:
+    created = await scheduled_jobs.create("defaults", {"schedule": "@daily", "jobTemplate": job_template()})
+    spec = created["spec"]
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"], spec["historyLimit"]) == (3, 1, 100)
+    assert (spec["concurrencyPolicy"], spec["timeZone"], spec["suspend"]) == ("Forbid", "UTC", False)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"concurrencyPolicy": "Sometimes"}, 'spec.concurrencyPolicy: Unsupported value: "Sometimes"'),
+        ({"schedule": "TZ=UTC 0 1 * *"}, "spec.schedule in body should match"),
+        ({"description": "x" * 2000}, "spec.description: Too long"),
+        ({"historyLimit": 5000}, "spec.historyLimit in body should be less than or equal to 1000"),
+    ],
+)
+async def test_a_refused_apply_names_the_field_without_the_rules_not_checked_line(
+    kube_cluster: KubeCluster, crds: None, namespace: str, change: dict[str, object], expected: str
+) -> None:
+    spec = {"schedule": "@daily", "jobTemplate": job_template(), **change}
+    body = {"apiVersion": "scheduling.selfhelp.io/v1alpha1", "kind": "ScheduledJob", "metadata": {"name": "bad"}}
+    manifest = json.dumps({**body, "spec": spec})
+    applied = await _kubectl(kube_cluster, "apply", "-n", namespace, "--dry-run=server", "-f", "-", stdin=manifest)
+    assert applied.returncode != 0
+    assert expected in applied.stderr, applied.stderr
+    assert NOISE not in applied.stderr, applied.stderr

@@ -1,0 +1,77 @@
+"""As a cluster user I read the ScheduledJob CRD with `kubectl explain`: every field says what it is, with its
+range and default, and the defaults are the ones the operator and the API apply."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scheduledjob import constants as c
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "scheduledjobs.scheduling.selfhelp.io.yaml"
+
+
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _fields(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)] if path else []
+    for name, child in (node.get("properties") or {}).items():
+        found += _fields(child, f"{path}.{name}")
+    items = node.get("items")
+    if isinstance(items, dict) and items.get("type") == "object":
+        found += _fields(items, f"{path}[]")
+    return found
+
+
+def test_every_field_has_a_description() -> None:
+    undescribed = [path for path, node in _fields(_schema()) if not node.get("description")]
+    assert not undescribed
+
+
+def test_every_bounded_or_defaulted_field_states_its_range_and_default_in_words() -> None:
+    for path, node in _fields(_schema()):
+        text = node["description"]
+        if "default" in node:
+            assert f"default {str(node['default']).lower()}" in text.lower(), path
+        if "minimum" in node and "maximum" in node:
+            assert f"{node['minimum']}-{node['maximum']}" in text, path
+
+
+def test_crd_defaults_are_the_effective_values_the_operator_and_api_use() -> None:
+    spec = _schema()["properties"]["spec"]["properties"]
+    assert spec["successfulJobsHistoryLimit"]["default"] == c.DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT
+    assert spec["failedJobsHistoryLimit"]["default"] == c.DEFAULT_FAILED_JOBS_HISTORY_LIMIT
+    assert spec["historyLimit"]["default"] == c.DEFAULT_HISTORY_LIMIT
+    assert spec["historyLimit"]["maximum"] == c.MAX_HISTORY_LIMIT
+
+
+def test_no_cel_rules_so_apply_errors_carry_no_rules_not_checked_line() -> None:
+    # With any x-kubernetes-validations rule, the API server appends "<nil>: Invalid value: null: some
+    # validation rules were not checked because the object was invalid" to every error that has an enum,
+    # required, type or length violation (tests/integration/operator/test_crd_explain.py shows it).
+    assert "x-kubernetes-validations" not in CRD.read_text()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "accepted"),
+    [
+        ("0 1 * * *", True),
+        ("*/5 * * * *", True),
+        ("@daily", True),
+        (" 0 1 * * MON-FRI ", True),
+        ("* * * * * *", False),  # six fields
+        ("0 1 * *", False),
+        ("@often", False),
+        ("TZ=UTC 0 1 * *", False),
+        ("CRON_TZ=Europe/Zurich 0 1 * * *", False),
+    ],
+)
+def test_the_schedule_pattern_takes_five_fields_or_a_macro_and_no_tz_prefix(schedule: str, accepted: bool) -> None:
+    pattern = _schema()["properties"]["spec"]["properties"]["schedule"]["pattern"]
+    assert bool(re.match(pattern, schedule)) is accepted

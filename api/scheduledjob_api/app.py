@@ -8,14 +8,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from scheduledjob_archive.repository import Archive
+from scheduledjob_archive.settings import ArchiveSettings
 
 from scheduledjob_api import API_VERSION
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Cluster
 from scheduledjob_api.envelope import install_error_handlers
+from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
-from scheduledjob_api.routers import health, scheduled_jobs
+from scheduledjob_api.routers import health, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -25,13 +28,18 @@ log = logging.getLogger(__name__)
 BASE_PATH = f"/cms-api/{API_VERSION}"
 
 
-def create_app(settings: Settings | None = None, cluster: Cluster | None = None) -> FastAPI:
-    """Builds the app without I/O; the lifespan starts the watch cache and closes the cluster client.
+def create_app(
+    settings: Settings | None = None, cluster: Cluster | None = None, archive: Archive | None = None
+) -> FastAPI:
+    """Builds the app without I/O; the lifespan starts the watch cache and closes the cluster client
+    and the archive's connections.
 
-    `cluster` defaults to the real Kubernetes adapter; tests pass an in-memory double.
+    `cluster` defaults to the real Kubernetes adapter; tests pass an in-memory double. `archive`
+    defaults to the one `SCHEDULED_JOBS_ARCHIVE_URL` names (the operator creates its schema).
     """
     settings = settings or Settings()
     cluster = cluster or KubeCluster(settings)
+    archive = archive or Archive.from_settings(ArchiveSettings())
     cache = ClusterCache(cluster, settings.namespaces)
     verifier = TokenVerifier(settings)
 
@@ -47,6 +55,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         finally:
             await cache.stop()
             await cluster.close()
+            await archive.close()
 
     app = FastAPI(
         title="SelfHelp Admin Scheduled Jobs API",
@@ -64,10 +73,12 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.state.cluster = cluster
     app.state.cache = cache
     app.state.verifier = verifier
-    app.state.service = ScheduledJobService(cache, cluster)
+    app.state.service = service = ScheduledJobService(cache, cluster)
+    app.state.history = History(archive, service.has_scheduled_job)
     app.state.metrics = metrics = Metrics(cache)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
+    app.include_router(transactions.router)  # first: `/transactions` is not a job id
     app.include_router(scheduled_jobs.router)
     app.include_router(health.router)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]

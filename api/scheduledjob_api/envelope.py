@@ -39,22 +39,35 @@ def reason_phrase(status: int) -> str:
         return "Unknown"
 
 
-def envelope(status: int, *, logged_in: bool, data: Any = None, error: str | None = None) -> dict[str, Any]:
+def envelope(
+    status: int,
+    *,
+    logged_in: bool,
+    data: Any = None,
+    error: str | None = None,
+    pagination: dict[str, int] | None = None,
+) -> dict[str, Any]:
     if status >= 400 and error is None:
         error = reason_phrase(status)
+    meta: dict[str, Any] = {"version": API_VERSION, "timestamp": format_utc(datetime.now(UTC))}
+    if pagination is not None:  # listings whose `data` is the array itself carry their totals here
+        meta["pagination"] = pagination
     return {
         "status": status,
         "message": reason_phrase(status),
         "error": error,
         "logged_in": logged_in,
-        "meta": {"version": API_VERSION, "timestamp": format_utc(datetime.now(UTC))},
+        "meta": meta,
         "data": data,
     }
 
 
-def respond(request: Request, data: Any, status: int = 200) -> JSONResponse:
+def respond(
+    request: Request, data: Any, status: int = 200, *, pagination: dict[str, int] | None = None
+) -> JSONResponse:
     """A success envelope; `logged_in` reflects the token this request's dependencies verified."""
-    return JSONResponse(envelope(status, logged_in=is_logged_in(request), data=data), status_code=status)
+    body = envelope(status, logged_in=is_logged_in(request), data=data, pagination=pagination)
+    return JSONResponse(body, status_code=status)
 
 
 async def _error_response(

@@ -66,7 +66,7 @@ class Archive:
         settings: ArchiveSettings | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
-        retry_seconds: float = 120.0,
+        retry_seconds: float = 300.0,
     ) -> None:
         self.engine = engine
         self.settings = settings or ArchiveSettings()

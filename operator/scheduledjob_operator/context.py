@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from scheduledjob_archive.repository import Archive
+
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.status_writer import Key, StatusWriter
@@ -30,3 +32,5 @@ class OperatorContext:
     # uid -> id this process wrote into a status whose own watch event has not been seen yet. Events
     # older than that write are then skipped instead of re-read (bench/: burst requests per object).
     assigned: dict[str, int] = field(default_factory=dict)
+    # The execution archive; every run is upserted there before the status ledger (ledger_sync.py).
+    archive: Archive | None = None

@@ -85,8 +85,9 @@ class Cluster(Protocol):
         """Annotates the Job with who cancelled it, then deletes it with its pods."""
         ...
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
-        """Deletes the ScheduledJob; its CronJob, Jobs and pods follow by garbage collection."""
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
+        """Deletes the ScheduledJob (annotated first with who deleted it); its CronJob, Jobs and pods
+        follow by garbage collection."""
         ...
 
     async def close(self) -> None: ...

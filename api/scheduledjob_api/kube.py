@@ -261,7 +261,23 @@ class KubeCluster:
             self._timeout,
         )
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
+        if deleted_by is not None:  # the operator reads who deleted it from the object it sees go (archive)
+            patch = {"metadata": {"annotations": {c.ANNOTATION_DELETED_BY: deleted_by}}}
+            await self._json(
+                lambda api: client.CustomObjectsApi(api).patch_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    namespace,
+                    c.PLURAL,
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+                self._timeout,
+            )
         await self._json(
             lambda api: client.CustomObjectsApi(api).delete_namespaced_custom_object(
                 c.GROUP,

@@ -239,13 +239,15 @@ class ScheduledJobService:
                 cancelled.append(name)
         return cancelled
 
-    async def delete(self, job_id: str) -> dict[str, Any]:
+    async def delete(self, job_id: str, principal: Principal | None = None) -> dict[str, Any]:
         target = self.resolve(job_id)
         async with self._lock(target.key):
             target = self.resolve(job_id)
             namespace, name = target.key
             try:
-                await self._cluster.delete_scheduled_job(namespace, name)
+                await self._cluster.delete_scheduled_job(
+                    namespace, name, deleted_by=principal.subject if principal else None
+                )
             except ClusterNotFound:
                 self._cache.forget_scheduled_job(target.key)
                 raise not_found() from None

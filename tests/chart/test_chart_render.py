@@ -166,7 +166,7 @@ OPERATOR_NAMESPACED = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 API_NAMESPACED = {
-    (GROUP, "scheduledjobs"): {"get", "list", "watch", "delete"},
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},
     ("batch", "cronjobs"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
 }

@@ -111,4 +111,4 @@ async def cancel_scheduled_job(
 async def delete_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(DELETE))], service: Service
 ) -> JSONResponse:
-    return respond(request, await service.delete(jobId))
+    return respond(request, await service.delete(jobId, principal))

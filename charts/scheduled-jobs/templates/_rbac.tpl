@@ -57,11 +57,12 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   verbs: [get, update, patch]
 {{- end }}
 
-{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs. */}}
+{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs
+     (patch: annotated with who deleted them first, for the archive). */}}
 {{- define "scheduled-jobs.rbac.apiRules" -}}
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch]

@@ -27,7 +27,7 @@ class Clock:
 
 
 @pytest.fixture(params=BACKENDS)
-def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'archive.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres")
@@ -43,13 +43,13 @@ ArchiveFactory = Callable[..., Archive]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_archive(archive_url: str, clock: Clock) -> AsyncIterator[ArchiveFactory]:
+async def make_archive(database_url: str, clock: Clock) -> AsyncIterator[ArchiveFactory]:
     """Archives on the same database (as two replicas would hold); all closed afterwards."""
     made: list[Archive] = []
 
     def make(**settings: object) -> Archive:
         archive = Archive.from_settings(
-            ArchiveSettings(url=archive_url, **settings),  # type: ignore[arg-type]
+            ArchiveSettings(url=database_url, **settings),  # type: ignore[arg-type]
             clock=clock,
             retry_seconds=5.0,
         )

@@ -283,7 +283,7 @@ class FakeCluster:
         job["metadata"]["deletionTimestamp"] = format_utc(T0)
         self.put(Kind.JOBS, job)
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
         if self.write_error is not None:
             raise self.write_error
         if (namespace, name) not in self.objects[Kind.SCHEDULED_JOBS]:

@@ -369,9 +369,16 @@ class Processes:
     profile_label: str = ""
     _profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
+    @property
+    def archive_env(self) -> dict[str, str]:
+        """The embedded default (SQLite) in the run's directory, shared by the operator and the API."""
+        return {"SCHEDULED_JOBS_ARCHIVE_URL": f"sqlite+aiosqlite:///{self.log_dir / 'archive.sqlite'}"}
+
     def start_operator(self) -> None:
         liveness = f"http://127.0.0.1:{free_port()}/healthz"
-        self.operator = operator_service(self.kubeconfig, STATE_NAMESPACE, self.log_dir, "--liveness", liveness)
+        self.operator = operator_service(
+            self.kubeconfig, STATE_NAMESPACE, self.log_dir, "--liveness", liveness, env=self.archive_env
+        )
         self.operator.start()
         wait_http_ok(liveness, self.operator, timeout=90)
         self._attach("operator")
@@ -384,7 +391,11 @@ class Processes:
     def start_api(self) -> None:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        env = {"SCHEDULED_JOBS_JWT_SECRET": JWT_SECRET, "SCHEDULED_JOBS_REQUEST_TIMEOUT_SECONDS": "30"}
+        env = {
+            "SCHEDULED_JOBS_JWT_SECRET": JWT_SECRET,
+            "SCHEDULED_JOBS_REQUEST_TIMEOUT_SECONDS": "30",
+            **self.archive_env,
+        }
         self.api = api_service(self.kubeconfig, port, env, self.log_dir)
         self.api.start()
         wait_http_ok(f"{self.api_url}/readyz", self.api, timeout=120)

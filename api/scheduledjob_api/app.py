@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from scheduledjob_archive.repository import Archive
+from scheduledjob_archive.settings import ArchiveSettings
 
 from scheduledjob_api import API_VERSION
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Cluster
 from scheduledjob_api.docs import install_docs
 from scheduledjob_api.envelope import install_error_handlers
+from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
-from scheduledjob_api.routers import admin_controls, health, scheduled_jobs
+from scheduledjob_api.routers import admin_controls, health, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -28,14 +31,19 @@ log = logging.getLogger(__name__)
 BASE_PATH = f"/cms-api/{API_VERSION}"
 
 
-def create_app(settings: Settings | None = None, cluster: Cluster | None = None) -> FastAPI:
-    """Builds the app without I/O; the lifespan starts the watch cache and closes the cluster client.
+def create_app(
+    settings: Settings | None = None, cluster: Cluster | None = None, archive: Archive | None = None
+) -> FastAPI:
+    """Builds the app without I/O; the lifespan starts the watch cache and closes the cluster client
+    and the archive's connections.
 
-    `cluster` defaults to the real Kubernetes adapter; tests pass an in-memory double.
+    `cluster` defaults to the real Kubernetes adapter; tests pass an in-memory double. `archive`
+    defaults to the one `SCHEDULED_JOBS_ARCHIVE_URL` names (the operator creates its schema).
     """
     settings = settings or Settings()
     settings.refuse_dev_secret_in_pod(os.environ)  # before anything is built or listens
     cluster = cluster or KubeCluster(settings)
+    archive = archive or Archive.from_settings(ArchiveSettings())
     cache = ClusterCache(cluster, settings.namespaces)
     verifier = TokenVerifier(settings)
 
@@ -51,6 +59,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
         finally:
             await cache.stop()
             await cluster.close()
+            await archive.close()
 
     app = FastAPI(
         title="SelfHelp Admin Scheduled Jobs API",
@@ -67,10 +76,12 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.state.cluster = cluster
     app.state.cache = cache
     app.state.verifier = verifier
-    app.state.service = ScheduledJobService(cache, cluster)
+    app.state.service = service = ScheduledJobService(cache, cluster)
+    app.state.history = History(archive, service.has_scheduled_job)
     app.state.metrics = metrics = Metrics(cache)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
+    app.include_router(transactions.router)  # first: `/transactions` is not a job id
     app.include_router(scheduled_jobs.router)
     app.include_router(admin_controls.router)
     app.include_router(health.router)

@@ -89,8 +89,9 @@ class Cluster(Protocol):
         """Merge-patches the ScheduledJob's annotations (None removes one) and returns it as stored."""
         ...
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
-        """Deletes the ScheduledJob; its CronJob, Jobs and pods follow by garbage collection."""
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
+        """Deletes the ScheduledJob (annotated first with who deleted it); its CronJob, Jobs and pods
+        follow by garbage collection."""
         ...
 
     async def close(self) -> None: ...

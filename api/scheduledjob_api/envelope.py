@@ -46,14 +46,18 @@ def envelope(
     data: Any = None,
     error: str | None = None,
     stale_since: datetime | None = None,
+    pagination: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """`stale_since` (only when set) tells a reader that the data comes from a cache whose watch of the
-    cluster is broken since then: it may be older than the cluster's."""
+    cluster is broken since then: it may be older than the cluster's. `pagination` carries the totals
+    of listings whose `data` is the array itself."""
     if status >= 400 and error is None:
         error = reason_phrase(status)
     meta: dict[str, Any] = {"version": API_VERSION, "timestamp": format_utc(datetime.now(UTC))}
     if stale_since is not None:
         meta["stale_since"] = format_utc(stale_since)
+    if pagination is not None:
+        meta["pagination"] = pagination
     return {
         "status": status,
         "message": reason_phrase(status),
@@ -64,9 +68,16 @@ def envelope(
     }
 
 
-def respond(request: Request, data: Any, status: int = 200, *, stale_since: datetime | None = None) -> JSONResponse:
+def respond(
+    request: Request,
+    data: Any,
+    status: int = 200,
+    *,
+    stale_since: datetime | None = None,
+    pagination: dict[str, int] | None = None,
+) -> JSONResponse:
     """A success envelope; `logged_in` reflects the token this request's dependencies verified."""
-    body = envelope(status, logged_in=is_logged_in(request), data=data, stale_since=stale_since)
+    body = envelope(status, logged_in=is_logged_in(request), data=data, stale_since=stale_since, pagination=pagination)
     return JSONResponse(body, status_code=status)
 
 

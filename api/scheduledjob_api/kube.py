@@ -278,7 +278,9 @@ class KubeCluster:
             self._timeout,
         )
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
+        if deleted_by is not None:  # the operator reads who deleted it from the object it sees go (archive)
+            await self.annotate_scheduled_job(namespace, name, {c.ANNOTATION_DELETED_BY: deleted_by})
         await self._json(
             lambda api: client.CustomObjectsApi(api).delete_namespaced_custom_object(
                 c.GROUP,

@@ -47,6 +47,28 @@ class Envelope(_EnvelopeHead, Generic[T]):
     data: T
 
 
+class Pagination(_Closed):
+    page: int = Field(description="1-based page number.")
+    pageSize: int = Field(description="Records per page (the cap when no page was asked for).")
+    totalCount: int = Field(description="Records matching the filters.")
+    totalPages: int
+
+
+class PagedMeta(Meta):
+    pagination: Pagination
+
+
+class PagedEnvelope(_Closed, Generic[T]):
+    """A success whose `data` is one page of a listing; the totals are in `meta.pagination`."""
+
+    status: int = Field(description="The HTTP status code, repeated.")
+    message: str = Field(description="The status code's reason phrase.")
+    logged_in: bool = Field(description="Whether the request carried a valid token.")
+    meta: PagedMeta
+    error: None
+    data: T
+
+
 class ErrorEnvelope(_EnvelopeHead):
     """A failure: `error` says what went wrong; `data` is null."""
 
@@ -108,6 +130,44 @@ class Transaction(_Closed):
     runtime: int | None = Field(description="Milliseconds.")
     message: str | None
     reason: str | None = Field(description="Given with execute or pause; for a skipped slot, why it did not run.")
+
+
+class JobTransaction(Transaction):
+    """A transaction listed across jobs: which ScheduledJob it belongs to (deleted ones included)."""
+
+    job_id: int = Field(description="The ScheduledJob's id.")
+    name: str = Field(description="The ScheduledJob's name.")
+    namespace: str
+
+
+class ContainerLog(_Closed):
+    pod: str
+    container: str
+    text: str = Field(description="The captured output (its tail when truncated).")
+    truncated: bool
+    unavailable_reason: str | None = Field(description="Why no output could be captured, if so.")
+
+
+class Deleted(_Closed):
+    deleted_by: str | None = Field(description="Who deleted the ScheduledJob through the API; null for kubectl.")
+    deleted_at: Timestamp
+
+
+class TransactionDetail(JobTransaction):
+    """One execution with everything the archive knows about it."""
+
+    uid: str = Field(description="The Job's UID (the archive's key).")
+    exit_code: int | None
+    reason: str | None = Field(description="The container's termination reason, e.g. OOMKilled.")
+    container: str | None
+    container_message: str | None
+    pod_name: str | None
+    node_name: str | None
+    attempts: int | None = Field(description="Pods the Job started.")
+    scheduled_at: Timestamp | None = Field(description="The schedule slot the run was for.")
+    start_delay_ms: int | None
+    logs: list[ContainerLog]
+    job_deleted: Deleted | None = Field(description="Set when the ScheduledJob has been deleted.")
 
 
 class Configuration(_Closed):
@@ -228,12 +288,17 @@ _ERROR_TEXT: dict[int, str] = {
     403: "The token lacks this endpoint's permission (`logged_in: true`; `data.required_permission` names it).",
     404: "Scheduled job not found.",
     409: "The job's state does not allow this now (the error says why).",
-    503: "The cache is not synced yet or the Kubernetes API is unreachable.",
+    503: "The cache is not synced yet, or the Kubernetes API or the archive is unreachable.",
 }
 
 
 def ok(model: Any, description: str = "Success, in the SelfHelp envelope.") -> dict[int | str, dict[str, Any]]:
     return {200: {"model": Envelope[model], "description": description}}
+
+
+def ok_paged(model: Any) -> dict[int | str, dict[str, Any]]:
+    description = "One page, newest first, in the SelfHelp envelope; totals in `meta.pagination`."
+    return {200: {"model": PagedEnvelope[model], "description": description}}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -136,13 +136,10 @@ class ScheduledJobService:
         running = [job["metadata"]["name"] for job in self._running(target.key)]
         return views.detail(target.obj, running)
 
-    def transactions(self, job_id: str, page: int | None, page_size: int | None) -> list[dict[str, Any]]:
-        records = views.transactions(self.resolve(job_id).obj)
-        if page is None and page_size is None:
-            return records
-        size = page_size or 20
-        start = ((page or 1) - 1) * size
-        return records[start : start + size]
+    def has_scheduled_job(self, job_id: int) -> bool:
+        """In the cluster now (the transactions endpoints also serve deleted jobs from the archive)."""
+        self._require_synced()
+        return self._cache.scheduled_job(job_id) is not None
 
     def _running(self, owner: Key) -> list[Obj]:
         """Running Jobs of a ScheduledJob: those the cache shows running plus those this process
@@ -246,13 +243,15 @@ class ScheduledJobService:
                 cancelled.append(name)
         return cancelled
 
-    async def delete(self, job_id: str) -> dict[str, Any]:
+    async def delete(self, job_id: str, principal: Principal | None = None) -> dict[str, Any]:
         target = self.resolve(job_id)
         async with self._lock(target.key):
             target = self.resolve(job_id)
             namespace, name = target.key
             try:
-                await self._cluster.delete_scheduled_job(namespace, name)
+                await self._cluster.delete_scheduled_job(
+                    namespace, name, deleted_by=principal.subject if principal else None
+                )
             except ClusterNotFound:
                 self._cache.forget_scheduled_job(target.key)
                 raise not_found() from None

@@ -37,8 +37,11 @@ TRIGGER_MANUAL: Final = "manual"
 # Name of the ConfigMap that holds the cluster-wide id sequence (in the operator's namespace).
 ID_SEQUENCE_CONFIGMAP: Final = "scheduledjob-id-sequence"
 
-DEFAULT_HISTORY_LIMIT: Final = 100
+DEFAULT_HISTORY_LIMIT: Final = 20  # a short cache: the archive (scheduledjob_archive) keeps every run
 # CronJob's own defaults, written explicitly so the CronJob, the CRD and the API show the same numbers.
 DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT: Final = 3
 DEFAULT_FAILED_JOBS_HISTORY_LIMIT: Final = 1
 MAX_HISTORY_LIMIT: Final = 1000
+
+# On a ScheduledJob: who asked the API to delete it (set just before the DELETE; the archive keeps it).
+ANNOTATION_DELETED_BY: Final = f"{GROUP}/deleted-by"

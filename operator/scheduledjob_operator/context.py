@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from scheduledjob_archive.repository import Archive
+
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.leadership import Leadership
@@ -84,3 +86,5 @@ class OperatorContext:
     # after the allocation reuses it, so one ScheduledJob costs one id whatever fails after.
     allocated: dict[str, int] = field(default_factory=dict)
     leadership: Leadership = field(default_factory=lambda: Leadership(None, "", 0))
+    # The execution archive; every run is upserted there before the status ledger (ledger_sync.py).
+    archive: Archive | None = None

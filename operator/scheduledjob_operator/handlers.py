@@ -14,6 +14,7 @@ import kopf
 from scheduledjob import constants as c
 from scheduledjob.executions import recorded_stage
 
+from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
@@ -77,17 +78,27 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     except Exception:
         await api.close()  # the retry connects again
         raise
+    try:
+        archive = await open_archive()
+    except Exception:
+        await api.close()
+        raise
     memo.api = api
-    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, leadership=leadership)
+    memo.context = OperatorContext(
+        cluster=cluster, writer=writer, catalog=catalog, leadership=leadership, archive=archive
+    )
     memo.resync = asyncio.create_task(_resync_forever(memo))
+    memo.retention = asyncio.create_task(prune_forever(archive))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
-    memo.resync.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.resync
+    for task in (memo.resync, memo.retention):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await memo.api.close()
+    await memo.context.archive.close()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -97,6 +108,7 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
         context.catalog.forget_scheduled_job((body["metadata"]["namespace"], body["metadata"]["name"]))
         context.assigned.pop(body["metadata"]["uid"], None)
         context.allocated.pop(body["metadata"]["uid"], None)
+        await note_deletion(_plain(body), context)
         return
     obj = _plain(body)
     context.catalog.see_scheduled_job(obj)

@@ -11,6 +11,7 @@ from typing import Any
 
 from scheduledjob import constants as c
 from scheduledjob.executions import observe_job, recorded_stage
+from scheduledjob_archive.records import Owner
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, conflict_retry
@@ -55,11 +56,22 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    if context.archive is not None:  # the archive first: while it is unreachable the finalizer stays
+        await context.archive.save(observation, archive_owner(job))
     owner_exists = await context.writer.record(key, observation)
     if deleted:
         return
     done = observation.finished or not owner_exists
     await _mark(job, finalizers, "finished" if done else "started", keep_finalizer=not done, context=context)
+
+
+def archive_owner(job: dict[str, Any]) -> Owner:
+    meta = job["metadata"]
+    labels = meta["labels"]
+    job_id = str(labels.get(c.LABEL_ID) or "")
+    return Owner(
+        namespace=meta["namespace"], name=labels[c.LABEL_SCHEDULED_JOB], id=int(job_id) if job_id.isdigit() else 0
+    )
 
 
 async def _mark(

@@ -165,7 +165,7 @@ OPERATOR_NAMESPACED = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 API_NAMESPACED = {
-    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},  # patch: pause/resume annotations
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
     ("batch", "cronjobs"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
 }

@@ -17,11 +17,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 from tests.integration.fixtures import (  # noqa: E402  (fixtures of the product's own tests)
+    archive_url,
     crds,
     log_dir,
     operator,
     running_operator,
     scheduled_jobs,
 )
+from tests.support.postgres import postgres  # noqa: E402
 
-__all__ = ["crds", "log_dir", "operator", "running_operator", "scheduled_jobs"]
+__all__ = ["archive_url", "crds", "log_dir", "operator", "postgres", "running_operator", "scheduled_jobs"]

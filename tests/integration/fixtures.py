@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 
 from tests.support.kube import ScheduledJobs
+from tests.support.postgres import PostgresServer
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -26,9 +27,16 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def operator(kube_cluster: KubeCluster, crds: None, log_dir: Path) -> Iterator[Service]:
+def archive_url(postgres: PostgresServer) -> str:
+    """The session's archive: a database on the session's real PostgreSQL, as in production."""
+    return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def operator(kube_cluster: KubeCluster, crds: None, log_dir: Path, archive_url: str) -> Iterator[Service]:
     """The operator as a real process (kopf peering on), shared by the session; tests may kill it."""
-    service = operator_service(kube_cluster.kubeconfig, STATE_NAMESPACE, log_dir)
+    env = {"SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
+    service = operator_service(kube_cluster.kubeconfig, STATE_NAMESPACE, log_dir, env=env)
     service.start()
     yield service
     service.stop()

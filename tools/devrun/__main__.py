@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher import supervisor
+from scheduledjob_archive.settings import default_url
 
 from devrun.install import STATE_NAMESPACE, apply_samples, install_operator_prerequisites
 from devrun.processes import ROOT, Service, api_service, operator_service, wait_http_ok
@@ -216,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         samples = samples_once(kubeconfig, args.namespace, state_dir)
-        dev_env = {"SCHEDULED_JOBS_DEV_MODE": "true"}
-        operator = operator_service(kubeconfig, STATE_NAMESPACE, log_dir)
+        # The archive (SQLite) lives in the state directory, so it survives a restart like the cluster.
+        archive_env = {"SCHEDULED_JOBS_ARCHIVE_URL": default_url(state_dir)}
+        dev_env = {"SCHEDULED_JOBS_DEV_MODE": "true", **archive_env}
+        operator = operator_service(kubeconfig, STATE_NAMESPACE, log_dir, env=archive_env)
         api = api_service(kubeconfig, args.port, dev_env, log_dir)
         services += [operator, api]
         for service in services:

@@ -60,8 +60,10 @@ class Service:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def operator_service(kubeconfig: Path, state_namespace: str, log_dir: Path, *extra: str) -> Service:
-    env = {"KUBECONFIG": str(kubeconfig), "SCHEDULED_JOBS_STATE_NAMESPACE": state_namespace}
+def operator_service(
+    kubeconfig: Path, state_namespace: str, log_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> Service:
+    env = {"KUBECONFIG": str(kubeconfig), "SCHEDULED_JOBS_STATE_NAMESPACE": state_namespace, **(env or {})}
     argv = [sys.executable, "-m", "scheduledjob_operator", "--all-namespaces", *extra]
     return Service("operator", argv, env, log_dir)
 

@@ -149,20 +149,4 @@ async def cancel_scheduled_job(
 async def delete_scheduled_job(
     request: Request, jobId: JobId, principal: Annotated[Principal, Depends(require(DELETE))], service: Service
 ) -> JSONResponse:
-    return respond(request, await service.delete(jobId))
-
-
-@router.get(
-    "/{jobId}/transactions",
-    summary="Execution history, newest first",
-    responses={**ok(list[Transaction]), **errors(400, 404, *_EVERY_ENDPOINT)},
-)
-async def get_transactions(
-    request: Request,
-    jobId: JobId,
-    principal: Annotated[Principal, Depends(require(READ))],
-    service: Service,
-    page: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
-    page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = None,
-) -> JSONResponse:
-    return respond(request, service.transactions(jobId, page, page_size))
+    return respond(request, await service.delete(jobId, principal))

@@ -64,8 +64,9 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 {{- end }}
 {{- end }}
 
-{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs,
-pauses/resumes them (patch: the paused-* annotations only; the spec and status stay the owner's and operator's). */}}
+{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs
+(patch: annotated with who deleted them first, for the archive), pauses/resumes them (patch: the paused-*
+annotations only; the spec and status stay the owner's and operator's). */}}
 {{- define "scheduled-jobs.rbac.apiRules" -}}
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs]

@@ -20,9 +20,10 @@ BASE = "/cms-api/v1/admin/scheduled-jobs"
 
 
 @pytest.fixture(scope="session")
-def api_process(kube_cluster: KubeCluster, operator: Service, log_dir: Path) -> Iterator[str]:
+def api_process(kube_cluster: KubeCluster, operator: Service, log_dir: Path, archive_url: str) -> Iterator[str]:
     port = free_port()
-    service = api_service(kube_cluster.kubeconfig, port, {"SCHEDULED_JOBS_JWT_SECRET": SECRET}, log_dir)
+    env = {"SCHEDULED_JOBS_JWT_SECRET": SECRET, "SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
+    service = api_service(kube_cluster.kubeconfig, port, env, log_dir)
     service.start()
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/readyz", service, timeout=60)

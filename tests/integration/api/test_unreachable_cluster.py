@@ -24,7 +24,11 @@ def api_without_cluster(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[s
     kubeconfig = tmp_path / "unreachable.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     port = free_port()
-    service = api_service(kubeconfig, port, {"SCHEDULED_JOBS_JWT_SECRET": SECRET}, tmp_path)
+    env = {
+        "SCHEDULED_JOBS_JWT_SECRET": SECRET,
+        "SCHEDULED_JOBS_ARCHIVE_URL": f"sqlite+aiosqlite:///{tmp_path}/a.sqlite",
+    }
+    service = api_service(kubeconfig, port, env, tmp_path)
     service.start()
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", service, timeout=30)

@@ -16,8 +16,12 @@ from tests.support.kube import ScheduledJobs, counts, equals, eventually, job_te
 
 
 @pytest.fixture
-def second_replica(kube_cluster: KubeCluster, running_operator: Service, tmp_path: Path) -> Iterator[Service]:
-    replica = operator_service(kube_cluster.kubeconfig, STATE_NAMESPACE, tmp_path)
+def second_replica(
+    kube_cluster: KubeCluster, running_operator: Service, tmp_path: Path, archive_url: str
+) -> Iterator[Service]:
+    replica = operator_service(
+        kube_cluster.kubeconfig, STATE_NAMESPACE, tmp_path, env={"SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
+    )
     replica.name = "operator-replica"
     replica.start()
     yield replica

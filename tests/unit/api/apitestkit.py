@@ -7,18 +7,24 @@ import copy
 import itertools
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import jwt
 from fastapi import FastAPI
+from pydantic import SecretStr
 from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob
+from scheduledjob.executions import JobObservation
 from scheduledjob.models import ScheduledJobSpec
 from scheduledjob.timefmt import format_utc
 from scheduledjob_api.cluster import ClusterError, ClusterNotFound, EventType, Kind, Obj, ObjectList, WatchEvent
 from scheduledjob_api.security import ALL_PERMISSIONS
 from scheduledjob_api.settings import Settings
+from scheduledjob_archive.records import Owner
+from scheduledjob_archive.repository import Archive
+from scheduledjob_archive.settings import ArchiveSettings
 
 SECRET = "unit-test-secret-" + "x" * 64  # long enough for HS512 too, so PyJWT does not warn
 T0 = datetime(2025, 1, 23, 10, 30, tzinfo=UTC)
@@ -293,7 +299,7 @@ class FakeCluster:
                 kept[key] = value
         return copy.deepcopy(self.put(Kind.SCHEDULED_JOBS, changed))
 
-    async def delete_scheduled_job(self, namespace: str, name: str) -> None:
+    async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
         if self.write_error is not None:
             raise self.write_error
         if (namespace, name) not in self.objects[Kind.SCHEDULED_JOBS]:
@@ -311,3 +317,23 @@ class StartApp(Protocol):
     async def __call__(
         self, app_settings: Settings | None = None, *, wait_synced: bool = True
     ) -> tuple[FastAPI, httpx.AsyncClient]: ...
+
+
+def archive_at(path: Path) -> Archive:
+    """An archive on a SQLite file (a real database, no double); migrate it before use."""
+    return Archive.from_settings(ArchiveSettings(url=SecretStr(f"sqlite+aiosqlite:///{path}")), retry_seconds=1)
+
+
+def migrated_archive(path: Path, seed: Iterable[tuple[JobObservation, Owner]] = ()) -> Archive:
+    """For synchronous callers: the schema is created (and `seed` saved) on a throwaway engine, the
+    archive returned is fresh."""
+
+    async def create() -> None:
+        archive = archive_at(path)
+        await archive.migrate()
+        for observation, owner in seed:
+            await archive.save(observation, owner)
+        await archive.close()
+
+    asyncio.run(create())
+    return archive_at(path)

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,8 +14,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from scheduledjob_api.app import create_app
 from scheduledjob_api.settings import Settings
+from scheduledjob_archive.repository import Archive
 
-from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp
+from tests.unit.api.apitestkit import SECRET, FakeCluster, StartApp, archive_at
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +40,16 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def start_app(cluster: FakeCluster, settings: Settings) -> AsyncIterator[StartApp]:
+async def archive(tmp_path: Path) -> AsyncIterator[Archive]:
+    """A real (SQLite) archive with its schema, as the operator leaves it."""
+    made = archive_at(tmp_path / "archive.sqlite")
+    await made.migrate()
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def start_app(cluster: FakeCluster, settings: Settings, archive: Archive) -> AsyncIterator[StartApp]:
     """Starts apps with their lifespan (so the cache really lists and watches the fake cluster)
     and stops them after the test."""
     async with AsyncExitStack() as stack:
@@ -46,7 +57,7 @@ async def start_app(cluster: FakeCluster, settings: Settings) -> AsyncIterator[S
         async def start(
             app_settings: Settings | None = None, *, wait_synced: bool = True
         ) -> tuple[FastAPI, httpx.AsyncClient]:
-            app = create_app(app_settings or settings, cluster)
+            app = create_app(app_settings or settings, cluster, archive_at(Path(archive.engine.url.database or "")))
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             http = await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url="http://testserver"))

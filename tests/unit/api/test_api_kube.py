@@ -162,6 +162,15 @@ async def test_writes(api: tuple[FakeApiServer, KubeCluster]) -> None:
     assert delete_sj["query"]["propagationPolicy"] == "Background"
 
 
+async def test_a_delete_by_the_api_first_annotates_who_deleted(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    await cluster.delete_scheduled_job("ns", "cleanup", deleted_by="alice")
+    annotate, delete = fake.requests
+    assert (annotate["method"], annotate["path"]) == ("PATCH", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
+    assert annotate["body"] == {"metadata": {"annotations": {c.ANNOTATION_DELETED_BY: "alice"}}}
+    assert (delete["method"], delete["path"]) == ("DELETE", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
+
+
 async def test_not_found_is_mapped(api: tuple[FakeApiServer, KubeCluster]) -> None:
     _, cluster = api
     with pytest.raises(ClusterNotFound):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.executions import JobObservation
 from scheduledjob_api import views
 from scheduledjob_api.cluster import Kind
+from scheduledjob_archive.records import Owner
+from scheduledjob_archive.repository import Archive
 
 from tests.unit.api.apitestkit import FakeCluster, bearer, job_of, record, scheduled_job, token
 
@@ -63,16 +68,147 @@ def test_a_running_scheduled_run_has_no_user_or_runtime() -> None:
     assert (item["user"], item["runtime"], item["finished_at"]) == (None, None, None)
 
 
-async def test_transactions_newest_first_with_paging(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    history = [record(n, started=f"2025-01-{n:02d}T02:00:00Z") for n in (3, 1, 5, 2, 4)]
-    cluster.seed(scheduled_job("cleanup", 1, history=history))
-    await asyncio.sleep(0.05)
+def run(n: int, status: str = "succeeded", **fields: Any) -> JobObservation:
+    values: dict[str, Any] = {
+        "uid": f"uid-{n:03d}",
+        "name": f"cleanup-{n}",
+        "trigger": "schedule",
+        "status": status,
+        "started_at": f"2025-01-{n:02d}T02:00:00Z",
+        "finished_at": None if status == "running" else f"2025-01-{n:02d}T02:00:30Z",
+    }
+    return JobObservation(**{**values, **fields})
+
+
+CLEANUP = Owner(namespace="default", name="cleanup", id=1)
+
+
+async def test_transactions_come_from_the_archive_newest_first_with_totals(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    cluster.seed(scheduled_job("cleanup", 1))
+    for n in (3, 1, 5, 2, 4):
+        await archive.save(run(n), CLEANUP)
+
     body = (await get(client, "1/transactions")).json()
-    assert [t["transaction_id"] for t in body["data"]] == [5, 4, 3, 2, 1]
-    page = (await get(client, "1/transactions?page=2&pageSize=2")).json()["data"]
-    assert [t["transaction_id"] for t in page] == [3, 2]
-    assert (await get(client, "1/transactions?pageSize=2")).json()["data"][0]["transaction_id"] == 5
+    assert [t["execution_id"] for t in body["data"]] == [f"cleanup-{n}" for n in (5, 4, 3, 2, 1)]
+    assert body["meta"]["pagination"] == {"page": 1, "pageSize": 1000, "totalCount": 5, "totalPages": 1}
+    assert body["data"][0] == {
+        "transaction_id": 3,  # the archive numbers runs per job in the order it saw them
+        "execution_id": "cleanup-5",
+        "trigger": "schedule",
+        "transaction_by": "by_cron_job",
+        "user": None,
+        "requested_by": None,
+        "cancelled_by": None,
+        "status": "succeeded",
+        "started_at": "2025-01-05T02:00:00Z",
+        "finished_at": "2025-01-05T02:00:30Z",
+        "runtime": 30000,
+        "message": None,
+    }
+    paged = (await get(client, "1/transactions?page=2&pageSize=2")).json()
+    assert [t["execution_id"] for t in paged["data"]] == ["cleanup-3", "cleanup-2"]
+    assert paged["meta"]["pagination"] == {"page": 2, "pageSize": 2, "totalCount": 5, "totalPages": 3}
+    assert (await get(client, "1/transactions?pageSize=2")).json()["data"][0]["execution_id"] == "cleanup-5"
     assert (await get(client, "1/transactions?pageSize=500")).status_code == 400
+
+
+async def test_transactions_filter_by_status_trigger_user_and_time(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    cluster.seed(scheduled_job("cleanup", 1))
+    await archive.save(run(1), CLEANUP)
+    await archive.save(run(2, "failed"), CLEANUP)
+    await archive.save(run(3, trigger="manual", requested_by="alice"), CLEANUP)
+    await archive.save(run(4, "running"), CLEANUP)
+
+    async def names(query: str) -> list[str]:
+        body = (await get(client, f"1/transactions?{query}")).json()
+        assert body["meta"]["pagination"]["totalCount"] == len(body["data"]), body
+        return [t["execution_id"] for t in body["data"]]
+
+    assert await names("status=failed") == ["cleanup-2"]
+    assert await names("trigger=manual") == ["cleanup-3"]
+    assert await names("user=alice") == ["cleanup-3"]
+    assert await names("from=2025-01-02T00:00:00Z&to=2025-01-04T00:00:00Z") == ["cleanup-3", "cleanup-2"]
+    assert await names("from=2025-01-03T03:00:00%2B01:00") == ["cleanup-4", "cleanup-3"]
+    bad = await get(client, "1/transactions?from=yesterday")
+    assert bad.status_code == 400 and "'from'" in bad.json()["error"], bad.json()
+    naive = await get(client, "1/transactions?to=2025-01-02T00:00:00")
+    assert naive.status_code == 400 and "'to'" in naive.json()["error"]
+    assert (await get(client, "1/transactions?status=exploded")).status_code == 400
+
+
+async def test_across_jobs_including_a_deleted_one(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    cluster.seed(scheduled_job("cleanup", 1))
+    await archive.save(run(1, "failed"), CLEANUP)
+    await archive.save(run(2, "failed", name="gone-2"), Owner(namespace="ops", name="gone", id=9))
+    await archive.save(run(3, name="gone-3"), Owner(namespace="ops", name="gone", id=9))
+
+    failed = (await get(client, "transactions?status=failed")).json()
+    assert [(t["job_id"], t["namespace"], t["name"], t["execution_id"]) for t in failed["data"]] == [
+        (9, "ops", "gone", "gone-2"),
+        (1, "default", "cleanup", "cleanup-1"),
+    ]
+    assert failed["meta"]["pagination"]["totalCount"] == 2
+    by_name = (await get(client, "transactions?namespace=ops&name=gone")).json()["data"]
+    assert [t["execution_id"] for t in by_name] == ["gone-3", "gone-2"]
+    # The deleted job's own history still answers by its id; an id never seen is 404.
+    assert len((await get(client, "9/transactions")).json()["data"]) == 2
+    assert (await get(client, "8/transactions")).status_code == 404
+    assert (await get(client, "abc/transactions")).status_code == 404
+
+
+async def test_one_execution_with_diagnostics_logs_and_the_deletion(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    class Found:
+        exit_code = 137
+        reason = "OOMKilled"
+        container = "main"
+        container_message = None
+        pod_name = "gone-2-abcde"
+        node_name = "node-1"
+        attempts = 1
+        scheduled_at = "2025-01-02T02:00:00Z"
+        start_delay_ms = 250
+
+    owner = Owner(namespace="ops", name="gone", id=9)
+    await archive.save(run(2, "failed", name="gone-2", message="BackoffLimitExceeded"), owner, Found())
+    await archive.save_logs("uid-002", [ContainerLog("gone-2-abcde", "main", "allocating...\n", truncated=True)])
+    deleted_at = datetime(2025, 1, 3, tzinfo=UTC)
+    await archive.record_deletion(
+        uid="sj-9", job_id=9, namespace="ops", name="gone", deleted_by="alice", deleted_at=deleted_at
+    )
+
+    one = (await get(client, "9/transactions/gone-2")).json()["data"]
+    assert (one["status"], one["message"], one["exit_code"], one["reason"]) == (
+        "failed",
+        "BackoffLimitExceeded",
+        137,
+        "OOMKilled",
+    )
+    assert (one["uid"], one["pod_name"], one["scheduled_at"], one["start_delay_ms"]) == (
+        "uid-002",
+        "gone-2-abcde",
+        "2025-01-02T02:00:00Z",
+        250,
+    )
+    assert one["logs"] == [
+        {
+            "pod": "gone-2-abcde",
+            "container": "main",
+            "text": "allocating...\n",
+            "truncated": True,
+            "unavailable_reason": None,
+        }
+    ]
+    assert one["job_deleted"] == {"deleted_by": "alice", "deleted_at": "2025-01-03T00:00:00Z"}
+    missing = await get(client, "9/transactions/gone-7")
+    assert missing.status_code == 404 and "gone-7" in missing.json()["error"]
 
 
 async def test_detail(cluster: FakeCluster, client: httpx.AsyncClient) -> None:

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -25,22 +26,33 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 from scheduledjob import constants as c
+from scheduledjob.executions import JobObservation
 from scheduledjob_api.app import create_app
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.security import READ
 from scheduledjob_api.settings import Settings
+from scheduledjob_archive.records import Owner
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 
-from tests.unit.api.apitestkit import SECRET, FakeCluster, bearer, job_of, record, scheduled_job, token
+from tests.unit.api.apitestkit import (
+    SECRET,
+    FakeCluster,
+    bearer,
+    job_of,
+    migrated_archive,
+    record,
+    scheduled_job,
+    token,
+)
 
 OPENAPI = "/cms-api/v1/openapi.json"
 MIN_REQUESTS = 1_000
 # Examples per operation and generation mode; an operation without parameters has few distinct inputs
 # and Hypothesis stops early there.
 EXAMPLES = {GenerationMode.POSITIVE: 160, GenerationMode.NEGATIVE: 80}
-KNOWN_IDS = ["1", "2", "3", "4", "5", "6"]
+KNOWN_IDS = ["1", "2", "3", "4", "5", "6", "9"]  # 9: deleted, its runs still archived
 TOKENS = {
     "admin": token(),
     "reader": token([READ]),
@@ -111,6 +123,30 @@ def seeded_cluster() -> FakeCluster:
     return cluster
 
 
+def archived_runs() -> list[tuple[JobObservation, Owner]]:
+    """Runs of the seeded jobs, and of a deleted one (id 9), in the archive."""
+    runs = []
+    for n, (job_id, name, status) in enumerate(
+        [
+            (1, "nightly-report", "succeeded"),
+            (2, "cache-warmup", "failed"),
+            (9, "deleted-job", "cancelled"),
+            (1, "nightly-report", "running"),
+        ]
+    ):
+        observation = JobObservation(
+            uid=f"uid-{n}",
+            name=f"{name}-{n}",
+            trigger="manual" if n % 2 else "schedule",
+            status=status,  # type: ignore[arg-type]
+            started_at=f"2025-01-0{n + 1}T00:00:00Z",
+            finished_at=None if status == "running" else f"2025-01-0{n + 1}T00:01:00Z",
+            requested_by="alice" if n % 2 else None,
+        )
+        runs.append((observation, Owner(namespace="default", name=name, id=job_id)))
+    return runs
+
+
 @dataclass
 class Tally:
     requests: int = 0
@@ -119,10 +155,11 @@ class Tally:
 
 
 @pytest.fixture
-def api_schema() -> Iterator[schemathesis.BaseSchema]:
+def api_schema(tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
     """The app's own OpenAPI document, loaded from the running app; the app's lifespan (watch cache
     over the double) runs on Schemathesis' ASGI thread until the test ends."""
-    app = create_app(Settings(jwt_secret=SecretStr(SECRET)), seeded_cluster())
+    archive = migrated_archive(tmp_path / "archive.sqlite", seed=archived_runs())
+    app = create_app(Settings(jwt_secret=SecretStr(SECRET)), seeded_cluster(), archive)
     api_schema = schemathesis.openapi.from_asgi(OPENAPI, app, config=GENERATION)
     with asgi.get_client(cast(Any, app)) as http:
         deadline = time.monotonic() + 10
@@ -181,7 +218,7 @@ def test_a_thousand_generated_requests_get_documented_answers_and_no_5xx(
     for label, count in sorted(tally.by_operation.items()):
         print(f"  {count:5d}  {label}")
     print("  statuses: " + ", ".join(f"{status}: {n}" for status, n in sorted(tally.statuses.items())))
-    assert len(operations) == 11, [operation.label for operation in operations]
+    assert len(operations) == 13, [operation.label for operation in operations]
     assert set(tally.by_operation) == {operation.label for operation in operations}
     assert tally.requests >= MIN_REQUESTS
     assert not [status for status in tally.statuses if status >= 500]

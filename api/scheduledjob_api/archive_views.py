@@ -1,0 +1,74 @@
+"""How archived executions are shown by the API: pure functions of the archive's records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.timefmt import format_utc
+from scheduledjob_archive.records import ArchivedExecution, Deletion, Page
+
+
+def _time(moment: datetime | None) -> str | None:
+    return format_utc(moment) if moment is not None else None
+
+
+def transaction(row: ArchivedExecution) -> dict[str, Any]:
+    """The original backend's transaction shape (as views.transaction gives for status.history)."""
+    return {
+        "transaction_id": row.transaction_id,
+        "execution_id": row.execution_id,
+        "trigger": row.trigger,
+        "transaction_by": "by_user" if row.trigger == "manual" else "by_cron_job",
+        "user": row.requested_by or row.cancelled_by,
+        "requested_by": row.requested_by,
+        "cancelled_by": row.cancelled_by,
+        "status": row.status,
+        "started_at": _time(row.started_at),
+        "finished_at": _time(row.finished_at),
+        "runtime": row.runtime_ms,
+        "message": row.message,
+    }
+
+
+def job_transaction(row: ArchivedExecution) -> dict[str, Any]:
+    return {**transaction(row), "job_id": row.scheduled_job_id, "name": row.scheduled_job, "namespace": row.namespace}
+
+
+def detail(row: ArchivedExecution, logs: list[ContainerLog], deleted: Deletion | None) -> dict[str, Any]:
+    return {
+        **job_transaction(row),
+        "uid": row.uid,
+        "exit_code": row.exit_code,
+        "reason": row.reason,
+        "container": row.container,
+        "container_message": row.container_message,
+        "pod_name": row.pod_name,
+        "node_name": row.node_name,
+        "attempts": row.attempts,
+        "scheduled_at": _time(row.scheduled_at),
+        "start_delay_ms": row.start_delay_ms,
+        "logs": [
+            {
+                "pod": log.pod,
+                "container": log.container,
+                "text": log.text,
+                "truncated": log.truncated,
+                "unavailable_reason": log.unavailable_reason,
+            }
+            for log in logs
+        ],
+        "job_deleted": (
+            {"deleted_by": deleted.deleted_by, "deleted_at": format_utc(deleted.deleted_at)} if deleted else None
+        ),
+    }
+
+
+def pagination(page: Page) -> dict[str, int]:
+    return {
+        "page": page.page,
+        "pageSize": page.page_size,
+        "totalCount": page.total_count,
+        "totalPages": page.total_pages,
+    }

@@ -1,0 +1,114 @@
+"""The transactions endpoints without HTTP: the archive's pages for one job, across jobs, one run.
+
+A ScheduledJob's history outlives it: `/{jobId}/transactions` also answers for an id the cluster no
+longer has, as long as the archive holds runs of it (until retention removes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from scheduledjob.models import ExecutionStatus, Trigger
+from scheduledjob_archive.records import ArchivedExecution, Page, TransactionQuery
+from scheduledjob_archive.repository import Archive
+from sqlalchemy.exc import DBAPIError
+
+from scheduledjob_api import archive_views
+from scheduledjob_api.errors import ApiError, not_found
+
+# Without `page` or `pageSize`, a listing returns at most this many of the newest records.
+UNPAGED_CAP: Final = 1000
+DEFAULT_PAGE_SIZE: Final = 20
+_JOB_ID_DIGITS: Final = 18
+# The database down, restarting or too slow: 503, as for an unreachable Kubernetes API.
+Unreachable = (DBAPIError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: ExecutionStatus | None = None
+    trigger: Trigger | None = None
+    user: str | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+def _window(page: int | None, page_size: int | None) -> tuple[int, int]:
+    if page is None and page_size is None:
+        return 1, UNPAGED_CAP
+    return page or 1, page_size or DEFAULT_PAGE_SIZE
+
+
+class History:
+    def __init__(self, archive: Archive, job_exists: Callable[[int], bool]) -> None:
+        self._archive = archive
+        self._job_exists = job_exists  # in the cluster (the API's cache)
+
+    async def for_job(
+        self, job_id: str, filters: Filters, page: int | None, page_size: int | None
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        number = await self._known_job(job_id)
+        result = await self._page(filters, page, page_size, scheduled_job_id=number)
+        return [archive_views.transaction(row) for row in result.items], archive_views.pagination(result)
+
+    async def across_jobs(
+        self, filters: Filters, page: int | None, page_size: int | None
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        result = await self._page(filters, page, page_size, scheduled_job_id=None)
+        return [archive_views.job_transaction(row) for row in result.items], archive_views.pagination(result)
+
+    async def one(self, job_id: str, execution_id: str) -> dict[str, Any]:
+        number = await self._known_job(job_id)
+        try:
+            row: ArchivedExecution | None = await self._archive.find(number, execution_id)
+            if row is None:
+                raise ApiError(404, f"Execution {execution_id!r} not found in the archive of scheduled job {number}")
+            logs = await self._archive.logs(row.uid)
+            deleted = await self._archive.deletion(number)
+        except Unreachable as error:
+            raise _unavailable(error) from error
+        return archive_views.detail(row, logs, deleted)
+
+    async def _known_job(self, job_id: str) -> int:
+        if not job_id.isdigit() or len(job_id) > _JOB_ID_DIGITS or not job_id.isascii():
+            raise not_found()
+        number = int(job_id)
+        if self._job_exists(number):
+            return number
+        try:
+            archived = await self._archive.has_job(number)
+        except Unreachable as error:
+            raise _unavailable(error) from error
+        if not archived:
+            raise not_found()
+        return number
+
+    async def _page(
+        self, filters: Filters, page: int | None, page_size: int | None, *, scheduled_job_id: int | None
+    ) -> Page:
+        number, size = _window(page, page_size)
+        query = TransactionQuery(
+            scheduled_job_id=scheduled_job_id,
+            namespace=filters.namespace,
+            name=filters.name,
+            status=filters.status,
+            trigger=filters.trigger,
+            user=filters.user,
+            started_from=filters.started_from,
+            started_to=filters.started_to,
+            page=number,
+            page_size=size,
+        )
+        try:
+            return await self._archive.page(query)
+        except Unreachable as error:
+            raise _unavailable(error) from error
+
+
+def _unavailable(error: Exception) -> ApiError:
+    return ApiError(503, f"The execution archive is unavailable: {type(error).__name__}")

@@ -1,0 +1,136 @@
+"""What the archive takes in and gives back, as plain frozen dataclasses (no SQLAlchemy types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Protocol
+
+from scheduledjob.models import ExecutionStatus, Trigger
+
+MAX_PAGE_SIZE: Final = 1000
+
+
+class Diagnostics(Protocol):
+    """Anything with these attributes (operator/scheduledjob/diagnostics.py produces them)."""
+
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def container(self) -> str | None: ...
+    @property
+    def container_message(self) -> str | None: ...
+    @property
+    def pod_name(self) -> str | None: ...
+    @property
+    def node_name(self) -> str | None: ...
+    @property
+    def attempts(self) -> int | None: ...
+    @property
+    def scheduled_at(self) -> str | None: ...
+    @property
+    def start_delay_ms(self) -> int | None: ...
+
+
+DIAGNOSTIC_FIELDS: Final = (
+    "exit_code",
+    "reason",
+    "container",
+    "container_message",
+    "pod_name",
+    "node_name",
+    "attempts",
+    "scheduled_at",
+    "start_delay_ms",
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ScheduledJob a Job belongs to, as its labels say."""
+
+    namespace: str
+    name: str
+    id: int
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchivedExecution:
+    uid: str
+    namespace: str
+    scheduled_job: str
+    scheduled_job_uid: str | None
+    scheduled_job_id: int
+    execution_id: str
+    transaction_id: int
+    trigger: Trigger
+    status: ExecutionStatus
+    started_at: datetime
+    finished_at: datetime | None
+    runtime_ms: int | None
+    requested_by: str | None
+    cancelled_by: str | None
+    message: str | None
+    exit_code: int | None = None
+    reason: str | None = None
+    container: str | None = None
+    container_message: str | None = None
+    pod_name: str | None = None
+    node_name: str | None = None
+    attempts: int | None = None
+    scheduled_at: datetime | None = None
+    start_delay_ms: int | None = None
+    archived_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    scheduled_job_uid: str
+    scheduled_job_id: int | None
+    namespace: str
+    name: str
+    deleted_by: str | None
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
+class TransactionQuery:
+    """Filters and the page of a transactions listing; every filter is optional."""
+
+    scheduled_job_id: int | None = None
+    namespace: str | None = None
+    name: str | None = None
+    status: ExecutionStatus | None = None
+    trigger: Trigger | None = None
+    user: str | None = None  # requested_by or cancelled_by
+    started_from: datetime | None = None  # inclusive
+    started_to: datetime | None = None  # exclusive
+    page: int = 1
+    page_size: int = 20
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ArchivedExecution]
+    page: int
+    page_size: int
+    total_count: int
+
+    @property
+    def total_pages(self) -> int:
+        return -(-self.total_count // self.page_size) if self.total_count else 0
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    by_age: int = 0
+    by_count: int = 0
+    logs: int = 0
+    deletions: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.by_age + self.by_count + self.logs + self.deletions

@@ -1,0 +1,420 @@
+"""The archive's one repository: the operator writes runs through it, the API pages through them.
+
+Writes are upserts keyed by the Job's UID that never go backwards: a row only changes for an
+observation of a higher rank (running < finished) or the same status (a replay, which may add
+diagnostics but never erases them). Listings are newest first in the keyset order
+(started_at desc, uid desc) that the indexes serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.executions import JobObservation
+from scheduledjob.timefmt import parse_utc
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from scheduledjob_archive import migrate
+from scheduledjob_archive.engine import create_engine
+from scheduledjob_archive.records import (
+    DIAGNOSTIC_FIELDS,
+    ArchivedExecution,
+    Deletion,
+    Diagnostics,
+    Owner,
+    Page,
+    PruneResult,
+    TransactionQuery,
+)
+from scheduledjob_archive.settings import ArchiveSettings
+from scheduledjob_archive.tables import RANK_FINISHED, RANK_RUNNING, deletions, execution_logs, executions
+
+logger = logging.getLogger(__name__)
+
+# Columns an upsert may change; uid, owner and transaction_id are fixed by the first write.
+_OUTCOME = ("status", "status_rank", "finished_at", "runtime_ms", "cancelled_by", "message", "archived_at")
+_KEPT_ONCE_SET = ("requested_by", "started_at", *DIAGNOSTIC_FIELDS)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _transient(error: BaseException) -> bool:
+    """Worth retrying: the database is unreachable, restarting or timed out (not a bad statement)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, (OperationalError, InterfaceError, OSError, TimeoutError, ConnectionError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+class Archive:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: ArchiveSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        retry_seconds: float = 300.0,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings or ArchiveSettings()
+        self._clock = clock
+        self._retry_seconds = retry_seconds
+        # One writer process; this serialises the per-job ordinal (transaction_id) within it.
+        self._job_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: ArchiveSettings | None = None, **kwargs: Any) -> Archive:
+        settings = settings or ArchiveSettings()
+        return cls(create_engine(settings.resolved_url(), timeout_seconds=settings.timeout_seconds), settings, **kwargs)
+
+    async def migrate(self) -> None:
+        await self._retrying(lambda: migrate.upgrade(self.engine))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- writes (the operator) -----------------------------------------------------------------
+
+    async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> None:
+        """Upserts the Job's row; retried while the database is unreachable, then raises."""
+        values = _row(observation, owner, diagnostics, self._clock())
+        async with self._job_locks[owner.id]:
+            await self._retrying(lambda: self._upsert(values))
+
+    async def _upsert(self, values: dict[str, Any]) -> None:
+        async with self.engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            next_ordinal = (
+                select(func.coalesce(func.max(executions.c.transaction_id), 0) + 1)
+                .where(executions.c.scheduled_job_id == values["scheduled_job_id"])
+                .scalar_subquery()
+            )
+            insert = dialect.insert(executions).values(**values, transaction_id=next_ordinal)
+            current, new = executions.c, insert.excluded
+            changes: dict[str, Any] = {name: new[name] for name in _OUTCOME}
+            changes.update({name: func.coalesce(new[name], current[name]) for name in _KEPT_ONCE_SET})
+            forwards = or_(
+                current.status_rank < new.status_rank,
+                and_(current.status_rank == new.status_rank, current.status == new.status),
+            )
+            await connection.execute(
+                insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
+            )
+
+    async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
+        """Replaces the captured logs of one execution (whose row must exist)."""
+        captured = self._clock()
+
+        async def write() -> None:
+            async with self.engine.begin() as connection:
+                await connection.execute(delete(execution_logs).where(execution_logs.c.execution_uid == uid))
+                if logs:
+                    await connection.execute(
+                        execution_logs.insert(),
+                        [
+                            {
+                                "execution_uid": uid,
+                                "pod": log.pod,
+                                "container": log.container,
+                                "text": log.text,
+                                "truncated": log.truncated,
+                                "unavailable_reason": log.unavailable_reason,
+                                "captured_at": captured,
+                            }
+                            for log in logs
+                        ],
+                    )
+
+        await self._retrying(write)
+
+    async def record_deletion(
+        self, *, uid: str, job_id: int | None, namespace: str, name: str, deleted_by: str | None, deleted_at: datetime
+    ) -> None:
+        """Notes that a ScheduledJob was deleted (its runs stay until retention); a replay keeps the first."""
+
+        async def write() -> None:
+            async with self.engine.begin() as connection:
+                dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+                insert = dialect.insert(deletions).values(
+                    scheduled_job_uid=uid,
+                    scheduled_job_id=job_id,
+                    namespace=namespace,
+                    name=name,
+                    deleted_by=deleted_by,
+                    deleted_at=deleted_at,
+                )
+                await connection.execute(insert.on_conflict_do_nothing(index_elements=[deletions.c.scheduled_job_uid]))
+
+        await self._retrying(write)
+
+    # ---- reads (the API) -----------------------------------------------------------------------
+
+    async def page(self, query: TransactionQuery) -> Page:
+        conditions = _conditions(query)
+        offset = (query.page - 1) * query.page_size
+        async with self.engine.connect() as connection:
+            total = await connection.scalar(select(func.count()).select_from(executions).where(*conditions))
+            # Deferred join: the page's keys come from the index alone, then only 20 rows are read.
+            keys = (
+                select(executions.c.uid, executions.c.started_at)
+                .where(*conditions)
+                .order_by(executions.c.started_at.desc(), executions.c.uid.desc())
+                .offset(offset)
+                .limit(query.page_size)
+                .subquery()
+            )
+            rows = (
+                await connection.execute(
+                    select(executions)
+                    .join(keys, keys.c.uid == executions.c.uid)
+                    .order_by(executions.c.started_at.desc(), executions.c.uid.desc())
+                )
+            ).mappings()
+            items = [_execution(row) for row in rows]
+        return Page(items=items, page=query.page, page_size=query.page_size, total_count=int(total or 0))
+
+    async def get(self, uid: str) -> ArchivedExecution | None:
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(select(executions).where(executions.c.uid == uid))).mappings().first()
+        return _execution(row) if row else None
+
+    async def find(self, scheduled_job_id: int, execution_id: str) -> ArchivedExecution | None:
+        """One run of a job by its Job name (names may repeat over time: the newest wins)."""
+        async with self.engine.connect() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        _newest_first(
+                            select(executions).where(
+                                executions.c.scheduled_job_id == scheduled_job_id,
+                                executions.c.execution_id == execution_id,
+                            )
+                        ).limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return _execution(row) if row else None
+
+    async def has_job(self, scheduled_job_id: int) -> bool:
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(executions.c.uid).where(executions.c.scheduled_job_id == scheduled_job_id).limit(1)
+            )
+        return found is not None
+
+    async def logs(self, uid: str) -> list[ContainerLog]:
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(execution_logs)
+                    .where(execution_logs.c.execution_uid == uid)
+                    .order_by(execution_logs.c.pod, execution_logs.c.container, execution_logs.c.id)
+                )
+            ).mappings()
+            return [
+                ContainerLog(
+                    pod=row["pod"],
+                    container=row["container"],
+                    text=row["text"],
+                    truncated=bool(row["truncated"]),
+                    unavailable_reason=row["unavailable_reason"],
+                )
+                for row in rows
+            ]
+
+    async def deletion(self, scheduled_job_id: int) -> Deletion | None:
+        async with self.engine.connect() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        select(deletions)
+                        .where(deletions.c.scheduled_job_id == scheduled_job_id)
+                        .order_by(deletions.c.deleted_at.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return Deletion(**dict(row)) if row else None
+
+    # ---- retention -----------------------------------------------------------------------------
+
+    async def prune(self) -> PruneResult:
+        """Deletes, a batch per statement, runs older than the retention age, runs beyond the
+        per-job count, logs older than the logs' retention, and deletion notes with no runs left."""
+        now = self._clock()
+        settings = self.settings
+        by_age = await self._in_batches(
+            lambda: select(executions.c.uid).where(
+                executions.c.started_at < now - timedelta(days=settings.retention_days)
+            )
+        )
+        by_count = await self._beyond_count(settings.retention_per_job)
+        logs_cutoff = now - timedelta(days=settings.logs_retention_days)
+        logs = await self._delete_logs(logs_cutoff)
+        gone = await self._delete_orphan_deletions()
+        result = PruneResult(by_age=by_age, by_count=by_count, logs=logs, deletions=gone)
+        if result.total:
+            logger.info("archive pruned: %s", result)
+        return result
+
+    async def _in_batches(self, select_uids: Callable[[], Select[Any]]) -> int:
+        removed = 0
+        while True:
+            async with self.engine.begin() as connection:
+                batch = select_uids().limit(self.settings.prune_batch).scalar_subquery()
+                # Logs first: SQLite enforces the foreign key's cascade only when asked per connection.
+                await connection.execute(delete(execution_logs).where(execution_logs.c.execution_uid.in_(batch)))
+                result = await connection.execute(delete(executions).where(executions.c.uid.in_(batch)))
+            count = result.rowcount or 0
+            removed += count
+            if count < self.settings.prune_batch:
+                return removed
+
+    async def _beyond_count(self, keep: int) -> int:
+        """Per ScheduledJob id, rows after the newest `keep` (by started_at, uid)."""
+        async with self.engine.connect() as connection:
+            crowded = list(
+                (
+                    await connection.execute(
+                        select(executions.c.scheduled_job_id)
+                        .group_by(executions.c.scheduled_job_id)
+                        .having(func.count() > keep)
+                    )
+                ).scalars()
+            )
+        removed = 0
+        for job_id in crowded:
+            async with self.engine.connect() as connection:
+                edge = (
+                    await connection.execute(
+                        _newest_first(
+                            select(executions.c.started_at, executions.c.uid).where(
+                                executions.c.scheduled_job_id == job_id
+                            )
+                        )
+                        .offset(keep - 1)
+                        .limit(1)
+                    )
+                ).first()
+            if edge is None:
+                continue
+            older = tuple_(executions.c.started_at, executions.c.uid) < tuple_(edge.started_at, edge.uid)
+            removed += await self._in_batches(
+                lambda: select(executions.c.uid).where(executions.c.scheduled_job_id == job_id, older)  # noqa: B023
+            )
+        return removed
+
+    async def _delete_logs(self, cutoff: datetime) -> int:
+        removed = 0
+        while True:
+            async with self.engine.begin() as connection:
+                batch = (
+                    select(execution_logs.c.id)
+                    .where(execution_logs.c.captured_at < cutoff)
+                    .limit(self.settings.prune_batch)
+                    .scalar_subquery()
+                )
+                result = await connection.execute(delete(execution_logs).where(execution_logs.c.id.in_(batch)))
+            count = result.rowcount or 0
+            removed += count
+            if count < self.settings.prune_batch:
+                return removed
+
+    async def _delete_orphan_deletions(self) -> int:
+        async with self.engine.begin() as connection:
+            runs = select(executions.c.uid).where(executions.c.scheduled_job_id == deletions.c.scheduled_job_id)
+            result = await connection.execute(delete(deletions).where(~runs.exists()))
+        return result.rowcount or 0
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    async def _retrying(self, call: Callable[[], Any]) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(self._retry_seconds),
+            reraise=True,
+            before_sleep=lambda state: logger.warning(
+                "archive unreachable (%s); retrying", state.outcome.exception() if state.outcome else "?"
+            ),
+        ):
+            with attempt:
+                await call()
+
+
+def _row(observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None, now: datetime) -> dict[str, Any]:
+    finished_at = parse_utc(observation.finished_at) if observation.finished_at else None
+    started_at = parse_utc(observation.started_at)
+    row: dict[str, Any] = {
+        "uid": observation.uid,
+        "namespace": owner.namespace,
+        "scheduled_job": owner.name,
+        "scheduled_job_uid": owner.uid,
+        "scheduled_job_id": owner.id,
+        "execution_id": observation.name,
+        "trigger": observation.trigger,
+        "status": observation.status,
+        "status_rank": RANK_FINISHED if observation.finished else RANK_RUNNING,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "runtime_ms": (
+            max(0, round((finished_at - started_at).total_seconds() * 1000)) if finished_at is not None else None
+        ),
+        "requested_by": observation.requested_by,
+        "cancelled_by": observation.cancelled_by,
+        "message": observation.message,
+        "archived_at": now,
+    }
+    for name in DIAGNOSTIC_FIELDS:
+        value = getattr(diagnostics, name, None) if diagnostics is not None else None
+        if name == "scheduled_at" and isinstance(value, str):
+            value = parse_utc(value)
+        row[name] = value
+    return row
+
+
+def _conditions(query: TransactionQuery) -> list[ColumnElement[bool]]:
+    c = executions.c
+    conditions: list[ColumnElement[bool]] = []
+    if query.scheduled_job_id is not None:
+        conditions.append(c.scheduled_job_id == query.scheduled_job_id)
+    if query.namespace is not None:
+        conditions.append(c.namespace == query.namespace)
+    if query.name is not None:
+        conditions.append(c.scheduled_job == query.name)
+    if query.status is not None:
+        conditions.append(c.status == query.status)
+    if query.trigger is not None:
+        conditions.append(c.trigger == query.trigger)
+    if query.user is not None:
+        conditions.append(or_(c.requested_by == query.user, c.cancelled_by == query.user))
+    if query.started_from is not None:
+        conditions.append(c.started_at >= query.started_from)
+    if query.started_to is not None:
+        conditions.append(c.started_at < query.started_to)
+    return conditions
+
+
+def _newest_first(statement: Select[Any]) -> Select[Any]:
+    return statement.order_by(executions.c.started_at.desc(), executions.c.uid.desc())
+
+
+def _execution(row: RowMapping) -> ArchivedExecution:
+    return ArchivedExecution(**{k: v for k, v in row.items() if k != "status_rank"})

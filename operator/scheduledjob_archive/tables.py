@@ -1,0 +1,130 @@
+"""The archive's tables, as SQLAlchemy Core metadata (the migrations create exactly these)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+NAME: Final = 253  # a Kubernetes object name or label value fits
+UID: Final = 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python; `timestamptz` on PostgreSQL, naive UTC text on SQLite (which
+    orders correctly because every value is written in the same format)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the archive")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    }
+)
+
+# Status ranks: an upsert only replaces a row of lower or equal rank, so a stale "running" event never
+# overwrites a finished row.
+RANK_RUNNING: Final = 0
+RANK_FINISHED: Final = 1
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("uid", String(UID), primary_key=True, comment="The Job's UID: one row per Job, ever."),
+    Column("namespace", String(NAME), nullable=False),
+    Column("scheduled_job", String(NAME), nullable=False, comment="The ScheduledJob's name."),
+    Column("scheduled_job_uid", String(UID), nullable=True),
+    Column("scheduled_job_id", BigInteger, nullable=False, comment="The ScheduledJob's status.id."),
+    Column("execution_id", String(NAME), nullable=False, comment="The Job's name."),
+    Column("transaction_id", BigInteger, nullable=False, comment="Ordinal per ScheduledJob id (1 = first)."),
+    Column("trigger", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_rank", SmallInteger, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("runtime_ms", BigInteger, nullable=True),
+    Column("requested_by", String(NAME), nullable=True),
+    Column("cancelled_by", String(NAME), nullable=True),
+    Column("message", Text, nullable=True),
+    # Diagnostics (operator/scheduledjob/diagnostics.py), all optional.
+    Column("exit_code", Integer, nullable=True),
+    Column("reason", String(NAME), nullable=True),
+    Column("container", String(NAME), nullable=True),
+    Column("container_message", Text, nullable=True),
+    Column("pod_name", String(NAME), nullable=True),
+    Column("node_name", String(NAME), nullable=True),
+    Column("attempts", Integer, nullable=True),
+    Column("scheduled_at", UtcDateTime, nullable=True),
+    Column("start_delay_ms", BigInteger, nullable=True),
+    Column("archived_at", UtcDateTime, nullable=False, comment="When this row was last written."),
+)
+# Keyset orders: (started_at desc, uid desc) per job and across jobs; status filters across jobs.
+Index("ix_executions_job_started", executions.c.scheduled_job_id, executions.c.started_at, executions.c.uid)
+Index("ix_executions_started", executions.c.started_at, executions.c.uid)
+Index("ix_executions_status_started", executions.c.status, executions.c.started_at, executions.c.uid)
+Index("ix_executions_owner", executions.c.namespace, executions.c.scheduled_job, executions.c.started_at)
+
+execution_logs = Table(
+    "execution_logs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "execution_uid",
+        String(UID),
+        ForeignKey("executions.uid", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("pod", String(NAME), nullable=False),
+    Column("container", String(NAME), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("unavailable_reason", Text, nullable=True),
+    Column("captured_at", UtcDateTime, nullable=False),
+)
+Index("ix_execution_logs_execution_uid", execution_logs.c.execution_uid)
+
+deletions = Table(
+    "scheduled_job_deletions",
+    metadata,
+    Column("scheduled_job_uid", String(UID), primary_key=True),
+    Column("scheduled_job_id", BigInteger, nullable=True),
+    Column("namespace", String(NAME), nullable=False),
+    Column("name", String(NAME), nullable=False),
+    Column("deleted_by", String(NAME), nullable=True, comment="Who deleted it, when known."),
+    Column("deleted_at", UtcDateTime, nullable=False),
+)
+Index("ix_scheduled_job_deletions_id", deletions.c.scheduled_job_id)

@@ -1,0 +1,63 @@
+"""The operator's side of the archive besides each run (ledger_sync.py): open and migrate it at
+startup, prune it on a timer (the first prune at once), and note deleted ScheduledJobs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from scheduledjob import constants as c
+from scheduledjob.timefmt import parse_utc
+from scheduledjob_archive.repository import Archive
+from scheduledjob_archive.settings import ArchiveSettings
+
+from scheduledjob_operator.context import OperatorContext
+
+logger = logging.getLogger(__name__)
+
+
+async def open_archive(settings: ArchiveSettings | None = None) -> Archive:
+    """Connects and brings the schema to head (replicas starting together take turns); retried by
+    the archive while the database is unreachable, then kopf's startup retry takes over."""
+    archive = Archive.from_settings(settings)
+    try:
+        await archive.migrate()
+    except Exception:
+        await archive.close()
+        raise
+    logger.info("archive ready at %s", archive.engine.url.render_as_string(hide_password=True))
+    return archive
+
+
+async def prune_forever(archive: Archive) -> None:
+    while True:
+        try:
+            await archive.prune()
+        except Exception:
+            logger.exception("pruning the archive failed; next try in %ss", archive.settings.prune_interval_seconds)
+        await asyncio.sleep(archive.settings.prune_interval_seconds)
+
+
+async def note_deletion(scheduled_job: dict[str, Any], context: OperatorContext) -> None:
+    """Records who deleted a ScheduledJob and when; its runs stay in the archive until retention.
+
+    Who: the API annotates the object just before deleting it. A kubectl delete leaves no name on
+    the object, so it is recorded as unknown (the apiserver's audit log has the user at that time)."""
+    if context.archive is None:
+        return
+    meta = scheduled_job["metadata"]
+    status = scheduled_job.get("status") or {}
+    job_id = status.get("id")
+    deleted_at = meta.get("deletionTimestamp")
+    try:
+        await context.archive.record_deletion(
+            uid=meta["uid"],
+            job_id=job_id if isinstance(job_id, int) else None,
+            namespace=meta["namespace"],
+            name=meta["name"],
+            deleted_by=(meta.get("annotations") or {}).get(c.ANNOTATION_DELETED_BY),
+            deleted_at=parse_utc(deleted_at) if deleted_at else context.clock(),
+        )
+    except Exception:
+        logger.exception("could not note the deletion of %s/%s in the archive", meta["namespace"], meta["name"])

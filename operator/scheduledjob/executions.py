@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.diagnostics import Diagnostics
 from scheduledjob.models import ExecutionStatus, Trigger
 from scheduledjob.timefmt import format_utc
 
@@ -24,6 +25,7 @@ class JobObservation:
     cancelled_by: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    diagnostics: Diagnostics | None = None  # why it ended; filled in by whoever read its pods
 
     @property
     def finished(self) -> bool:

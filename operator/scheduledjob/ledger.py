@@ -6,11 +6,11 @@ restart, repeated watch events and concurrent completions never lose or double c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from scheduledjob.executions import JobObservation
-from scheduledjob.models import ExecutionRecord, ScheduledJobStatus
+from scheduledjob.models import ExecutionRecord, LastFailure, ScheduledJobStatus
 from scheduledjob.timefmt import milliseconds_between, parse_utc
 
 TransitionKind = Literal["started", "succeeded", "failed", "cancelled"]
@@ -69,14 +69,33 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
     record.runtime_ms = milliseconds_between(record.started_at, observation.finished_at)
     record.message = observation.message
     record.cancelled_by = observation.cancelled_by
+    if observation.diagnostics is not None:
+        for name, value in asdict(observation.diagnostics).items():
+            if value is not None:
+                setattr(record, name, value)
     if observation.status == "succeeded":
         status.success_count += 1
     elif observation.status == "failed":
         status.failure_count += 1
+        _note_failure(status, record)
     else:
         status.cancelled_count += 1
     if observation.status != "cancelled":
         status.total_runtime_ms += record.runtime_ms
+
+
+def _note_failure(status: ScheduledJobStatus, record: ExecutionRecord) -> None:
+    assert record.finished_at is not None
+    last = status.last_failure
+    if last is not None and parse_utc(last.finished_at) > parse_utc(record.finished_at):
+        return  # an older failure recorded late does not hide the newer one
+    status.last_failure = LastFailure(
+        execution_id=record.execution_id,
+        finished_at=record.finished_at,
+        reason=record.reason,
+        exit_code=record.exit_code,
+        message=record.container_message or record.message,
+    )
 
 
 def _newest_first_within(history: list[ExecutionRecord], limit: int) -> list[ExecutionRecord]:

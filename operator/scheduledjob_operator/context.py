@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
+from scheduledjob_operator.log_capture import CaptureLimits, LogSink, NoArchive
 from scheduledjob_operator.status_writer import Key, StatusWriter
 
 
@@ -23,6 +24,9 @@ class OperatorContext:
     writer: StatusWriter
     catalog: Catalog = field(default_factory=Catalog)
     clock: Callable[[], datetime] = utc_now
+    # Where captured logs go (the archive, wired by whoever configures one) and how much is read.
+    archive: LogSink = field(default_factory=NoArchive)
+    log_limits: CaptureLimits = field(default_factory=CaptureLimits.from_env)
     # ScheduledJobs whose reconcile failed for a transient reason; the periodic loop retries them.
     retry: set[Key] = field(default_factory=set)
     # One reconcile per ScheduledJob at a time: watch events and the periodic resync both reconcile.

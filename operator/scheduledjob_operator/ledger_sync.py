@@ -14,6 +14,7 @@ from scheduledjob.executions import observe_job, recorded_stage
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict
+from scheduledjob_operator.log_capture import capture_run
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
+        observation = await capture_run(context.cluster, context.archive, job, observation, context.log_limits)
     owner_exists = await context.writer.record(key, observation)
     if deleted:
         return

@@ -15,7 +15,7 @@ from scheduledjob_api.cluster import Cluster
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
-from scheduledjob_api.routers import health, scheduled_jobs
+from scheduledjob_api.routers import health, logs, scheduled_jobs
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
     app.include_router(scheduled_jobs.router)
+    app.include_router(logs.router)  # app.state.log_store (the archive's LogStore) serves finished runs
     app.include_router(health.router)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app

@@ -87,6 +87,35 @@ class Transaction(_Closed):
     finished_at: Timestamp | None
     runtime: int | None = Field(description="Milliseconds.")
     message: str | None
+    exit_code: int | None = Field(description="Exit code of the failing (else the last) container.")
+    reason: str | None = Field(
+        description="Why it ended: Completed, Error, OOMKilled, DeadlineExceeded, BackoffLimitExceeded, Evicted..."
+    )
+    container: str | None = Field(description="The container `exit_code` and `reason` belong to.")
+    container_message: str | None = Field(description="Its termination message (else the pod's or Job's).")
+    pod_name: str | None = Field(description="The pod that decided the outcome.")
+    node_name: str | None
+    attempts: int | None = Field(description="Container runs: pods plus restarts.")
+    scheduled_at: Timestamp | None = Field(description="The schedule slot it was created for; null for manual runs.")
+    start_delay_ms: int | None = Field(description="From `scheduled_at` to the first container start.")
+
+
+class ContainerLogView(_Closed):
+    pod: str
+    container: str
+    text: str = Field(description="The end of its output: the last `tailLines` lines within `limitBytes`.")
+    truncated: bool = Field(description="True when earlier output was left out.")
+    unavailable_reason: str | None = Field(description="Set when the log could not be read: why.")
+
+
+class ExecutionLogs(_Closed):
+    job_id: int
+    execution_id: str
+    status: ExecutionStatus
+    source: Literal["live", "archive"] = Field(
+        description="`live`: read from the run's pods now; `archive`: captured when it finished."
+    )
+    containers: list[ContainerLogView] = Field(description="Every container of every pod, oldest pod first.")
 
 
 class Configuration(_Closed):

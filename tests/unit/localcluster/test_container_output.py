@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from localcluster_launcher.container_output import Output, Selection, container_text, select
@@ -36,7 +37,7 @@ def test_a_huge_log_is_computed_not_stored() -> None:
 
 
 def test_the_default_line_names_image_and_command() -> None:
-    pod = {"metadata": {"annotations": {}}}
+    pod: dict[str, Any] = {"metadata": {"annotations": {}}}
     lines, repeat = container_text(pod, {"image": "busybox", "command": ["sh", "-c", "echo hi"]})
     assert (lines, repeat) == (("busybox sh -c 'echo hi'",), 1)
     annotated = {"metadata": {"annotations": {"localcluster.selfhelp.io/log": "one\ntwo\n"}}}

@@ -50,7 +50,8 @@ ExecutionId = Annotated[str, Path(description="The execution's `execution_id` (i
         "with `truncated` set when more was written.\n\n"
         "`follow=true` answers `text/plain` instead and, while the run is running, streams its newest "
         "pod's container (`container`, default the first) as it writes, like `kubectl logs -f`, until the "
-        "container ends or has been silent for the configured idle time (`SCHEDULED_JOBS_LOG_FOLLOW_IDLE_SECONDS`, default 60)."
+        "container ends or has been silent for the configured idle time "
+        "(`SCHEDULED_JOBS_LOG_FOLLOW_IDLE_SECONDS`, default 60)."
     ),
     responses={**_OK, **errors(400, 404, 409, 401, 403, 503)},
 )

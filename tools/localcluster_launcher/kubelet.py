@@ -371,7 +371,10 @@ class FakeKubelet:
         self._instances.pop(meta.get("uid", ""), None)
 
     def _begin_instance(self, uid: str, started: dt.datetime) -> None:
-        self._instances.setdefault(uid, []).append(Instance(started))
+        runs = self._instances.setdefault(uid, [])
+        if runs and runs[-1].finished is None:
+            return  # already running (a second Pending event before our Running status was seen)
+        runs.append(Instance(started))
 
     def _end_instance(self, uid: str, finished: dt.datetime) -> None:
         runs = self._instances.get(uid)

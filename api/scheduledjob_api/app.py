@@ -20,7 +20,7 @@ from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
-from scheduledjob_api.routers import admin_controls, health, scheduled_jobs, transactions
+from scheduledjob_api.routers import admin_controls, health, logs, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -84,6 +84,7 @@ def create_app(
     app.include_router(transactions.router)  # first: `/transactions` is not a job id
     app.include_router(scheduled_jobs.router)
     app.include_router(admin_controls.router)
+    app.include_router(logs.router)  # app.state.log_store (the archive's LogStore) serves finished runs
     app.include_router(health.router)
     install_docs(app, BASE_PATH)
     install_ui(app)  # the dashboard at /ui/ (not in the OpenAPI document)

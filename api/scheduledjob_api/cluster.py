@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Obj = dict[str, Any]
 
@@ -95,3 +95,24 @@ class Cluster(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class PodLogs(Protocol):
+    """A running execution's pods and their logs (`pods` list, `pods/log` get), for the logs endpoint."""
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]: ...
+
+    async def read_log(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int, max_bytes: int
+    ) -> tuple[bytes, bool]:
+        """The end of a log: at most `tail_lines` lines (one more is asked for, to tell whether there was
+        more) and no more than about 2 x `max_bytes` in memory. (data, cut): cut = its start was dropped."""
+        ...
+
+    def follow_log(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int | None, limit_bytes: int | None, idle: float
+    ) -> AsyncIterator[bytes]:
+        """`pods/log?follow=true`: chunks as the container writes them; ends when it ends, or after `idle`
+        seconds without output."""
+        ...

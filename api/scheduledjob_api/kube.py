@@ -295,6 +295,72 @@ class KubeCluster:
             self._timeout,
         )
 
+    # ---- pods and their logs (the logs endpoint) ----------------------------------------------
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        page = await self._json(
+            lambda api: _core(api).list_namespaced_pod(
+                namespace, label_selector=label_selector, _preload_content=False, _request_timeout=self._timeout
+            ),
+            self._timeout,
+        )
+        return [item for item in page.get("items") or [] if isinstance(item, dict)]
+
+    async def read_log(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int, max_bytes: int
+    ) -> tuple[bytes, bool]:
+        async def read(api: ApiClient) -> tuple[bytes, bool]:
+            response = await _core(api).read_namespaced_pod_log(
+                pod, namespace, container=container, tail_lines=tail_lines + 1,
+                _preload_content=False, _request_timeout=self._timeout,
+            )  # fmt: skip
+            try:
+                if response.status != 200:
+                    raise classify(response.status, _message(await response.read()))
+                buffer, cut = bytearray(), False
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    buffer.extend(chunk)
+                    if len(buffer) > 2 * max_bytes + 1:
+                        del buffer[: len(buffer) - max_bytes - 1]
+                        cut = True
+                return bytes(buffer), cut
+            finally:
+                response.release()
+
+        result: tuple[bytes, bool] = await self._request(read, self._timeout)
+        return result
+
+    async def follow_log(
+        self, namespace: str, pod: str, container: str, *, tail_lines: int | None, limit_bytes: int | None, idle: float
+    ) -> AsyncIterator[bytes]:
+        options: dict[str, Any] = {"container": container, "follow": True}
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
+        if limit_bytes is not None:
+            options["limit_bytes"] = limit_bytes
+        # Connecting is bounded like any request; then only silence is (`idle`), never the whole stream.
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_connect=self._timeout, sock_read=idle)
+        response = await self._request(
+            lambda api: _core(api).read_namespaced_pod_log(
+                pod, namespace, _preload_content=False, _request_timeout=timeout, **options
+            ),
+            self._timeout,
+        )
+        try:
+            if response.status != 200:
+                raise classify(response.status, _message(await response.read()))
+            async for chunk in response.content.iter_any():
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            return  # idle for too long: end the stream cleanly, as after the container's end
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ClusterUnavailable(f"log stream interrupted: {exc}") from exc
+        finally:
+            response.release()
+
+
+def _core(api: ApiClient) -> Any:
+    return client.CoreV1Api(api)
+
 
 def _batch(api: ApiClient) -> Any:
     # Untyped on purpose: the stubs want V1Job models and lack `_content_type`; we send plain dicts.

@@ -129,7 +129,21 @@ class Transaction(_Closed):
     finished_at: Timestamp | None
     runtime: int | None = Field(description="Milliseconds.")
     message: str | None
-    reason: str | None = Field(description="Given with execute or pause; for a skipped slot, why it did not run.")
+    request_reason: str | None = Field(
+        description="Given with execute or pause (the request body's `reason`); null otherwise."
+    )
+    exit_code: int | None = Field(description="Exit code of the failing (else the last) container.")
+    reason: str | None = Field(
+        description="Why it ended: Completed, Error, OOMKilled, DeadlineExceeded, BackoffLimitExceeded, Evicted...;"
+        " for a skipped slot, why it did not run."
+    )
+    container: str | None = Field(description="The container `exit_code` and `reason` belong to.")
+    container_message: str | None = Field(description="Its termination message (else the pod's or Job's).")
+    pod_name: str | None = Field(description="The pod that decided the outcome.")
+    node_name: str | None
+    attempts: int | None = Field(description="Container runs: pods plus restarts.")
+    scheduled_at: Timestamp | None = Field(description="The schedule slot it was created for; null for manual runs.")
+    start_delay_ms: int | None = Field(description="From `scheduled_at` to the first container start.")
 
 
 class JobTransaction(Transaction):
@@ -140,12 +154,12 @@ class JobTransaction(Transaction):
     namespace: str
 
 
-class ContainerLog(_Closed):
+class ContainerLogView(_Closed):
     pod: str
     container: str
-    text: str = Field(description="The captured output (its tail when truncated).")
-    truncated: bool
-    unavailable_reason: str | None = Field(description="Why no output could be captured, if so.")
+    text: str = Field(description="The end of its output: the last `tailLines` lines within `limitBytes`.")
+    truncated: bool = Field(description="True when earlier output was left out.")
+    unavailable_reason: str | None = Field(description="Set when the log could not be read: why.")
 
 
 class Deleted(_Closed):
@@ -157,17 +171,18 @@ class TransactionDetail(JobTransaction):
     """One execution with everything the archive knows about it."""
 
     uid: str = Field(description="The Job's UID (the archive's key).")
-    exit_code: int | None
-    reason: str | None = Field(description="The container's termination reason, e.g. OOMKilled.")
-    container: str | None
-    container_message: str | None
-    pod_name: str | None
-    node_name: str | None
-    attempts: int | None = Field(description="Pods the Job started.")
-    scheduled_at: Timestamp | None = Field(description="The schedule slot the run was for.")
-    start_delay_ms: int | None
-    logs: list[ContainerLog]
+    logs: list[ContainerLogView]
     job_deleted: Deleted | None = Field(description="Set when the ScheduledJob has been deleted.")
+
+
+class ExecutionLogs(_Closed):
+    job_id: int
+    execution_id: str
+    status: ExecutionStatus
+    source: Literal["live", "archive"] = Field(
+        description="`live`: read from the run's pods now; `archive`: captured when it finished."
+    )
+    containers: list[ContainerLogView] = Field(description="Every container of every pod, oldest pod first.")
 
 
 class Configuration(_Closed):

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
         default_factory=list, description="Namespaces to serve; empty = all namespaces."
     )
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # `logs?follow=true` ends after this long without output (the run may still be going).
+    log_follow_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     @field_validator("jwt_algorithms", "namespaces", mode="before")
     @classmethod

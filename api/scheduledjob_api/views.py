@@ -85,7 +85,23 @@ def transaction(record: dict[str, Any]) -> dict[str, Any]:
         "finished_at": record.get("finishedAt"),
         "runtime": _int(record.get("runtimeMs"), None),
         "message": record.get("message"),
+        "request_reason": record.get("requestReason"),
+        **diagnostics(record),
+    }
+
+
+def diagnostics(record: dict[str, Any]) -> dict[str, Any]:
+    """Why a finished run ended as it did (scheduledjob.diagnostics); nulls for running or older records."""
+    return {
+        "exit_code": _int(record.get("exitCode"), None),
         "reason": record.get("reason"),
+        "container": record.get("container"),
+        "container_message": record.get("containerMessage"),
+        "pod_name": record.get("podName"),
+        "node_name": record.get("nodeName"),
+        "attempts": _int(record.get("attempts"), None),
+        "scheduled_at": record.get("scheduledAt"),
+        "start_delay_ms": _int(record.get("startDelayMs"), None),
     }
 
 

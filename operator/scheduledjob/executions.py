@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.diagnostics import Diagnostics
 from scheduledjob.models import ExecutionStatus, Trigger
 from scheduledjob.timefmt import format_utc
 
@@ -24,9 +25,10 @@ class JobObservation:
     cancelled_by: str | None = None
     finished_at: str | None = None
     message: str | None = None
-    reason: str | None = None
+    request_reason: str | None = None  # the execute request's `reason`
     # The Job's own ledger annotation ("started"/"finished"): counted before, even if no longer in history.
     recorded: str | None = None
+    diagnostics: Diagnostics | None = None  # why it ended; filled in by whoever read its pods
 
     @property
     def finished(self) -> bool:
@@ -55,7 +57,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
         "started_at": status.get("startTime") or meta["creationTimestamp"],
         "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
         "cancelled_by": cancelled_by,
-        "reason": annotations.get(c.ANNOTATION_REASON) or None,
+        "request_reason": annotations.get(c.ANNOTATION_REASON) or None,
         "recorded": recorded_stage(job),
     }
     if complete := _true_condition(job, "Complete"):

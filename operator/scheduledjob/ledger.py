@@ -12,12 +12,12 @@ is then not counted, and their start stays counted), and free text cut to the sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Literal
 
 from scheduledjob.executions import JobObservation
-from scheduledjob.models import ExecutionRecord, ScheduledJobStatus
+from scheduledjob.models import ExecutionRecord, LastFailure, ScheduledJobStatus
 from scheduledjob.pause import Pause, Resume
 from scheduledjob.skipped import SkippedSlot
 from scheduledjob.timefmt import format_utc, milliseconds_between, parse_utc
@@ -27,6 +27,15 @@ MAX_RUNNING_RECORDS = 100
 MAX_NAME_LENGTH = 256  # requestedBy, cancelledBy (a token's `sub` may be far longer)
 MAX_MESSAGE_LENGTH = 1024
 MAX_REASON_LENGTH = 1000  # the CRD's maxLength of `reason`
+# The CRD's maxLength of each text field of the diagnostics (scheduledjob.diagnostics.Diagnostics).
+_TEXT_BOUNDS = {
+    "reason": MAX_REASON_LENGTH,
+    "container": 253,
+    "container_message": MAX_MESSAGE_LENGTH,
+    "pod_name": 253,
+    "node_name": 253,
+    "scheduled_at": 64,
+}
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ def _start(status: ScheduledJobStatus, observation: JobObservation) -> Execution
         status="running",
         started_at=observation.started_at,
         requested_by=_cut(observation.requested_by, MAX_NAME_LENGTH),
-        reason=_cut(observation.reason, MAX_REASON_LENGTH),
+        request_reason=_cut(observation.request_reason, MAX_REASON_LENGTH),
     )
 
 
@@ -96,14 +105,33 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
     record.runtime_ms = milliseconds_between(record.started_at, observation.finished_at)
     record.message = _cut(observation.message, MAX_MESSAGE_LENGTH)
     record.cancelled_by = _cut(observation.cancelled_by, MAX_NAME_LENGTH)
+    if observation.diagnostics is not None:
+        for name, value in asdict(observation.diagnostics).items():
+            if value is not None:
+                setattr(record, name, _cut(value, _TEXT_BOUNDS[name]) if isinstance(value, str) else value)
     if observation.status == "succeeded":
         status.success_count += 1
     elif observation.status == "failed":
         status.failure_count += 1
+        _note_failure(status, record)
     else:
         status.cancelled_count += 1
     if observation.status != "cancelled":
         status.total_runtime_ms += record.runtime_ms
+
+
+def _note_failure(status: ScheduledJobStatus, record: ExecutionRecord) -> None:
+    assert record.finished_at is not None
+    last = status.last_failure
+    if last is not None and parse_utc(last.finished_at) > parse_utc(record.finished_at):
+        return  # an older failure recorded late does not hide the newer one
+    status.last_failure = LastFailure(
+        execution_id=record.execution_id,
+        finished_at=record.finished_at,
+        reason=record.reason,
+        exit_code=record.exit_code,
+        message=record.container_message or record.message,
+    )
 
 
 def newest_first_within(history: list[ExecutionRecord], limit: int) -> list[ExecutionRecord]:
@@ -174,7 +202,7 @@ def record_pause_change(
             started_at=at,
             finished_at=at,
             requested_by=pause.paused_by,
-            reason=pause.reason,
+            request_reason=_cut(pause.reason, MAX_REASON_LENGTH),
             message=f"paused{who}: nothing is scheduled until it is resumed",
         )
         kind: TransitionKind = "paused"

@@ -49,10 +49,30 @@ class ExecutionRecord(_Wire):
     status: RecordStatus
     started_at: str
     requested_by: str | None = None
-    reason: str | None = None  # why: given with execute/pause, or why a slot was skipped
+    request_reason: str | None = None  # given with execute or pause (the request body's `reason`)
     cancelled_by: str | None = None
     finished_at: str | None = None
     runtime_ms: int | None = None
+    message: str | None = None
+    # Why it ended (scheduledjob.diagnostics), set when it finishes; absent for older records.
+    exit_code: int | None = None
+    reason: str | None = None
+    container: str | None = None
+    container_message: str | None = None
+    pod_name: str | None = None
+    node_name: str | None = None
+    attempts: int | None = None
+    scheduled_at: str | None = None
+    start_delay_ms: int | None = None
+
+
+class LastFailure(_Wire):
+    """The newest failed execution in short, for `kubectl describe sj` and `kubectl get sj -o wide`."""
+
+    execution_id: str
+    finished_at: str
+    reason: str | None = None
+    exit_code: int | None = None
     message: str | None = None
 
 
@@ -79,6 +99,7 @@ class ScheduledJobStatus(_Wire):
     average_runtime_ms: int | None = None
     active: list[str] = Field(default_factory=list)
     history: list[ExecutionRecord] = Field(default_factory=list)
+    last_failure: LastFailure | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
     # The highest transactionId handed out (records of skipped slots and pauses take ids too).

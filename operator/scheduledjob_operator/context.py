@@ -14,6 +14,7 @@ from scheduledjob_archive.repository import Archive
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.leadership import Leadership
+from scheduledjob_operator.log_capture import CaptureLimits
 from scheduledjob_operator.status_writer import Key, StatusWriter
 
 # A failed reconcile or recording is tried again after 10 s, then 20 s, then every 30 s, until it lands.
@@ -73,6 +74,8 @@ class OperatorContext:
     writer: StatusWriter
     catalog: Catalog = field(default_factory=Catalog)
     clock: Callable[[], datetime] = utc_now
+    # Where captured logs go besides the archive (none configured: not kept) and how much is read.
+    log_limits: CaptureLimits = field(default_factory=CaptureLimits.from_env)
     # ScheduledJobs whose reconcile failed (or whose CronJob changed); the periodic loop retries them.
     retry: Backoff = field(default_factory=Backoff)
     # Jobs (namespace, name) whose recording failed; the periodic loop reads and records them again.

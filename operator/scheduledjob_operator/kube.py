@@ -11,6 +11,7 @@ Conflicts (409) are not transient in that sense: the caller must read again, so 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import tenacity
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
+from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 
 MERGE_PATCH = "application/merge-patch+json"
 # (connect, read) seconds for each request of the operator's own client.
@@ -41,6 +43,17 @@ class Conflict(Exception):
 
 class Rejected(Exception):
     """The API server refused the object as invalid (HTTP 422); the message names the field."""
+
+
+class LogUnavailable(Exception):
+    """A container's log could not be read (pod gone, kubelet unreachable, deadline): the message says why."""
+
+
+def _log_error(status: int, body: Any) -> str:
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    with contextlib.suppress(ValueError, AttributeError):
+        text = str(json.loads(text).get("message", text))
+    return f"HTTP {status}: {text.strip()[:300]}"
 
 
 def is_transient(error: BaseException) -> bool:
@@ -300,6 +313,58 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
+
+    # --- Pods and their logs (log capture before the ledger releases a Job) --------------------
+    async def list_job_pods(self, job: dict[str, Any], budget: float) -> list[dict[str, Any]]:
+        """The pods of `job`, by the Job's own selector (its controller-uid), else by its name label."""
+        meta = job["metadata"]
+        match = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        selector = ",".join(f"{k}={v}" for k, v in sorted(match.items())) or f"{JOB_NAME_LABEL}={meta['name']}"
+        async with asyncio.timeout(budget):
+            response = await self._core.list_namespaced_pod(
+                meta["namespace"], label_selector=selector, _preload_content=False, _request_timeout=budget
+            )
+            try:
+                if response.status >= 300:
+                    raise ApiException(status=response.status, reason=await response.text())
+                items: list[dict[str, Any]] = (await response.json()).get("items") or []
+            finally:
+                response.release()
+        return items
+
+    async def read_log_tail(
+        self, namespace: str, pod: str, container: str, max_lines: int, max_bytes: int, budget: float
+    ) -> LogTail:
+        """The end of a container's log: the last `max_lines` lines within `max_bytes`, read in chunks so a
+        huge log never sits in memory whole. Raises LogUnavailable (with why) if it cannot be read."""
+        try:
+            async with asyncio.timeout(budget):
+                response = await self._core.read_namespaced_pod_log(
+                    pod,
+                    namespace,
+                    container=container,
+                    tail_lines=max_lines + 1,  # one more than kept: tells whether there was more
+                    _preload_content=False,
+                    _request_timeout=budget,
+                )
+                try:
+                    if response.status >= 300:
+                        raise LogUnavailable(_log_error(response.status, await response.text()))
+                    buffer, dropped = bytearray(), False
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        buffer.extend(chunk)
+                        if len(buffer) > 2 * max_bytes + 1:
+                            del buffer[: len(buffer) - max_bytes - 1]
+                            dropped = True
+                finally:
+                    response.release()
+        except TimeoutError:
+            raise LogUnavailable(f"no answer within {budget:g}s") from None
+        except ApiException as error:
+            raise LogUnavailable(_log_error(error.status or 0, error.body or error.reason or "")) from None
+        except aiohttp.ClientError as error:
+            raise LogUnavailable(f"API server unreachable: {error}") from None
+        return bounded_tail(bytes(buffer), max_lines=max_lines, max_bytes=max_bytes, cut=dropped)
 
     # --- the cluster-wide id sequence ----------------------------------------------------------
     async def allocate_id(self, floor: int) -> int:

@@ -15,6 +15,7 @@ from scheduledjob_archive.records import Owner
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, conflict_retry
+from scheduledjob_operator.log_capture import NoArchive, capture_run
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,11 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
+        sink = context.archive if context.archive is not None else NoArchive()
+        observation = await capture_run(context.cluster, sink, job, observation, context.log_limits)
     if context.archive is not None:  # the archive first: while it is unreachable the finalizer stays
-        await context.archive.save(observation, archive_owner(job))
+        await context.archive.save(observation, archive_owner(job), observation.diagnostics)
     owner_exists = await context.writer.record(key, observation)
     if deleted:
         return

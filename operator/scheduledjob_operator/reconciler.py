@@ -55,6 +55,10 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
         if record.message and transition.kind in ("failed", "cancelled"):
             message += f": {record.message}"
+        if transition.kind == "failed" and record.reason:  # the cause (diagnostics), for kubectl describe
+            exit_code = f", exit code {record.exit_code}" if record.exit_code is not None else ""
+            where = f" in container {record.container}" if record.container else ""
+            message += f" ({record.reason}{exit_code}{where})"
         kopf.event(
             kopf.Body(cast(kopf.RawBody, obj)),
             type=_EVENT_TYPES[transition.kind],

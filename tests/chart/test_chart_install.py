@@ -604,6 +604,13 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                 f"{component}: list Secrets in the watched namespace", core.list_namespaced_secret(release.watched)
             )
             await forbidden(f"{component}: list Secrets everywhere", core.list_secret_for_all_namespaces())
+            # Pods: listed (and their logs read) only in the watched namespace; never changed.
+            await core.list_namespaced_pod(release.watched)
+            await forbidden(f"{component}: list pods outside", core.list_namespaced_pod(release.outside))
+            await forbidden(
+                f"{component}: read a pod log outside", core.read_namespaced_pod_log("any", release.outside)
+            )
+            await forbidden(f"{component}: delete pods", core.delete_collection_namespaced_pod(release.watched))
             # Namespaces.
             await forbidden(f"{component}: delete a Namespace", core.delete_namespace(release.outside))
             await forbidden(f"{component}: delete the watched Namespace", core.delete_namespace(release.watched))

@@ -163,11 +163,15 @@ OPERATOR_NAMESPACED = {
     ("batch", "jobs"): {"get", "list", "watch", "patch", "update"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "pods"): {"list"},  # log capture: a finished run's pods ...
+    ("", "pods/log"): {"get"},  # ... and their logs
 }
 API_NAMESPACED = {
     (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
     ("batch", "cronjobs"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"list"},  # a running run's logs
+    ("", "pods/log"): {"get"},
 }
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
 ID_SEQUENCE = {

@@ -34,6 +34,15 @@ TRANSACTION = {
     "finished_at": "2025-01-22T02:02:05Z",
     "runtime": 125000,
     "message": "completed",
+    "exit_code": 0,
+    "reason": "Completed",
+    "container": "cleanup",
+    "container_message": None,
+    "pod_name": "cache-cleanup-29021520-x7k2p",
+    "node_name": "worker-1",
+    "attempts": 1,
+    "scheduled_at": "2025-01-22T02:00:00Z",
+    "start_delay_ms": 1800,
 }
 
 EXAMPLES: dict[tuple[str, str], Any] = {
@@ -52,6 +61,22 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     },
     ("delete", "/{jobId}"): {"job_id": 1, "name": "cache-cleanup", "namespace": "cms", "deleted": True},
     ("get", "/{jobId}/transactions"): [TRANSACTION],
+    ("get", "/{jobId}/transactions/{executionId}/logs"): {
+        "job_id": 3,
+        "execution_id": "mail-queue-29021525",
+        "status": "failed",
+        "source": "archive",
+        "containers": [
+            {
+                "pod": "mail-queue-29021525-q8w4z",
+                "container": "mailer",
+                "text": "[info] connecting to smtp://mail.internal:587\n"
+                "[error] SMTP connect failed: Connection refused (mail.internal:587)\n",
+                "truncated": False,
+                "unavailable_reason": None,
+            }
+        ],
+    },
 }
 
 ERRORS = {

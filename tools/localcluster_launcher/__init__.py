@@ -2,7 +2,17 @@
 kube-controller-manager from one Go multicall binary) plus a simulated kubelet."""
 
 from .cluster import NODE_NAME, LocalCluster
-from .kubelet import ANNOTATION_DURATION, ANNOTATION_OUTCOME
+from .container_output import ANNOTATION_LOG, ANNOTATION_LOG_REPEAT
+from .kubelet import ANNOTATION_DURATION, ANNOTATION_EXIT_CODE, ANNOTATION_OUTCOME
 from .process import ClusterError
 
-__all__ = ["ANNOTATION_DURATION", "ANNOTATION_OUTCOME", "NODE_NAME", "ClusterError", "LocalCluster"]
+__all__ = [
+    "ANNOTATION_DURATION",
+    "ANNOTATION_EXIT_CODE",
+    "ANNOTATION_LOG",
+    "ANNOTATION_LOG_REPEAT",
+    "ANNOTATION_OUTCOME",
+    "NODE_NAME",
+    "ClusterError",
+    "LocalCluster",
+]

@@ -84,12 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     kubelet = sub.add_parser("kubelet", help="internal: run the simulated kubelet")
     kubelet.add_argument("--kubeconfig", type=Path, required=True)
     kubelet.add_argument("--node-name", default=NODE_NAME)
+    kubelet.add_argument("--port", type=int, default=0, help="port of the kubelet API (0: not served)")
+    kubelet.add_argument("--tls-cert-file", type=Path, help="serving certificate of the kubelet API")
+    kubelet.add_argument("--tls-private-key-file", type=Path)
+    kubelet.add_argument("--client-ca-file", type=Path, help="CA that signs the apiserver's client certificate")
 
     args = parser.parse_args(argv)
     if args.command == "kubelet":
+        from .kubelet import Serving
         from .kubelet import main as kubelet_main  # keeps the other commands free of aiohttp imports
 
-        kubelet_main(args.kubeconfig, args.node_name)
+        serving = None
+        if args.port:
+            serving = Serving(args.port, args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+        kubelet_main(args.kubeconfig, args.node_name, serving)
         return 0
     state_dir: Path = args.state_dir.resolve()
     if args.command == "up":

@@ -68,6 +68,7 @@ class LocalCluster:
     # The API server's audit log (JSON lines): requests of non-system users, with their User-Agent,
     # so fault tests can count each operator replica's writes (tests/integration/faults/).
     audit_log: Path = Path()
+    kubelet_port: int = 0  # of the simulated kubelet's HTTPS API (logs), advertised by the Node
     _apiserver_argv: list[str] = field(default_factory=list, repr=False)
     _ca_cert: Path = field(default=Path(), repr=False)
 
@@ -184,6 +185,11 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki.sa_key}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
+            # pods/log and kubectl logs reach the simulated kubelet over TLS verified both ways.
+            f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+            f"--kubelet-client-key={pki.kubelet_client_key}",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]  # fmt: skip
         self._spawn("kube-apiserver", self._apiserver_argv)
         self._ca_cert = pki.ca_cert
@@ -224,11 +230,14 @@ class LocalCluster:
         self._wait(lambda: health.http_get(url, ctx)[0] == 200, "the default ServiceAccount", "controller-manager")
 
     def _start_kubelet(self, pki: Pki) -> None:
+        self.kubelet_port = free_port()
         self._spawn(
             "kubelet",
             [
                 sys.executable, "-m", "localcluster_launcher", "kubelet",
                 f"--kubeconfig={self.kubeconfig}", f"--node-name={NODE_NAME}",
+                f"--port={self.kubelet_port}", f"--tls-cert-file={pki.kubelet_cert}",
+                f"--tls-private-key-file={pki.kubelet_key}", f"--client-ca-file={pki.ca_cert}",
             ],
         )  # fmt: skip
         ctx = health.tls_context(pki.ca_cert, pki.admin_cert, pki.admin_key)

@@ -1,8 +1,14 @@
 """Simulated kubelet: one Ready node; binds pods to it and plays their lifecycle. No container runs.
 
 Per-pod behaviour comes from pod annotations:
-  localcluster.selfhelp.io/outcome: succeed (default) | fail (exit code 1) | hang (runs until deleted)
+  localcluster.selfhelp.io/outcome: succeed (default) | fail | oom (killed: OOMKilled, exit 137) |
+    hang (runs until deleted)
+  localcluster.selfhelp.io/exit-code: the exit code of a `fail` outcome, default 1
   localcluster.selfhelp.io/duration-seconds: run time before the outcome, float, default 1
+  localcluster.selfhelp.io/log (and log-repeat): what the containers write to stdout (container_output.py)
+Container statuses carry the terminated state a kubelet writes (exitCode, reason Completed / Error /
+OOMKilled, startedAt, finishedAt). Logs are served over HTTPS by kubelet_server.py on the port the Node
+advertises in status.daemonEndpoints.kubeletEndpoint, so `pods/log` and `kubectl logs` work.
 Pods with restartPolicy Always never finish (a real kubelet would restart the container); with
 OnFailure a failure restarts the "container" (restartCount + 1), as the Job controller expects.
 """
@@ -16,6 +22,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +30,14 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 
+from .container_output import Output, container_text
+from .kubelet_server import Instance, KubeletServer
+
 ANNOTATION_OUTCOME = "localcluster.selfhelp.io/outcome"
 ANNOTATION_DURATION = "localcluster.selfhelp.io/duration-seconds"
-OUTCOMES = ("succeed", "fail", "hang")
+ANNOTATION_EXIT_CODE = "localcluster.selfhelp.io/exit-code"
+OUTCOMES = ("succeed", "fail", "oom", "hang")
+OOM_EXIT_CODE = 137  # 128 + SIGKILL, as the kernel's OOM killer leaves it
 WATCH_SECONDS = 120  # each watch ends after this and a relist follows: a periodic resync for free
 HOST_IP = "127.0.0.1"
 
@@ -58,6 +70,30 @@ def pod_behaviour(pod: Obj) -> tuple[str, float]:
     except ValueError:
         duration = 1.0
     return outcome, duration
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a container instance ends."""
+
+    code: int
+    reason: str  # Completed | Error | OOMKilled
+
+
+def pod_exit(pod: Obj, outcome: str) -> Exit:
+    if outcome == "succeed":
+        return Exit(0, "Completed")
+    if outcome == "oom":
+        return Exit(OOM_EXIT_CODE, "OOMKilled")
+    annotations = pod.get("metadata", {}).get("annotations") or {}
+    try:
+        code = int(annotations.get(ANNOTATION_EXIT_CODE, 1))
+    except ValueError:
+        code = 1
+    if not 1 <= code <= 255:
+        log.warning("pod %s: exit code %s outside 1..255, using 1", _key(pod), code)
+        code = 1
+    return Exit(code, "Error")
 
 
 def _key(pod: Obj) -> str:
@@ -120,9 +156,13 @@ def _conditions(status: str, now: str, reason: str | None = None) -> list[Obj]:
 
 
 class FakeKubelet:
-    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+    def __init__(self, api: client.ApiClient, node_name: str, port: int = 0) -> None:
         self.core = _core(api)
         self.node_name = node_name
+        self.port = port  # of the kubelet API (kubelet_server.py); 0: none served
+        # What the kubelet API serves logs from: the pods bound here and their container instances.
+        self._pods: dict[tuple[str, str], Obj] = {}
+        self._instances: dict[str, list[Instance]] = {}  # pod uid -> runs, oldest first
         self._finishers: dict[str, asyncio.Task[None]] = {}  # pod uid -> timer task
         # Precise start instants: status.startTime has whole seconds only. After a restart of this
         # process the coarser startTime is all there is.
@@ -180,6 +220,7 @@ class FakeKubelet:
             "allocatable": resources,
             "conditions": conditions,
             "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
             "nodeInfo": {"kubeletVersion": "v1.37.2-localcluster", "operatingSystem": "linux", "architecture": "amd64"},
         }
         await _raw(self.core.patch_node_status(self.node_name, {"status": status}, _preload_content=False))
@@ -228,9 +269,11 @@ class FakeKubelet:
         node = spec.get("nodeName")
         if event == "DELETED":
             self._cancel(meta.get("uid", ""))
+            self._forget(pod)
             return
         if node not in (None, "", self.node_name):
             return  # another (real) node's pod
+        self._remember(pod)
         if meta.get("deletionTimestamp"):
             await self._force_delete(pod)
         elif not node:
@@ -275,7 +318,8 @@ class FakeKubelet:
                 spec["initContainers"], meta["uid"], done, ready=False
             )
         await self._patch_status(meta, status)
-        self._started[meta["uid"]] = dt.datetime.now(dt.UTC)
+        self._started[meta["uid"]] = started = dt.datetime.now(dt.UTC)
+        self._begin_instance(meta["uid"], started)
         log.info("started %s (%s for %ss)", _key(pod), *pod_behaviour(pod))
 
     def _arm(self, pod: Obj) -> None:
@@ -291,6 +335,51 @@ class FakeKubelet:
         )
         delay = max(0.0, duration - (dt.datetime.now(dt.UTC) - started).total_seconds())
         self._finishers[uid] = asyncio.create_task(self._finish_later(pod, outcome, delay, duration))
+
+    # --- what the kubelet API reads (kubelet_server.PodSource) ------------------------------
+    def pod(self, namespace: str, name: str) -> Obj | None:
+        return self._pods.get((namespace, name))
+
+    def instances(self, uid: str) -> list[Instance]:
+        return list(self._instances.get(uid, []))
+
+    def output(self, pod: Obj, container: Obj, instance: Instance) -> Output:
+        lines, repeat = container_text(pod, container)
+        return Output(lines=lines, repeat=repeat, started=instance.started, duration=pod_behaviour(pod)[1])
+
+    def _remember(self, pod: Obj) -> None:
+        meta = pod.get("metadata", {})
+        if pod.get("spec", {}).get("nodeName") == self.node_name:
+            self._pods[(meta.get("namespace", ""), meta.get("name", ""))] = pod
+        uid = meta.get("uid", "")
+        phase = pod.get("status", {}).get("phase")
+        if uid and uid not in self._instances and phase in ("Running", "Succeeded", "Failed"):
+            # Known from an earlier life of this process only by the API's whole-second times.
+            states = [s.get("state", {}) for s in pod.get("status", {}).get("containerStatuses") or []]
+            running = next((s["running"] for s in states if "running" in s), None)
+            terminated = next((s["terminated"] for s in states if "terminated" in s), None)
+            started = _parse_time((running or terminated or {}).get("startedAt") or pod["status"].get("startTime"))
+            finished = _parse_time((terminated or {}).get("finishedAt")) if running is None else None
+            if started is not None:
+                self._instances[uid] = [Instance(started, finished if terminated else None)]
+
+    def _forget(self, pod: Obj) -> None:
+        meta = pod.get("metadata", {})
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if (self._pods.get(key) or {}).get("metadata", {}).get("uid") == meta.get("uid"):
+            del self._pods[key]
+        self._instances.pop(meta.get("uid", ""), None)
+
+    def _begin_instance(self, uid: str, started: dt.datetime) -> None:
+        runs = self._instances.setdefault(uid, [])
+        if runs and runs[-1].finished is None:
+            return  # already running (a second Pending event before our Running status was seen)
+        runs.append(Instance(started))
+
+    def _end_instance(self, uid: str, finished: dt.datetime) -> None:
+        runs = self._instances.get(uid)
+        if runs and runs[-1].finished is None:
+            runs[-1] = Instance(runs[-1].started, finished)
 
     def _cancel(self, uid: str) -> None:
         self._started.pop(uid, None)
@@ -310,11 +399,11 @@ class FakeKubelet:
                     return
                 if cur_status.get("phase") != "Running":
                     return
-                if outcome == "fail" and current.get("spec", {}).get("restartPolicy") == "OnFailure":
-                    await self._restart(current)
+                if outcome in ("fail", "oom") and current.get("spec", {}).get("restartPolicy") == "OnFailure":
+                    await self._restart(current, pod_exit(current, outcome))
                     delay = duration
                     continue
-                await self._terminate(current, succeeded=outcome == "succeed")
+                await self._terminate(current, pod_exit(current, outcome))
                 self._started.pop(uid, None)
                 return
         except asyncio.CancelledError:
@@ -328,16 +417,28 @@ class FakeKubelet:
             if self._finishers.get(uid) is asyncio.current_task():
                 del self._finishers[uid]
 
-    async def _terminate(self, pod: Obj, *, succeeded: bool) -> None:
+    async def _terminate(self, pod: Obj, end: Exit) -> None:
         meta, spec, old = pod["metadata"], pod.get("spec", {}), pod.get("status", {})
         now = _now()
-        started = old.get("startTime", now)
-        exit_code, reason = (0, "Completed") if succeeded else (1, "Error")
-        terminated = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": now}}
-        statuses = _container_statuses(spec.get("containers", []), meta["uid"], terminated, ready=False)
-        restarts = {s["name"]: s.get("restartCount", 0) for s in old.get("containerStatuses") or []}
-        for entry in statuses:
-            entry["restartCount"] = restarts.get(entry["name"], 0)
+        succeeded = end.code == 0
+        previous = {s["name"]: s for s in old.get("containerStatuses") or []}
+        statuses = []
+        for container in spec.get("containers", []):
+            before = previous.get(container["name"], {})
+            started = (before.get("state", {}).get("running") or {}).get("startedAt") or old.get("startTime", now)
+            terminated = {
+                "exitCode": end.code,
+                "reason": end.reason,
+                "startedAt": started,
+                "finishedAt": now,
+                "containerID": f"localcluster://{meta['uid']}/{container['name']}",
+            }
+            (entry,) = _container_statuses([container], meta["uid"], {"terminated": terminated}, ready=False)
+            entry["restartCount"] = before.get("restartCount", 0)
+            if "lastState" in before:
+                entry["lastState"] = before["lastState"]
+            statuses.append(entry)
+        self._end_instance(meta["uid"], dt.datetime.now(dt.UTC))
         status = {
             "phase": "Succeeded" if succeeded else "Failed",
             "conditions": _conditions("False", now, reason="PodCompleted" if succeeded else "PodFailed"),
@@ -346,9 +447,12 @@ class FakeKubelet:
         await self._patch_status(meta, status)
         log.info("%s %s", "succeeded" if succeeded else "failed", _key(pod))
 
-    async def _restart(self, pod: Obj) -> None:
+    async def _restart(self, pod: Obj, end: Exit) -> None:
         meta, old = pod["metadata"], pod.get("status", {})
         now = _now()
+        moment = dt.datetime.now(dt.UTC)
+        self._end_instance(meta["uid"], moment)
+        self._begin_instance(meta["uid"], moment)
         statuses = []
         for entry in old.get("containerStatuses") or []:
             started = (entry.get("state", {}).get("running") or {}).get("startedAt", now)
@@ -357,7 +461,12 @@ class FakeKubelet:
                     **entry,
                     "restartCount": int(entry.get("restartCount", 0)) + 1,
                     "lastState": {
-                        "terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now}
+                        "terminated": {
+                            "exitCode": end.code,
+                            "reason": end.reason,
+                            "startedAt": started,
+                            "finishedAt": now,
+                        }
                     },
                     "state": {"running": {"startedAt": now}},
                 }
@@ -377,6 +486,7 @@ class FakeKubelet:
         """Play the kubelet's part of a graceful delete: confirm it at once (grace 0)."""
         meta = pod["metadata"]
         self._cancel(meta.get("uid", ""))
+        self._end_instance(meta.get("uid", ""), dt.datetime.now(dt.UTC))  # its containers are stopped
         if meta.get("deletionGracePeriodSeconds") == 0:
             return  # already confirmed; only finalizers (e.g. the Job controller's) hold the pod now
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
@@ -385,13 +495,30 @@ class FakeKubelet:
         log.info("deleted %s", _key(pod))
 
 
-async def run_kubelet(kubeconfig: Path, node_name: str) -> None:
+@dataclass(frozen=True)
+class Serving:
+    """Where and how the kubelet API listens (certificates from pki.py)."""
+
+    port: int
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
+async def run_kubelet(kubeconfig: Path, node_name: str, serving: Serving | None = None) -> None:
     api = await new_client_from_config(config_file=str(kubeconfig))
     async with api:
-        await FakeKubelet(api, node_name).run()
+        kubelet = FakeKubelet(api, node_name, serving.port if serving else 0)
+        server = KubeletServer(kubelet)
+        if serving is not None:
+            await server.start(HOST_IP, serving.port, serving.cert, serving.key, serving.client_ca)
+        try:
+            await kubelet.run()
+        finally:
+            await server.stop()
 
 
-def main(kubeconfig: Path, node_name: str) -> None:
+def main(kubeconfig: Path, node_name: str, serving: Serving | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_kubelet(kubeconfig, node_name))
+        asyncio.run(run_kubelet(kubeconfig, node_name, serving))

@@ -1,4 +1,5 @@
-"""Throw-away PKI for one local control plane: CA, apiserver serving cert, admin client cert, SA key."""
+"""Throw-away PKI for one local control plane: CA, apiserver serving cert, admin client cert, SA key,
+and both sides of apiserver -> kubelet TLS (the kubelet's serving cert, the apiserver's client cert)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ class Pki:
     admin_cert: Path
     admin_key: Path
     sa_key: Path  # private key: signs tokens and (as the flag allows) verifies them
+    kubelet_cert: Path  # the simulated kubelet's serving cert (SAN 127.0.0.1, the node's InternalIP)
+    kubelet_key: Path
+    kubelet_client_cert: Path  # what kube-apiserver presents to the kubelet (--kubelet-client-certificate)
+    kubelet_client_key: Path
 
 
 def _key_pem(key: PrivateKey) -> bytes:
@@ -139,6 +144,30 @@ def create_pki(directory: Path) -> Pki:
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
+    kubelet_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet = _cert(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localcluster-kubelet")]),
+        kubelet_key,
+        ca_name,
+        ca_key,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    # Named as kubeadm names it; O=system:masters lets the same identity be authorized for the kubelet API.
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client = _cert(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+            ]
+        ),
+        kubelet_client_key,
+        ca_name,
+        ca_key,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
+
     return Pki(
         ca_cert=_write(directory / "ca.crt", ca.public_bytes(pem)),
         ca_key=_write(directory / "ca.key", _key_pem(ca_key)),
@@ -147,4 +176,8 @@ def create_pki(directory: Path) -> Pki:
         admin_cert=_write(directory / "admin.crt", admin.public_bytes(pem)),
         admin_key=_write(directory / "admin.key", _key_pem(admin_key)),
         sa_key=_write(directory / "sa.key", _key_pem(sa_key)),
+        kubelet_cert=_write(directory / "kubelet.crt", kubelet.public_bytes(pem)),
+        kubelet_key=_write(directory / "kubelet.key", _key_pem(kubelet_key)),
+        kubelet_client_cert=_write(directory / "apiserver-kubelet-client.crt", kubelet_client.public_bytes(pem)),
+        kubelet_client_key=_write(directory / "apiserver-kubelet-client.key", _key_pem(kubelet_client_key)),
     )

@@ -22,6 +22,13 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Log capture: a finished run's pods (diagnostics) and the end of each container's log.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 {{- end }}
 
 {{/* kopf peering objects: cluster-wide or per namespace, as the operator's watch scope. */}}
@@ -77,4 +84,11 @@ annotations only; the spec and status stay the owner's and operator's). */}}
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
+# Logs of a running run: find its pods, read (or follow) their logs.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 {{- end }}

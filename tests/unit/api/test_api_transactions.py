@@ -49,8 +49,43 @@ def test_a_manual_run_is_by_user_with_who_asked() -> None:
         "finished_at": "2025-01-23T10:32:05Z",
         "runtime": 125000,
         "message": "completed",
-        "reason": None,
+        "request_reason": None,
+        **dict.fromkeys(DIAGNOSTICS),  # a record from before diagnostics existed: all null
     }
+
+
+DIAGNOSTICS = (
+    "exit_code",
+    "reason",
+    "container",
+    "container_message",
+    "pod_name",
+    "node_name",
+    "attempts",
+    "scheduled_at",
+    "start_delay_ms",
+)
+
+
+def test_a_failed_run_says_why() -> None:
+    item = views.transaction(
+        record(
+            6,
+            status="failed",
+            exitCode=3,
+            reason="Error",
+            container="mailer",
+            containerMessage="SMTP refused",
+            podName="mail-queue-6-abcde",
+            nodeName="node-a",
+            attempts=2,
+            scheduledAt="2025-01-22T02:00:00Z",
+            startDelayMs=1500,
+        )
+    )
+    assert [item[k] for k in DIAGNOSTICS] == [
+        3, "Error", "mailer", "SMTP refused", "mail-queue-6-abcde", "node-a", 2, "2025-01-22T02:00:00Z", 1500
+    ]  # fmt: skip
 
 
 def test_a_cancelled_scheduled_run_names_who_cancelled() -> None:

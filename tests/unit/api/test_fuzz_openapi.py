@@ -218,7 +218,7 @@ def test_a_thousand_generated_requests_get_documented_answers_and_no_5xx(
     for label, count in sorted(tally.by_operation.items()):
         print(f"  {count:5d}  {label}")
     print("  statuses: " + ", ".join(f"{status}: {n}" for status, n in sorted(tally.statuses.items())))
-    assert len(operations) == 13, [operation.label for operation in operations]
+    assert len(operations) == 14, [operation.label for operation in operations]
     assert set(tally.by_operation) == {operation.label for operation in operations}
     assert tally.requests >= MIN_REQUESTS
     assert not [status for status in tally.statuses if status >= 500]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from scheduledjob.models import ConcurrencyPolicy, RecordStatus, State, Trigger
+from scheduledjob.models import ConcurrencyPolicy, ExecutionStatus, RecordStatus, State, Trigger
 
 T = TypeVar("T")
 

@@ -47,7 +47,7 @@ class ContainerLog:
     pod: str
     container: str
     text: str
-    truncated: bool
+    truncated: bool = False
     unavailable_reason: str | None = None
 
 

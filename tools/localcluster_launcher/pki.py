@@ -102,6 +102,10 @@ def existing_pki(directory: Path) -> Pki | None:
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
         sa_key=directory / "sa.key",
+        kubelet_cert=directory / "kubelet.crt",
+        kubelet_key=directory / "kubelet.key",
+        kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+        kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
     return pki if all(path.is_file() for path in vars(pki).values()) else None
 

@@ -18,7 +18,6 @@ from scheduledjob_api.schemas import (
     JobDetail,
     JobPage,
     ReasonBody,
-    Transaction,
     errors,
     ok,
 )

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.state.cluster = cluster
     app.state.cache = cache
     app.state.verifier = verifier
-    app.state.service = ScheduledJobService(cache, cluster)
+    app.state.service = ScheduledJobService(cache, cluster, decision_seconds=settings.execute_decision_seconds)
     app.state.metrics = metrics = Metrics(cache)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too

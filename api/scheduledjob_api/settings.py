@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default_factory=list, description="Namespaces to serve; empty = all namespaces."
     )
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    execute_decision_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="How long execute waits for the operator's decision; then 503 and the request expires.",
+    )
 
     @field_validator("jwt_algorithms", "namespaces", mode="before")
     @classmethod

@@ -80,6 +80,11 @@ class Catalog:
         self._hints.pop(key, None)
 
     # ---- questions ---------------------------------------------------------------------------
+    def cronjob_uid(self, key: Key) -> str | None:
+        """The UID of the CronJob of that name as last seen, or None if it is not known."""
+        compact = self._cronjobs.get(key)
+        return None if compact is None else json.loads(compact)["metadata"].get("uid")
+
     def cronjob(self, key: Key) -> dict[str, Any] | None:
         """The CronJob's labels and spec, or None if it is not known to exist."""
         compact = self._cronjobs.get(key)
@@ -117,5 +122,6 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 
 def _compact(cronjob: Mapping[str, Any]) -> str:
-    labels = (cronjob.get("metadata") or {}).get("labels") or {}
-    return json.dumps({"metadata": {"labels": labels}, "spec": cronjob.get("spec") or {}}, separators=(",", ":"))
+    meta = cronjob.get("metadata") or {}
+    kept = {"labels": meta.get("labels") or {}, "uid": meta.get("uid")}  # uid: whose Jobs are whose (ledger_sync)
+    return json.dumps({"metadata": kept, "spec": cronjob.get("spec") or {}}, separators=(",", ":"))

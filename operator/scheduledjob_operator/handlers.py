@@ -18,6 +18,7 @@ from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
+from scheduledjob_operator.runs import RunControl
 from scheduledjob_operator.status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         raise
     memo.api = api
     memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog)
+    memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     memo.resync.cancel()
+    await memo.runs.close()
     with contextlib.suppress(asyncio.CancelledError):
         await memo.resync
     await memo.api.close()
@@ -105,6 +108,17 @@ async def job_changed(
         await record_job(_plain(body), deleted=type == "DELETED", context=memo.context)
     except Exception:
         logger.exception("recording Job %s failed; the next event or resync retries", body["metadata"]["name"])
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.RUN_PLURAL)
+async def run_requested(
+    type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    """A ScheduledJobRun: decided, started and later garbage-collected by runs.RunControl."""
+    try:
+        await memo.runs.handle(_plain(body), deleted=type == "DELETED")
+    except Exception:
+        logger.exception("deciding ScheduledJobRun %s failed; the next event retries", body["metadata"]["name"])
 
 
 async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:

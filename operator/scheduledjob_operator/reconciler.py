@@ -28,12 +28,16 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
     for transition in transitions:
         record = transition.record
-        who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by
-        detail = f" by {who}" if who else ""
         runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
-        message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
-        if record.message and transition.kind in ("failed", "cancelled"):
-            message += f": {record.message}"
+        if transition.kind == "cancelled":
+            # The record's message already says how: "cancelled by bob", "replaced by X (requested by Y)".
+            how = record.message or "cancelled"
+            message = f"Execution {record.execution_id} ({record.trigger}) {how}{runtime}"
+        else:
+            detail = f" by {record.requested_by}" if record.requested_by else ""
+            message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
+            if record.message and transition.kind == "failed":
+                message += f": {record.message}"
         kopf.event(
             kopf.Body(cast(kopf.RawBody, obj)),
             type=_EVENT_TYPES[transition.kind],

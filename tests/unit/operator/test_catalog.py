@@ -44,12 +44,13 @@ def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
     assert catalog.highest_id() == 42  # ids are never handed out again, even after a deletion
 
 
-def test_keeps_only_what_the_drift_check_compares() -> None:
+def test_keeps_only_what_the_drift_check_and_the_ledger_need() -> None:
     catalog = Catalog()
     catalog.see_cronjob(cronjob("report", "*/5 * * * *"))
     known = catalog.cronjob(("team", "report"))
+    assert catalog.cronjob_uid(("team", "report")) == "u"  # whose Jobs are whose
     assert known == {
-        "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}},
+        "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}, "uid": "u"},
         "spec": cronjob("report")["spec"] | {"schedule": "*/5 * * * *"},
     }
     assert catalog.cronjob(("team", "other")) is None

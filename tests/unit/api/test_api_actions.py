@@ -80,7 +80,9 @@ async def test_a_long_subject_is_cut_to_256_characters(cluster: FakeCluster, cli
     assert {who for _, _, who in cluster.cancelled} == {"x" * c.MAX_SUBJECT_LENGTH}
 
 
-async def test_forbid_refusal_comes_back_as_409_with_the_reason(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_forbid_refusal_comes_back_as_409_with_the_reason(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
     sj = await seeded(cluster, policy="Forbid")
     cluster.put(Kind.JOBS, job_of(sj, "cache-cleanup-29000000"))
     await settle()

@@ -172,7 +172,10 @@ async def test_writes(api: tuple[FakeApiServer, KubeCluster]) -> None:
         "/apis/batch/v1/namespaces/ns/jobs/j-m1",
         "application/merge-patch+json",
     )
-    assert patch["body"] == {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}}, "spec": {"suspend": True}}
+    assert patch["body"] == {
+        "metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}},
+        "spec": {"suspend": True},
+    }
     # Withdrawing deletes the request only if it is still undecided (resourceVersion precondition).
     assert (withdraw["method"], withdraw["path"]) == ("DELETE", f"{SJ_PATH}/namespaces/ns/scheduledjobruns/r1")
     assert withdraw["body"]["preconditions"] == {"resourceVersion": "7"}

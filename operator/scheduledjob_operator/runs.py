@@ -90,8 +90,9 @@ class RunControl:
                 raise Rejection("Expired", "the request expired before an operator decided it")
             resource_version = await self._owned(run, request, owner_uid) or resource_version
             job_name = job_name_for(cronjob["metadata"]["name"], request.uid)
-            running = await self._running(cronjob, exclude=job_name)
-            decision = decide(cronjob["spec"].get("concurrencyPolicy") or "Forbid", request.scheduled_job, running)
+            policy = cronjob["spec"].get("concurrencyPolicy") or "Forbid"
+            running = [] if policy == "Allow" else await self._running(cronjob, exclude=job_name)
+            decision = decide(policy, request.scheduled_job, running)
             if not decision.accept:
                 raise Rejection(decision.reason, decision.message)
             job = await self._create(cronjob, job_name, request)
@@ -171,10 +172,9 @@ class RunControl:
                 if fresh is None:
                     raise Rejection("NotReady", f"the CronJob of {request.scheduled_job!r} is gone") from None
                 cronjob, meta = fresh, fresh["metadata"]
-                running = await self._running(cronjob, exclude=job["metadata"]["name"])
-                fresh_decision = decide(
-                    cronjob["spec"].get("concurrencyPolicy") or "Forbid", request.scheduled_job, running
-                )
+                policy = cronjob["spec"].get("concurrencyPolicy") or "Forbid"
+                running = [] if policy == "Allow" else await self._running(cronjob, exclude=job["metadata"]["name"])
+                fresh_decision = decide(policy, request.scheduled_job, running)
                 if not fresh_decision.accept:
                     raise Rejection(fresh_decision.reason, fresh_decision.message) from None
                 if fresh_decision.replace:

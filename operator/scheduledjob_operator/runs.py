@@ -67,6 +67,9 @@ class RunControl:
         if deleted:
             self._settled.discard(request.uid)
             self._gc_scheduled.discard(request.uid)
+            if not request.decided:  # withdrawn while undecided: a Job made for it must never start
+                async with self._locks[(request.namespace, request.scheduled_job)]:
+                    await self._drop_unstarted(request.namespace, job_name_for(request.scheduled_job, request.uid))
             return
         if request.decided:
             if request.phase == "Accepted" and request.uid not in self._settled:
@@ -103,11 +106,16 @@ class RunControl:
         except Rejection as rejection:
             await self._reject(request, resource_version, rejection, job_name)
             return
+        except Exception:
+            # Undecided (the requester gets 503 when its wait ends): no half-made run may stay behind.
+            if job_name is not None:
+                await self._drop_unstarted(request.namespace, job_name)
+            raise
         reported = await self._report(request, resource_version, accepted_status(job, decision, self._context.clock()))
         if not reported:  # the requester gave up (deleted the request): this run must not start
             await cluster.delete_job(request.namespace, job_name)
             return
-        await self._resume(request.namespace, job_name)
+        await self._resume(job)
         self._settled.add(request.uid)
 
     async def _owned(self, run: dict[str, Any], request: RunRequest, owner_uid: str) -> str | None:
@@ -201,15 +209,36 @@ class RunControl:
         except Conflict:
             return False  # changed by someone else since we read it: a later event decides again
 
-    async def _resume(self, namespace: str, job_name: str) -> None:
-        patch = {"metadata": {"annotations": {c.ANNOTATION_AWAITING_ADOPTION: None}}, "spec": {"suspend": False}}
-        await self._context.cluster.patch_job(namespace, job_name, patch)
+    async def _resume(self, job: dict[str, Any] | None) -> None:
+        """Starts the adopted Job, unless someone cancelled it meanwhile: the write is guarded by the
+        resourceVersion of a read that still shows it awaiting adoption."""
+        cluster = self._context.cluster
+        for _ in range(ADOPT_ATTEMPTS):
+            if job is None or not awaiting_adoption(job):
+                return
+            meta = job["metadata"]
+            patch = {
+                "metadata": {
+                    "resourceVersion": meta["resourceVersion"],
+                    "annotations": {c.ANNOTATION_AWAITING_ADOPTION: None},
+                },
+                "spec": {"suspend": False},
+            }
+            try:
+                await cluster.patch_job(meta["namespace"], meta["name"], patch)
+                return
+            except Conflict:
+                job = await cluster.get_job(meta["namespace"], meta["name"])
+        raise RuntimeError(f"could not resume Job {job and job['metadata']['name']}")
+
+    async def _drop_unstarted(self, namespace: str, job_name: str) -> None:
+        job = await self._context.cluster.get_job(namespace, job_name)
+        if job is not None and awaiting_adoption(job):
+            await self._context.cluster.delete_job(namespace, job_name)
 
     async def _finish_start(self, request: RunRequest) -> None:
         if request.job_name:
-            job = await self._context.cluster.get_job(request.namespace, request.job_name)
-            if job is not None and awaiting_adoption(job):
-                await self._resume(request.namespace, request.job_name)
+            await self._resume(await self._context.cluster.get_job(request.namespace, request.job_name))
         self._settled.add(request.uid)
 
     # ---- garbage collection of decided requests -----------------------------------------------------

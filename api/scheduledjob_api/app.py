@@ -76,7 +76,9 @@ def create_app(
     app.state.cluster = cluster
     app.state.cache = cache
     app.state.verifier = verifier
-    app.state.service = service = ScheduledJobService(cache, cluster)
+    app.state.service = service = ScheduledJobService(
+        cache, cluster, decision_seconds=settings.execute_decision_seconds
+    )
     app.state.history = History(archive, service.has_scheduled_job)
     app.state.metrics = metrics = Metrics(cache)
     install_error_handlers(app)

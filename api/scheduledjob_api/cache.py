@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduledjob.builders import controller_uid
 from scheduledjob.constants import LABEL_SCHEDULED_JOB
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
@@ -66,6 +67,7 @@ class ClusterCache:
         # kept as a string, a fifth of the same nested dicts (bench/: `api_rss_mb`), and parsed on use.
         self._cronjob_by_owner: dict[Key, tuple[Key, str]] = {}
         self._jobs_by_owner: dict[Key, dict[str, Obj]] = {}
+        self._cronjob_uid: dict[Key, str] = {}  # owner -> its CronJob's UID: whose Jobs are whose
         # UIDs of ScheduledJobs this process deleted: late watch events must not bring them back.
         self._tombstones: dict[str, None] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -124,7 +126,16 @@ class ClusterCache:
         return cronjob
 
     def jobs_for(self, owner: Key) -> list[Obj]:
-        return list(self._jobs_by_owner.get(owner, {}).values())
+        """The Jobs of a ScheduledJob: labelled with it AND controlled by its CronJob (UID checked), so
+        a hand-made Job that copies the label is nobody's run."""
+        uid = self._cronjob_uid.get(owner)
+        if uid is None:
+            return []
+        return [
+            job
+            for job in self._jobs_by_owner.get(owner, {}).values()
+            if controller_uid(job, "CronJob", owner[1]) == uid
+        ]
 
     def has_job(self, key: Key) -> bool:
         return key in self._objects[Kind.JOBS]
@@ -197,6 +208,8 @@ class ClusterCache:
             # What _drop needs (the owner label) stays a dict; the rest is kept compact for execute.
             if owner is not None:
                 self._cronjob_by_owner[owner] = (key, json.dumps(obj, separators=(",", ":")))
+                if uid := _uid(obj):
+                    self._cronjob_uid[owner] = uid
             obj = {"metadata": {"namespace": key[0], "name": key[1], "labels": (meta or {}).get("labels") or {}}}
         self._objects[kind][key] = obj
         if kind is Kind.SCHEDULED_JOBS:
@@ -217,6 +230,7 @@ class ClusterCache:
         if kind is Kind.CRONJOBS:
             if (known := self._cronjob_by_owner.get(owner)) is not None and known[0] == key:
                 del self._cronjob_by_owner[owner]
+                self._cronjob_uid.pop(owner, None)
         else:
             jobs = self._jobs_by_owner.get(owner, {})
             jobs.pop(key[1], None)

@@ -77,12 +77,25 @@ class Cluster(Protocol):
         ResourceExpired when the version is too old."""
         ...
 
-    async def create_job(self, job: Obj) -> Obj:
-        """Creates a batch/v1 Job and returns it as stored."""
+    async def create_run(self, run: Obj) -> Obj:
+        """Creates a ScheduledJobRun (the request to execute) and returns it as stored."""
         ...
 
-    async def cancel_job(self, namespace: str, name: str, cancelled_by: str) -> None:
-        """Annotates the Job with who cancelled it, then deletes it with its pods."""
+    async def wait_run(self, namespace: str, name: str, resource_version: str, timeout: float) -> Obj | None:  # noqa: ASYNC109
+        """The request once the operator decided it (status.phase set); None if that did not happen
+        within `timeout` seconds or the request is gone."""
+        ...
+
+    async def withdraw_run(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Deletes the request if it is still at `resource_version` (undecided). False: it changed
+        (was decided) meanwhile, or is gone."""
+        ...
+
+    async def get_run(self, namespace: str, name: str) -> Obj | None: ...
+
+    async def suspend_job(self, namespace: str, name: str, cancelled_by: str) -> None:
+        """Cancels a run: marks who cancelled it and suspends the Job, so the Job controller deletes its
+        pods at once (operator or not); the operator records it and removes the Job."""
         ...
 
     async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:

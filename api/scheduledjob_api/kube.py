@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import urllib.request
@@ -20,6 +21,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
+from scheduledjob.run_requests import PHASES
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -230,18 +232,94 @@ class KubeCluster:
         finally:
             response.release()
 
-    async def create_job(self, job: Obj) -> Obj:
-        namespace = job["metadata"]["namespace"]
+    async def create_run(self, run: Obj) -> Obj:
+        namespace = run["metadata"]["namespace"]
         return await self._json(
-            lambda api: _batch(api).create_namespaced_job(
-                namespace, job, _preload_content=False, _request_timeout=self._timeout
+            lambda api: _custom(api).create_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, run, _preload_content=False, _request_timeout=self._timeout
             ),
             self._timeout,
         )
 
-    async def cancel_job(self, namespace: str, name: str, cancelled_by: str) -> None:
-        # Annotate first: the operator reads who cancelled from the Job it sees being deleted.
-        patch = {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: cancelled_by}}}
+    async def wait_run(self, namespace: str, name: str, resource_version: str, timeout: float) -> Obj | None:  # noqa: ASYNC109
+        """One watch on the one request, from the version it was created at: the decision arrives as
+        its next change, without polling."""
+        client_timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_connect=self._timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._request(
+                    lambda api: _custom(api).list_namespaced_custom_object(
+                        c.GROUP,
+                        c.VERSION,
+                        namespace,
+                        c.RUN_PLURAL,
+                        field_selector=f"metadata.name={name}",
+                        watch=True,
+                        resource_version=resource_version,
+                        timeout_seconds=max(1, math.ceil(timeout)),
+                        _preload_content=False,
+                        _request_timeout=client_timeout,
+                    ),
+                    timeout,
+                )
+                try:
+                    if response.status != 200:
+                        raise classify(response.status, _message(await response.read()))
+                    async for line in response.content:
+                        event = _parse_event(line)
+                        if event is None:
+                            continue
+                        if event.type == "DELETED":
+                            return None
+                        if ((event.object.get("status") or {}).get("phase")) in PHASES:
+                            return event.object
+                finally:
+                    response.release()
+        except (TimeoutError, ClusterUnavailable, aiohttp.ClientError, OSError):
+            return None
+        return None
+
+    async def withdraw_run(self, namespace: str, name: str, resource_version: str) -> bool:
+        body = {"preconditions": {"resourceVersion": resource_version}}
+        try:
+            await self._json(
+                lambda api: _custom(api).delete_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    namespace,
+                    c.RUN_PLURAL,
+                    name,
+                    body=body,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+                self._timeout,
+            )
+        except (ClusterConflict, ClusterNotFound):
+            return False
+        return True
+
+    async def get_run(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self._json(
+                lambda api: _custom(api).get_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    namespace,
+                    c.RUN_PLURAL,
+                    name,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+                self._timeout,
+            )
+        except ClusterNotFound:
+            return None
+
+    async def suspend_job(self, namespace: str, name: str, cancelled_by: str) -> None:
+        # One write: who cancelled, and suspend (the Job controller deletes the active pods of a
+        # suspended Job; a deleted one would keep them while the ledger finalizer holds it).
+        patch = {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: cancelled_by}}, "spec": {"suspend": True}}
         await self._json(
             lambda api: _batch(api).patch_namespaced_job(
                 name,
@@ -250,13 +328,6 @@ class KubeCluster:
                 _content_type="application/merge-patch+json",
                 _preload_content=False,
                 _request_timeout=self._timeout,
-            ),
-            self._timeout,
-        )
-        # batch/v1 orphans a Job's pods unless told otherwise; Background makes them go too.
-        await self._json(
-            lambda api: client.BatchV1Api(api).delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _preload_content=False, _request_timeout=self._timeout
             ),
             self._timeout,
         )

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from scheduledjob.builders import build_manual_job, manual_job_name
 from scheduledjob.executions import observe_job
 from scheduledjob.pause import pause_annotations, pause_of, resume_annotations
+from scheduledjob.run_requests import build_run, cap_subject
 from scheduledjob.schedule_preview import describe, upcoming
 from scheduledjob.timefmt import format_utc
 
@@ -34,10 +33,13 @@ from scheduledjob_api.security import Principal
 
 # Digits only, as the original backend's route requirement; the length cap keeps int() cheap.
 _JOB_ID = re.compile(r"[0-9]{1,18}")
-# How long a Job this process created or cancelled may be missing from the watch before the
-# cache's view is trusted again (the watch normally catches up within milliseconds).
+# How long a Job this process cancelled may still look running in the watch before the cache's view
+# is trusted again (the watch normally catches up within milliseconds).
 LOCAL_OVERLAY_SECONDS: Final = 120.0
-NAME_ATTEMPTS: Final = 3
+# How long execute waits for the operator's decision: the request expires at that moment (the operator
+# never starts it later), and the API waits this much longer for a decision taken just in time.
+DEFAULT_DECISION_SECONDS: Final = 10.0
+DECISION_GRACE_SECONDS: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,45 +51,30 @@ class Target:
     obj: Obj
 
 
-class _LocalJobs:
-    """Jobs this process created or cancelled whose effect the watch has not shown yet.
-
-    Without it a second execute right after the first could pass a Forbid check, and an execute
-    right after a cancel could still see the cancelled run as running.
-    """
+class _LocalCancels:
+    """Jobs this process cancelled whose suspension the watch has not shown yet: without it a detail or
+    a second cancel right after a cancel could still see the cancelled run as running."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._created: dict[Key, dict[str, tuple[Obj, float]]] = {}  # owner -> job name -> (job, when)
         self._cancelled: dict[tuple[str, str], float] = {}  # (namespace, job name) -> when
 
-    def created(self, owner: Key, job: Obj) -> None:
-        self._created.setdefault(owner, {})[job["metadata"]["name"]] = (job, self._clock())
-
-    def cancelled(self, owner: Key, namespace: str, name: str) -> None:
+    def cancelled(self, namespace: str, name: str) -> None:
         self._cancelled[(namespace, name)] = self._clock()
-        self._created.get(owner, {}).pop(name, None)
 
     def is_cancelled(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._cancelled
 
-    def pending(self, owner: Key, cache: ClusterCache) -> list[Obj]:
-        """Created Jobs the cache does not hold yet; forgets those it now has or that are too old."""
-        now = self._clock()
-        jobs = self._created.get(owner, {})
-        for name, (_, when) in list(jobs.items()):
-            if cache.has_job((owner[0], name)) or now - when > LOCAL_OVERLAY_SECONDS:
-                del jobs[name]
-        if not jobs:
-            self._created.pop(owner, None)
-        return [job for job, _ in jobs.values()]
-
-    def prune_cancelled(self, cache: ClusterCache) -> None:
+    def prune(self, cache: ClusterCache) -> None:
         now = self._clock()
         for key, when in list(self._cancelled.items()):
             cached = cache.job(key)
-            gone_or_marked = cached is not None and cached["metadata"].get("deletionTimestamp")
-            if gone_or_marked or now - when > LOCAL_OVERLAY_SECONDS:
+            seen = (
+                cached is None
+                or (cached.get("spec") or {}).get("suspend")
+                or cached["metadata"].get("deletionTimestamp")
+            )
+            if seen or now - when > LOCAL_OVERLAY_SECONDS:
                 del self._cancelled[key]
 
 
@@ -99,13 +86,13 @@ class ScheduledJobService:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
-        suffix: Callable[[], str] = lambda: secrets.token_hex(4),
+        decision_seconds: float = DEFAULT_DECISION_SECONDS,
     ) -> None:
         self._cache = cache
         self._cluster = cluster
         self._now = now
-        self._suffix = suffix
-        self._local = _LocalJobs(monotonic)
+        self._decision_seconds = decision_seconds
+        self._local = _LocalCancels(monotonic)
         # One lock per ScheduledJob serializes execute/cancel/delete on it within this process.
         self._locks: weakref.WeakValueDictionary[Key, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -142,17 +129,16 @@ class ScheduledJobService:
         return self._cache.scheduled_job(job_id) is not None
 
     def _running(self, owner: Key) -> list[Obj]:
-        """Running Jobs of a ScheduledJob: those the cache shows running plus those this process
-        has just created, minus those it has just cancelled."""
+        """Running Jobs of a ScheduledJob (owned by its CronJob): those the cache shows running, minus
+        those this process has just cancelled."""
         now = self._now()
-        self._local.prune_cancelled(self._cache)
-        running = [
+        self._local.prune(self._cache)
+        return [
             job
             for job in self._cache.jobs_for(owner)
             if observe_job(job, now).status == "running"
             and not self._local.is_cancelled(owner[0], job["metadata"]["name"])
         ]
-        return running + self._local.pending(owner, self._cache)
 
     def _lock(self, key: Key) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -164,51 +150,43 @@ class ScheduledJobService:
     # ---- writes ------------------------------------------------------------------------------
 
     async def execute(self, job_id: str, principal: Principal, reason: str | None = None) -> dict[str, Any]:
+        """Asks the active operator for a run (a ScheduledJobRun) and answers with its decision: the
+        operator alone checks the concurrency policy against every running execution and starts the Job."""
         target = self.resolve(job_id)
-        async with self._lock(target.key):
-            target = self.resolve(job_id)  # it may have been deleted while we waited
-            name = target.key[1]
-            cronjob = self._cache.cronjob_for(target.key)
-            if cronjob is None or not cronjob.get("metadata", {}).get("uid"):
-                state = views.list_item(target.obj)["status"]
-                raise ApiError(
-                    409, f"Scheduled job {name!r} cannot be executed yet: it has no CronJob (state: {state})"
-                )
-            policy = (target.obj.get("spec") or {}).get("concurrencyPolicy") or "Forbid"
-            running = self._running(target.key)
-            if running and policy == "Forbid":
-                names = ", ".join(job["metadata"]["name"] for job in running)
-                raise ApiError(
-                    409, f"Scheduled job {name!r} is already running ({names}) and its concurrency policy is Forbid"
-                )
-            if running and policy == "Replace":
-                await self._cancel_all(target.key, running, principal.subject)
-            created = await self._create(target.key, cronjob, principal.subject, reason)
-            meta = created.get("metadata") or {}
+        namespace, name = target.key
+        cronjob = self._cache.cronjob_for(target.key)
+        if cronjob is None or not cronjob.get("metadata", {}).get("uid"):
+            state = views.list_item(target.obj)["status"]
+            raise ApiError(409, f"Scheduled job {name!r} cannot be executed yet: it has no CronJob (state: {state})")
+        expires = self._now() + timedelta(seconds=self._decision_seconds)
+        run = build_run(namespace, name, target.obj["metadata"]["uid"], principal.subject, expires, reason)
+        try:
+            created = await self._cluster.create_run(run)
+            meta = created["metadata"]
+            decided = await self._cluster.wait_run(
+                namespace, meta["name"], meta["resourceVersion"], self._decision_seconds + DECISION_GRACE_SECONDS
+            )
+            if decided is None and not await self._cluster.withdraw_run(
+                namespace, meta["name"], meta["resourceVersion"]
+            ):
+                decided = await self._cluster.get_run(namespace, meta["name"])  # decided as we gave up
+        except ClusterError as exc:
+            raise _cluster_failure(exc) from exc
+        status = (decided or {}).get("status") or {}
+        if status.get("phase") == "Accepted":
             return {
                 "job_id": target.job_id,
-                "execution_id": meta.get("name"),
+                "execution_id": status.get("jobName"),
                 "status": "running",
-                "started_at": meta.get("creationTimestamp") or format_utc(self._now()),
+                "started_at": status.get("startedAt") or format_utc(self._now()),
                 "reason": reason,
             }
-
-    async def _create(self, owner: Key, cronjob: Obj, requested_by: str, reason: str | None = None) -> Obj:
-        cronjob_name = cronjob["metadata"]["name"]
-        for attempt in range(NAME_ATTEMPTS):
-            name = manual_job_name(cronjob_name, self._suffix())
-            job = build_manual_job(cronjob, name, requested_by=requested_by, reason=reason)
-            try:
-                created = await self._cluster.create_job(job)
-            except ClusterConflict:
-                if attempt == NAME_ATTEMPTS - 1:
-                    raise ApiError(409, "Could not find a free name for the execution; try again") from None
-                continue  # 32 random bits collided with an existing Job name: draw again
-            except ClusterError as exc:
-                raise _cluster_failure(exc) from exc
-            self._local.created(owner, created if created.get("metadata") else job)
-            return created if created.get("metadata") else job
-        raise AssertionError("unreachable")
+        if status.get("phase") == "Rejected" and status.get("reason") != "Expired":
+            raise ApiError(409, str(status.get("message") or status.get("reason")))
+        raise ApiError(
+            503,
+            f"No scheduled jobs operator decided the request within {self._decision_seconds:g}s; nothing was started",
+        )
 
     async def cancel(self, job_id: str, principal: Principal) -> dict[str, Any]:
         target = self.resolve(job_id)
@@ -221,25 +199,26 @@ class ScheduledJobService:
             return {
                 "job_id": target.job_id,
                 "cancelled_executions": cancelled,
-                "cancelled_by": principal.subject,
+                "cancelled_by": cap_subject(principal.subject),
                 "cancelled_at": format_utc(self._now()),
             }
 
     async def _cancel_all(self, owner: Key, jobs: list[Obj], subject: str) -> list[str]:
         names = [job["metadata"]["name"] for job in jobs]
+        who = cap_subject(subject)
         results = await asyncio.gather(
-            *(self._cluster.cancel_job(owner[0], name, subject) for name in names), return_exceptions=True
+            *(self._cluster.suspend_job(owner[0], name, who) for name in names), return_exceptions=True
         )
         cancelled: list[str] = []
         for name, result in zip(names, results, strict=True):
             if isinstance(result, ClusterNotFound):
-                self._local.cancelled(owner, owner[0], name)  # already gone: nothing left to stop
+                self._local.cancelled(owner[0], name)  # already gone: nothing left to stop
             elif isinstance(result, ClusterError):
                 raise _cluster_failure(result) from result
             elif isinstance(result, BaseException):
                 raise result
             else:
-                self._local.cancelled(owner, owner[0], name)
+                self._local.cancelled(owner[0], name)
                 cancelled.append(name)
         return cancelled
 

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     # `logs?follow=true` ends after this long without output (the run may still be going).
     log_follow_idle_seconds: float = Field(default=60.0, gt=0, le=3600)
+    execute_decision_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="How long execute waits for the operator's decision; then 503 and the request expires.",
+    )
 
     @field_validator("jwt_algorithms", "namespaces", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ def build_cronjob(
     (scheduledjob.pause), ORed with the manifest's spec.suspend."""
     template = copy.deepcopy(spec.job_template)
     template_meta = template.setdefault("metadata", {})
+    template_meta["annotations"] = user_annotations(template_meta.get("annotations"))
     template_meta["labels"] = {
         **template_meta.get("labels", {}),
         **selector_labels(name, job_id),
@@ -65,6 +66,12 @@ def build_cronjob(
     }
 
 
+def user_annotations(annotations: dict[str, str] | None) -> dict[str, str]:
+    """A template's annotations without the group's own (recorded, requested-by, ...): those are the
+    operator's and the API's word about a run, never a template's."""
+    return {k: v for k, v in (annotations or {}).items() if not k.startswith(c.RESERVED_ANNOTATION_PREFIX)}
+
+
 def _default(value: int | None, fallback: int) -> int:
     return fallback if value is None else value
 
@@ -74,15 +81,36 @@ def manual_job_name(cronjob_name: str, suffix: str) -> str:
 
 
 def build_manual_job(
-    cronjob: dict[str, Any], job_name: str, requested_by: str, reason: str | None = None
+    cronjob: dict[str, Any],
+    job_name: str,
+    requested_by: str,
+    *,
+    run_name: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """A Job made from the CronJob's template exactly as the schedule would make it (like
-    `kubectl create job --from=cronjob/...`), owned by the CronJob so it counts as active and is
-    pruned by the history limits, marked manual and carrying who asked for it. It is born with the
-    ledger finalizer so its outcome cannot vanish before the operator records it."""
+    `kubectl create job --from=cronjob/...`), owned by the CronJob (controller) so the CronJob
+    controller counts it once it is in `status.active` and prunes it with the history limits, marked
+    manual and carrying who asked for it. It is born with the ledger finalizer so its outcome cannot
+    vanish before the operator records it.
+
+    Made for a ScheduledJobRun (`run_name`), it is born suspended and awaiting adoption: it starts no
+    pod until the operator has put it into the CronJob's `status.active` and resumed it. Without a
+    run (tests, benchmarks) it starts at once and the schedule does not see it."""
     template = copy.deepcopy(cronjob["spec"]["jobTemplate"])
     meta = template.get("metadata", {})
     cron_meta = cronjob["metadata"]
+    annotations = {
+        **user_annotations(meta.get("annotations")),
+        c.ANNOTATION_REQUESTED_BY: requested_by[: c.MAX_SUBJECT_LENGTH],
+        "cronjob.kubernetes.io/instantiate": "manual",
+        **({c.ANNOTATION_REASON: reason[: c.MAX_REASON_LENGTH]} if reason else {}),
+    }
+    spec = dict(template["spec"])
+    if run_name:
+        annotations[c.ANNOTATION_RUN] = run_name
+        annotations[c.ANNOTATION_AWAITING_ADOPTION] = "true"
+        spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -90,12 +118,7 @@ def build_manual_job(
             "name": job_name,
             "namespace": cron_meta["namespace"],
             "labels": {**meta.get("labels", {}), c.LABEL_TRIGGER: c.TRIGGER_MANUAL},
-            "annotations": {
-                **meta.get("annotations", {}),
-                c.ANNOTATION_REQUESTED_BY: requested_by,
-                **({c.ANNOTATION_REASON: reason} if reason else {}),
-                "cronjob.kubernetes.io/instantiate": "manual",
-            },
+            "annotations": annotations,
             "finalizers": [c.LEDGER_FINALIZER],
             "ownerReferences": [
                 {
@@ -108,8 +131,16 @@ def build_manual_job(
                 }
             ],
         },
-        "spec": template["spec"],
+        "spec": spec,
     }
+
+
+def controller_uid(obj: dict[str, Any], kind: str, name: str) -> str | None:
+    """The UID of the object's controller owner if that owner is the `kind` named `name`, else None."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("kind") == kind and ref.get("name") == name:
+            return str(ref.get("uid") or "") or None
+    return None
 
 
 def drifted(desired: Any, actual: Any) -> bool:

@@ -7,6 +7,9 @@ VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 KIND: Final = "ScheduledJob"
 PLURAL: Final = "scheduledjobs"
+# The execution request: the API (or a kubectl user) asks, the active operator decides and runs.
+RUN_KIND: Final = "ScheduledJobRun"
+RUN_PLURAL: Final = "scheduledjobruns"
 
 # Labels put on the CronJob, on every Job and on every Pod of a ScheduledJob.
 LABEL_SCHEDULED_JOB: Final = f"{GROUP}/scheduled-job"  # value: the ScheduledJob's name
@@ -27,6 +30,18 @@ ANNOTATION_PAUSED_AT: Final = f"{GROUP}/paused-at"  # RFC 3339 UTC
 ANNOTATION_PAUSE_REASON: Final = f"{GROUP}/pause-reason"
 ANNOTATION_RESUMED_BY: Final = f"{GROUP}/resumed-by"
 ANNOTATION_RESUMED_AT: Final = f"{GROUP}/resumed-at"
+ANNOTATION_RUN: Final = f"{GROUP}/run"  # the ScheduledJobRun a manual Job was made for
+# On a manual Job created suspended, until it is in the CronJob's status.active and resumed.
+ANNOTATION_AWAITING_ADOPTION: Final = f"{GROUP}/awaiting-adoption"
+ANNOTATION_REPLACED_BY: Final = f"{GROUP}/replaced-by"  # "<execution id> (requested by <who>)"
+# Annotations under this prefix are the group's own: never copied from a user's jobTemplate.
+RESERVED_ANNOTATION_PREFIX: Final = f"{GROUP}/"
+
+# Who asked or cancelled (a token's `sub`, a Kubernetes user name) is cut to this many characters
+# wherever it is stored: records, annotations, Events, ScheduledJobRun specs.
+MAX_SUBJECT_LENGTH: Final = 256
+# A reason given with execute or pause (the CRD's maxLength of requestReason).
+MAX_REASON_LENGTH: Final = 1000
 
 # Keeps a Job (and so its outcome) until the operator has written it to the ledger.
 LEDGER_FINALIZER: Final = f"{GROUP}/ledger"

@@ -29,6 +29,8 @@ class JobObservation:
     # The Job's own ledger annotation ("started"/"finished"): counted before, even if no longer in history.
     recorded: str | None = None
     diagnostics: Diagnostics | None = None  # why it ended; filled in by whoever read its pods
+    # Created suspended for a ScheduledJobRun and not yet adopted and resumed: not a run (yet).
+    awaiting_adoption: bool = False
 
     @property
     def finished(self) -> bool:
@@ -42,21 +44,35 @@ def _true_condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def awaiting_adoption(job: dict[str, Any]) -> bool:
+    """A manual Job the operator created suspended and has not resumed yet (not cancelled)."""
+    annotations = job["metadata"].get("annotations") or {}
+    return (
+        annotations.get(c.ANNOTATION_AWAITING_ADOPTION) == "true"
+        and not annotations.get(c.ANNOTATION_CANCELLED_BY)
+        and not annotations.get(c.ANNOTATION_REPLACED_BY)
+    )
+
+
 def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
-    """Reads one Job. A Job being deleted or suspended before it completed counts as cancelled."""
+    """Reads one Job. A Job being deleted or suspended before it completed counts as cancelled, except
+    a manual Job still suspended awaiting adoption: it has not started, it is not cancelled."""
     meta = job["metadata"]
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     status = job.get("status") or {}
     trigger: Trigger = "manual" if labels.get(c.LABEL_TRIGGER) == c.TRIGGER_MANUAL else "schedule"
     cancelled_by = annotations.get(c.ANNOTATION_CANCELLED_BY)
+    cancelled_by = cancelled_by[: c.MAX_SUBJECT_LENGTH] if cancelled_by else None
+    replaced_by = annotations.get(c.ANNOTATION_REPLACED_BY)
+    requested_by = annotations.get(c.ANNOTATION_REQUESTED_BY)
     common: dict[str, Any] = {
         "uid": meta["uid"],
         "name": meta["name"],
         "trigger": trigger,
         "started_at": status.get("startTime") or meta["creationTimestamp"],
-        "requested_by": annotations.get(c.ANNOTATION_REQUESTED_BY),
-        "cancelled_by": cancelled_by,
+        "requested_by": requested_by[: c.MAX_SUBJECT_LENGTH] if requested_by else None,
+        "cancelled_by": None if replaced_by else cancelled_by,
         "request_reason": annotations.get(c.ANNOTATION_REASON) or None,
         "recorded": recorded_stage(job),
     }
@@ -72,14 +88,23 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
             message=f"{reason}: {detail}" if detail else reason,
             **common,
         )
+    if awaiting_adoption(job):
+        return JobObservation(status="running", awaiting_adoption=True, **common)
+    if replaced_by:
+        message = f"replaced by {replaced_by[: 2 * c.MAX_SUBJECT_LENGTH]}"
+    elif cancelled_by:
+        message = f"cancelled by {cancelled_by}"
+    else:
+        message = None
     if deleted_at := meta.get("deletionTimestamp"):
-        message = f"cancelled by {cancelled_by}" if cancelled_by else "deleted before it finished"
-        return JobObservation(status="cancelled", finished_at=deleted_at, message=message, **common)
+        return JobObservation(
+            status="cancelled", finished_at=deleted_at, message=message or "deleted before it finished", **common
+        )
     if (job.get("spec") or {}).get("suspend"):
         suspended = _true_condition(job, "Suspended")
         finished_at = (suspended or {}).get("lastTransitionTime") or format_utc(now)
         return JobObservation(
-            status="cancelled", finished_at=finished_at, message="suspended before it finished", **common
+            status="cancelled", finished_at=finished_at, message=message or "suspended before it finished", **common
         )
     return JobObservation(status="running", **common)
 

@@ -105,6 +105,11 @@ class Catalog:
         return [key for key in missing if key in self._schedules]
 
     # ---- questions ---------------------------------------------------------------------------
+    def cronjob_uid(self, key: Key) -> str | None:
+        """The UID of the CronJob of that name as last seen, or None if it is not known."""
+        compact = self._cronjobs.get(key)
+        return None if compact is None else json.loads(compact)["metadata"].get("uid")
+
     def cronjob(self, key: Key) -> dict[str, Any] | None:
         """The CronJob's labels and spec, or None if it is not known to exist."""
         compact = self._cronjobs.get(key)
@@ -142,12 +147,13 @@ def _key(obj: Mapping[str, Any]) -> Key:
 
 
 def _compact(cronjob: Mapping[str, Any]) -> str:
-    labels = (cronjob.get("metadata") or {}).get("labels") or {}
+    meta = cronjob.get("metadata") or {}
+    kept = {"labels": meta.get("labels") or {}, "uid": meta.get("uid")}  # uid: whose Jobs are whose (ledger_sync)
     # Of the status only what judging skipped slots reads (scheduledjob.skipped.controller_view).
     status = cronjob.get("status") or {}
     seen = {
         "lastScheduleTime": status.get("lastScheduleTime"),
         "active": [{"name": ref.get("name")} for ref in status.get("active") or [] if isinstance(ref, Mapping)],
     }
-    compact = {"metadata": {"labels": labels}, "spec": cronjob.get("spec") or {}, "status": seen}
+    compact = {"metadata": kept, "spec": cronjob.get("spec") or {}, "status": seen}
     return json.dumps(compact, separators=(",", ":"))

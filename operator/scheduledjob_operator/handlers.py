@@ -23,6 +23,7 @@ from scheduledjob_operator.leadership import Leadership
 from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
+from scheduledjob_operator.runs import RunControl
 from scheduledjob_operator.status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
@@ -87,12 +88,14 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.context = OperatorContext(
         cluster=cluster, writer=writer, catalog=catalog, leadership=leadership, archive=archive
     )
+    memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
     memo.retention = asyncio.create_task(prune_forever(archive))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    await memo.runs.close()
     for task in (memo.resync, memo.retention):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -152,6 +155,17 @@ async def _record_safely(
         log.exception("recording Job %s/%s failed; retrying in %.0f s", *key, delay)
     else:
         context.unrecorded.succeeded(key)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.RUN_PLURAL)
+async def run_requested(
+    type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> None:
+    """A ScheduledJobRun: decided, started and later garbage-collected by runs.RunControl."""
+    try:
+        await memo.runs.handle(_plain(body), deleted=type == "DELETED")
+    except Exception:
+        logger.exception("deciding ScheduledJobRun %s failed; the next event retries", body["metadata"]["name"])
 
 
 async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:

@@ -35,6 +35,7 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "scheduledjob-operator"
 
 logger = logging.getLogger(__name__)
+RUN_CALL_TIMEOUT_SECONDS = 5.0
 
 
 class Conflict(Exception):
@@ -424,3 +425,116 @@ class Cluster:
         except ApiException as error:
             raise _translate(error) from error
         return allocated
+
+    # --- run control (ScheduledJobRuns, manual Jobs, the CronJob's status.active) --------------
+    # Each call carries its own deadline (RUN_CALL_TIMEOUT_SECONDS): a run request must be decided
+    # well within the API's wait, and a hung call must not hold the ScheduledJob's run lock.
+    async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = await self._batch.read_namespaced_cron_job(
+                name, namespace, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+            result: dict[str, Any] = await response.json()
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def set_cronjob_active(
+        self, namespace: str, name: str, resource_version: str, active: list[dict[str, Any]]
+    ) -> None:
+        """Writes the CronJob's status.active if the CronJob is still at `resource_version` (else Conflict)."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": {"active": active}}
+        try:
+            await self._batch.patch_namespaced_cron_job_status(
+                name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+        except ApiException as error:
+            raise _translate(error) from error
+
+    async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates the Job and returns it as stored; None if a Job of that name exists already."""
+        try:
+            response = await self._batch.create_namespaced_job(
+                job["metadata"]["namespace"], job, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+            result: dict[str, Any] = await response.json()
+            return result
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise _translate(error) from error
+
+    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+        """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""
+        try:
+            await self._batch.patch_namespaced_job(
+                name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _translate(error) from error
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Deletes a Job and its pods (Background); a Job already gone is fine."""
+        try:
+            await self._batch.delete_namespaced_job(
+                name, namespace, propagation_policy="Background", _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def patch_run_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> bool:
+        """Reports a decision once: only if the request is still at `resource_version` (else Conflict).
+        False if the request is gone."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.RUN_PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _translate(error) from error
+        return True
+
+    async def own_run(self, namespace: str, name: str, owner: dict[str, Any]) -> str | None:
+        """Makes a (kubectl-created) request owned by its ScheduledJob, so it goes with it. Returns the
+        request's new resourceVersion (None if it is gone)."""
+        body = {"metadata": {"ownerReferences": [owner]}}
+        try:
+            result: dict[str, Any] = await self._custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.RUN_PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return str(result["metadata"]["resourceVersion"])
+
+    async def delete_run(self, namespace: str, name: str) -> None:
+        try:
+            await self._custom.delete_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.builders import controller_uid
 from scheduledjob.executions import observe_job, recorded_stage
 from scheduledjob_archive.records import Owner
 
@@ -43,6 +44,24 @@ async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorCon
         raise RuntimeError(f"could not mark Job {job['metadata']['name']} as recorded") from error
 
 
+async def owned_by_its_cronjob(job: dict[str, Any], context: OperatorContext) -> bool:
+    """A Job is a ScheduledJob's only if its controller owner is that ScheduledJob's CronJob (UID
+    checked), not because it carries the label: anyone who may create Jobs can copy a label."""
+    meta = job["metadata"]
+    name = (meta.get("labels") or {}).get(c.LABEL_SCHEDULED_JOB)
+    if not name:
+        return False
+    stated = controller_uid(job, "CronJob", name)
+    if stated is None:
+        return False
+    key = (meta["namespace"], name)
+    known = context.catalog.cronjob_uid(key)
+    if known is None:
+        cronjob = await context.cluster.get_cronjob(*key)
+        known = (cronjob or {}).get("metadata", {}).get("uid")
+    return stated == known
+
+
 async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorContext) -> None:
     meta = job["metadata"]
     finalizers = list(meta.get("finalizers") or [])
@@ -50,8 +69,22 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
     if stage == "finished":
         if c.LEDGER_FINALIZER in finalizers and not deleted:
             await _mark(job, finalizers, "finished", keep_finalizer=False, context=context)
+        await _remove_if_cancelled(job, deleted=deleted, context=context)
         return
     observation = observe_job(job, context.clock())
+    if observation.awaiting_adoption or not await owned_by_its_cronjob(job, context):
+        # Not a run of any ScheduledJob (yet, or at all): nothing to record. A Job dropped while
+        # awaiting adoption (its request was refused) or not ours only loses our finalizer.
+        if (
+            c.LEDGER_FINALIZER in finalizers
+            and not deleted
+            and (meta.get("deletionTimestamp") or not observation.awaiting_adoption)
+        ):
+            wanted = [f for f in finalizers if f != c.LEDGER_FINALIZER]
+            await context.cluster.patch_job_metadata(
+                meta["namespace"], meta["name"], meta["resourceVersion"], wanted, {}
+            )
+        return
     if stage == "started" and not observation.finished:
         if c.LEDGER_FINALIZER not in finalizers and not meta.get("deletionTimestamp"):
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
@@ -67,6 +100,19 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
         return
     done = observation.finished or not owner_exists
     await _mark(job, finalizers, "finished" if done else "started", keep_finalizer=not done, context=context)
+    if done:
+        await _remove_if_cancelled(job, deleted=deleted, context=context)
+
+
+async def _remove_if_cancelled(job: dict[str, Any], *, deleted: bool, context: OperatorContext) -> None:
+    """A run cancelled or replaced through the API is a suspended Job: its pods are gone, but the
+    CronJob controller counts it as active until it finishes, which it never will (Forbid would skip
+    every slot). Once it is recorded, it is removed."""
+    meta = job["metadata"]
+    annotations = meta.get("annotations") or {}
+    marked = annotations.get(c.ANNOTATION_CANCELLED_BY) or annotations.get(c.ANNOTATION_REPLACED_BY)
+    if marked and not deleted and not meta.get("deletionTimestamp") and (job.get("spec") or {}).get("suspend"):
+        await context.cluster.delete_job(meta["namespace"], meta["name"])
 
 
 def archive_owner(job: dict[str, Any]) -> Owner:

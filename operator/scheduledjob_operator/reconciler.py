@@ -41,7 +41,8 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         record = transition.record
         if transition.kind in _NOT_RUNS:
             text = record.message or transition.kind
-            detail = f": {record.reason}" if record.reason else ""
+            why = record.reason or record.request_reason  # a skipped slot's cause, or a pause's reason
+            detail = f": {why}" if why else ""
             kopf.event(
                 kopf.Body(cast(kopf.RawBody, obj)),
                 type=_EVENT_TYPES[transition.kind],
@@ -49,12 +50,16 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
                 message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
             )
             continue
-        who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by
-        detail = f" by {who}" if who else ""
         runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
-        message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
-        if record.message and transition.kind in ("failed", "cancelled"):
-            message += f": {record.message}"
+        if transition.kind == "cancelled":
+            # The record's message already says how: "cancelled by bob", "replaced by X (requested by Y)".
+            how = record.message or "cancelled"
+            message = f"Execution {record.execution_id} ({record.trigger}) {how}{runtime}"
+        else:
+            detail = f" by {record.requested_by}" if record.requested_by else ""
+            message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
+            if record.message and transition.kind == "failed":
+                message += f": {record.message}"
         if transition.kind == "failed" and record.reason:  # the cause (diagnostics), for kubectl describe
             exit_code = f", exit code {record.exit_code}" if record.exit_code is not None else ""
             where = f" in container {record.container}" if record.container else ""

@@ -48,7 +48,12 @@ pytestmark = pytest.mark.integration
 
 NAMESPACED_VALUES = CHART / "ci" / "namespaced-values.yaml"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
-CHART_CRDS = {f"{c.PLURAL}.{c.GROUP}", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+CHART_CRDS = {
+    f"{c.PLURAL}.{c.GROUP}",
+    f"{c.RUN_PLURAL}.{c.GROUP}",
+    "kopfpeerings.kopf.dev",
+    "clusterkopfpeerings.kopf.dev",
+}
 # Objects of these kinds can only be dry-run where their CRD is installed; prometheus-operator is not here.
 OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # Every kind the chart creates, plus what its Deployments spawn: nothing of it may outlive `helm uninstall`.
@@ -636,21 +641,32 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
             )
 
             if component == "api":
-                # Executes (creates Jobs) in the watched namespace, but never writes CronJobs or the id sequence.
-                await jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
+                # Executes by asking (a ScheduledJobRun), never by creating or deleting a Job itself: a real
+                # create, not a dry run, so an RCE in the API cannot start a pod under any ServiceAccount.
+                await forbidden("api: create a Job", jobs.create_namespaced_job(release.watched, probe_job))
+                await forbidden("api: delete a Job", jobs.delete_namespaced_job("probe", release.watched))
+                run = {"apiVersion": c.API_VERSION, "kind": c.RUN_KIND, "spec": {"scheduledJob": "probe"}}
+                await custom.create_namespaced_custom_object(
+                    c.GROUP, c.VERSION, release.watched, c.RUN_PLURAL, {**run, "metadata": {"name": "probe"}},
+                    dry_run="All",
+                )  # fmt: skip
                 await forbidden(
                     "api: create a CronJob", jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
                 )
                 await forbidden(
                     "api: create a Secret",
                     core.create_namespaced_secret(release.namespace, {"metadata": {"name": "x"}}, dry_run="All"),
+                    "api: decide a run (status)",
+                    custom.patch_namespaced_custom_object_status(
+                        c.GROUP, c.VERSION, release.watched, c.RUN_PLURAL, "probe", {"status": {"phase": "Accepted"}}
+                    ),
                 )
                 await forbidden(
                     "api: read the id sequence",
                     core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace),
                 )
             else:
-                # Writes CronJobs and the id sequence, but never creates or deletes Jobs, nor reads other ConfigMaps.
+                # Writes CronJobs, the id sequence and (only it) manual Jobs, but never reads other ConfigMaps.
                 await jobs.create_namespaced_cron_job(release.watched, cronjob, dry_run="All")
                 await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
                 # It created the JWT Secret, but can neither read (above), change nor delete it, nor list any.
@@ -682,10 +698,7 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                     "operator: create a service-account token Secret",
                     core.create_namespaced_secret(release.namespace, token_secret, dry_run="All"),
                 )
-                await forbidden(
-                    "operator: create a Job", jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
-                )
-                await forbidden("operator: delete a Job", jobs.delete_namespaced_job("probe", release.watched))
+                await jobs.create_namespaced_job(release.watched, probe_job, dry_run="All")
                 await forbidden(
                     "operator: read another ConfigMap",
                     core.read_namespaced_config_map("kube-root-ca.crt", release.namespace),

@@ -160,16 +160,20 @@ OPERATOR_NAMESPACED = {
     (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "update"},
     (GROUP, "scheduledjobs/status"): {"get", "patch", "update"},
     ("batch", "cronjobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("batch", "jobs"): {"get", "list", "watch", "patch", "update"},
+    ("batch", "cronjobs/status"): {"patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    (GROUP, "scheduledjobruns"): {"get", "list", "watch", "patch", "delete"},
+    (GROUP, "scheduledjobruns/status"): {"patch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "pods"): {"list"},  # log capture: a finished run's pods ...
     ("", "pods/log"): {"get"},  # ... and their logs
 }
 API_NAMESPACED = {
-    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
-    ("batch", "cronjobs"): {"get", "list", "watch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
+    (GROUP, "scheduledjobs"): {"list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
+    ("batch", "cronjobs"): {"list", "watch"},
+    ("batch", "jobs"): {"list", "watch", "patch"},
+    (GROUP, "scheduledjobruns"): {"create", "get", "watch", "delete", "delegate"},
     ("", "pods"): {"list"},  # a running run's logs
     ("", "pods/log"): {"get"},
 }
@@ -265,12 +269,16 @@ def test_default_grants_are_exactly_what_the_components_need(helm: Helm) -> None
 
 
 @pytest.mark.parametrize("values_file", VARIANTS)
-def test_only_the_api_deletes_jobs_and_only_the_operator_writes_cronjobs(helm: Helm, values_file: Path | None) -> None:
+def test_the_api_can_neither_create_nor_delete_jobs_and_only_the_operator_writes_cronjobs(
+    helm: Helm, values_file: Path | None
+) -> None:
     docs = helm.template(*values_args(values_file))
     operator, api = grants_of(docs, OPERATOR_SA), grants_of(docs, API_SA)
-    assert "delete" in verbs(api, "jobs") and "delete" not in verbs(operator, "jobs")
-    assert verbs(api, "cronjobs") == {"get", "list", "watch"}
-    assert "create" not in verbs(operator, "jobs")
+    # One RCE in the API must not become "run any pod under any ServiceAccount": it asks, the operator runs.
+    assert verbs(api, "jobs") == {"list", "watch", "patch"}
+    assert verbs(api, "cronjobs") == {"list", "watch"} and not verbs(api, "cronjobs/status")
+    assert {"create", "delete"} <= verbs(operator, "jobs")
+    assert "create" in verbs(api, "scheduledjobruns") and not verbs(api, "scheduledjobruns/status")
     assert "delete" not in verbs(operator, "scheduledjobs") and "create" not in verbs(operator, "scheduledjobs")
     assert not verbs(api, "configmaps") and not verbs(api, "events") and not verbs(api, "scheduledjobs/status")
     assert {g.scope for g in operator if g.resource == "configmaps"} == {NAMESPACE}
@@ -390,7 +398,11 @@ MAP_CAPABILITY = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 
 def test_ledger_finalizer_policy_is_the_one_in_deploy_where_the_cluster_serves_it(helm: Helm) -> None:
     standalone = list(yaml.safe_load_all((REPO / "deploy" / "ledger-finalizer-policy.yaml").read_text()))
-    rendered = [d for d in helm.template("--api-versions", MAP_CAPABILITY) if d["kind"].startswith("MutatingAdm")]
+    rendered = [
+        d
+        for d in helm.template("--api-versions", MAP_CAPABILITY)
+        if d["kind"].startswith("MutatingAdm") and d["metadata"]["name"].endswith("-ledger-finalizer")
+    ]
     assert [d["kind"] for d in rendered] == [d["kind"] for d in standalone]
     policy, binding = rendered
     assert policy["spec"] == standalone[0]["spec"]
@@ -403,11 +415,29 @@ def test_ledger_finalizer_policy_is_the_one_in_deploy_where_the_cluster_serves_i
 
 def test_ledger_finalizer_policy_follows_the_watched_namespaces_and_can_be_left_out(helm: Helm) -> None:
     namespaced = helm.template("--api-versions", MAP_CAPABILITY, "--set-json", 'watch.namespaces=["a","b","a"]')
-    (policy,) = [d for d in namespaced if d["kind"] == "MutatingAdmissionPolicy"]
+    (policy,) = [
+        d
+        for d in namespaced
+        if d["kind"] == "MutatingAdmissionPolicy" and d["metadata"]["name"].endswith("-ledger-finalizer")
+    ]
     selector = policy["spec"]["matchConstraints"]["namespaceSelector"]["matchExpressions"]
     assert selector == [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]
     for args in ([], ["--api-versions", MAP_CAPABILITY, "--set", "ledgerFinalizerPolicy.create=false"]):
-        assert not [d for d in helm.template(*args) if d["kind"].startswith("MutatingAdm")], args
+        rendered = helm.template(*args)
+        assert not [d for d in rendered if d["metadata"]["name"].endswith("-ledger-finalizer")], args
+
+
+def test_run_requester_policy_is_the_one_in_deploy_and_always_there_where_the_cluster_serves_it(helm: Helm) -> None:
+    standalone = list(yaml.safe_load_all((REPO / "deploy" / "run-requester-policy.yaml").read_text()))
+    for args in ([], ["--set", "ledgerFinalizerPolicy.create=false"]):
+        rendered = [
+            d
+            for d in helm.template("--api-versions", MAP_CAPABILITY, *args)
+            if d["kind"].startswith("MutatingAdm") and d["metadata"]["name"].endswith("-run-requester")
+        ]
+        policy, binding = rendered
+        assert policy["spec"] == standalone[0]["spec"]
+        assert binding["spec"]["policyName"] == policy["metadata"]["name"] == f"{FULLNAME}-run-requester"
 
 
 def test_operator_deployment_is_peering_safe(helm: Helm) -> None:

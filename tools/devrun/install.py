@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 SAMPLES_DIR = CRD_DIR / "samples"
 LEDGER_FINALIZER_POLICY = ROOT / "deploy" / "ledger-finalizer-policy.yaml"
+RUN_REQUESTER_POLICY = ROOT / "deploy" / "run-requester-policy.yaml"
 FIELD_MANAGER = "scheduled-jobs-devrun"
 PEERING_NAME = "scheduled-jobs"
 STATE_NAMESPACE = "scheduled-jobs-system"
@@ -74,6 +75,7 @@ async def install_operator_prerequisites(api: client.ApiClient) -> None:
     the namespace holding the id sequence."""
     await apply_crds(api)
     await apply_ledger_finalizer_policy(api)
+    await apply_ledger_finalizer_policy(api, RUN_REQUESTER_POLICY)  # same mechanism: a MutatingAdmissionPolicy
     custom: Any = client.CustomObjectsApi(api)
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING_NAME}}
     await _create_if_missing(custom.create_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", peering)

@@ -13,9 +13,21 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, update, delete]
+# Adopting a manual run into status.active, so the CronJob controller's Forbid/Replace count it.
+- apiGroups: [batch]
+  resources: [cronjobs/status]
+  verbs: [patch]
+# create: manual runs (only the operator starts them); delete: cancelled, replaced and refused runs.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, create, patch, update, delete]
+# Execution requests: decided (status), owned by their ScheduledJob (patch), deleted after their TTL.
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobruns]
+  verbs: [get, list, watch, patch, delete]
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobruns/status]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
@@ -71,19 +83,25 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 {{- end }}
 {{- end }}
 
-{{/* API: reads from a watch cache; executes (create Job), cancels (patch/delete Job), deletes ScheduledJobs
-(patch: annotated with who deleted them first, for the archive), pauses/resumes them (patch: the paused-*
-annotations only; the spec and status stay the owner's and operator's). */}}
+{{/* API: reads from a watch cache; executes by creating a request (never a Job), cancels by suspending
+(patch) a Job, deletes ScheduledJobs (patch first: annotated with who deleted them, for the archive),
+pauses/resumes them (patch: the paused-* annotations only; the spec and status stay the owner's and the
+operator's). No create or delete on Jobs: the operator alone starts and removes runs. */}}
 {{- define "scheduled-jobs.rbac.apiRules" -}}
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [list, watch, patch, delete]
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, patch]
+# create: execute; watch/get: wait for the decision; delete: withdraw an undecided request when giving up;
+# delegate: state the token's subject as requestedBy (templates/run-requester-policy.yaml).
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobruns]
+  verbs: [create, get, watch, delete, delegate]
 # Logs of a running run: find its pods, read (or follow) their logs.
 - apiGroups: [""]
   resources: [pods]

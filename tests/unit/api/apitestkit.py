@@ -15,9 +15,10 @@ import jwt
 from fastapi import FastAPI
 from pydantic import SecretStr
 from scheduledjob import constants as c
-from scheduledjob.builders import build_cronjob
-from scheduledjob.executions import JobObservation
+from scheduledjob.builders import build_cronjob, build_manual_job, controller_uid
+from scheduledjob.executions import JobObservation, observe_job
 from scheduledjob.models import ScheduledJobSpec
+from scheduledjob.run_requests import accepted_status, decide, job_name_for, read_run, rejected_status
 from scheduledjob.timefmt import format_utc
 from scheduledjob_api.cluster import ClusterError, ClusterNotFound, EventType, Kind, Obj, ObjectList, WatchEvent
 from scheduledjob_api.security import ALL_PERMISSIONS
@@ -113,11 +114,16 @@ def scheduled_job(
     return {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": meta, "spec": spec, "status": full_status}
 
 
+def cronjob_uid(sj: Obj) -> str:
+    """The UID of the ScheduledJob's CronJob (derived, so Jobs made without the CronJob can name it)."""
+    return f"cj-{sj['metadata']['uid']}"
+
+
 def cronjob_for(sj: Obj) -> Obj:
     meta = sj["metadata"]
     spec = ScheduledJobSpec.model_validate(sj["spec"])
     cronjob = build_cronjob(meta["name"], meta["namespace"], meta["uid"], sj["status"]["id"], spec)
-    cronjob["metadata"]["uid"] = uid()
+    cronjob["metadata"]["uid"] = cronjob_uid(sj)
     cronjob["metadata"]["creationTimestamp"] = meta["creationTimestamp"]
     return cronjob
 
@@ -129,8 +135,10 @@ def job_of(
     finished: str | None = None,
     trigger: str = c.TRIGGER_SCHEDULE,
     started: datetime = T0,
+    owned: bool = True,
 ) -> Obj:
-    """A Job of the ScheduledJob: running, or finished as "Complete" / "Failed"."""
+    """A Job of the ScheduledJob: running, or finished as "Complete" / "Failed". `owned=False`: only
+    labelled, not controlled by the ScheduledJob's CronJob (a hand-made Job)."""
     meta = sj["metadata"]
     status: dict[str, Any] = {"startTime": format_utc(started), "active": 0 if finished else 1}
     if finished:
@@ -148,6 +156,17 @@ def job_of(
                 c.LABEL_ID: str(sj["status"]["id"]),
                 c.LABEL_TRIGGER: trigger,
             },
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "name": meta["name"],
+                    "uid": cronjob_uid(sj),
+                    "controller": True,
+                }
+            ]
+            if owned
+            else [],
         },
         "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}},
         "status": status,
@@ -177,18 +196,27 @@ class FakeCluster:
     """An in-memory API server for the `Cluster` protocol: LIST, WATCH and the writes the API makes.
 
     `deliver_events = False` holds watch events back, to play a watch that lags behind a write.
+    It also plays the active operator for ScheduledJobRuns with the operator's own pure decision
+    (run_requests.decide over the Jobs the CronJob controls); `operator_answers = False` plays a
+    stopped operator (the request is never decided). The real operator is tested on a real control
+    plane (tests/integration/operator/test_run_control.py).
     """
 
     def __init__(self) -> None:
         self.objects: dict[Kind, dict[tuple[str, str], Obj]] = {kind: {} for kind in Kind}
         self._watchers: list[tuple[Kind, str | None, asyncio.Queue[WatchEvent | BaseException | None]]] = []
         self._version = 100
+        self._runs: dict[tuple[str, str], Obj] = {}
         self.deliver_events = True
         self.write_error: ClusterError | None = None
         self.list_error: BaseException | None = None
         self.list_gate: asyncio.Event | None = None  # LIST waits for it when set
         self.lists: list[tuple[Kind, str | None]] = []
-        self.created: list[Obj] = []
+        self.created: list[Obj] = []  # Jobs the (fake) operator started
+        self.runs: list[Obj] = []  # ScheduledJobRuns the API created, as sent
+        self.withdrawn: list[str] = []
+        self.operator_answers = True
+        self.decides_late = False  # with operator_answers False: decided just after the API stopped waiting
         self.cancelled: list[tuple[str, str, str]] = []
         self.deleted: list[tuple[str, str]] = []
         self.closed = False
@@ -258,30 +286,87 @@ class FakeCluster:
         finally:
             self._watchers.remove(entry)
 
-    async def create_job(self, job: Obj) -> Obj:
+    async def create_run(self, run: Obj) -> Obj:
         if self.write_error is not None:
             raise self.write_error
-        self.calls.append(f"create:{job['metadata']['name']}")
-        stored = copy.deepcopy(job)
-        stored["metadata"]["uid"] = uid()
-        stored["metadata"]["creationTimestamp"] = format_utc(T0)
-        stored["status"] = {}
-        self.created.append(copy.deepcopy(job))
-        return copy.deepcopy(self.put(Kind.JOBS, stored))
+        self.runs.append(copy.deepcopy(run))
+        stored = copy.deepcopy(run)
+        meta = stored["metadata"]
+        meta["name"] = f"{meta.pop('generateName')}r{len(self.runs)}"
+        meta["uid"] = uid()
+        meta["creationTimestamp"] = format_utc(T0)
+        self._version += 1
+        meta["resourceVersion"] = str(self._version)
+        self._runs[(meta["namespace"], meta["name"])] = stored
+        self.calls.append(f"request:{meta['name']}")
+        return copy.deepcopy(stored)
 
-    async def cancel_job(self, namespace: str, name: str, cancelled_by: str) -> None:
+    async def wait_run(self, namespace: str, name: str, resource_version: str, timeout: float) -> Obj | None:  # noqa: ASYNC109
+        run = self._runs.get((namespace, name))
+        if run is None:
+            return None
+        if not self.operator_answers:
+            await asyncio.sleep(min(timeout, 0.01))
+            if self.decides_late:
+                run["status"] = self._decide(run)
+            return None
+        run["status"] = self._decide(run)
+        return copy.deepcopy(run)
+
+    async def withdraw_run(self, namespace: str, name: str, resource_version: str) -> bool:
+        run = self._runs.get((namespace, name))
+        if run is None or run["metadata"]["resourceVersion"] != resource_version or "status" in run:
+            return False
+        self.withdrawn.append(name)
+        del self._runs[(namespace, name)]
+        return True
+
+    async def get_run(self, namespace: str, name: str) -> Obj | None:
+        run = self._runs.get((namespace, name))
+        return copy.deepcopy(run) if run else None
+
+    def _decide(self, run: Obj) -> Obj:
+        request = read_run(run)
+        key = (request.namespace, request.scheduled_job)
+        cronjob = self.objects[Kind.CRONJOBS].get(key)
+        sj = self.objects[Kind.SCHEDULED_JOBS].get(key)
+        if cronjob is None or sj is None:
+            return rejected_status("NotReady", "no CronJob", T0)
+        running = [
+            job["metadata"]["name"]
+            for (ns, _), job in self.objects[Kind.JOBS].items()
+            if ns == request.namespace
+            and controller_uid(job, "CronJob", request.scheduled_job) == cronjob["metadata"]["uid"]
+            and observe_job(job, T0).status == "running"
+        ]
+        decision = decide(sj["spec"].get("concurrencyPolicy") or "Forbid", request.scheduled_job, running)
+        if not decision.accept:
+            return rejected_status(decision.reason, decision.message, T0)
+        for name in decision.replace:
+            self._suspend(request.namespace, name, c.ANNOTATION_REPLACED_BY, request.name)
+        job = build_manual_job(cronjob, job_name_for(request.scheduled_job, request.uid), request.requested_by)
+        job["metadata"]["uid"] = uid()
+        job["metadata"]["creationTimestamp"] = format_utc(T0)
+        job["status"] = {}
+        self.calls.append(f"create:{job['metadata']['name']}")
+        self.created.append(copy.deepcopy(job))
+        self.put(Kind.JOBS, job)
+        return accepted_status(job, decision, T0)
+
+    def _suspend(self, namespace: str, name: str, annotation: str, value: str) -> None:
+        job = copy.deepcopy(self.objects[Kind.JOBS][(namespace, name)])
+        job["metadata"].setdefault("annotations", {})[annotation] = value
+        job["spec"]["suspend"] = True  # the Job controller then deletes its pods
+        self.put(Kind.JOBS, job)
+
+    async def suspend_job(self, namespace: str, name: str, cancelled_by: str) -> None:
         if self.write_error is not None:
             raise self.write_error
-        job = self.objects[Kind.JOBS].get((namespace, name))
-        if job is None:
+        if (namespace, name) not in self.objects[Kind.JOBS]:
             raise ClusterNotFound(f'jobs.batch "{name}" not found')
         self.calls.append(f"cancel:{name}")
         self.cancelled.append((namespace, name, cancelled_by))
-        job = copy.deepcopy(job)
-        job["metadata"].setdefault("annotations", {})[c.ANNOTATION_CANCELLED_BY] = cancelled_by
-        # The ledger finalizer keeps the Job, marked for deletion, until the operator records it.
-        job["metadata"]["deletionTimestamp"] = format_utc(T0)
-        self.put(Kind.JOBS, job)
+        self._suspend(namespace, name, c.ANNOTATION_CANCELLED_BY, cancelled_by)
 
     async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
         if self.write_error is not None:

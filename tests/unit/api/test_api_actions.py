@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from scheduledjob import constants as c
+from scheduledjob.timefmt import parse_utc
 from scheduledjob_api.cluster import ClusterNotFound, ClusterUnavailable, Kind, Obj
 from scheduledjob_api.security import CANCEL, EXECUTE
 
@@ -37,43 +39,51 @@ async def seeded(cluster: FakeCluster, **kwargs: Any) -> Obj:
     return sj
 
 
-async def test_execute_builds_a_manual_job_owned_by_the_cronjob(
+async def test_execute_asks_the_operator_with_a_request_owned_by_the_scheduled_job(
     cluster: FakeCluster, client: httpx.AsyncClient
 ) -> None:
-    await seeded(cluster)
+    sj = await seeded(cluster)
     response = await post(client, "1/execute", sub="bob@example.org")
     assert response.status_code == 200, response.json()
 
-    [job] = cluster.created
-    cronjob = cluster.objects[Kind.CRONJOBS][("default", "cache-cleanup")]
-    meta = job["metadata"]
-    assert meta["ownerReferences"] == [
-        {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "name": "cache-cleanup",
-            "uid": cronjob["metadata"]["uid"],
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
-    assert meta["labels"][c.LABEL_TRIGGER] == c.TRIGGER_MANUAL
-    assert meta["labels"][c.LABEL_SCHEDULED_JOB] == "cache-cleanup"
-    assert meta["labels"]["team"] == "ops"  # the template's own labels survive
-    assert meta["annotations"][c.ANNOTATION_REQUESTED_BY] == "bob@example.org"
-    assert meta["name"].startswith("cache-cleanup-m") and meta["namespace"] == "default"
-    assert job["spec"] == cronjob["spec"]["jobTemplate"]["spec"]
+    # The API sends a request, never a pod spec: no Job of its own.
+    [run] = cluster.runs
+    assert run["kind"] == c.RUN_KIND and run["metadata"]["namespace"] == "default"
+    assert run["metadata"]["ownerReferences"][0]["uid"] == sj["metadata"]["uid"]
+    assert run["spec"]["scheduledJob"] == "cache-cleanup"
+    assert run["spec"]["requestedBy"] == "bob@example.org"
+    # It expires when the API stops waiting (10 s by default): it never starts after a 503.
+    wait = (parse_utc(run["spec"]["expiresAt"]) - datetime.now(UTC)).total_seconds()
+    assert 7 < wait <= 10
+    assert [call for call in cluster.calls if call.startswith("request:")] == [cluster.calls[0]]
 
+    # ... and answers with what the operator started.
+    [job] = cluster.created
+    assert job["metadata"]["annotations"][c.ANNOTATION_REQUESTED_BY] == "bob@example.org"
     assert data(response) == {
         "job_id": 1,
-        "execution_id": meta["name"],
+        "execution_id": job["metadata"]["name"],
         "status": "running",
         "started_at": "2025-01-23T10:30:00Z",
         "reason": None,
     }
 
 
-async def test_forbid_refuses_while_running(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_a_long_subject_is_cut_to_256_characters(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+    sj = await seeded(cluster, policy="Allow")
+    cluster.put(Kind.JOBS, job_of(sj, "run-1"))
+    await settle()
+    long_subject = "x" * 5000
+    assert (await post(client, "1/execute", sub=long_subject)).status_code == 200
+    assert cluster.runs[0]["spec"]["requestedBy"] == "x" * c.MAX_SUBJECT_LENGTH
+    response = await post(client, "1/cancel", sub=long_subject)
+    assert data(response)["cancelled_by"] == "x" * c.MAX_SUBJECT_LENGTH
+    assert {who for _, _, who in cluster.cancelled} == {"x" * c.MAX_SUBJECT_LENGTH}
+
+
+async def test_forbid_refusal_comes_back_as_409_with_the_reason(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
     sj = await seeded(cluster, policy="Forbid")
     cluster.put(Kind.JOBS, job_of(sj, "cache-cleanup-29000000"))
     await settle()
@@ -91,14 +101,19 @@ async def test_forbid_runs_when_previous_runs_finished(cluster: FakeCluster, cli
     assert (await post(client, "1/execute")).status_code == 200
 
 
-async def test_replace_cancels_the_running_one_first(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_replace_is_the_operators_doing_not_a_cancel_by_the_caller(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
     sj = await seeded(cluster, policy="Replace")
     cluster.put(Kind.JOBS, job_of(sj, "old-run"))
     await settle()
     response = await post(client, "1/execute", sub="carol")
     assert response.status_code == 200
-    assert cluster.cancelled == [("default", "old-run", "carol")]
-    assert cluster.calls == ["cancel:old-run", f"create:{data(response)['execution_id']}"]
+    assert cluster.cancelled == []  # carol cancelled nothing ...
+    old = cluster.objects[Kind.JOBS][("default", "old-run")]
+    assert old["spec"]["suspend"] is True  # ... the old run was replaced by the new one
+    assert c.ANNOTATION_CANCELLED_BY not in old["metadata"]["annotations"]
+    assert c.ANNOTATION_REPLACED_BY in old["metadata"]["annotations"]
 
 
 async def test_allow_runs_alongside(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
@@ -122,14 +137,43 @@ async def test_no_cronjob_yet_is_409(cluster: FakeCluster, client: httpx.AsyncCl
     response = await post(client, "4/execute")
     assert response.status_code == 409
     assert "no CronJob" in response.json()["error"] and "error" in response.json()["error"]
+    assert cluster.runs == []
 
 
-async def test_forbid_sees_its_own_run_before_the_watch_does(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    await seeded(cluster, policy="Forbid")
-    cluster.deliver_events = False  # the watch lags behind our own write
-    first, second = await asyncio.gather(post(client, "1/execute"), post(client, "1/execute"))
-    assert sorted([first.status_code, second.status_code]) == [200, 409]
-    assert len(cluster.created) == 1
+async def test_no_operator_answering_is_503_and_the_request_is_withdrawn(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
+    await seeded(cluster)
+    cluster.operator_answers = False
+    response = await post(client, "1/execute")
+    assert response.status_code == 503
+    assert "nothing was started" in response.json()["error"]
+    assert cluster.withdrawn == [cluster.runs and cluster.calls[0].split(":", 1)[1]]
+    assert cluster.created == []
+
+
+async def test_a_decision_taken_as_the_api_gave_up_is_still_the_answer(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
+    await seeded(cluster)
+    cluster.operator_answers = False
+    cluster.decides_late = True  # decided after the wait ended, before the withdrawal
+    response = await post(client, "1/execute")
+    assert response.status_code == 200
+    assert cluster.withdrawn == []
+    assert data(response)["execution_id"] == cluster.created[0]["metadata"]["name"]
+
+
+async def test_a_labelled_job_without_the_cronjob_as_owner_is_not_a_run(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
+    sj = await seeded(cluster, policy="Forbid")
+    cluster.put(Kind.JOBS, job_of(sj, "hand-made", owned=False))
+    await settle()
+    detail = await client.get(f"{BASE}/1", headers=bearer(token()))
+    assert "hand-made" not in str(detail.json()["data"])
+    assert (await post(client, "1/cancel")).status_code == 409
+    assert cluster.cancelled == []
 
 
 async def test_cancel_with_nothing_running_is_409(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
@@ -142,7 +186,7 @@ async def test_cancel_with_nothing_running_is_409(cluster: FakeCluster, client: 
     assert cluster.cancelled == []
 
 
-async def test_cancel_annotates_and_deletes_every_running_job(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_cancel_suspends_every_running_job_and_says_who(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
     sj = await seeded(cluster, policy="Allow")
     cluster.put(Kind.JOBS, job_of(sj, "run-1"))
     cluster.put(Kind.JOBS, job_of(sj, "run-2"))
@@ -155,9 +199,10 @@ async def test_cancel_annotates_and_deletes_every_running_job(cluster: FakeClust
     assert (body["job_id"], body["cancelled_by"]) == (1, "dave")
     assert sorted(cluster.cancelled) == [("default", "run-1", "dave"), ("default", "run-2", "dave")]
     await settle()
-    # The Jobs now carry who cancelled them and are being deleted: nothing is running any more.
+    # The Jobs now carry who cancelled them and are suspended (their pods go): nothing is running any more.
     job = cluster.objects[Kind.JOBS][("default", "run-1")]
     assert job["metadata"]["annotations"][c.ANNOTATION_CANCELLED_BY] == "dave"
+    assert job["spec"]["suspend"] is True and "deletionTimestamp" not in job["metadata"]
     assert (await post(client, "1/cancel")).status_code == 409
 
 
@@ -169,10 +214,9 @@ async def test_cancel_then_execute_under_forbid_before_the_watch_catches_up(
     await settle()
     cluster.deliver_events = False
     assert (await post(client, "1/cancel")).status_code == 200
+    # The operator decides on the cluster's state, where run-1 is cancelled, not on the API's cache.
     assert (await post(client, "1/execute")).status_code == 200
-    # ...and the new run, unseen by the watch, can itself be cancelled.
-    response = await post(client, "1/cancel")
-    assert data(response)["cancelled_executions"] == [cluster.created[0]["metadata"]["name"]]
+    assert (await post(client, "1/cancel")).status_code == 409  # the cache shows run-1 cancelled
 
 
 async def test_a_job_already_gone_does_not_count_as_cancelled(cluster: FakeCluster, client: httpx.AsyncClient) -> None:

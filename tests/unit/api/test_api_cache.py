@@ -98,10 +98,10 @@ def test_jobs_and_cronjobs_are_indexed_by_their_scheduled_job(cluster: FakeClust
     cache = ClusterCache(cluster)
     sj = scheduled_job("owner", 1)
     other = scheduled_job("other", 2)
-    cache.replace(Kind.CRONJOBS, None, [cronjob_for(sj)])
+    cache.replace(Kind.CRONJOBS, None, [cronjob_for(sj), cronjob_for(other)])
     cache.replace(Kind.JOBS, None, [job_of(sj, "j1"), job_of(sj, "j2"), job_of(other, "k1")])
     assert sorted(j["metadata"]["name"] for j in cache.jobs_for(("default", "owner"))) == ["j1", "j2"]
-    assert cache.cronjob_for(("default", "other")) is None
+    assert cache.cronjob_for(("default", "nobody")) is None
 
     moved = job_of(other, "j1")  # relabelled to another ScheduledJob
     cache.apply(Kind.JOBS, WatchEvent("MODIFIED", moved))
@@ -110,6 +110,17 @@ def test_jobs_and_cronjobs_are_indexed_by_their_scheduled_job(cluster: FakeClust
     cache.apply(Kind.JOBS, WatchEvent("DELETED", moved))
     assert [j["metadata"]["name"] for j in cache.jobs_for(("default", "other"))] == ["k1"]
     assert moved["metadata"]["labels"][c.LABEL_SCHEDULED_JOB] == "other"
+
+
+def test_a_job_is_a_scheduled_jobs_only_if_its_cronjob_controls_it(cluster: FakeCluster) -> None:
+    cache = ClusterCache(cluster)
+    sj = scheduled_job("owner", 1)
+    cache.replace(Kind.CRONJOBS, None, [cronjob_for(sj)])
+    forged = job_of(sj, "forged", owned=False)  # carries the label, no owner
+    stale = job_of(sj, "stale")  # owned by an earlier CronJob of that name
+    stale["metadata"]["ownerReferences"][0]["uid"] = "an-older-cronjob"
+    cache.replace(Kind.JOBS, None, [job_of(sj, "real"), forged, stale])
+    assert [j["metadata"]["name"] for j in cache.jobs_for(("default", "owner"))] == ["real"]
 
 
 def test_a_deleted_scheduled_job_is_not_revived_by_late_events(cluster: FakeCluster) -> None:

@@ -80,6 +80,13 @@ class FakeApiServer:
             error = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
             await response.write(json.dumps(error).encode() + b"\n")
             return response
+        if request.path.endswith("/scheduledjobruns"):  # one request, undecided then decided
+            events = [
+                {"type": "MODIFIED", "object": sj("r1")},
+                {"type": "MODIFIED", "object": {**sj("r1"), "status": {"phase": "Accepted", "jobName": "j-m1"}}},
+            ]
+            await response.write(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+            return response
         events = [
             {"type": "ADDED", "object": sj("big", self.big)},
             {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "50"}}},
@@ -146,18 +153,32 @@ async def test_watch_error_410_is_resource_expired(api: tuple[FakeApiServer, Kub
 
 async def test_writes(api: tuple[FakeApiServer, KubeCluster]) -> None:
     fake, cluster = api
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j-m1", "namespace": "ns"}, "spec": {}}
-    created = await cluster.create_job(job)
+    run = {"apiVersion": c.API_VERSION, "kind": c.RUN_KIND, "metadata": {"name": "r1", "namespace": "ns"}, "spec": {}}
+    created = await cluster.create_run(run)
     assert created["metadata"]["uid"] == "new-uid"
-    await cluster.cancel_job("ns", "j-m1", "alice")
+    await cluster.suspend_job("ns", "j-m1", "alice")
+    assert await cluster.withdraw_run("ns", "r1", "7")
     await cluster.delete_scheduled_job("ns", "cleanup")
 
-    create, patch, delete_job, delete_sj = fake.requests
-    assert (create["method"], create["path"], create["body"]) == ("POST", "/apis/batch/v1/namespaces/ns/jobs", job)
-    assert (patch["method"], patch["content_type"]) == ("PATCH", "application/merge-patch+json")
-    assert patch["body"] == {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}}}
-    assert (delete_job["method"], delete_job["path"]) == ("DELETE", "/apis/batch/v1/namespaces/ns/jobs/j-m1")
-    assert delete_job["query"]["propagationPolicy"] == "Background"
+    create, patch, withdraw, delete_sj = fake.requests
+    assert (create["method"], create["path"], create["body"]) == (
+        "POST",
+        f"{SJ_PATH}/namespaces/ns/scheduledjobruns",
+        run,
+    )
+    # Cancel is one merge patch: who, and suspend (the Job controller deletes the pods). No delete.
+    assert (patch["method"], patch["path"], patch["content_type"]) == (
+        "PATCH",
+        "/apis/batch/v1/namespaces/ns/jobs/j-m1",
+        "application/merge-patch+json",
+    )
+    assert patch["body"] == {
+        "metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}},
+        "spec": {"suspend": True},
+    }
+    # Withdrawing deletes the request only if it is still undecided (resourceVersion precondition).
+    assert (withdraw["method"], withdraw["path"]) == ("DELETE", f"{SJ_PATH}/namespaces/ns/scheduledjobruns/r1")
+    assert withdraw["body"]["preconditions"] == {"resourceVersion": "7"}
     assert delete_sj["path"] == f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup"
     assert delete_sj["query"]["propagationPolicy"] == "Background"
 
@@ -171,17 +192,26 @@ async def test_a_delete_by_the_api_first_annotates_who_deleted(api: tuple[FakeAp
     assert (delete["method"], delete["path"]) == ("DELETE", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
 
 
+async def test_wait_run_follows_one_request_from_its_version(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    decided = await cluster.wait_run("ns", "r1", "7", timeout=2)
+    assert decided is not None and decided["status"]["phase"] == "Accepted"
+    query = fake.requests[0]["query"]
+    assert fake.requests[0]["path"] == f"{SJ_PATH}/namespaces/ns/scheduledjobruns"
+    assert (query["fieldSelector"], query["resourceVersion"]) == ("metadata.name=r1", "7")
+
+
 async def test_not_found_is_mapped(api: tuple[FakeApiServer, KubeCluster]) -> None:
     _, cluster = api
     with pytest.raises(ClusterNotFound):
-        await cluster.cancel_job("ns", "missing", "alice")
+        await cluster.suspend_job("ns", "missing", "alice")
 
 
 async def test_refused_connection_is_unavailable() -> None:
     cluster = KubeCluster(Settings(request_timeout_seconds=2), Configuration(host="http://127.0.0.1:9"))
     try:
         with pytest.raises(ClusterUnavailable):
-            await cluster.create_job({"metadata": {"name": "j", "namespace": "ns"}})
+            await cluster.create_run({"metadata": {"name": "r", "namespace": "ns"}})
     finally:
         await cluster.close()
 

@@ -296,9 +296,9 @@ async def test_detail(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
     assert detail["created_at"] == sj["metadata"]["creationTimestamp"]
 
 
-async def test_detail_shows_a_run_just_started_by_the_api(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
+async def test_detail_shows_a_run_started_through_the_api(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
     cluster.seed(scheduled_job("cleanup", 1))
     await asyncio.sleep(0.05)
-    cluster.deliver_events = False
     execution = (await client.post(f"{BASE}/1/execute", headers=bearer(token()))).json()["data"]["execution_id"]
+    await asyncio.sleep(0.05)  # the operator's Job reaches the API through its watch
     assert (await get(client, "1")).json()["data"]["active_executions"] == [execution]

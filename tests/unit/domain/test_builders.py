@@ -3,7 +3,7 @@
 import copy
 
 from scheduledjob import constants as c
-from scheduledjob.builders import build_cronjob, build_manual_job, drifted, manual_job_name
+from scheduledjob.builders import build_cronjob, build_manual_job, controller_uid, drifted, manual_job_name
 from scheduledjob.models import ScheduledJobSpec
 
 from tests.unit.domain.factories import TEMPLATE
@@ -65,3 +65,29 @@ def test_a_field_desired_absent_but_set_by_hand_is_drift() -> None:
     actual = copy.deepcopy(desired)
     actual["spec"]["startingDeadlineSeconds"] = 5
     assert drifted(desired, actual)
+
+
+def test_the_groups_own_annotations_in_a_template_never_reach_a_job() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    template["metadata"] = {
+        "annotations": {c.ANNOTATION_RECORDED: "finished", c.ANNOTATION_REQUESTED_BY: "mallory", "team": "ops"}
+    }
+    cronjob = build_cronjob("cache-cleanup", "cms", "sj-uid", 7, spec(jobTemplate=template))
+    assert cronjob["spec"]["jobTemplate"]["metadata"]["annotations"] == {"team": "ops"}
+    # Even from a CronJob edited by hand, a manual Job only carries what the API and operator say.
+    cronjob["metadata"]["uid"] = "cron-uid"
+    cronjob["spec"]["jobTemplate"]["metadata"]["annotations"][c.ANNOTATION_RECORDED] = "finished"
+    job = build_manual_job(cronjob, "cache-cleanup-m1", requested_by="alice")
+    assert c.ANNOTATION_RECORDED not in job["metadata"]["annotations"]
+    assert job["metadata"]["annotations"][c.ANNOTATION_REQUESTED_BY] == "alice"
+
+
+def test_a_job_for_a_run_request_is_born_suspended_awaiting_adoption() -> None:
+    cronjob = build_cronjob("cache-cleanup", "cms", "sj-uid", 7, spec())
+    cronjob["metadata"]["uid"] = "cron-uid"
+    job = build_manual_job(cronjob, "cache-cleanup-m1", requested_by="alice", run_name="cache-cleanup-x7k2p")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["annotations"][c.ANNOTATION_AWAITING_ADOPTION] == "true"
+    assert job["metadata"]["annotations"][c.ANNOTATION_RUN] == "cache-cleanup-x7k2p"
+    assert controller_uid(job, "CronJob", "cache-cleanup") == "cron-uid"
+    assert controller_uid(job, "CronJob", "another") is None

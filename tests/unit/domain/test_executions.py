@@ -42,3 +42,34 @@ def test_the_recorded_annotation_tells_how_far_the_ledger_got() -> None:
     assert recorded_stage(recorded) is None
     recorded["metadata"]["annotations"][c.ANNOTATION_RECORDED] = "finished"
     assert recorded_stage(recorded) == "finished"
+
+
+def test_a_manual_job_suspended_awaiting_adoption_has_not_started_and_is_not_cancelled() -> None:
+    waiting = job(manual_by="alice")
+    waiting["spec"]["suspend"] = True
+    waiting["metadata"]["annotations"][c.ANNOTATION_AWAITING_ADOPTION] = "true"
+    observation = observe_job(waiting, NOW)
+    assert (observation.status, observation.awaiting_adoption) == ("running", True)
+    # Cancelled while it waited: a cancel, not a wait any more.
+    waiting["metadata"]["annotations"][c.ANNOTATION_CANCELLED_BY] = "bob"
+    observation = observe_job(waiting, NOW)
+    assert (observation.status, observation.cancelled_by, observation.message) == (
+        "cancelled",
+        "bob",
+        "cancelled by bob",
+    )
+
+
+def test_a_replaced_run_says_by_which_execution_and_whom_and_is_not_cancelled_by_anyone() -> None:
+    replaced = job(manual_by="alice", cancelled_by="carol")
+    replaced["spec"]["suspend"] = True
+    replaced["metadata"]["annotations"][c.ANNOTATION_REPLACED_BY] = "cache-cleanup-m1234 (requested by carol)"
+    observation = observe_job(replaced, NOW)
+    assert observation.status == "cancelled"
+    assert observation.cancelled_by is None
+    assert observation.message == "replaced by cache-cleanup-m1234 (requested by carol)"
+
+
+def test_who_cancelled_is_cut_to_the_subject_limit() -> None:
+    observation = observe_job(job(cancelled_by="x" * 10_000, deleted_at="2026-01-10T02:10:00Z"), NOW)
+    assert observation.cancelled_by == "x" * c.MAX_SUBJECT_LENGTH

@@ -44,7 +44,7 @@ def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
     assert catalog.highest_id() == 42  # ids are never handed out again, even after a deletion
 
 
-def test_keeps_only_what_the_drift_check_and_the_skipped_slots_read() -> None:
+def test_keeps_only_what_the_drift_check_the_ledger_and_the_skipped_slots_read() -> None:
     catalog = Catalog()
     seen = cronjob("report", "*/5 * * * *")
     seen["status"] = {
@@ -54,8 +54,9 @@ def test_keeps_only_what_the_drift_check_and_the_skipped_slots_read() -> None:
     }
     catalog.see_cronjob(seen)
     known = catalog.cronjob(("team", "report"))
+    assert catalog.cronjob_uid(("team", "report")) == "u"  # whose Jobs are whose
     assert known == {
-        "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}},
+        "metadata": {"labels": {c.LABEL_SCHEDULED_JOB: "report"}, "uid": "u"},
         "spec": cronjob("report")["spec"] | {"schedule": "*/5 * * * *"},
         "status": {"lastScheduleTime": "2025-01-23T10:25:00Z", "active": [{"name": "report-29000000"}]},
     }

@@ -656,6 +656,8 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                 await forbidden(
                     "api: create a Secret",
                     core.create_namespaced_secret(release.namespace, {"metadata": {"name": "x"}}, dry_run="All"),
+                )
+                await forbidden(
                     "api: decide a run (status)",
                     custom.patch_namespaced_custom_object_status(
                         c.GROUP, c.VERSION, release.watched, c.RUN_PLURAL, "probe", {"status": {"phase": "Accepted"}}

@@ -344,7 +344,9 @@ class FakeCluster:
             return rejected_status(decision.reason, decision.message, T0)
         for name in decision.replace:
             self._suspend(request.namespace, name, c.ANNOTATION_REPLACED_BY, request.name)
-        job = build_manual_job(cronjob, job_name_for(request.scheduled_job, request.uid), request.requested_by)
+        job = build_manual_job(
+            cronjob, job_name_for(request.scheduled_job, request.uid), request.requested_by, reason=request.reason
+        )
         job["metadata"]["uid"] = uid()
         job["metadata"]["creationTimestamp"] = format_utc(T0)
         job["status"] = {}

@@ -131,7 +131,11 @@ async def test_each_new_endpoint_needs_its_permission_and_unknown_ids_are_404(
     await seeded(cluster)
     others = [p for p in (READ, EXECUTE, MANAGE, "admin.scheduled_job.cancel") if p != needs]
     denied = await client.request(method.upper(), f"{BASE}/{path}", headers=bearer(token(others)))
-    assert (denied.status_code, denied.json()["logged_in"], denied.json()["data"]) == (403, True, None)
+    assert (denied.status_code, denied.json()["logged_in"], denied.json()["data"]) == (
+        403,
+        True,
+        {"required_permission": needs},
+    )
     missing = await client.request(method.upper(), f"{BASE}/{path.replace('1/', '99/')}", headers=ADMIN)
     assert (missing.status_code, missing.json()["status"], missing.json()["data"]) == (404, 404, None)
     assert not cluster.calls

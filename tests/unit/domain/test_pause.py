@@ -41,7 +41,7 @@ def test_a_pause_stops_the_schedule_and_is_recorded_with_who_and_why() -> None:
         "DB maintenance",
     )
     (record,) = status.history
-    assert (record.status, record.requested_by, record.reason, record.started_at) == (
+    assert (record.status, record.requested_by, record.request_reason, record.started_at) == (
         "paused",
         "alice",
         "DB maintenance",

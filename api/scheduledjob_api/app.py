@@ -19,6 +19,7 @@ from scheduledjob_api.docs import install_docs
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
+from scheduledjob_api.log_store import ArchiveLogStore
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
 from scheduledjob_api.routers import admin_controls, health, logs, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
@@ -80,6 +81,7 @@ def create_app(
         cache, cluster, decision_seconds=settings.execute_decision_seconds
     )
     app.state.history = History(archive, service.has_scheduled_job)
+    app.state.log_store = ArchiveLogStore(archive)
     app.state.metrics = metrics = Metrics(cache)
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too

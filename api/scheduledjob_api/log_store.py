@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from scheduledjob.diagnostics import ContainerLog
+from scheduledjob_archive.repository import Archive
 
 
 class LogStore(Protocol):
@@ -18,3 +19,13 @@ class NoLogStore:
 
     async def logs(self, uid: str) -> list[ContainerLog] | None:
         return None
+
+
+class ArchiveLogStore:
+    """The archive's captured logs; a run with none kept (or pruned by retention) reads as None."""
+
+    def __init__(self, archive: Archive) -> None:
+        self._archive = archive
+
+    async def logs(self, uid: str) -> list[ContainerLog] | None:
+        return await self._archive.logs(uid) or None

@@ -611,6 +611,10 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
             await forbidden(f"{component}: list Secrets everywhere", core.list_secret_for_all_namespaces())
             # Pods: listed (and their logs read) only in the watched namespace; never changed.
             await core.list_namespaced_pod(release.watched)
+            try:  # allowed, so the answer is about the pod (there is none), not about permission
+                await core.read_namespaced_pod_log("no-such-pod", release.watched)
+            except ApiException as error:
+                assert error.status == 404, f"{component}: pods/log in the watched namespace: {error.status}"
             await forbidden(f"{component}: list pods outside", core.list_namespaced_pod(release.outside))
             await forbidden(
                 f"{component}: read a pod log outside", core.read_namespaced_pod_log("any", release.outside)

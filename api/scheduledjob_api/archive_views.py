@@ -29,6 +29,23 @@ def transaction(row: ArchivedExecution) -> dict[str, Any]:
         "finished_at": _time(row.finished_at),
         "runtime": row.runtime_ms,
         "message": row.message,
+        "request_reason": row.request_reason,
+        **diagnostics(row),
+    }
+
+
+def diagnostics(row: ArchivedExecution) -> dict[str, Any]:
+    """Why a finished run ended as it did (scheduledjob.diagnostics); nulls while it runs."""
+    return {
+        "exit_code": row.exit_code,
+        "reason": row.reason,
+        "container": row.container,
+        "container_message": row.container_message,
+        "pod_name": row.pod_name,
+        "node_name": row.node_name,
+        "attempts": row.attempts,
+        "scheduled_at": _time(row.scheduled_at),
+        "start_delay_ms": row.start_delay_ms,
     }
 
 
@@ -40,15 +57,6 @@ def detail(row: ArchivedExecution, logs: list[ContainerLog], deleted: Deletion |
     return {
         **job_transaction(row),
         "uid": row.uid,
-        "exit_code": row.exit_code,
-        "reason": row.reason,
-        "container": row.container,
-        "container_message": row.container_message,
-        "pod_name": row.pod_name,
-        "node_name": row.node_name,
-        "attempts": row.attempts,
-        "scheduled_at": _time(row.scheduled_at),
-        "start_delay_ms": row.start_delay_ms,
         "logs": [
             {
                 "pod": log.pod,

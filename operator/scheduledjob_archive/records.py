@@ -74,6 +74,7 @@ class ArchivedExecution:
     requested_by: str | None
     cancelled_by: str | None
     message: str | None
+    request_reason: str | None = None
     exit_code: int | None = None
     reason: str | None = None
     container: str | None = None

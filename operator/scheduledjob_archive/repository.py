@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 
 # Columns an upsert may change; uid, owner and transaction_id are fixed by the first write.
 _OUTCOME = ("status", "status_rank", "finished_at", "runtime_ms", "cancelled_by", "message", "archived_at")
-_KEPT_ONCE_SET = ("requested_by", "started_at", *DIAGNOSTIC_FIELDS)
+_KEPT_ONCE_SET = ("requested_by", "request_reason", "started_at")
+# The first diagnosis of a finished run wins: a replay after its pods are gone knows less (only the Job's
+# reason), and must not overwrite the exit code and reason read from the pods.
+_FIRST_WINS = DIAGNOSTIC_FIELDS
 
 
 def _utc_now() -> datetime:
@@ -106,6 +109,7 @@ class Archive:
             current, new = executions.c, insert.excluded
             changes: dict[str, Any] = {name: new[name] for name in _OUTCOME}
             changes.update({name: func.coalesce(new[name], current[name]) for name in _KEPT_ONCE_SET})
+            changes.update({name: func.coalesce(current[name], new[name]) for name in _FIRST_WINS})
             forwards = or_(
                 current.status_rank < new.status_rank,
                 and_(current.status_rank == new.status_rank, current.status == new.status),
@@ -115,11 +119,21 @@ class Archive:
             )
 
     async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
-        """Replaces the captured logs of one execution (whose row must exist)."""
+        """Replaces the captured logs of one execution, unless nothing could be read this time and
+        something was before (a replay after the pods are gone keeps what the first capture read)."""
         captured = self._clock()
+        nothing_read = all(log.unavailable_reason is not None for log in logs)
 
         async def write() -> None:
             async with self.engine.begin() as connection:
+                if nothing_read:
+                    kept = await connection.scalar(
+                        select(execution_logs.c.id)
+                        .where(execution_logs.c.execution_uid == uid, execution_logs.c.unavailable_reason.is_(None))
+                        .limit(1)
+                    )
+                    if kept is not None:
+                        return
                 await connection.execute(delete(execution_logs).where(execution_logs.c.execution_uid == uid))
                 if logs:
                     await connection.execute(
@@ -380,6 +394,7 @@ def _row(observation: JobObservation, owner: Owner, diagnostics: Diagnostics | N
         "requested_by": observation.requested_by,
         "cancelled_by": observation.cancelled_by,
         "message": observation.message,
+        "request_reason": observation.request_reason,
         "archived_at": now,
     }
     for name in DIAGNOSTIC_FIELDS:

@@ -96,3 +96,25 @@ async def test_the_logs_of_an_unknown_execution_are_a_404(
     job_id = await job_id_of(admin, scheduled_jobs.namespace, "quiet")
     response = await admin.get(f"/{job_id}/transactions/quiet-nope/logs")
     assert response.status_code == 404 and "not found" in response.json()["error"]
+
+
+async def test_the_logs_outlive_the_job_and_its_pods(admin: httpx.AsyncClient, scheduled_jobs: ScheduledJobs) -> None:
+    """With `failedJobsHistoryLimit: 0` the CronJob controller removes the Job (and its pods) as soon as the
+    ledger lets it go: the end of its output is still served, from the archive."""
+    annotations = {ANNOTATION_LOG: "connecting\nboom", ANNOTATION_OUTCOME: "fail", ANNOTATION_EXIT_CODE: "2"}
+    spec = {"schedule": "@yearly", "failedJobsHistoryLimit": 0, "jobTemplate": template(annotations)}
+    await scheduled_jobs.create("gone-soon", spec)
+    job_id = await job_id_of(admin, scheduled_jobs.namespace, "gone-soon")
+    execution = await execute(admin, job_id)
+
+    async def job_gone() -> bool:
+        jobs = await scheduled_jobs.batch.list_namespaced_job(scheduled_jobs.namespace)
+        return all(job.metadata.name != execution for job in jobs.items)
+
+    await eventually(job_gone, timeout=90, what="the CronJob controller removing the finished Job")
+    data = await logs(admin, job_id, execution)
+    assert (data["status"], data["source"]) == ("failed", "archive")
+    (container,) = data["containers"]
+    assert container["text"].endswith("boom\n")
+    row = (await admin.get(f"/{job_id}/transactions/{execution}")).json()["data"]
+    assert (row["exit_code"], row["reason"]) == (2, "Error")

@@ -16,7 +16,7 @@ from scheduledjob_archive.records import Owner
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, conflict_retry
-from scheduledjob_operator.log_capture import NoArchive, capture_run
+from scheduledjob_operator.log_capture import HeldLogs, capture_run
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +90,12 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    captured = HeldLogs()
     if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
-        sink = context.archive if context.archive is not None else NoArchive()
-        observation = await capture_run(context.cluster, sink, job, observation, context.log_limits)
+        observation = await capture_run(context.cluster, captured, job, observation, context.log_limits)
     if context.archive is not None:  # the archive first: while it is unreachable the finalizer stays
         await context.archive.save(observation, archive_owner(job), observation.diagnostics)
+        await captured.save_to(context.archive)  # after the row: the logs reference it
     owner_exists = await context.writer.record(key, observation)
     if deleted:
         return

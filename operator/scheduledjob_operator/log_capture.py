@@ -29,6 +29,20 @@ class LogSink(Protocol):
     async def save_logs(self, uid: str, logs: list[ContainerLog]) -> None: ...
 
 
+class HeldLogs:
+    """Keeps what a capture read until the run's archive row exists (the logs reference it)."""
+
+    def __init__(self) -> None:
+        self._held: tuple[str, list[ContainerLog]] | None = None
+
+    async def save_logs(self, uid: str, logs: list[ContainerLog]) -> None:
+        self._held = (uid, logs)
+
+    async def save_to(self, sink: LogSink) -> None:
+        if self._held is not None:
+            await sink.save_logs(*self._held)
+
+
 class NoArchive:
     """No archive configured: captured logs are not kept."""
 

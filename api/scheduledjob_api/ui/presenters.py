@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
-from markupsafe import Markup, escape
 from cron_descriptor import FormatError, MissingFieldError, Options, WrongArgumentError, get_description
 from croniter import croniter
+from markupsafe import Markup, escape
 from scheduledjob.cron import MACROS, ScheduleError, time_zone
 from scheduledjob.timefmt import parse_utc
 
@@ -215,8 +215,8 @@ def strip_html(job_id: int, bars: Sequence[Bar]) -> Markup:
     parts = [f'<div class="strip" role="group" aria-label="Last {len(bars)} runs: {summary}">']
     for bar in bars:
         parts.append(
-            f'<a class="bar tone-{bar.badge.tone} h{bar.height}" href="/ui/jobs/{job_id}/runs/{escape(bar.execution_id)}"'
-            f' title="{escape(bar.label)}" tabindex="-1"><span aria-hidden="true">{bar.badge.icon}</span></a>'
+            f'<a class="bar tone-{bar.badge.tone} h{bar.height}"'
+            f' href="/ui/jobs/{job_id}/runs/{escape(bar.execution_id)}" title="{escape(bar.label)}" tabindex="-1"><span aria-hidden="true">{bar.badge.icon}</span></a>'
         )
     parts.append("</div>")
     return Markup("".join(parts))

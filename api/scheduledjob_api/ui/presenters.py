@@ -214,10 +214,10 @@ def strip_html(job_id: int, bars: Sequence[Bar]) -> Markup:
     summary = ", ".join(f"{count} {text}" for text, count in sorted(tally.items()))
     parts = [f'<div class="strip" role="group" aria-label="Last {len(bars)} runs: {summary}">']
     for bar in bars:
-        parts.append(
-            f'<a class="bar tone-{bar.badge.tone} h{bar.height}"'
-            f' href="/ui/jobs/{job_id}/runs/{escape(bar.execution_id)}" title="{escape(bar.label)}" tabindex="-1"><span aria-hidden="true">{bar.badge.icon}</span></a>'
-        )
+        href = f"/ui/jobs/{job_id}/runs/{escape(bar.execution_id)}"
+        icon = f'<span aria-hidden="true">{bar.badge.icon}</span>'
+        css = f"bar tone-{bar.badge.tone} h{bar.height}"
+        parts.append(f'<a class="{css}" href="{href}" title="{escape(bar.label)}" tabindex="-1">{icon}</a>')
     parts.append("</div>")
     return Markup("".join(parts))
 

@@ -142,7 +142,8 @@ def relative(moment: datetime, now: datetime) -> str:
     magnitude = abs(seconds)
     if magnitude < 45:
         return "just now" if seconds <= 0 else "in a few seconds"
-    unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("min", 60)) if magnitude >= n)
+    # 45 s and more round to at least a minute (a bug found by the browser test: 45-59 s had no unit).
+    unit, size = next(((u, n) for u, n in (("d", 86400), ("h", 3600)) if magnitude >= n), ("min", 60))
     amount = round(magnitude / size)
     return f"in {amount} {unit}" if seconds > 0 else f"{amount} {unit} ago"
 

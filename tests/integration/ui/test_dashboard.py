@@ -10,6 +10,8 @@ import re
 from functools import partial
 
 import httpx
+import pytest
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import expect
 
 from tests.integration.api.conftest import BASE, job_id_of, token
@@ -208,3 +210,30 @@ async def test_a_mixed_set_of_jobs_reads_at_a_glance_in_light_and_dark(
         await expect(job.locator("#trend-summary")).to_contain_text("3 finished runs")
         await expect(job.locator("#trend canvas")).to_have_count(1)  # uPlot drew the trend
         await viewer.axe("job-with-history" if scheme == "light" else "job-with-history-dark")
+
+
+async def test_the_guards_of_these_tests_catch_what_they_guard_against(visitor: Visit) -> None:
+    """The origin guard, the CSP listener and axe are able to fail: a page that misbehaves is caught."""
+    probe = await visitor()
+    page = await probe.open("/ui/login")
+    await page.evaluate("fetch('http://127.0.0.2:9/beacon').catch(() => null)")  # another origin, still loopback
+    await page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = '1'; document.body.append(s); }"
+    )
+    await page.wait_for_timeout(300)
+    # The page's own CSP stops both before any request is made; the console says so and the test hears it.
+    assert any("connect-src" in error for error in probe.csp_errors), probe.csp_errors
+    assert any("script-src" in error for error in probe.csp_errors), probe.csp_errors
+    await page.evaluate("() => document.body.append(document.createElement('button'))")  # a button without a name
+    try:
+        await probe.axe("never-saved", screenshot=False)
+    except AssertionError as error:
+        assert "button-name" in str(error)
+    else:
+        raise AssertionError("axe found no violation on a page with an unnamed button")
+    # What CSP does not govern (a navigation) the route guard refuses and records.
+    with pytest.raises(PlaywrightError):
+        await page.goto("http://127.0.0.2:9/elsewhere")
+    assert probe.foreign == ["http://127.0.0.2:9/elsewhere"]
+    probe.foreign.clear()
+    probe.csp_errors.clear()

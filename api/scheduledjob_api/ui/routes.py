@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, get_args
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -114,9 +114,14 @@ def render(
 
 def _to_login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"{PREFIX}/login?{urlencode({'next': target})}"
-    if _is_htmx(request):  # an expired session during a fragment refresh: send the whole page there
+    if _is_htmx(request):
+        # An expired session during a fragment refresh: send the whole page to the login, and back to
+        # the page the browser shows (not to the fragment's URL).
+        shown = urlsplit(request.headers.get("hx-current-url", ""))
+        target = _safe_next(shown.path + (f"?{shown.query}" if shown.query else ""))
+        location = f"{PREFIX}/login?{urlencode({'next': target})}"
         return Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": location})
+    location = f"{PREFIX}/login?{urlencode({'next': target})}"
     return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
 

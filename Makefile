@@ -12,7 +12,7 @@ HELM := bin/helm
 IMAGE ?= selfhelp/scheduled-jobs:dev
 
 .PHONY: help install run token kubectl cluster-up cluster-down cluster-status localcluster helm lint typecheck check \
-        unit integration chart-test test docs bench image kind-up deploy clean
+        unit integration chart-test test docs screenshots bench image kind-up deploy clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,9 @@ test: check $(STAMP) localcluster helm ## Everything CI runs: lint, types, unit,
 
 docs: $(STAMP) ## Regenerate docs/api.md from the OpenAPI document
 	$(PY) -m apidocs
+
+screenshots: $(STAMP) localcluster ## Regenerate the dashboard screenshots in docs/ui/ (the browser tests take them)
+	UI_SCREENSHOTS=$(CURDIR)/docs/ui $(PY) -m pytest tests/integration/ui -q -p no:cacheprovider
 
 bench: $(STAMP) localcluster ## Benchmarks against raw apiserver operations; writes bench/results.json
 	$(PY) -m bench

@@ -128,6 +128,7 @@ def print_walkthrough(url: str, token: str, kubeconfig: Path, first_job_id: str)
     print(
         f"""
 The SelfHelp Scheduled Jobs API is up: {url}{BASE}   (docs: {url}/cms-api/v1/docs)
+Dashboard (development login, one click): {url}/ui/login#token={token}
 
   export TOKEN={token}
   export KUBECONFIG={kubeconfig} PATH={ROOT / "bin"}:$PATH

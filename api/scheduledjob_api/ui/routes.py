@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, get_args
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -43,6 +43,7 @@ templates = Environment(
     loader=FileSystemLoader(_HERE / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     undefined=StrictUndefined,
+    auto_reload=False,  # templates are package files: no stat() per render
     trim_blocks=True,
     lstrip_blocks=True,
 )
@@ -113,9 +114,14 @@ def render(
 
 def _to_login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"{PREFIX}/login?{urlencode({'next': target})}"
-    if _is_htmx(request):  # an expired session during a fragment refresh: send the whole page there
+    if _is_htmx(request):
+        # An expired session during a fragment refresh: send the whole page to the login, and back to
+        # the page the browser shows (not to the fragment's URL).
+        shown = urlsplit(request.headers.get("hx-current-url", ""))
+        target = _safe_next(shown.path + (f"?{shown.query}" if shown.query else ""))
+        location = f"{PREFIX}/login?{urlencode({'next': target})}"
         return Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": location})
+    location = f"{PREFIX}/login?{urlencode({'next': target})}"
     return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
 
@@ -242,7 +248,7 @@ def _jobs_context(service: ScheduledJobService, query: ListQuery, now: datetime)
     rows = []
     for job in listing["jobs"]:
         recent = service.transactions(str(job["id"]), 1, p.STRIP_RUNS)
-        rows.append({"job": job, "bars": p.strip(recent, now)})
+        rows.append({"job": job, "strip": p.strip_html(job["id"], p.strip(recent, now))})
 
     def sort_link(field: SortField) -> dict[str, str]:
         active = query.sort == field
@@ -266,11 +272,12 @@ def _jobs_context(service: ScheduledJobService, query: ListQuery, now: datetime)
 
 
 def _counters(service: ScheduledJobService) -> dict[str, int]:
-    def count(status: StatusFilter | None) -> int:
-        total: int = service.list_jobs(ListQuery(page_size=1, status=status))["totalCount"]
-        return total
-
-    return {"total": count(None), **{status: count(status) for status in _STATUSES}}
+    """Jobs per state, in one pass over the (memoized, unfiltered) list rather than one filter per state."""
+    listing = service.list_jobs(ListQuery(page_size=2**31 - 1))
+    counts = dict.fromkeys(_STATUSES, 0)
+    for job in listing["jobs"]:
+        counts[job["status"]] = counts.get(job["status"], 0) + 1
+    return {"total": listing["totalCount"], **counts}
 
 
 @router.get("/")

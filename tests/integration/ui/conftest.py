@@ -85,7 +85,7 @@ class Visitor:
         assert self.foreign == [], f"requests left the origin: {self.foreign}"
         assert self.csp_errors == [], f"Content-Security-Policy violations: {self.csp_errors}"
 
-    async def axe(self, name: str) -> None:
+    async def axe(self, name: str, *, screenshot: bool = True) -> None:
         """0 axe violations on the page as it is now; and its screenshot for `make screenshots`."""
         await self.page.evaluate(AXE_SOURCE)  # through the DevTools protocol: the page's CSP stays strict
         result: dict[str, Any] = await self.page.evaluate(
@@ -95,7 +95,7 @@ class Visitor:
             f"{v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in result["violations"]
         ]
         assert violations == [], f"axe on {name}: {violations}"
-        if SCREENSHOTS:
+        if SCREENSHOTS and screenshot:
             await self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 

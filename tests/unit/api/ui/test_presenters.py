@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scheduledjob_api.ui import presenters as p
@@ -91,6 +91,8 @@ def test_relative_times_and_durations_are_short() -> None:
     assert p.relative(datetime(2025, 1, 1, 11, 57, tzinfo=UTC), now) == "3 min ago"
     assert p.relative(datetime(2025, 1, 2, 12, tzinfo=UTC), now) == "in 1 d"
     assert p.relative(now, now) == "just now"
+    for seconds in (45, 59, 61):
+        assert p.relative(now - timedelta(seconds=seconds), now) == "1 min ago"
     assert [p.duration(v) for v in (None, 250, 1500, 61_000, 3_720_000)] == [
         "—",
         "250 ms",

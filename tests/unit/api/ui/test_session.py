@@ -106,6 +106,7 @@ async def test_logout_needs_the_csrf_token_and_clears_the_cookie(client: httpx.A
 
 
 async def test_an_expired_session_during_a_refresh_sends_the_page_to_the_login(client: httpx.AsyncClient) -> None:
-    response = await client.get("/ui/fragments/jobs", headers={"HX-Request": "true"})
+    shown = {"HX-Request": "true", "HX-Current-URL": "http://testserver/ui/?search=mail"}
+    response = await client.get("/ui/fragments/jobs?search=mail", headers=shown)
     assert response.status_code == 401
-    assert response.headers["HX-Redirect"].startswith("/ui/login?next=")
+    assert response.headers["HX-Redirect"] == "/ui/login?next=%2Fui%2F%3Fsearch%3Dmail"  # the page, not the fragment

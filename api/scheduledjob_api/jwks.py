@@ -114,7 +114,8 @@ class JwksCache:
         timeout = aiohttp.ClientTimeout(total=self._policy.timeout_seconds)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                # trust_env: HTTPS_PROXY / NO_PROXY apply, as they did to PyJWKClient's urllib before.
+                aiohttp.ClientSession(timeout=timeout, trust_env=True) as session,
                 session.get(self._policy.url, headers={"Accept": "application/json"}, allow_redirects=False) as answer,
             ):
                 if answer.status != 200:

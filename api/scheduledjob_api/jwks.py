@@ -70,14 +70,13 @@ class JwksCache:
 
     async def signing_key(self, kid: str | None) -> jwt.PyJWK:
         requested_at = self._clock()
-        if self._usable(requested_at) and self._has(kid):
-            # Known key: answered at once. When due, the refresh runs beside the request (no request waits for it,
-            # so a slow or dead identity provider never queues requests whose key is already known).
+        known = self._find(self._keys, kid) if self._keys is not None and self._usable(requested_at) else None
+        if known is not None:
+            # Answered at once. When due, the refresh runs beside the request (no request waits for it, so a slow
+            # or dead identity provider never queues requests whose key is already known).
             if requested_at - self._fetched_at >= self._policy.cache_seconds:
                 self._refresh_in_background(requested_at)
-            key = self._find(self._keys or {}, kid)
-            assert key is not None
-            return key
+            return known
         # No keys yet, past the stale bound, or a kid not seen (rotation): this request needs the fetch.
         await self._refresh(requested_at)
         keys = self._keys
@@ -107,9 +106,6 @@ class JwksCache:
             return
         self._background = asyncio.create_task(self._refresh(requested_at), name="jwks-refresh")
         self._background.add_done_callback(_log_crash)
-
-    def _has(self, kid: str | None) -> bool:
-        return self._keys is not None and self._find(self._keys, kid) is not None
 
     @staticmethod
     def _find(keys: dict[str | None, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:

@@ -1,8 +1,9 @@
 """The identity provider's signing keys (a JWKS endpoint): fetched asynchronously with a deadline, cached,
 kept through an outage for a bounded time, and fetched again when a token names a key not seen yet (rotation).
 
-Requests never block a thread: the fetch is one aiohttp GET on the event loop, one at a time (concurrent requests
-that need it wait for it, at most its deadline). Verification itself stays with PyJWT (`PyJWKSet`).
+Requests never block a thread: the fetch is one aiohttp GET on the event loop, one at a time. A request whose key
+is known never waits for it (a due refresh runs beside it); only a request that needs keys not held yet (cold
+start, rotation, past the stale bound) waits, at most the fetch deadline. Verification stays with PyJWT (`PyJWKSet`).
 """
 
 from __future__ import annotations
@@ -65,14 +66,21 @@ class JwksCache:
         self._attempted_at: float | None = None
         self._last_error: str | None = None  # of the latest attempt, None when it succeeded
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     async def signing_key(self, kid: str | None) -> jwt.PyJWK:
         requested_at = self._clock()
-        if self._keys is None or requested_at - self._fetched_at >= self._policy.cache_seconds or not self._has(kid):
-            await self._refresh(requested_at)
+        known = self._find(self._keys, kid) if self._keys is not None and self._usable(requested_at) else None
+        if known is not None:
+            # Answered at once. When due, the refresh runs beside the request (no request waits for it, so a slow
+            # or dead identity provider never queues requests whose key is already known).
+            if requested_at - self._fetched_at >= self._policy.cache_seconds:
+                self._refresh_in_background(requested_at)
+            return known
+        # No keys yet, past the stale bound, or a kid not seen (rotation): this request needs the fetch.
+        await self._refresh(requested_at)
         keys = self._keys
-        age = self._clock() - self._fetched_at
-        if keys is None or age > self._policy.cache_seconds + self._policy.stale_seconds:
+        if keys is None or not self._usable(self._clock()):
             raise JwksUnavailable(self._last_error or "no keys fetched yet")
         key = self._find(keys, kid)
         if key is None:
@@ -81,8 +89,23 @@ class JwksCache:
             raise UnknownSigningKey(kid)
         return key
 
-    def _has(self, kid: str | None) -> bool:
-        return self._keys is not None and self._find(self._keys, kid) is not None
+    async def wait_idle(self) -> None:
+        """Until a refresh started beside a request is over (for tests and shutdown)."""
+        if self._background is not None:
+            await asyncio.shield(self._background)
+
+    def _usable(self, now: float) -> bool:
+        return (
+            self._keys is not None and now - self._fetched_at <= self._policy.cache_seconds + self._policy.stale_seconds
+        )
+
+    def _refresh_in_background(self, requested_at: float) -> None:
+        if self._background is not None and not self._background.done():
+            return
+        if self._attempted_at is not None and requested_at - self._attempted_at < self._policy.cooldown_seconds:
+            return
+        self._background = asyncio.create_task(self._refresh(requested_at), name="jwks-refresh")
+        self._background.add_done_callback(_log_crash)
 
     @staticmethod
     def _find(keys: dict[str | None, jwt.PyJWK], kid: str | None) -> jwt.PyJWK | None:
@@ -114,7 +137,8 @@ class JwksCache:
         timeout = aiohttp.ClientTimeout(total=self._policy.timeout_seconds)
         try:
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
+                # trust_env: HTTPS_PROXY / NO_PROXY apply, as they did to PyJWKClient's urllib before.
+                aiohttp.ClientSession(timeout=timeout, trust_env=True) as session,
                 session.get(self._policy.url, headers={"Accept": "application/json"}, allow_redirects=False) as answer,
             ):
                 if answer.status != 200:
@@ -140,3 +164,8 @@ class JwksCache:
 
 class JwksFetchError(Exception):
     pass
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("JWKS refresh failed unexpectedly", exc_info=task.exception())

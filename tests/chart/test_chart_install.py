@@ -776,3 +776,24 @@ async def test_a_gitops_re_render_resets_neither_the_id_sequence_nor_the_jwt_sec
         await eventually(served, timeout=30, what="the API serves gitops-c with a token signed with the kept secret")
     for name in ("gitops-a", "gitops-c"):
         await jobs.delete(name)
+
+
+# --- story 6 (last: it uninstalls the module's release): the operator-created Secret goes with the release -----------
+
+
+async def test_uninstall_takes_the_operator_created_jwt_secret_with_it(
+    release: Release, components: Components, cluster_helm: Helm, kubectl: Kubectl, api_client: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api_client)
+    secret = await core.read_namespaced_secret(f"{release.fullname}-jwt", release.namespace)  # made at start
+    assert secret.metadata.labels[INSTANCE_LABEL] == release.name
+    await asyncio.to_thread(components.operator.stop)  # as `helm uninstall` deletes its Deployment
+
+    out = cluster_helm.ok("uninstall", release.name, "--namespace", release.namespace)
+    assert "uninstalled" in out, out
+
+    async def nothing_left() -> bool:
+        return not await leftovers(kubectl, release.name)
+
+    # The Secret is not Helm's: the garbage collector removes it once its owner, the id-sequence ConfigMap, is gone.
+    await eventually(nothing_left, timeout=60, what=f"every object of release {release.name} gone, the Secret too")

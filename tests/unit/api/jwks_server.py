@@ -1,9 +1,10 @@
 """A real identity provider's JWKS endpoint for the API's tests: aiohttp on 127.0.0.1, serving the key set it is
-given, counting the requests it answers, able to fail (HTTP 503) or go down (connections refused) and come back on
-the same port."""
+given, counting the requests it answers, able to fail (HTTP 503), stall (accept, never answer), or go down
+(connections refused) and come back on the same port."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,9 @@ class JwksServer:
         self.keys = keys
         self.requests = 0
         self.failing = False
+        self.stalled = False  # accepts the request and never answers (until `down()`)
+        self.stall_reached = asyncio.Event()  # set when a request is being held by `stalled`
+        self._released = asyncio.Event()
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -40,6 +44,9 @@ class JwksServer:
 
     async def _serve(self, _: web.Request) -> web.Response:
         self.requests += 1
+        if self.stalled:
+            self.stall_reached.set()
+            await self._released.wait()
         if self.failing:
             return web.Response(status=503, text="identity provider unavailable")
         return web.json_response({"keys": self.keys})
@@ -54,6 +61,7 @@ class JwksServer:
 
     async def down(self) -> None:
         """The endpoint is gone: connections to its port are refused until `up()`."""
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -43,39 +43,43 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def verifier(idp: JwksServer, clock: FakeClock, **changes: Any) -> TokenVerifier:
-    """Defaults as shipped: keys cached 5 min, kept 60 min past that while the provider fails, 30 s cooldown."""
+def verifier(idp: JwksServer, clock: FakeClock, **changes: Any) -> tuple[TokenVerifier, JwksCache]:
+    """Defaults as shipped: keys cached 5 min, kept 60 min past that while the provider fails, 30 s cooldown.
+    With the cache, to wait for a refresh it started beside a request (`wait_idle`)."""
     settings = Settings(jwt_jwks_url=idp.url, **changes)
-    return TokenVerifier(settings, JwksCache(JwksPolicy.from_settings(settings), clock))
+    cache = JwksCache(JwksPolicy.from_settings(settings), clock)
+    return TokenVerifier(settings, cache), cache
 
 
 async def test_keys_are_fetched_once_then_served_from_the_cache(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, keys = verifier(idp, clock)
     for _ in range(5):
         assert (await api.verify(signed(KEY_1, "key-1"))).subject == "bob"
         clock.advance(MINUTE)  # four minutes in all: inside the 5-minute cache
     assert idp.requests == 1
 
-    clock.advance(MINUTE)  # the cache is due: the next request fetches again
+    clock.advance(MINUTE)  # the cache is due: the next request fetches again (beside it)
     await api.verify(signed(KEY_1, "key-1"))
+    await keys.wait_idle()
     assert idp.requests == 2
 
 
 async def test_concurrent_requests_on_a_cold_cache_share_one_fetch(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, _ = verifier(idp, clock)
     principals = await asyncio.gather(*(api.verify(signed(KEY_1, "key-1", sub=f"u{n}")) for n in range(20)))
     assert sorted(p.subject for p in principals) == sorted(f"u{n}" for n in range(20))
     assert idp.requests == 1
 
 
 async def test_a_ten_minute_outage_keeps_the_keys_already_seen(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, keys = verifier(idp, clock)
     await api.verify(signed(KEY_1, "key-1"))
     await idp.down()
 
     for _ in range(10):  # ten minutes without a provider, a request every minute
         clock.advance(MINUTE)
         assert (await api.verify(signed(KEY_1, "key-1"))).subject == "bob"
+        await keys.wait_idle()
 
     # A key never seen cannot be told apart from a rotated one while the provider is down: 503, not 401.
     with pytest.raises(AuthenticationError) as caught:
@@ -85,11 +89,14 @@ async def test_a_ten_minute_outage_keeps_the_keys_already_seen(idp: JwksServer, 
     await idp.up()  # back: the next due fetch renews the keys and the stale clock starts over
     clock.advance(MINUTE)
     await api.verify(signed(KEY_1, "key-1"))
+    await keys.wait_idle()
     assert idp.requests == 2
+    clock.advance(60 * MINUTE)  # an hour on: inside the bound counted from the renewed fetch
+    await api.verify(signed(KEY_1, "key-1"))
 
 
 async def test_past_the_stale_bound_the_old_keys_no_longer_verify(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock, jwt_jwks_stale_seconds=600)
+    api, _ = verifier(idp, clock, jwt_jwks_stale_seconds=600)
     await api.verify(signed(KEY_1, "key-1"))
     await idp.down()
 
@@ -102,22 +109,42 @@ async def test_past_the_stale_bound_the_old_keys_no_longer_verify(idp: JwksServe
 
 
 async def test_a_failing_provider_is_asked_at_most_once_per_cooldown(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, keys = verifier(idp, clock)
     await api.verify(signed(KEY_1, "key-1"))
     idp.failing = True  # answers 503
 
     clock.advance(5 * MINUTE)  # due, and the provider fails
     for _ in range(30):  # 30 requests within 15 s: one attempt, every request served from the kept keys
         await api.verify(signed(KEY_1, "key-1"))
+        await keys.wait_idle()
         clock.advance(0.5)
     assert idp.requests == 2
     clock.advance(15)  # 30 s after the failed attempt: one more
     await api.verify(signed(KEY_1, "key-1"))
+    await keys.wait_idle()
     assert idp.requests == 3
 
 
+async def test_a_stalled_provider_holds_up_no_request_whose_key_is_known(idp: JwksServer, clock: FakeClock) -> None:
+    api, keys = verifier(idp, clock, request_timeout_seconds=60)
+    await api.verify(signed(KEY_1, "key-1"))
+    idp.stalled = True  # accepts, never answers
+    clock.advance(5 * MINUTE)  # due: the next request starts a refresh, which hangs for its 60 s deadline
+    async with asyncio.timeout(10):  # the test's guard, far below that deadline
+        await api.verify(signed(KEY_1, "key-1"))
+        await idp.stall_reached.wait()  # the refresh reached the provider and waits there
+
+    # Meanwhile requests with a known key are answered: far within the refresh's deadline, without a second fetch.
+    async with asyncio.timeout(10):
+        for n in range(10):
+            assert (await api.verify(signed(KEY_1, "key-1", sub=f"u{n}"))).subject == f"u{n}"
+    assert idp.requests == 2
+    await idp.down()  # lets the stalled answer go
+    await keys.wait_idle()
+
+
 async def test_a_rotated_key_is_fetched_at_once(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, _ = verifier(idp, clock)
     await api.verify(signed(KEY_1, "key-1"))
     clock.advance(MINUTE)  # well inside the 5-minute cache
     idp.keys = [public_jwk(KEY_1, "key-1"), public_jwk(KEY_2, "key-2")]  # the provider rotates
@@ -131,7 +158,7 @@ async def test_a_rotated_key_is_fetched_at_once(idp: JwksServer, clock: FakeCloc
 async def test_an_unknown_kid_is_refused_and_refetches_only_after_the_cooldown(
     idp: JwksServer, clock: FakeClock
 ) -> None:
-    api = verifier(idp, clock)
+    api, _ = verifier(idp, clock)
     await api.verify(signed(KEY_1, "key-1"))
     clock.advance(MINUTE)
     for kid in ("forged-1", "forged-2", "forged-3"):  # an attacker spraying kids: one fetch, then the cooldown
@@ -147,7 +174,7 @@ async def test_an_unknown_kid_is_refused_and_refetches_only_after_the_cooldown(
 
 
 async def test_a_stranger_key_under_a_known_kid_is_refused(idp: JwksServer, clock: FakeClock) -> None:
-    api = verifier(idp, clock)
+    api, _ = verifier(idp, clock)
     with pytest.raises(AuthenticationError, match="Invalid token") as caught:
         await api.verify(signed(KEY_2, "key-1"))
     assert caught.value.status == 401
@@ -155,13 +182,13 @@ async def test_a_stranger_key_under_a_known_kid_is_refused(idp: JwksServer, cloc
 
 async def test_a_token_without_kid_uses_the_only_key(clock: FakeClock) -> None:
     async with JwksServer.running([public_jwk(KEY_1, None)]) as idp:
-        assert (await verifier(idp, clock).verify(signed(KEY_1, None))).subject == "bob"
+        assert (await verifier(idp, clock)[0].verify(signed(KEY_1, None))).subject == "bob"
 
 
 async def test_an_unreachable_provider_is_503(idp: JwksServer, clock: FakeClock) -> None:
     await idp.down()
     with pytest.raises(AuthenticationError, match="Cannot reach the JWKS endpoint") as caught:
-        await verifier(idp, clock).verify(signed(KEY_1, "key-1"))
+        await verifier(idp, clock)[0].verify(signed(KEY_1, "key-1"))
     assert caught.value.status == 503
 
 

@@ -16,6 +16,7 @@ from scheduledjob_api.docs import install_docs
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
+from scheduledjob_api.readiness import Readiness
 from scheduledjob_api.routers import health, scheduled_jobs
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, cluster: Cluster | None = None)
     app.state.settings = settings
     app.state.cluster = cluster
     app.state.cache = cache
+    app.state.readiness = Readiness(cluster, cache)
     app.state.verifier = verifier
     app.state.service = ScheduledJobService(cache, cluster)
     app.state.metrics = metrics = Metrics(cache)

@@ -25,7 +25,8 @@ _EVENT_TYPES = {"started": "Normal", "succeeded": "Normal", "failed": "Warning",
 
 
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
-    """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
+    """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj), and one
+    log line."""
     for transition in transitions:
         record = transition.record
         who = record.cancelled_by if transition.kind == "cancelled" else record.requested_by
@@ -34,6 +35,9 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
         if record.message and transition.kind in ("failed", "cancelled"):
             message += f": {record.message}"
+        # The one log line per execution step, written once the ledger holds it.
+        meta = obj.get("metadata") or {}
+        logger.info("%s/%s: %s; recorded", meta.get("namespace"), meta.get("name"), message)
         kopf.event(
             kopf.Body(cast(kopf.RawBody, obj)),
             type=_EVENT_TYPES[transition.kind],

@@ -224,6 +224,11 @@ def test_make_run_walkthrough_restart_and_one_at_a_time(tmp_path: Path) -> None:
         run.ctrl_c()
     assert not {pid for pid in started if _alive(pid)}
     assert (state_dir / "etcd").is_dir() and (state_dir / "logs" / "operator.log").stat().st_size > 0
+    # Quiet, useful logs: JSON lines, one per recorded execution step, no per-handler success lines.
+    operator_log = (state_dir / "logs" / "operator.log").read_text()
+    messages = [json.loads(line)["message"] for line in operator_log.splitlines() if line.startswith("{")]
+    assert any("succeeded" in message and message.endswith("; recorded") for message in messages), messages
+    assert not [m for m in messages if m.startswith("Handler '") and m.endswith(" succeeded.")], messages
     status = _make("cluster-status", port, state_dir)
     assert status.returncode == 0 and "not running" in status.stdout, status.stdout + status.stderr
 

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from scheduledjob_api.app import create_app
 from scheduledjob_api.kube import KubeCluster, load_configuration
@@ -35,6 +36,7 @@ def logging_config(level: str) -> dict[str, Any]:
         "()": "pythonjsonlogger.json.JsonFormatter",
         "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
         "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        "reserved_attrs": [*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI-coloured copy of the message
     }
     stream = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {

@@ -21,6 +21,7 @@ from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.log_store import ArchiveLogStore
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
+from scheduledjob_api.readiness import Readiness
 from scheduledjob_api.routers import admin_controls, health, logs, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
@@ -76,6 +77,7 @@ def create_app(
     app.state.settings = settings
     app.state.cluster = cluster
     app.state.cache = cache
+    app.state.readiness = Readiness(cluster, cache)
     app.state.verifier = verifier
     app.state.service = service = ScheduledJobService(
         cache, cluster, decision_seconds=settings.execute_decision_seconds

@@ -107,6 +107,10 @@ class Cluster(Protocol):
         follow by garbage collection."""
         ...
 
+    async def probe(self) -> None:
+        """Returns when the API server says it is ready (its /readyz); raises ClusterUnavailable otherwise."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -38,6 +38,7 @@ from scheduledjob_api.cluster import (
 from scheduledjob_api.settings import Settings
 
 LIST_PAGE_SIZE: Final = 500
+PROBE_TIMEOUT_SECONDS: Final = 2.0  # /readyz of the API asks the API server's; kubelet probes time out at 3 s
 # A page of a big LIST legitimately takes longer than an interactive write.
 MIN_LIST_TIMEOUT_SECONDS: Final = 30.0
 WATCH_EVENT_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
@@ -231,6 +232,23 @@ class KubeCluster:
             raise ClusterUnavailable(f"watch of {kind} interrupted: {exc}") from exc
         finally:
             response.release()
+
+    async def probe(self) -> None:
+        budget = min(self._timeout, PROBE_TIMEOUT_SECONDS)
+
+        async def read(api: ApiClient) -> tuple[int, bytes]:
+            # /readyz is readable by everyone (system:public-info-viewer): no extra RBAC.
+            response = await api.call_api(
+                "/readyz", "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=budget
+            )
+            try:
+                return response.status, await response.read()
+            finally:
+                response.release()
+
+        status, body = await self._request(read, budget)
+        if status != 200:
+            raise ClusterUnavailable(f"Kubernetes API not ready ({status}: {_message(body)[:200]})")
 
     async def create_run(self, run: Obj) -> Obj:
         namespace = run["metadata"]["namespace"]

@@ -36,7 +36,8 @@ _NOT_RUNS = ("skipped", "paused", "resumed")
 
 
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
-    """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
+    """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj), and one
+    log line."""
     for transition in transitions:
         record = transition.record
         if transition.kind in _NOT_RUNS:
@@ -64,6 +65,9 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
             exit_code = f", exit code {record.exit_code}" if record.exit_code is not None else ""
             where = f" in container {record.container}" if record.container else ""
             message += f" ({record.reason}{exit_code}{where})"
+        # The one log line per execution step, written once the ledger holds it.
+        meta = obj.get("metadata") or {}
+        logger.info("%s/%s: %s; recorded", meta.get("namespace"), meta.get("name"), message)
         kopf.event(
             kopf.Body(cast(kopf.RawBody, obj)),
             type=_EVENT_TYPES[transition.kind],

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from devrun.processes import ROOT, free_port
 
@@ -216,13 +217,35 @@ def test_make_run_walkthrough_restart_and_one_at_a_time(tmp_path: Path) -> None:
         assert after["cache-cleanup"]["execution_count"] >= 2
 
         # The cluster goes away under it: `make run` says so.
-        down = subprocess.run(
-            ["make", "--no-print-directory", "cluster-down"],
-            cwd=ROOT, env=_env(port, state_dir), capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+        down = _make("cluster-down", port, state_dir)
         assert down.returncode == 0, down.stdout + down.stderr
         run.wait_for(r"LOST THE CLUSTER", timeout=30)
     finally:
         run.ctrl_c()
     assert not {pid for pid in started if _alive(pid)}
     assert (state_dir / "etcd").is_dir() and (state_dir / "logs" / "operator.log").stat().st_size > 0
+    # Quiet, useful logs: JSON lines, one per recorded execution step, no per-handler success lines.
+    operator_log = (state_dir / "logs" / "operator.log").read_text()
+    messages = [json.loads(line)["message"] for line in operator_log.splitlines() if line.startswith("{")]
+    assert any("succeeded" in message and message.endswith("; recorded") for message in messages), messages
+    assert not [m for m in messages if m.startswith("Handler '") and m.endswith(" succeeded.")], messages
+    status = _make("cluster-status", port, state_dir)
+    assert status.returncode == 0 and "not running" in status.stdout, status.stdout + status.stderr
+
+
+def _make(target: str, port: int, state_dir: Path, *variables: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-s", target, *variables],
+        cwd=ROOT, env=_env(port, state_dir), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_make_token_takes_subject_and_ttl(tmp_path: Path) -> None:
+    made = _make("token", free_port(), tmp_path, "SUBJECT=carol", "TTL=30m", "PERMISSIONS=admin.scheduled_job.read")
+    assert made.returncode == 0, made.stderr
+    claims = jwt.decode(made.stdout.strip(), options={"verify_signature": False})
+    assert (claims["sub"], claims["exp"] - claims["iat"], claims["permissions"]) == (
+        "carol",
+        1800,
+        ["admin.scheduled_job.read"],
+    )

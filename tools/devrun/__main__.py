@@ -97,18 +97,16 @@ async def prepare(kubeconfig: Path, namespace: str, skip: set[str]) -> list[str]
 
 
 def samples_once(kubeconfig: Path, namespace: str, state_dir: Path) -> list[str]:
-    """Applies the samples this state dir has not created before and records them, so a sample an admin
-    deleted does not come back on the next `make run`. Returns every sample's name."""
+    """Applies the samples this state dir has not created before and records them (`namespace/name` per
+    line), so a sample an admin deleted does not come back on the next `make run`. Returns every sample's
+    name."""
     marker = state_dir / SAMPLES_APPLIED
     done = set(marker.read_text().split()) if marker.exists() else set()
-    names = asyncio.run(prepare(kubeconfig, namespace, done_names(done, namespace)))
+    created_here = {entry.removeprefix(f"{namespace}/") for entry in done if entry.startswith(f"{namespace}/")}
+    names = asyncio.run(prepare(kubeconfig, namespace, created_here))
     with marker.open("a") as out:
-        out.writelines(f"{namespace}/{name}\n" for name in names if f"{namespace}/{name}" not in done)
+        out.writelines(f"{namespace}/{name}\n" for name in names if name not in created_here)
     return names
-
-
-def done_names(done: set[str], namespace: str) -> set[str]:
-    return {entry.split("/", 1)[1] for entry in done if entry.startswith(f"{namespace}/")}
 
 
 def dev_token(env: dict[str, str]) -> str:

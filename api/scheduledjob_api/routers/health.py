@@ -5,12 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from scheduledjob.timefmt import format_utc
 
-from scheduledjob_api.cache import ClusterCache
-from scheduledjob_api.cluster import Kind
 from scheduledjob_api.envelope import envelope, respond
 from scheduledjob_api.metrics import Metrics
+from scheduledjob_api.readiness import Readiness as ReadinessProbe
 from scheduledjob_api.schemas import Liveness, NotReadyEnvelope, Readiness, ok
 
 router = APIRouter(tags=["operations"])
@@ -23,7 +21,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get(
     "/readyz",
-    summary="The caches are synced and their watches connected: reads are current, writes reach the cluster",
+    summary="Synced caches, connected watches and a ready Kubernetes API: reads are current, writes can succeed",
     responses={
         **ok(Readiness),
         503: {
@@ -33,22 +31,11 @@ async def healthz(request: Request) -> JSONResponse:
     },
 )
 async def readyz(request: Request) -> JSONResponse:
-    cache: ClusterCache = request.app.state.cache
-    stale_since = cache.stale_since
-    ready = cache.all_synced and stale_since is None
-    data = {
-        "ready": ready,
-        "caches": {kind.value: cache.synced(kind) for kind in Kind},
-        "fresh": stale_since is None,
-        "stale_since": format_utc(stale_since) if stale_since else None,
-    }
-    if ready:
-        return respond(request, data)
-    if not cache.all_synced:
-        error = f"The cache is not yet synced ({', '.join(cache.unsynced_kinds())})"
-    else:
-        error = f"The Kubernetes API is unreachable since {data['stale_since']} ({cache.stale_reason})"
-    body = envelope(503, logged_in=False, data=data, error=error)
+    readiness: ReadinessProbe = request.app.state.readiness
+    verdict = await readiness.verdict()
+    if verdict.ready:
+        return respond(request, verdict.data)
+    body = envelope(503, logged_in=False, data=verdict.data, error=verdict.error)
     return JSONResponse(body, status_code=503)
 
 

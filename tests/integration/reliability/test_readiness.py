@@ -1,5 +1,6 @@
 """As an operator I trust /readyz: within 10 s of the kube-apiserver going away it is 503 (the list still
-answers from the cache and says since when it may be stale), and it is 200 again once the apiserver is back.
+answers from the cache and, once the watches are cut, says since when it may be stale), and it is 200 again
+soon after the apiserver is back.
 Needs the session's own LocalCluster (skipped against a KUBECONFIG cluster)."""
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ async def test_readyz_is_503_while_the_apiserver_is_away_and_200_when_it_is_back
             break
         await asyncio.sleep(0.2)
     assert not_ready_after is not None and not_ready_after <= FLIP_SECONDS, not_ready_after
-    assert body["data"]["fresh"] is False and "unreachable" in body["error"]
-    listed = (await admin.get("")).json()
-    assert listed["status"] == 200 and listed["meta"]["stale_since"] == body["data"]["stale_since"]
+    assert "The Kubernetes API is unreachable since" in body["error"]
+    stale_since = None
+    while stale_since is None and not restart.done():  # once its watches are cut too, the list says so
+        stale_since = (await admin.get("")).json()["meta"].get("stale_since")
+        await asyncio.sleep(0.5)
+    assert stale_since is not None, "the list never said its data may be stale while the apiserver was down"
+    assert (await admin.get("")).json()["status"] == 200  # still answered from the cache
 
     await restart  # the apiserver's own /readyz is 200 again
     back = time.monotonic()
@@ -43,4 +48,5 @@ async def test_readyz_is_503_while_the_apiserver_is_away_and_200_when_it_is_back
         assert time.monotonic() - back < 30, "not ready 30 s after the apiserver came back"
         await asyncio.sleep(0.2)
     print(f"/readyz 503 after {not_ready_after:.1f}s, 200 again {time.monotonic() - back:.1f}s after the apiserver")
+    assert time.monotonic() - back <= FLIP_SECONDS + 5  # capped re-list backoff: about 10 s at most
     assert "stale_since" not in (await admin.get("")).json()["meta"]

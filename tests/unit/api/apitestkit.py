@@ -210,6 +210,7 @@ class FakeCluster:
         self.deliver_events = True
         self.write_error: ClusterError | None = None
         self.list_error: BaseException | None = None
+        self.probe_error: ClusterError | None = None  # what the API server's /readyz answers
         self.list_gate: asyncio.Event | None = None  # LIST waits for it when set
         self.lists: list[tuple[Kind, str | None]] = []
         self.created: list[Obj] = []  # Jobs the (fake) operator started
@@ -393,6 +394,10 @@ class FakeCluster:
             raise ClusterNotFound(f'scheduledjobs "{name}" not found')
         self.deleted.append((namespace, name))
         self.remove(Kind.SCHEDULED_JOBS, namespace, name)
+
+    async def probe(self) -> None:
+        if self.probe_error is not None:
+            raise self.probe_error
 
     async def close(self) -> None:
         self.closed = True

@@ -39,3 +39,13 @@ def test_access_log_is_json_and_skips_probes(stream: io.StringIO) -> None:
         ("scheduledjob_api.cache", "WARNING"),
     ]
     assert "/execute" in records[0]["message"] and "time" in records[0]
+
+
+def test_uvicorns_coloured_copy_of_a_message_is_left_out(stream: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 7, extra={"color_message": "\x1b[36m"})
+    assert json.loads(stream.getvalue()) == {
+        "time": json.loads(stream.getvalue())["time"],
+        "level": "INFO",
+        "logger": "uvicorn.error",
+        "message": "Started server process [7]",
+    }

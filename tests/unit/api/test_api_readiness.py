@@ -46,3 +46,14 @@ async def test_a_broken_watch_makes_readyz_503_and_the_list_stale_until_a_list_s
     ready = (await _until("/readyz", client, 200)).json()
     assert ready["data"]["fresh"] is True and ready["data"]["stale_since"] is None
     assert "stale_since" not in (await client.get(BASE, headers=bearer(token()))).json()["meta"]
+
+
+async def test_an_api_server_that_is_not_ready_makes_readyz_503_while_the_watches_still_look_fine(
+    cluster: FakeCluster, client: httpx.AsyncClient
+) -> None:
+    # A shutting-down kube-apiserver keeps its watches open for seconds; its /readyz says the truth at once.
+    cluster.probe_error = ClusterUnavailable("Kubernetes API not ready (500: shutting down)")
+    body = (await _until("/readyz", client, 503)).json()
+    assert "shutting down" in body["error"] and body["data"]["fresh"] is True
+    cluster.probe_error = None
+    assert (await _until("/readyz", client, 200)).json()["data"]["ready"] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,3 +31,6 @@ class OperatorContext:
     # uid -> id this process wrote into a status whose own watch event has not been seen yet. Events
     # older than that write are then skipped instead of re-read (bench/: burst requests per object).
     assigned: dict[str, int] = field(default_factory=dict)
+    # A copy of a kopf handler's context: kopf binds its Event queue there, and the resync loop
+    # (started outside any handler) runs in it so the Events of what it reconciles are posted.
+    handler_context: contextvars.Context | None = None

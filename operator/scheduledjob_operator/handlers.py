@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import os
@@ -81,6 +82,8 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
         context.assigned.pop(body["metadata"]["uid"], None)
         return
     obj = _plain(body)
+    if context.handler_context is None:  # kopf's Event queue lives in handler contexts
+        context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(obj)
     await _reconcile_safely(obj, context)
 
@@ -123,7 +126,9 @@ async def _resync_forever(memo: Any) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            await _resync_once(memo.context)
+            # In a handler's context, so the Events of what it reconciles are posted (kopf.event).
+            handler_context = memo.context.handler_context
+            await asyncio.create_task(_resync_once(memo.context), context=handler_context and handler_context.copy())
         except Exception:
             logger.exception("resync failed")
         release_free_memory()  # a burst's high-water mark goes back to the OS

@@ -35,6 +35,16 @@ _EVENT_TYPES = {
 _NOT_RUNS = ("skipped", "paused", "resumed")
 
 
+def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+    """kopf posts Events from a queue it binds to each object's handler task. Work started elsewhere
+    (the resync loop runs in a handler's copied context, see handlers.py) could still miss it: the
+    status is written by then, so a lost Event must not turn into a failed reconcile."""
+    try:
+        kopf.event(kopf.Body(cast(kopf.RawBody, obj)), type=type, reason=reason, message=message)
+    except LookupError:
+        logger.warning("Event %s for %s not posted (no kopf context): %s", reason, obj["metadata"]["name"], message)
+
+
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj)."""
     for transition in transitions:
@@ -42,8 +52,8 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         if transition.kind in _NOT_RUNS:
             text = record.message or transition.kind
             detail = f": {record.reason}" if record.reason else ""
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, obj)),
+            _event(
+                obj,
                 type=_EVENT_TYPES[transition.kind],
                 reason=transition.kind.capitalize(),
                 message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
@@ -55,8 +65,8 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
         if record.message and transition.kind in ("failed", "cancelled"):
             message += f": {record.message}"
-        kopf.event(
-            kopf.Body(cast(kopf.RawBody, obj)),
+        _event(
+            obj,
             type=_EVENT_TYPES[transition.kind],
             reason=transition.kind.capitalize(),
             message=message,
@@ -163,8 +173,8 @@ def _announce(obj: dict[str, Any], readiness: Readiness, previous: str | None) -
     (bench/: `reconcile_burst_ratio_vs_raw`). Errors and recoveries are announced."""
     if previous == f"{'True' if readiness.ok else 'False'}:{readiness.message}" or (previous is None and readiness.ok):
         return
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, obj)),
+    _event(
+        obj,
         type="Normal" if readiness.ok else "Warning",
         reason=readiness.reason,
         message=readiness.message,

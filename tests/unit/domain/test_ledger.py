@@ -3,6 +3,7 @@
 import random
 from datetime import UTC, datetime
 
+from scheduledjob import constants as c
 from scheduledjob.executions import observe_job
 from scheduledjob.ledger import record_executions
 from scheduledjob.models import ScheduledJobStatus
@@ -85,3 +86,20 @@ def test_history_keeps_the_newest_records_but_never_drops_a_running_one() -> Non
         3,
     )
     assert finished.success_count == 6 and finished.active == []
+
+
+def test_the_reason_given_with_a_manual_run_is_kept_in_its_record() -> None:
+    manual = job("cache-cleanup-mfeedbeef", manual_by="alice")
+    manual["metadata"]["annotations"][c.ANNOTATION_REASON] = "customer asked"
+    status, _ = record_executions(ScheduledJobStatus(), [observe_job(manual, NOW)], 100)
+    assert (status.history[0].requested_by, status.history[0].reason) == ("alice", "customer asked")
+
+
+def test_ids_carry_on_after_records_that_are_not_executions() -> None:
+    # An object from before skipped/paused records existed: ids were the execution count.
+    old = ScheduledJobStatus(execution_count=4)
+    status, _ = record_executions(old, [observe_job(job(), NOW)], 100)
+    assert (status.history[0].transaction_id, status.last_transaction_id) == (5, 5)
+    status.last_transaction_id = 9  # e.g. four skipped slots were recorded since
+    later, _ = record_executions(status, [observe_job(job("cache-cleanup-29000001", "uid-2"), NOW)], 100)
+    assert later.history[0].transaction_id == 10 and later.execution_count == 6

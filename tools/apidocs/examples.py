@@ -14,6 +14,7 @@ LIST_ITEM = {
     "execution_count": 45,
     "success_count": 44,
     "failure_count": 1,
+    "skipped_count": 0,
     "average_runtime": 125000,
     "namespace": "cms",
     "schedule": "0 2 * * *",
@@ -34,6 +35,19 @@ TRANSACTION = {
     "finished_at": "2025-01-22T02:02:05Z",
     "runtime": 125000,
     "message": "completed",
+    "reason": None,
+}
+
+SKIPPED = {
+    **TRANSACTION,
+    "transaction_id": 46,
+    "execution_id": "cache-cleanup-29022960",
+    "status": "skipped",
+    "started_at": "2025-01-23T02:00:00Z",
+    "finished_at": "2025-01-23T02:00:00Z",
+    "runtime": None,
+    "message": "slot 2025-01-23T02:00:00Z skipped",
+    "reason": "not started: cache-cleanup-29021520 was still running and the concurrency policy is Forbid",
 }
 
 EXAMPLES: dict[tuple[str, str], Any] = {
@@ -43,6 +57,34 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "execution_id": "cache-cleanup-m1a2b3c4d",
         "status": "running",
         "started_at": "2025-01-23T10:30:00Z",
+        "reason": "customer asked",
+    },
+    ("post", "/{jobId}/pause"): {
+        "job_id": 1,
+        "paused": True,
+        "paused_by": "alice",
+        "paused_at": "2025-01-23T10:30:00Z",
+        "pause_reason": "DB maintenance",
+        "changed": True,
+    },
+    ("post", "/{jobId}/resume"): {
+        "job_id": 1,
+        "paused": False,
+        "paused_by": None,
+        "paused_at": None,
+        "pause_reason": None,
+        "changed": True,
+    },
+    ("get", "/{jobId}/schedule"): {
+        "schedule": "30 2 * * *",
+        "time_zone": "Europe/Zurich",
+        "description": "At 02:30",
+        "suspended": False,
+        "paused": False,
+        "next_executions": [
+            {"at": None, "local": "2027-03-28T02:30:00", "dst": "skipped"},
+            {"at": "2027-03-29T00:30:00Z", "local": "2027-03-29T02:30:00+02:00", "dst": None},
+        ],
     },
     ("post", "/{jobId}/cancel"): {
         "job_id": 1,
@@ -51,7 +93,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "cancelled_at": "2025-01-23T10:31:00Z",
     },
     ("delete", "/{jobId}"): {"job_id": 1, "name": "cache-cleanup", "namespace": "cms", "deleted": True},
-    ("get", "/{jobId}/transactions"): [TRANSACTION],
+    ("get", "/{jobId}/transactions"): [SKIPPED, TRANSACTION],
 }
 
 ERRORS = {

@@ -298,7 +298,7 @@ class NotReadyEnvelope(_EnvelopeHead):
 
 
 _ERROR_TEXT: dict[int, str] = {
-    400: "A bad query parameter (the error names it).",
+    400: "A bad query parameter or body field (the error names it).",
     401: "No valid bearer token (`logged_in: false`).",
     403: "The token lacks this endpoint's permission (`logged_in: true`; `data.required_permission` names it).",
     404: "Scheduled job not found.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -91,3 +92,6 @@ class OperatorContext:
     leadership: Leadership = field(default_factory=lambda: Leadership(None, "", 0))
     # The execution archive; every run is upserted there before the status ledger (ledger_sync.py).
     archive: Archive | None = None
+    # A copy of a kopf handler's context: kopf binds its Event queue there, and the resync loop
+    # (started outside any handler) runs in it so the Events of what it reconciles are posted.
+    handler_context: contextvars.Context | None = None

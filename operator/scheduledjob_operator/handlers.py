@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import os
@@ -114,6 +115,8 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
         await note_deletion(_plain(body), context)
         return
     obj = _plain(body)
+    if context.handler_context is None:  # kopf's Event queue lives in handler contexts
+        context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(obj)
     await _reconcile_safely(obj, context)
 
@@ -198,7 +201,9 @@ async def _resync_forever(memo: Any) -> None:
             ):
                 last_check, failures_checked = time.monotonic(), failures
                 await _check_catalog(context, getattr(memo, "namespaces", None))
-            await _resync_once(context)
+            # In a handler's context, so the Events of what it reconciles are posted (kopf.event).
+            handler_context = context.handler_context
+            await asyncio.create_task(_resync_once(context), context=handler_context and handler_context.copy())
         except Exception:
             logger.exception("resync failed; the next pass in %.0f s tries again", RESYNC_SECONDS)
         release_free_memory()  # a burst's high-water mark goes back to the OS

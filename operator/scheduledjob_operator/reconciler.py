@@ -35,6 +35,16 @@ _EVENT_TYPES = {
 _NOT_RUNS = ("skipped", "paused", "resumed")
 
 
+def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
+    """kopf posts Events from a queue it binds to each object's handler task. Work started elsewhere
+    (the resync loop runs in a handler's copied context, see handlers.py) could still miss it: the
+    status is written by then, so a lost Event must not turn into a failed reconcile."""
+    try:
+        kopf.event(kopf.Body(cast(kopf.RawBody, obj)), type=type, reason=reason, message=message)
+    except LookupError:
+        logger.warning("Event %s for %s not posted (no kopf context): %s", reason, obj["metadata"]["name"], message)
+
+
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj), and one
     log line."""
@@ -44,8 +54,8 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
             text = record.message or transition.kind
             why = record.reason or record.request_reason  # a skipped slot's cause, or a pause's reason
             detail = f": {why}" if why else ""
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, obj)),
+            _event(
+                obj,
                 type=_EVENT_TYPES[transition.kind],
                 reason=transition.kind.capitalize(),
                 message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
@@ -68,8 +78,8 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         # The one log line per execution step, written once the ledger holds it.
         meta = obj.get("metadata") or {}
         logger.info("%s/%s: %s; recorded", meta.get("namespace"), meta.get("name"), message)
-        kopf.event(
-            kopf.Body(cast(kopf.RawBody, obj)),
+        _event(
+            obj,
             type=_EVENT_TYPES[transition.kind],
             reason=transition.kind.capitalize(),
             message=message,
@@ -190,8 +200,8 @@ def _announce(obj: dict[str, Any], readiness: Readiness, previous: str | None) -
     (bench/: `reconcile_burst_ratio_vs_raw`). Errors and recoveries are announced."""
     if previous == f"{'True' if readiness.ok else 'False'}:{readiness.message}" or (previous is None and readiness.ok):
         return
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, obj)),
+    _event(
+        obj,
         type="Normal" if readiness.ok else "Warning",
         reason=readiness.reason,
         message=readiness.message,

@@ -525,6 +525,19 @@ async def test_the_charts_service_accounts_run_the_full_story(
         row = await eventually(lambda: newest(ids["report"], "succeeded"), timeout=60, what="manual run succeeded")
         assert (row["execution_id"], row["trigger"], row["user"]) == (run["execution_id"], "manual", ADMIN)
 
+        # Pause and resume (annotations by the API, CronJob suspend by the operator), each recorded.
+        paused = await data_of(http.post(f"/{ids['report']}/pause", json={"reason": "chart story"}))
+        assert (paused["paused"], paused["pause_reason"]) == (True, "chart story"), paused
+
+        async def cronjob_suspend_is(value: bool) -> bool:
+            cronjob = await jobs.cronjob("report")
+            return bool(cronjob is not None and bool(cronjob.spec.suspend) is value)
+
+        await eventually(lambda: cronjob_suspend_is(True), timeout=60, what="CronJob suspended by the pause")
+        await data_of(http.post(f"/{ids['report']}/resume"))
+        await eventually(lambda: cronjob_suspend_is(False), timeout=60, what="CronJob resumed")
+        await eventually(lambda: newest(ids["report"], "resumed"), timeout=60, what="the resume recorded")
+
         # Cancel: the hanging run stops, its pod goes, the ledger says cancelled.
         stuck = await data_of(http.post(f"/{ids['stuck']}/execute"))
         await eventually(lambda: jobs.pods("stuck"), timeout=60, what="the hanging run's pod")

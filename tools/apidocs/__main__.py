@@ -75,6 +75,8 @@ def render(spec: dict[str, Any]) -> str:
             parameters = _parameters(operation)
             if parameters:
                 lines += ["| Parameter | In | Type | Default | Notes |", "|---|---|---|---|---|", *parameters, ""]
+            if body := operation.get("requestBody"):
+                lines += [_body(spec, body), ""]
             codes = ", ".join(
                 f"{code} {response.get('description', '')}".strip()
                 for code, response in operation.get("responses", {}).items()
@@ -84,6 +86,19 @@ def render(spec: dict[str, Any]) -> str:
             if example is not None:
                 lines += ["```json", _envelope(example), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _body(spec: dict[str, Any], body: dict[str, Any]) -> str:
+    """One line for a JSON request body: its fields with their descriptions."""
+    schema = body.get("content", {}).get("application/json", {}).get("schema", {})
+    options = schema.get("anyOf", [schema])
+    ref = next((option["$ref"] for option in options if "$ref" in option), "")
+    model = spec.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[-1], {})
+    fields = ", ".join(
+        f"`{name}` ({prop.get('description', '').rstrip('.')})" for name, prop in model.get("properties", {}).items()
+    )
+    required = "required" if body.get("required") else "optional"
+    return f"Body ({required}, JSON object): {fields or 'see the OpenAPI document'}."
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ LIST_ITEM = {
     "execution_count": 45,
     "success_count": 44,
     "failure_count": 1,
+    "skipped_count": 0,
     "average_runtime": 125000,
     "namespace": "cms",
     "schedule": "0 2 * * *",
@@ -34,6 +35,7 @@ TRANSACTION = {
     "finished_at": "2025-01-22T02:02:05Z",
     "runtime": 125000,
     "message": "completed",
+    "request_reason": None,
     "exit_code": 0,
     "reason": "Completed",
     "container": "cleanup",
@@ -45,6 +47,20 @@ TRANSACTION = {
     "start_delay_ms": 1800,
 }
 
+SKIPPED = {
+    **TRANSACTION,
+    "transaction_id": 46,
+    "execution_id": "cache-cleanup-29022960",
+    "status": "skipped",
+    "started_at": "2025-01-23T02:00:00Z",
+    "finished_at": "2025-01-23T02:00:00Z",
+    "runtime": None,
+    "message": "slot 2025-01-23T02:00:00Z skipped",
+    **{name: None for name in ("exit_code", "container", "pod_name", "node_name", "attempts", "start_delay_ms")},
+    "scheduled_at": "2025-01-23T02:00:00Z",
+    "reason": "not started: cache-cleanup-29021520 was still running and the concurrency policy is Forbid",
+}
+
 EXAMPLES: dict[tuple[str, str], Any] = {
     ("get", ""): {"jobs": [LIST_ITEM], "totalCount": 1, "page": 1, "pageSize": 20, "totalPages": 1},
     ("post", "/{jobId}/execute"): {
@@ -52,6 +68,34 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "execution_id": "cache-cleanup-m1a2b3c4d",
         "status": "running",
         "started_at": "2025-01-23T10:30:00Z",
+        "reason": "customer asked",
+    },
+    ("post", "/{jobId}/pause"): {
+        "job_id": 1,
+        "paused": True,
+        "paused_by": "alice",
+        "paused_at": "2025-01-23T10:30:00Z",
+        "pause_reason": "DB maintenance",
+        "changed": True,
+    },
+    ("post", "/{jobId}/resume"): {
+        "job_id": 1,
+        "paused": False,
+        "paused_by": None,
+        "paused_at": None,
+        "pause_reason": None,
+        "changed": True,
+    },
+    ("get", "/{jobId}/schedule"): {
+        "schedule": "30 2 * * *",
+        "time_zone": "Europe/Zurich",
+        "description": "At 02:30",
+        "suspended": False,
+        "paused": False,
+        "next_executions": [
+            {"at": None, "local": "2027-03-28T02:30:00", "dst": "skipped"},
+            {"at": "2027-03-29T00:30:00Z", "local": "2027-03-29T02:30:00+02:00", "dst": None},
+        ],
     },
     ("post", "/{jobId}/cancel"): {
         "job_id": 1,
@@ -60,7 +104,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
         "cancelled_at": "2025-01-23T10:31:00Z",
     },
     ("delete", "/{jobId}"): {"job_id": 1, "name": "cache-cleanup", "namespace": "cms", "deleted": True},
-    ("get", "/{jobId}/transactions"): [TRANSACTION],
+    ("get", "/{jobId}/transactions"): [SKIPPED, TRANSACTION],
     ("get", "/{jobId}/transactions/{executionId}/logs"): {
         "job_id": 3,
         "execution_id": "mail-queue-29021525",

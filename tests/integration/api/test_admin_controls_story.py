@@ -41,6 +41,10 @@ async def scheduled_runs_since(jobs: ScheduledJobs, name: str, since: datetime) 
     ]
 
 
+async def has_events(jobs: ScheduledJobs, name: str, reasons: set[str]) -> bool:
+    return reasons <= {event.reason for event in await jobs.events(name)}
+
+
 async def next_minute_boundaries(count: int) -> None:
     """Sleeps past `count` minute boundaries (plus a few seconds for the controller to act)."""
     now = datetime.now(UTC)
@@ -67,7 +71,8 @@ async def pause_and_resume_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) 
     manifest = await jobs.get("mailer")
     assert manifest["spec"]["suspend"] is False  # the manifest owner's field is untouched
 
-    item = ok(await admin.get("", params={"namespace": jobs.namespace}))["jobs"][0]
+    listed = ok(await admin.get("", params={"namespace": jobs.namespace}))["jobs"]
+    (item,) = [job for job in listed if job["name"] == "mailer"]
     assert (item["status"], item["suspended"]) == ("suspended", True)
     detail = ok(await admin.get(f"/{job_id}"))
     assert (detail["paused_by"], detail["pause_reason"]) == ("alice", "SMTP migration")
@@ -97,8 +102,7 @@ async def pause_and_resume_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) 
     marks = await eventually(pause_and_resume_recorded, timeout=30, what="pause and resume in the ledger")
     assert [(m["status"], m["user"]) for m in marks] == [("resumed", "alice"), ("paused", "alice")]
     assert marks[1]["reason"] == "SMTP migration"
-    reasons = {event.reason for event in await jobs.events("mailer")}
-    assert {"Paused", "Resumed"} <= reasons
+    await eventually(lambda: has_events(jobs, "mailer", {"Paused", "Resumed"}), timeout=30, what="the Events")
 
 
 async def forbid_skips_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) -> None:
@@ -119,7 +123,7 @@ async def forbid_skips_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) -> N
     detail = ok(await admin.get(f"/{job_id}"))
     assert detail["skipped_count"] >= 1
     assert detail["failure_count"] == 0
-    assert "Skipped" in {event.reason for event in await jobs.events("importer")}
+    await eventually(lambda: has_events(jobs, "importer", {"Skipped"}), timeout=30, what="a Skipped Event")
 
 
 async def test_a_paused_job_is_not_scheduled_and_forbid_skips_are_on_record(

@@ -33,12 +33,8 @@ async def test_the_list_shows_each_job_with_its_schedule_and_counters(
     )
     job_id = await job_id_of(admin, scheduled_jobs.namespace, "cache-cleanup")
     data = await envelope(await admin.get("", params={"namespace": scheduled_jobs.namespace}), 200)
-    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (
-        1,
-        1,
-        5000,
-        1,
-    )  # no page: the whole list
+    # Without `page`: the whole list, in one page of up to 5000.
+    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (1, 1, 5000, 1)
     item = data["jobs"][0]
     assert item["id"] == job_id
     assert item["description"] == "Clean up expired cache entries"

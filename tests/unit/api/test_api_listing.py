@@ -71,12 +71,8 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             "suspended": True,
         }
     ]
-    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (
-        1,
-        1,
-        5000,
-        1,
-    )  # no page: the whole list
+    # Without `page`: the whole list, in one page of up to 5000.
+    assert (data["totalCount"], data["page"], data["pageSize"], data["totalPages"]) == (1, 1, 5000, 1)
 
 
 async def test_paging(many: httpx.AsyncClient) -> None:

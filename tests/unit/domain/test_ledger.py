@@ -130,3 +130,20 @@ def test_free_text_is_cut_to_the_lengths_the_crd_allows() -> None:
     record = status.history[0]
     assert record.requested_by is not None and len(record.requested_by) == MAX_NAME_LENGTH
     assert record.message is not None and len(record.message) == MAX_MESSAGE_LENGTH
+
+
+def test_the_reason_given_with_a_manual_run_is_kept_in_its_record() -> None:
+    manual = job("cache-cleanup-mfeedbeef", manual_by="alice")
+    manual["metadata"]["annotations"][c.ANNOTATION_REASON] = "customer asked"
+    status, _ = record_executions(ScheduledJobStatus(), [observe_job(manual, NOW)], 100)
+    assert (status.history[0].requested_by, status.history[0].request_reason) == ("alice", "customer asked")
+
+
+def test_ids_carry_on_after_records_that_are_not_executions() -> None:
+    # An object from before skipped/paused records existed: ids were the execution count.
+    old = ScheduledJobStatus(execution_count=4)
+    status, _ = record_executions(old, [observe_job(job(), NOW)], 100)
+    assert (status.history[0].transaction_id, status.last_transaction_id) == (5, 5)
+    status.last_transaction_id = 9  # e.g. four skipped slots were recorded since
+    later, _ = record_executions(status, [observe_job(job("cache-cleanup-29000001", "uid-2"), NOW)], 100)
+    assert later.history[0].transaction_id == 10 and later.execution_count == 6

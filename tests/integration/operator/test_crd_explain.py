@@ -10,6 +10,7 @@ import subprocess
 import pytest
 from localcluster_launcher.build import ensure_binary
 from localcluster_launcher.testing import KubeCluster
+from scheduledjob.constants import DEFAULT_HISTORY_LIMIT
 
 from tests.support.kube import ScheduledJobs, job_template
 
@@ -32,7 +33,7 @@ async def _kubectl(kube_cluster: KubeCluster, *args: str, stdin: str | None = No
 @pytest.mark.parametrize(
     ("field", "words"),
     [
-        ("scheduledjob.spec.historyLimit", ["1-1000", "default 100"]),
+        ("scheduledjob.spec.historyLimit", ["1-1000", f"default {DEFAULT_HISTORY_LIMIT}"]),
         ("scheduledjob.spec.successfulJobsHistoryLimit", ["0-100", "default 3"]),
         ("scheduledjob.spec.concurrencyPolicy", ["Default Forbid"]),
         ("scheduledjob.status.cancelledCount", ["cancelled"]),
@@ -62,7 +63,7 @@ async def test_kubectl_explain_recursive_has_no_field_without_a_description(
 async def test_the_api_server_fills_in_the_effective_defaults(scheduled_jobs: ScheduledJobs) -> None:
     created = await scheduled_jobs.create("defaults", {"schedule": "@daily", "jobTemplate": job_template()})
     spec = created["spec"]
-    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"], spec["historyLimit"]) == (3, 1, 100)
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"], spec["historyLimit"]) == (3, 1, DEFAULT_HISTORY_LIMIT)
     assert (spec["concurrencyPolicy"], spec["timeZone"], spec["suspend"]) == ("Forbid", "UTC", False)
 
 

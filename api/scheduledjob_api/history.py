@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from scheduledjob.models import ExecutionStatus, Trigger
+from scheduledjob.models import RecordStatus, Trigger
 from scheduledjob_archive.records import ArchivedExecution, Page, TransactionQuery
 from scheduledjob_archive.repository import Archive
 from sqlalchemy.exc import DBAPIError
@@ -29,7 +29,7 @@ Unreachable = (DBAPIError, OSError, TimeoutError)
 
 @dataclass(frozen=True)
 class Filters:
-    status: ExecutionStatus | None = None
+    status: RecordStatus | None = None
     trigger: Trigger | None = None
     user: str | None = None
     started_from: datetime | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from scheduledjob.models import ExecutionStatus, Trigger
+from scheduledjob.models import RecordStatus, Trigger
 
 MAX_PAGE_SIZE: Final = 1000
 
@@ -67,7 +67,7 @@ class ArchivedExecution:
     execution_id: str
     transaction_id: int
     trigger: Trigger
-    status: ExecutionStatus
+    status: RecordStatus
     started_at: datetime
     finished_at: datetime | None
     runtime_ms: int | None
@@ -104,7 +104,7 @@ class TransactionQuery:
     scheduled_job_id: int | None = None
     namespace: str | None = None
     name: str | None = None
-    status: ExecutionStatus | None = None
+    status: RecordStatus | None = None
     trigger: Trigger | None = None
     user: str | None = None  # requested_by or cancelled_by
     started_from: datetime | None = None  # inclusive

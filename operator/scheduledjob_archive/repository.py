@@ -17,6 +17,7 @@ from typing import Any
 
 from scheduledjob.diagnostics import ContainerLog
 from scheduledjob.executions import JobObservation
+from scheduledjob.models import ExecutionRecord
 from scheduledjob.timefmt import parse_utc
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -94,6 +95,34 @@ class Archive:
     async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> None:
         """Upserts the Job's row; retried while the database is unreachable, then raises."""
         values = _row(observation, owner, diagnostics, self._clock())
+        async with self._job_locks[owner.id]:
+            await self._retrying(lambda: self._upsert(values))
+
+    async def save_record(self, record: ExecutionRecord, owner: Owner) -> None:
+        """A ledger record that is not a Job (a skipped slot, a pause, a resume), kept like a finished run."""
+        started_at = parse_utc(record.started_at)
+        values: dict[str, Any] = {
+            "uid": record.uid,
+            "namespace": owner.namespace,
+            "scheduled_job": owner.name,
+            "scheduled_job_uid": owner.uid,
+            "scheduled_job_id": owner.id,
+            "execution_id": record.execution_id,
+            "trigger": record.trigger,
+            "status": record.status,
+            "status_rank": RANK_FINISHED,
+            "started_at": started_at,
+            "finished_at": parse_utc(record.finished_at) if record.finished_at else started_at,
+            "runtime_ms": None,
+            "requested_by": record.requested_by,
+            "cancelled_by": None,
+            "message": record.message,
+            "request_reason": record.request_reason,
+            "archived_at": self._clock(),
+            **dict.fromkeys(DIAGNOSTIC_FIELDS),
+            "reason": record.reason,
+            "scheduled_at": started_at if record.status == "skipped" else None,  # the slot that did not run
+        }
         async with self._job_locks[owner.id]:
             await self._retrying(lambda: self._upsert(values))
 

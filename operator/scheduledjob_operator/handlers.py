@@ -67,7 +67,6 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     api = await connect(leadership.identity or None)
     state_namespace = os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
     cluster = Cluster(api, state_namespace)
-    writer = StatusWriter(cluster, status_update(utc_now))
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
@@ -85,6 +84,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     except Exception:
         await api.close()
         raise
+    writer = StatusWriter(cluster, status_update(utc_now, archive))
     memo.api = api
     memo.context = OperatorContext(
         cluster=cluster, writer=writer, catalog=catalog, leadership=leadership, archive=archive

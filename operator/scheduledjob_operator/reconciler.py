@@ -16,9 +16,11 @@ from scheduledjob.pause import pause_of
 from scheduledjob.reconciliation import Readiness, next_status, readiness_of
 from scheduledjob.skipped import controller_view
 from scheduledjob.validation import parse_spec
+from scheduledjob_archive.repository import Archive
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, Rejected
+from scheduledjob_operator.record_archiver import RecordArchiver
 from scheduledjob_operator.status_writer import Pending, StatusUpdate
 
 logger = logging.getLogger(__name__)
@@ -136,8 +138,9 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
         context.assigned[uid] = assigned_id
 
 
-def status_update(clock: Callable[[], datetime]) -> StatusUpdate:
-    """How the status writer turns what is pending into a status, and what it announces after."""
+def status_update(clock: Callable[[], datetime], archive: Archive | None = None) -> StatusUpdate:
+    """How the status writer turns what is pending into a status, and what it announces (and archives) after."""
+    archiver = RecordArchiver(archive)
 
     def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
         change = next_status(
@@ -147,6 +150,7 @@ def status_update(clock: Callable[[], datetime]) -> StatusUpdate:
 
         def after_write() -> None:
             post_transitions(current, change.transitions)
+            archiver.keep(current, change.transitions)
             if pending.readiness is not None:
                 _announce(current, pending.readiness, previous)
 

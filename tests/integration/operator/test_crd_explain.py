@@ -63,7 +63,11 @@ async def test_kubectl_explain_recursive_has_no_field_without_a_description(
 async def test_the_api_server_fills_in_the_effective_defaults(scheduled_jobs: ScheduledJobs) -> None:
     created = await scheduled_jobs.create("defaults", {"schedule": "@daily", "jobTemplate": job_template()})
     spec = created["spec"]
-    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"], spec["historyLimit"]) == (3, 1, DEFAULT_HISTORY_LIMIT)
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"], spec["historyLimit"]) == (
+        3,
+        1,
+        DEFAULT_HISTORY_LIMIT,
+    )
     assert (spec["concurrencyPolicy"], spec["timeZone"], spec["suspend"]) == ("Forbid", "UTC", False)
 
 

@@ -259,13 +259,21 @@ class Cluster:
 
     async def set_cronjob_active(
         self, namespace: str, name: str, resource_version: str, active: list[dict[str, Any]]
-    ) -> None:
-        """Writes the CronJob's status.active if the CronJob is still at `resource_version` (else Conflict)."""
+    ) -> dict[str, Any]:
+        """Writes the CronJob's status.active if the CronJob is still at `resource_version` (else
+        Conflict); returns the CronJob as written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": {"active": active}}
         try:
-            await self._batch.patch_namespaced_cron_job_status(
-                name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            response = await self._batch.patch_namespaced_cron_job_status(
+                name,
+                namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
+            result: dict[str, Any] = await response.json()
+            return result
         except ApiException as error:
             raise _translate(error) from error
 

@@ -69,6 +69,15 @@ async def _pages(
                 break
 
 
+async def _parsed(response: Any) -> dict[str, Any]:
+    """The JSON of an unparsed response (`_preload_content=False`), which raises nothing itself: a
+    non-2xx answer becomes the ApiException the parsed call would have raised."""
+    if response.status >= 300:
+        raise ApiException(status=response.status, reason=await response.text())
+    result: dict[str, Any] = await response.json()
+    return result
+
+
 def _translate(error: ApiException) -> Exception:
     if error.status == 409:
         return Conflict(str(error.reason))
@@ -178,8 +187,7 @@ class Cluster:
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             response = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -250,8 +258,7 @@ class Cluster:
             response = await self._batch.read_namespaced_cron_job(
                 name, namespace, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
             )
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -272,8 +279,7 @@ class Cluster:
                 _preload_content=False,
                 _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             raise _translate(error) from error
 
@@ -283,8 +289,7 @@ class Cluster:
             response = await self._batch.create_namespaced_job(
                 job["metadata"]["namespace"], job, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
             )
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             if error.status == 409:
                 return None

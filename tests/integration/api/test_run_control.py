@@ -172,8 +172,12 @@ async def test_without_an_operator_cancel_still_stops_the_pods_and_execute_start
     assert record["cancelledBy"] == "dave" and record["message"] == "cancelled by dave"
     status = await scheduled_jobs.status("stuck")
     assert (status["executionCount"], status["cancelledCount"]) == (1, 1)
-    events = [e.message for e in await scheduled_jobs.events("stuck") if e.reason == "Cancelled"]
-    assert len(events) == 1 and events[0].count("dave") == 1, events
+
+    async def cancel_events() -> list[str]:
+        return [e.message for e in await scheduled_jobs.events("stuck") if e.reason == "Cancelled"]
+
+    events = await eventually(cancel_events, timeout=20, what="the Cancelled Event")
+    assert len(events) == 1 and events[0].count("dave") == 1, events  # said once, with who once
     await asyncio.sleep(5)  # the operator is back: the refused request must not start late
     assert [job.metadata.name for job in await scheduled_jobs.jobs("stuck")] in ([], [run])
     assert (await scheduled_jobs.status("stuck"))["executionCount"] == 1

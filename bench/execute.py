@@ -25,7 +25,7 @@ from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job
 from scheduledjob.run_requests import accepted_status, build_run, decide, job_name_for, with_active
 
-from bench.harness import Bench, KubeHttp, job_template, latency, manual_job, percentile, timed
+from bench.harness import Bench, KubeError, KubeHttp, job_template, latency, manual_job, percentile, timed
 from bench.tracking import create_reconciled
 
 JOBS = 10  # ScheduledJobs the executions rotate over (concurrencyPolicy Allow: every call creates a Job)
@@ -111,11 +111,18 @@ async def raw_protocol(kube: KubeHttp, ns: str, name: str, owner_uid: str) -> No
     cronjob = await kube.request("GET", cronjob_path)
     job = build_manual_job(cronjob, job_name_for(name, run["metadata"]["uid"]), requested_by="bench", run_name=run_name)
     job = await kube.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job)
-    adopt = {
-        "metadata": {"resourceVersion": cronjob["metadata"]["resourceVersion"]},
-        "status": {"active": with_active(cronjob, job)},
-    }
-    await kube.request("PATCH", f"{cronjob_path}/status", adopt)
+    for _ in range(20):  # the adoption's precondition, as the operator retries it: read again on a conflict
+        adopt = {
+            "metadata": {"resourceVersion": cronjob["metadata"]["resourceVersion"]},
+            "status": {"active": with_active(cronjob, job)},
+        }
+        try:
+            await kube.request("PATCH", f"{cronjob_path}/status", adopt)
+            break
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            cronjob = await kube.request("GET", cronjob_path)
     decided = {
         "metadata": {"resourceVersion": created_version},
         "status": accepted_status(job, decide("Allow", name, []), now),

@@ -126,10 +126,8 @@ async def raw_protocol(kube: KubeHttp, ns: str, name: str, owner_uid: str) -> No
             if error.status != 409:
                 raise
             cronjob = await kube.request("GET", cronjob_path)
-    decided = {
-        "metadata": {"resourceVersion": created_version},
-        "status": accepted_status(job, decide("Allow", name, []), now),
-    }
+    # Without the precondition (the operator's NotReady may come first); the same single write otherwise.
+    decided = {"status": accepted_status(job, decide("Allow", name, []), now)}
     await kube.request("PATCH", f"{runs}/{run_name}/status", decided)
     resume = {"metadata": {"annotations": {c.ANNOTATION_AWAITING_ADOPTION: None}}, "spec": {"suspend": False}}
     await kube.request("PATCH", f"/apis/batch/v1/namespaces/{ns}/jobs/{job['metadata']['name']}", resume)

@@ -104,7 +104,8 @@ async def raw_protocol(kube: KubeHttp, ns: str, name: str, owner_uid: str) -> No
     now = datetime.now(UTC)
     # The operator sees every request: this one names no ScheduledJob it could start (it answers
     # NotReady after one CronJob read), so the floor's own Job and status writes are ours alone.
-    body = build_run(ns, f"{FLOOR_TARGET}-{name}", owner_uid, "bench", now + timedelta(seconds=10))
+    body = build_run(ns, name, owner_uid, "bench", now + timedelta(seconds=10))
+    body["spec"]["scheduledJob"] = f"{FLOOR_TARGET}-{name}"  # owned by the real one (else GC deletes it)
     del body["metadata"]["generateName"]
     body["metadata"]["name"] = f"{name}-raw{secrets.token_hex(3)}"
     runs = f"/apis/{c.API_VERSION}/namespaces/{ns}/{c.RUN_PLURAL}"

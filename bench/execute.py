@@ -25,12 +25,13 @@ from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job
 from scheduledjob.run_requests import accepted_status, build_run, decide, job_name_for, with_active
 
-from bench.harness import Bench, KubeHttp, job_template, latency, manual_job, percentile, timed
+from bench.harness import Bench, KubeError, KubeHttp, job_template, latency, manual_job, percentile, timed
 from bench.tracking import create_reconciled
 
 JOBS = 10  # ScheduledJobs the executions rotate over (concurrencyPolicy Allow: every call creates a Job)
 WARMUP = 5
 PAUSE_SECONDS = 0.1
+FLOOR_TARGET = "no-such-job"
 
 
 async def run(bench: Bench) -> dict[str, Any]:
@@ -101,7 +102,10 @@ async def run(bench: Bench) -> dict[str, Any]:
 async def raw_protocol(kube: KubeHttp, ns: str, name: str, owner_uid: str) -> None:
     """The apiserver calls of one execute under run control, made back to back by a bare client."""
     now = datetime.now(UTC)
+    # The operator sees every request: this one names no ScheduledJob it could start (it answers
+    # NotReady after one CronJob read), so the floor's own Job and status writes are ours alone.
     body = build_run(ns, name, owner_uid, "bench", now + timedelta(seconds=10))
+    body["spec"]["scheduledJob"] = f"{FLOOR_TARGET}-{name}"  # owned by the real one (else GC deletes it)
     del body["metadata"]["generateName"]
     body["metadata"]["name"] = f"{name}-raw{secrets.token_hex(3)}"
     runs = f"/apis/{c.API_VERSION}/namespaces/{ns}/{c.RUN_PLURAL}"
@@ -111,15 +115,20 @@ async def raw_protocol(kube: KubeHttp, ns: str, name: str, owner_uid: str) -> No
     cronjob = await kube.request("GET", cronjob_path)
     job = build_manual_job(cronjob, job_name_for(name, run["metadata"]["uid"]), requested_by="bench", run_name=run_name)
     job = await kube.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", job)
-    adopt = {
-        "metadata": {"resourceVersion": cronjob["metadata"]["resourceVersion"]},
-        "status": {"active": with_active(cronjob, job)},
-    }
-    await kube.request("PATCH", f"{cronjob_path}/status", adopt)
-    decided = {
-        "metadata": {"resourceVersion": created_version},
-        "status": accepted_status(job, decide("Allow", name, []), now),
-    }
+    for _ in range(20):  # the adoption's precondition, as the operator retries it: read again on a conflict
+        adopt = {
+            "metadata": {"resourceVersion": cronjob["metadata"]["resourceVersion"]},
+            "status": {"active": with_active(cronjob, job)},
+        }
+        try:
+            await kube.request("PATCH", f"{cronjob_path}/status", adopt)
+            break
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            cronjob = await kube.request("GET", cronjob_path)
+    # Without the precondition (the operator's NotReady may come first); the same single write otherwise.
+    decided = {"status": accepted_status(job, decide("Allow", name, []), now)}
     await kube.request("PATCH", f"{runs}/{run_name}/status", decided)
     resume = {"metadata": {"annotations": {c.ANNOTATION_AWAITING_ADOPTION: None}}, "spec": {"suspend": False}}
     await kube.request("PATCH", f"/apis/batch/v1/namespaces/{ns}/jobs/{job['metadata']['name']}", resume)

@@ -42,6 +42,7 @@ PROBE_TIMEOUT_SECONDS: Final = 2.0  # /readyz of the API asks the API server's; 
 # A page of a big LIST legitimately takes longer than an interactive write.
 MIN_LIST_TIMEOUT_SECONDS: Final = 30.0
 WATCH_EVENT_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
+RUN_POLL_SECONDS: Final = 0.25  # reading a run request when its watch failed
 
 
 def _kubeconfig_path() -> str | None:
@@ -261,41 +262,69 @@ class KubeCluster:
 
     async def wait_run(self, namespace: str, name: str, resource_version: str, timeout: float) -> Obj | None:  # noqa: ASYNC109
         """One watch on the one request, from the version it was created at: the decision arrives as
-        its next change, without polling."""
-        client_timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_connect=self._timeout)
+        its next change, without polling. Should the watch fail or end early (an apiserver whose watch
+        cache lags or restarts), the request is read every RUN_POLL_SECONDS until the deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             async with asyncio.timeout(timeout):
-                response = await self._request(
-                    lambda api: _custom(api).list_namespaced_custom_object(
-                        c.GROUP,
-                        c.VERSION,
-                        namespace,
-                        c.RUN_PLURAL,
-                        field_selector=f"metadata.name={name}",
-                        watch=True,
-                        resource_version=resource_version,
-                        timeout_seconds=max(1, math.ceil(timeout)),
-                        _preload_content=False,
-                        _request_timeout=client_timeout,
-                    ),
-                    timeout,
-                )
-                try:
-                    if response.status != 200:
-                        raise classify(response.status, _message(await response.read()))
-                    async for line in response.content:
-                        event = _parse_event(line)
-                        if event is None:
-                            continue
-                        if event.type == "DELETED":
-                            return None
-                        if ((event.object.get("status") or {}).get("phase")) in PHASES:
-                            return event.object
-                finally:
-                    response.release()
-        except (TimeoutError, ClusterUnavailable, aiohttp.ClientError, OSError):
+                decided, gone = await self._watch_run(namespace, name, resource_version, timeout)
+                if decided is not None or gone:
+                    return decided
+        except TimeoutError:
             return None
+        except (ClusterError, aiohttp.ClientError, OSError, ValueError):
+            pass
+        while loop.time() < deadline:
+            try:
+                run = await self.get_run(namespace, name)
+            except ClusterError:
+                run = {}
+            if run is None:
+                return None
+            if ((run.get("status") or {}).get("phase")) in PHASES:
+                return run
+            await asyncio.sleep(min(RUN_POLL_SECONDS, max(0.0, deadline - loop.time())))
         return None
+
+    async def _watch_run(
+        self,
+        namespace: str,
+        name: str,
+        resource_version: str,
+        timeout: float,  # noqa: ASYNC109  (the server-side timeoutSeconds; the caller bounds the wait)
+    ) -> tuple[Obj | None, bool]:
+        """(the decided request, whether it was deleted); (None, False) if the stream ended first."""
+        client_timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_connect=self._timeout)
+        response = await self._request(
+            lambda api: _custom(api).list_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.RUN_PLURAL,
+                field_selector=f"metadata.name={name}",
+                watch=True,
+                resource_version=resource_version,
+                timeout_seconds=max(1, math.ceil(timeout)),
+                _preload_content=False,
+                _request_timeout=client_timeout,
+            ),
+            timeout,
+        )
+        try:
+            if response.status != 200:
+                raise classify(response.status, _message(await response.read()))
+            async for line in response.content:
+                event = _parse_event(line)
+                if event is None:
+                    continue
+                if event.type == "DELETED":
+                    return None, True
+                if ((event.object.get("status") or {}).get("phase")) in PHASES:
+                    return event.object, False
+        finally:
+            response.release()
+        return None, False
 
     async def withdraw_run(self, namespace: str, name: str, resource_version: str) -> bool:
         body = {"preconditions": {"resourceVersion": resource_version}}

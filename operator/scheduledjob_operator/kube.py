@@ -131,6 +131,15 @@ async def _pages(
                 break
 
 
+async def _parsed(response: Any) -> dict[str, Any]:
+    """The JSON of an unparsed response (`_preload_content=False`), which raises nothing itself: a
+    non-2xx answer becomes the ApiException the parsed call would have raised."""
+    if response.status >= 300:
+        raise ApiException(status=response.status, reason=await response.text())
+    result: dict[str, Any] = await response.json()
+    return result
+
+
 def _translate(error: ApiException) -> Exception:
     if error.status == 409:
         return Conflict(str(error.reason))
@@ -434,8 +443,7 @@ class Cluster:
             response = await self._batch.read_namespaced_cron_job(
                 name, namespace, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
             )
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -443,13 +451,20 @@ class Cluster:
 
     async def set_cronjob_active(
         self, namespace: str, name: str, resource_version: str, active: list[dict[str, Any]]
-    ) -> None:
-        """Writes the CronJob's status.active if the CronJob is still at `resource_version` (else Conflict)."""
+    ) -> dict[str, Any]:
+        """Writes the CronJob's status.active if the CronJob is still at `resource_version` (else
+        Conflict); returns the CronJob as written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": {"active": active}}
         try:
-            await self._batch.patch_namespaced_cron_job_status(
-                name, namespace, body, _content_type=MERGE_PATCH, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            response = await self._batch.patch_namespaced_cron_job_status(
+                name,
+                namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
+            return await _parsed(response)
         except ApiException as error:
             raise _translate(error) from error
 
@@ -459,8 +474,7 @@ class Cluster:
             response = await self._batch.create_namespaced_job(
                 job["metadata"]["namespace"], job, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
             )
-            result: dict[str, Any] = await response.json()
-            return result
+            return await _parsed(response)
         except ApiException as error:
             if error.status == 409:
                 return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -44,6 +45,7 @@ from scheduledjob_operator.kube import Conflict
 
 logger = logging.getLogger(__name__)
 ADOPT_ATTEMPTS = 20
+CRONJOB_MEMORY_SECONDS = 5.0
 Key = tuple[str, str]
 
 
@@ -61,6 +63,7 @@ class RunControl:
         self._gc_scheduled: set[str] = set()
         self._gc_tasks: set[asyncio.Task[None]] = set()
         self._settled: set[str] = set()  # request UIDs this process decided and started to the end
+        self._cronjobs: dict[Key, tuple[float, dict[str, Any]]] = {}  # (namespace, name) -> (when, CronJob)
 
     async def handle(self, run: dict[str, Any], deleted: bool = False) -> None:
         request = read_run(run)
@@ -76,31 +79,18 @@ class RunControl:
                 await self._finish_start(request)  # a replay after a crash between report and resume
             self._schedule_gc(run, request)
             return
-        async with self._locks[(request.namespace, request.scheduled_job)]:
-            await self._decide(run, request)
+        await self._decide(run, request)
 
     # ---- deciding --------------------------------------------------------------------------------
     async def _decide(self, run: dict[str, Any], request: RunRequest) -> None:
-        cluster, now = self._context.cluster, self._context.clock()
+        """Decides under the ScheduledJob's lock only what must be serial (read, decide, create, adopt):
+        once a Job is in status.active the next decision sees it, so reporting and resuming run outside."""
+        cluster = self._context.cluster
         resource_version = str(run["metadata"]["resourceVersion"])
         job_name: str | None = None
         try:
-            cronjob = await cluster.get_cronjob(request.namespace, request.scheduled_job)
-            owner_uid = controller_uid(cronjob or {}, c.KIND, request.scheduled_job)
-            if cronjob is None or owner_uid is None:
-                raise Rejection("NotReady", f"Scheduled job {request.scheduled_job!r} has no CronJob (yet)")
-            if expired(request, now):
-                raise Rejection("Expired", "the request expired before an operator decided it")
-            resource_version = await self._owned(run, request, owner_uid) or resource_version
-            job_name = job_name_for(cronjob["metadata"]["name"], request.uid)
-            policy = cronjob["spec"].get("concurrencyPolicy") or "Forbid"
-            running = [] if policy == "Allow" else await self._running(cronjob, exclude=job_name)
-            decision = decide(policy, request.scheduled_job, running)
-            if not decision.accept:
-                raise Rejection(decision.reason, decision.message)
-            job = await self._create(cronjob, job_name, request)
-            await self._replace(request.namespace, decision, job_name, request.requested_by)
-            decision = await self._adopt(cronjob, job, request, decision)
+            async with self._locks[(request.namespace, request.scheduled_job)]:
+                job_name, job, decision, resource_version = await self._decide_serially(run, request)
             if expired(request, self._context.clock()):
                 raise Rejection("Expired", "the request expired before its Job could start")
         except Rejection as rejection:
@@ -117,6 +107,48 @@ class RunControl:
             return
         await self._resume(job)
         self._settled.add(request.uid)
+
+    async def _decide_serially(
+        self, run: dict[str, Any], request: RunRequest
+    ) -> tuple[str, dict[str, Any], Decision, str]:
+        resource_version = str(run["metadata"]["resourceVersion"])
+        cronjob = await self._cronjob(request.namespace, request.scheduled_job)
+        owner_uid = controller_uid(cronjob or {}, c.KIND, request.scheduled_job)
+        if cronjob is None or owner_uid is None:
+            raise Rejection("NotReady", f"Scheduled job {request.scheduled_job!r} has no CronJob (yet)")
+        if expired(request, self._context.clock()):
+            raise Rejection("Expired", "the request expired before an operator decided it")
+        resource_version = await self._owned(run, request, owner_uid) or resource_version
+        job_name = job_name_for(cronjob["metadata"]["name"], request.uid)
+        policy = cronjob["spec"].get("concurrencyPolicy") or "Forbid"
+        running = [] if policy == "Allow" else await self._running(cronjob, exclude=job_name)
+        decision = decide(policy, request.scheduled_job, running)
+        if not decision.accept:
+            raise Rejection(decision.reason, decision.message)
+        try:
+            job = await self._create(cronjob, job_name, request)
+            await self._replace(request.namespace, decision, job_name, request.requested_by)
+            decision = await self._adopt(cronjob, job, request, decision)
+        except Rejection as rejection:
+            await self._context.cluster.delete_job(request.namespace, job_name)
+            raise Rejection(rejection.reason, rejection.message) from None
+        return job_name, job, decision, resource_version
+
+    async def _cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The CronJob as this process last wrote or read it, if that was within CRONJOB_MEMORY_SECONDS,
+        else a fresh read. Safe: every decision against it is checked by the adoption's resourceVersion
+        precondition (a stale copy conflicts and is read again) and by fresh reads of the Jobs it lists."""
+        known = self._cronjobs.get((namespace, name))
+        if known is not None and time.monotonic() - known[0] < CRONJOB_MEMORY_SECONDS:
+            return known[1]
+        cronjob = await self._context.cluster.get_cronjob(namespace, name)
+        self._remember(cronjob)
+        return cronjob
+
+    def _remember(self, cronjob: dict[str, Any] | None) -> None:
+        if cronjob is not None:
+            meta = cronjob["metadata"]
+            self._cronjobs[(meta["namespace"], meta["name"])] = (time.monotonic(), cronjob)
 
     async def _owned(self, run: dict[str, Any], request: RunRequest, owner_uid: str) -> str | None:
         """A request made by kubectl has no owner yet: it gets its ScheduledJob as owner. Returns the
@@ -171,12 +203,14 @@ class RunControl:
         meta = cronjob["metadata"]
         for _ in range(ADOPT_ATTEMPTS):
             try:
-                await cluster.set_cronjob_active(
+                written = await cluster.set_cronjob_active(
                     meta["namespace"], meta["name"], meta["resourceVersion"], with_active(cronjob, job)
                 )
+                self._remember(written)
                 return decision
             except Conflict:
                 fresh = await cluster.get_cronjob(meta["namespace"], meta["name"])
+                self._remember(fresh)
                 if fresh is None:
                     raise Rejection("NotReady", f"the CronJob of {request.scheduled_job!r} is gone") from None
                 cronjob, meta = fresh, fresh["metadata"]

@@ -32,7 +32,9 @@ Page = Annotated[
     Query(ge=1, le=MAX_PAGE, description=f"1-based page. Without page and pageSize: the newest {UNPAGED_CAP}."),
 ]
 PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Records per page (20).")]
-StatusQ = Annotated[RecordStatus | None, Query(description="Only records with this status (an outcome, or skipped/paused/resumed).")]
+StatusQ = Annotated[
+    RecordStatus | None, Query(description="Only records with this status (an outcome, or skipped/paused/resumed).")
+]
 TriggerQ = Annotated[Trigger | None, Query(description="Only scheduled or only manual runs.")]
 UserQ = Annotated[str | None, Query(max_length=253, description="Who requested or cancelled the run.")]
 FromQ = Annotated[

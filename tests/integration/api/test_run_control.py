@@ -47,9 +47,9 @@ async def cronjob_events(jobs: ScheduledJobs, name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def second_api(kube_cluster: KubeCluster, log_dir: Path) -> Iterator[str]:
-    """Another API replica on the same cluster, with a short decision wait (3 s)."""
+    """Another API replica on the same cluster (the default decision wait: 10 s)."""
     port = free_port()
-    env = {"SCHEDULED_JOBS_JWT_SECRET": SECRET, "SCHEDULED_JOBS_EXECUTE_DECISION_SECONDS": "3"}
+    env = {"SCHEDULED_JOBS_JWT_SECRET": SECRET}
     service = api_service(kube_cluster.kubeconfig, port, env, log_dir)
     service.name = "api-2"
     service.log_path = log_dir / "api-2.log"
@@ -122,7 +122,8 @@ async def test_two_api_replicas_cannot_start_two_runs_under_forbid(
     assert len(await scheduled_jobs.jobs("single")) == 1
 
     responses = await asyncio.gather(*(clients[i % 2].post(f"/{many}/execute") for i in range(20)))
-    assert [response.status_code for response in responses] == [200] * 20, [r.json() for r in responses]
+    refused = [r.json()["error"] for r in responses if r.status_code != 200]
+    assert not refused, refused
     started = {response.json()["data"]["execution_id"] for response in responses}
     assert len(started) == 20
 
@@ -159,7 +160,7 @@ async def test_without_an_operator_cancel_still_stops_the_pods_and_execute_start
         began = time.monotonic()
         refused = await admin2.post(f"/{job_id}/execute")
         assert refused.status_code == 503, refused.json()
-        assert time.monotonic() - began < 3 + 2 + 3  # the wait (3 s), its grace (2 s), the withdrawal
+        assert time.monotonic() - began < 10 + 2 + 3  # the wait (10 s), its grace (2 s), the withdrawal
     finally:
         os.killpg(running_operator.process.pid, signal.SIGCONT)
 
@@ -171,8 +172,12 @@ async def test_without_an_operator_cancel_still_stops_the_pods_and_execute_start
     assert record["cancelledBy"] == "dave" and record["message"] == "cancelled by dave"
     status = await scheduled_jobs.status("stuck")
     assert (status["executionCount"], status["cancelledCount"]) == (1, 1)
-    events = [e.message for e in await scheduled_jobs.events("stuck") if e.reason == "Cancelled"]
-    assert len(events) == 1 and events[0].count("dave") == 1, events
+
+    async def cancel_events() -> list[str]:
+        return [e.message for e in await scheduled_jobs.events("stuck") if e.reason == "Cancelled"]
+
+    events = await eventually(cancel_events, timeout=20, what="the Cancelled Event")
+    assert len(events) == 1 and events[0].count("dave") == 1, events  # said once, with who once
     await asyncio.sleep(5)  # the operator is back: the refused request must not start late
     assert [job.metadata.name for job in await scheduled_jobs.jobs("stuck")] in ([], [run])
     assert (await scheduled_jobs.status("stuck"))["executionCount"] == 1
@@ -189,8 +194,14 @@ async def test_a_labelled_job_without_the_cronjob_as_owner_is_nobodys_run(
         "metadata": {"name": "forged", "labels": {c.LABEL_SCHEDULED_JOB: "guarded"}},
         "spec": hanging()["spec"],
     }
-    await scheduled_jobs.batch.create_namespaced_job(scheduled_jobs.namespace, forged)
-    await eventually(lambda: scheduled_jobs.pods("guarded"), timeout=30, what="the forged Job's pod")
+    created = await scheduled_jobs.batch.create_namespaced_job(scheduled_jobs.namespace, forged)
+    assert c.LEDGER_FINALIZER in created.metadata.finalizers  # the admission policy goes by the label...
+
+    async def released() -> bool:  # ... the operator by the owner: not held for a ledger it is not in
+        job = await scheduled_jobs.batch.read_namespaced_job("forged", scheduled_jobs.namespace)
+        return c.LEDGER_FINALIZER not in (job.metadata.finalizers or [])
+
+    await eventually(released, timeout=30, what="the forged Job released by the operator")
     response = await admin.post(f"/{job_id}/execute")  # Forbid: only a real run would block it
     assert response.status_code == 200, response.json()
     real = response.json()["data"]["execution_id"]
@@ -200,8 +211,8 @@ async def test_a_labelled_job_without_the_cronjob_as_owner_is_nobodys_run(
 
     await eventually(real_recorded, timeout=30, what="the real run recorded")
     assert "forged" not in await history(scheduled_jobs, "guarded")
-    job = await scheduled_jobs.batch.read_namespaced_job("forged", scheduled_jobs.namespace)
-    assert c.LEDGER_FINALIZER not in (job.metadata.finalizers or [])  # not held for a ledger it is not in
+    detail = (await admin.get(f"/{job_id}")).json()["data"]
+    assert "forged" not in str(detail) and real in str(detail)
     await admin.post(f"/{job_id}/cancel")
 
 

@@ -101,7 +101,7 @@ async def pause_and_resume_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) 
 
     marks = await eventually(pause_and_resume_recorded, timeout=30, what="pause and resume in the ledger")
     assert [(m["status"], m["user"]) for m in marks] == [("resumed", "alice"), ("paused", "alice")]
-    assert marks[1]["reason"] == "SMTP migration"
+    assert marks[1]["request_reason"] == "SMTP migration"
     await eventually(lambda: has_events(jobs, "mailer", {"Paused", "Resumed"}), timeout=30, what="the Events")
 
 

@@ -73,6 +73,7 @@ def operators(
     def start(name: str = "operator", priority: int = 100, env: dict[str, str] | None = None) -> Service:
         service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
         service.name = name
+        service.log_path = tmp_path / f"{name}.log"
         service.env.update({**OPERATOR_ENV, **(env or {}), "POD_ID": f"{name}-{priority}"})
         service.start()
         started.append(service)

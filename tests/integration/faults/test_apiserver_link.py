@@ -45,6 +45,7 @@ async def settled(
     witness: JobWitness,
     timeout: float,  # noqa: ASYNC109  (a deadline per call reads better in tests)
     names: list[str] = NAMES,
+    interval: float = 1.0,
 ) -> float:
     """Seconds until every run is recorded exactly once (fails after `timeout`)."""
     start = time.monotonic()
@@ -55,7 +56,7 @@ async def settled(
         return last[0] is None
 
     try:
-        await eventually(ok, timeout=timeout, what="every run recorded exactly once", interval=1.0)
+        await eventually(ok, timeout=timeout, what="every run recorded exactly once", interval=interval)
     except AssertionError as error:
         raise AssertionError(f"{error}: {last[0]}") from None
     return time.monotonic() - start

@@ -105,7 +105,7 @@ async def test_five_leadership_moves_during_three_hundred_runs_lose_double_and_l
         moves += 1
         await load
         began_settling = time.monotonic()
-        await settled(scheduled_jobs, witness, timeout=120, names=NAMES)
+        await settled(scheduled_jobs, witness, timeout=180, names=NAMES, interval=5.0)
         settle_seconds = time.monotonic() - began_settling
         print(
             f"\n{moves} leadership moves, {len(witness.jobs)} runs: settled {settle_seconds:.1f} s after the last start"

@@ -30,6 +30,8 @@ RESYNC_SECONDS = 10.0
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
 # CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
+# How often a replica reads the peering object to know whether it is the active one (leadership.py).
+LEADERSHIP_SECONDS = 3.0
 CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
 # How long a replica that stopped sending keepalives still counts as alive for kopf peering.
 PEERING_LIFETIME_SECONDS = 15
@@ -78,13 +80,15 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.api = api
     memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, leadership=leadership)
     memo.resync = asyncio.create_task(_resync_forever(memo))
+    memo.leadership = asyncio.create_task(_follow_leadership(memo.context))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
-    memo.resync.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await memo.resync
+    for task in (memo.resync, memo.leadership):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await memo.api.close()
 
 
@@ -160,7 +164,7 @@ async def _resync_forever(memo: Any) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            if not await context.leadership.check(context.cluster.get_peering, context.clock()):
+            if not context.leadership.active:
                 continue
             failures = context.cluster.transient_failures
             if (
@@ -176,6 +180,18 @@ async def _resync_forever(memo: Any) -> None:
         release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
+async def _follow_leadership(context: OperatorContext) -> None:
+    """Judges every LEADERSHIP_SECONDS whether this replica is the active one; the loops below look
+    at the verdict before each step, so a replica outranked mid-pass stops within that time."""
+    while True:
+        try:
+            await context.leadership.check(context.cluster.get_peering, context.clock())
+        except Exception:
+            context.leadership.active = False  # cannot tell: stand by until we can
+            logger.exception("reading the peering failed; standing by until it works")
+        await asyncio.sleep(LEADERSHIP_SECONDS)
+
+
 async def _check_catalog(context: OperatorContext, namespaces: list[str] | None) -> None:
     """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
     CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
@@ -183,11 +199,15 @@ async def _check_catalog(context: OperatorContext, namespaces: list[str] | None)
     present: set[tuple[str, str]] = set()
     async for cronjobs in context.cluster.cronjob_pages(namespaces):
         present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
+    if not context.leadership.active:
+        return
     for key in context.catalog.missing_cronjobs(present):
         logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
         context.retry.add(key)
     async for jobs in context.cluster.job_pages(namespaces):
         for job in jobs:
+            if not context.leadership.active:
+                return
             if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
                 await _record_safely(job, False, context, logger)
 
@@ -196,6 +216,9 @@ async def _resync_once(context: OperatorContext) -> None:
     overdue = [key for key in context.catalog.overdue(context.clock()) if key not in context.retry]
     due = set(context.retry.take_due()) | set(overdue) | set(context.catalog.expire_hints())
     for namespace, name in due:
+        if not context.leadership.active:
+            context.retry.add((namespace, name))  # the active replica has its own; ours waits
+            continue
         obj = await context.cluster.get_scheduled_job(namespace, name)
         if obj is None:
             context.catalog.forget_scheduled_job((namespace, name))
@@ -203,6 +226,9 @@ async def _resync_once(context: OperatorContext) -> None:
         else:
             await _reconcile_safely(obj, context)
     for namespace, name in context.unrecorded.take_due():
+        if not context.leadership.active:
+            context.unrecorded.add((namespace, name))
+            continue
         try:
             job = await context.cluster.get_job(namespace, name)
         except Exception:

@@ -18,7 +18,7 @@ from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.leadership import Leadership
-from scheduledjob_operator.ledger_sync import record_job
+from scheduledjob_operator.ledger_sync import StandingBy, record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.status_writer import StatusWriter
@@ -31,7 +31,7 @@ RESYNC_SECONDS = 10.0
 # CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
 # How often a replica reads the peering object to know whether it is the active one (leadership.py).
-LEADERSHIP_SECONDS = 3.0
+LEADERSHIP_SECONDS = 1.0
 CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
 # How long a replica that stopped sending keepalives still counts as alive for kopf peering.
 PEERING_LIFETIME_SECONDS = 15
@@ -145,6 +145,9 @@ async def _record_safely(
     key = (job["metadata"]["namespace"], job["metadata"]["name"])
     try:
         await record_job(job, deleted=deleted, context=context)
+    except StandingBy:
+        if not deleted:
+            context.unrecorded.add(key)
     except Exception:
         if deleted:  # a deleted Job cannot be read again: its last state is all there is
             log.exception("recording deleted Job %s/%s failed", *key)

@@ -18,6 +18,10 @@ from scheduledjob_operator.kube import Conflict, conflict_retry
 logger = logging.getLogger(__name__)
 
 
+class StandingBy(Exception):
+    """This replica was outranked while recording: it writes no more, the Job waits in its retry queue."""
+
+
 async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorContext, attempts: int = 10) -> None:
     """Records the Job; a Job changed meanwhile (409 on its annotation) is read again and retried.
 
@@ -55,6 +59,8 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    if not context.leadership.active:
+        raise StandingBy(meta["name"])
     owner_exists = await context.writer.record(key, observation)
     if deleted:
         return
@@ -69,6 +75,8 @@ async def _mark(
     wanted = [f for f in finalizers if f != c.LEDGER_FINALIZER] + ([c.LEDGER_FINALIZER] if keep_finalizer else [])
     if wanted == finalizers and recorded_stage(job) == stage:
         return
+    if not context.leadership.active:  # outranked meanwhile: the active replica marks it (UID dedupe)
+        raise StandingBy(meta["name"])
     await context.cluster.patch_job_metadata(
         meta["namespace"], meta["name"], meta["resourceVersion"], wanted, {c.ANNOTATION_RECORDED: stage}
     )

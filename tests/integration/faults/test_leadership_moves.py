@@ -29,7 +29,7 @@ TOTAL_RUNS = 300
 RUNS_PER_WAVE = 6
 WAVE_SECONDS = 2.0
 MOVE_SECONDS = 18.0
-# A demoted replica stops within handlers.LEADERSHIP_SECONDS (3 s) of the new peer's first keepalive;
+# A demoted replica notices within handlers.LEADERSHIP_SECONDS (1 s) plus one GET of the peering;
 # a request already in flight then may still land.
 GRACE = timedelta(seconds=5)
 NAMES = ["report", "sync", "digest", "import"]

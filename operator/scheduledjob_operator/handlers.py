@@ -21,7 +21,7 @@ from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, connect
 from scheduledjob_operator.leadership import Leadership
-from scheduledjob_operator.ledger_sync import record_job
+from scheduledjob_operator.ledger_sync import StandingBy, record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.runs import RunControl
@@ -34,6 +34,8 @@ RESYNC_SECONDS = 10.0
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
 # CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
+# How often a replica reads the peering object to know whether it is the active one (leadership.py).
+LEADERSHIP_SECONDS = 1.0
 CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
 # How long a replica that stopped sending keepalives still counts as alive for kopf peering.
 PEERING_LIFETIME_SECONDS = 15
@@ -92,12 +94,13 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
     memo.retention = asyncio.create_task(prune_forever(archive))
+    memo.leadership = asyncio.create_task(_follow_leadership(memo.context))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     await memo.runs.close()
-    for task in (memo.resync, memo.retention):
+    for task in (memo.resync, memo.retention, memo.leadership):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -118,6 +121,9 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
     if context.handler_context is None:  # kopf's Event queue lives in handler contexts
         context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(obj)
+    if not context.leadership.active:  # a backlog kopf still hands over after pausing us (see job_changed)
+        context.retry.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        return
     await _reconcile_safely(obj, context)
 
 
@@ -140,6 +146,14 @@ async def job_changed(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
     context: OperatorContext = memo.context
+    if not context.leadership.active:
+        # kopf pauses its watches on a standby but still works off the events already queued, which
+        # under load took seconds of writes (tests/integration/faults/test_leadership_moves.py). The
+        # active replica records these Jobs from its own events; ours waits in the retry queue in
+        # case this replica leads again first. A deleted Job was released, so recorded, already.
+        if type != "DELETED":
+            context.unrecorded.add((body["metadata"]["namespace"], body["metadata"]["name"]))
+        return
     await _record_safely(_plain(body), type == "DELETED", context, logger)
 
 
@@ -150,6 +164,9 @@ async def _record_safely(
     key = (job["metadata"]["namespace"], job["metadata"]["name"])
     try:
         await record_job(job, deleted=deleted, context=context)
+    except StandingBy:
+        if not deleted:
+            context.unrecorded.add(key)
     except Exception:
         if deleted:  # a deleted Job cannot be read again: its last state is all there is
             log.exception("recording deleted Job %s/%s failed", *key)
@@ -165,6 +182,8 @@ async def run_requested(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
     """A ScheduledJobRun: decided, started and later garbage-collected by runs.RunControl."""
+    if not memo.context.leadership.active:  # the active replica decides (kopf re-lists it when we resume)
+        return
     try:
         await memo.runs.handle(_plain(body), deleted=type == "DELETED")
     except Exception:
@@ -191,7 +210,7 @@ async def _resync_forever(memo: Any) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            if not await context.leadership.check(context.cluster.get_peering, context.clock()):
+            if not context.leadership.active:
                 continue
             failures = context.cluster.transient_failures
             if (
@@ -209,6 +228,18 @@ async def _resync_forever(memo: Any) -> None:
         release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
+async def _follow_leadership(context: OperatorContext) -> None:
+    """Judges every LEADERSHIP_SECONDS whether this replica is the active one; the loops below look
+    at the verdict before each step, so a replica outranked mid-pass stops within that time."""
+    while True:
+        try:
+            await context.leadership.check(context.cluster.get_peering, context.clock())
+        except Exception:
+            context.leadership.active = False  # cannot tell: stand by until we can
+            logger.exception("reading the peering failed; standing by until it works")
+        await asyncio.sleep(LEADERSHIP_SECONDS)
+
+
 async def _check_catalog(context: OperatorContext, namespaces: list[str] | None) -> None:
     """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
     CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
@@ -216,11 +247,15 @@ async def _check_catalog(context: OperatorContext, namespaces: list[str] | None)
     present: set[tuple[str, str]] = set()
     async for cronjobs in context.cluster.cronjob_pages(namespaces):
         present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
+    if not context.leadership.active:
+        return
     for key in context.catalog.missing_cronjobs(present):
         logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
         context.retry.add(key)
     async for jobs in context.cluster.job_pages(namespaces):
         for job in jobs:
+            if not context.leadership.active:
+                return
             if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
                 await _record_safely(job, False, context, logger)
 
@@ -229,6 +264,9 @@ async def _resync_once(context: OperatorContext) -> None:
     overdue = [key for key in context.catalog.overdue(context.clock()) if key not in context.retry]
     due = set(context.retry.take_due()) | set(overdue) | set(context.catalog.expire_hints())
     for namespace, name in due:
+        if not context.leadership.active:
+            context.retry.add((namespace, name))  # the active replica has its own; ours waits
+            continue
         obj = await context.cluster.get_scheduled_job(namespace, name)
         if obj is None:
             context.catalog.forget_scheduled_job((namespace, name))
@@ -236,6 +274,9 @@ async def _resync_once(context: OperatorContext) -> None:
         else:
             await _reconcile_safely(obj, context)
     for namespace, name in context.unrecorded.take_due():
+        if not context.leadership.active:
+            context.unrecorded.add((namespace, name))
+            continue
         try:
             job = await context.cluster.get_job(namespace, name)
         except Exception:

@@ -7,8 +7,9 @@ is not kopf's to pause. The resync loop therefore checks for itself, with kopf's
 current: this replica acts only while no other live peer has a priority >= its own. The identity
 and priority are the ones this process handed to `kopf.run`, so both judge the same peer list.
 
-The judgement reads the object afresh before each pass of the loop: a replica that has just been
-outranked stops at its next pass, at worst one pass later than kopf pauses its watches.
+A task reads the object every few seconds (handlers.LEADERSHIP_SECONDS) and the loops look at the
+verdict before each step: a replica that has just been outranked stops within that time, even in the
+middle of a pass. Where the peering cannot be read, the replica stands by until it can.
 """
 
 from __future__ import annotations

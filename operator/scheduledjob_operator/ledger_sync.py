@@ -21,6 +21,10 @@ from scheduledjob_operator.log_capture import HeldLogs, capture_run
 logger = logging.getLogger(__name__)
 
 
+class StandingBy(Exception):
+    """This replica was outranked while recording: it writes no more, the Job waits in its retry queue."""
+
+
 async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorContext, attempts: int = 10) -> None:
     """Records the Job; a Job changed meanwhile (409 on its annotation) is read again and retried.
 
@@ -90,6 +94,8 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
+    if not context.leadership.active:
+        raise StandingBy(meta["name"])
     captured = HeldLogs()
     if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
         observation = await capture_run(context.cluster, captured, job, observation, context.log_limits)
@@ -132,6 +138,8 @@ async def _mark(
     wanted = [f for f in finalizers if f != c.LEDGER_FINALIZER] + ([c.LEDGER_FINALIZER] if keep_finalizer else [])
     if wanted == finalizers and recorded_stage(job) == stage:
         return
+    if not context.leadership.active:  # outranked meanwhile: the active replica marks it (UID dedupe)
+        raise StandingBy(meta["name"])
     await context.cluster.patch_job_metadata(
         meta["namespace"], meta["name"], meta["resourceVersion"], wanted, {c.ANNOTATION_RECORDED: stage}
     )

@@ -169,6 +169,7 @@ class LocalCluster:
             f"--audit-policy-file={audit_policy}",
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
+            "--audit-log-mode=batch",  # buffered: requests never wait for the log file
             f"--etcd-servers={etcd_url}",
             "--bind-address=127.0.0.1",
             f"--secure-port={port}",

@@ -44,7 +44,7 @@ def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
 def apiserver_link(toxiproxy: Toxiproxy, kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Proxy]:
     """A fresh proxied link to the API server for this test."""
     if kube_cluster.control_plane is None:
-        pytest.fail("fault tests need the local control plane (unset KUBECONFIG)")
+        pytest.skip("the fault tests restart and audit the session's own control plane: unset KUBECONFIG")
     server = urlparse(kube_cluster.control_plane.server)
     name = f"apiserver-{free_port()}"
     proxy = toxiproxy.proxy(name, f"{server.hostname}:{server.port}")
@@ -73,6 +73,7 @@ def operators(
     def start(name: str = "operator", priority: int = 100, env: dict[str, str] | None = None) -> Service:
         service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
         service.name = name
+        service.log_path = tmp_path / f"{name}.log"
         service.env.update({**OPERATOR_ENV, **(env or {}), "POD_ID": f"{name}-{priority}"})
         service.start()
         started.append(service)

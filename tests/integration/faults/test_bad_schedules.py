@@ -31,7 +31,9 @@ async def next_id(api: client.ApiClient) -> int:
 
 
 @pytest.mark.parametrize("schedule", ["0 2 31 2 *", "0 0 30 2 *"])
-async def test_a_day_that_does_not_exist_is_refused_at_apply(scheduled_jobs: ScheduledJobs, schedule: str) -> None:
+async def test_a_day_that_does_not_exist_is_refused_at_apply(
+    crds: None, scheduled_jobs: ScheduledJobs, schedule: str
+) -> None:
     with pytest.raises(ApiException) as refused:
         await scheduled_jobs.create("never", spec(schedule))
     assert refused.value.status == 422

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import httpx
+from localcluster_launcher import ANNOTATION_DURATION, ANNOTATION_EXIT_CODE, ANNOTATION_LOG, ANNOTATION_OUTCOME
 from playwright.async_api import expect
 
 from tests.integration.api.conftest import BASE, job_id_of, token
@@ -17,10 +18,6 @@ from tests.integration.ui.conftest import Visit, admin_token
 from tests.support.kube import ScheduledJobs, job_template
 
 LIVE = 60_000  # ms
-ANNOTATION_LOG = "localcluster.selfhelp.io/log"
-ANNOTATION_OUTCOME = "localcluster.selfhelp.io/outcome"
-ANNOTATION_EXIT_CODE = "localcluster.selfhelp.io/exit-code"
-ANNOTATION_DURATION = "localcluster.selfhelp.io/duration-seconds"
 
 
 def template(annotations: dict[str, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from localcluster_launcher import ANNOTATION_DURATION, ANNOTATION_EXIT_CODE, ANNOTATION_LOG, ANNOTATION_OUTCOME
 from playwright.async_api import expect
+from scheduledjob_api.security import ALL_PERMISSIONS
 
 from tests.integration.api.conftest import BASE, job_id_of, token
 from tests.integration.ui.conftest import Visit, admin_token
@@ -37,7 +38,7 @@ async def test_pause_shows_paused_with_who_and_why_in_the_list_then_resume(
     await scheduled_jobs.create("cache-cleanup", {"schedule": "0 2 * * *", "jobTemplate": job_template()})
     number = await job_id(api_process, scheduled_jobs, "cache-cleanup")
     alice = await visitor()
-    await alice.log_in(admin_token("alice"))
+    await alice.log_in(token("alice", tuple(ALL_PERMISSIONS)))  # with admin.scheduled_job.manage
     page = await alice.open(f"/ui/jobs/{number}")
     await page.get_by_label("Pause reason (optional)").fill("database migration")
     await page.get_by_role("button", name="Pause").click()

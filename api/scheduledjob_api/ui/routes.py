@@ -584,7 +584,7 @@ async def delete(request: Request, job_id: str) -> Response:
 # ---- one run -----------------------------------------------------------------------------------
 
 
-async def _run_job(request: Request, job_id: str, run: dict[str, Any]) -> dict[str, Any]:
+def _run_job(request: Request, job_id: str, run: dict[str, Any]) -> dict[str, Any]:
     """The job a run belongs to; after the ScheduledJob was deleted, what its archived run says of it."""
     try:
         job: dict[str, Any] = _service(request).detail(job_id)
@@ -609,7 +609,7 @@ async def run_page(request: Request, job_id: str, execution_id: str) -> Response
     async def page(request: Request, session: Session) -> Response:
         run = await _history(request).one(job_id, execution_id)
         run.pop("logs", None)  # the archive's full capture: the page shows the bounded tail below instead
-        job = await _run_job(request, job_id, run)
+        job = _run_job(request, job_id, run)
         logs, logs_missing = await _log_tail(request, job_id, execution_id)
         base = f"{PREFIX}/jobs/{job_id}/runs/{execution_id}/logs"
         return render(

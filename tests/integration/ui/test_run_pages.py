@@ -35,8 +35,8 @@ async def job_id(api_process: str, jobs: ScheduledJobs, name: str) -> int:
 async def test_pause_shows_paused_with_who_and_why_in_the_list_then_resume(
     visitor: Visit, api_process: str, scheduled_jobs: ScheduledJobs
 ) -> None:
-    await scheduled_jobs.create("cache-cleanup", {"schedule": "0 2 * * *", "jobTemplate": job_template()})
-    number = await job_id(api_process, scheduled_jobs, "cache-cleanup")
+    await scheduled_jobs.create("pause-drill", {"schedule": "0 2 * * *", "jobTemplate": job_template()})
+    number = await job_id(api_process, scheduled_jobs, "pause-drill")
     alice = await visitor()
     await alice.log_in(token("alice", tuple(ALL_PERMISSIONS)))  # with admin.scheduled_job.manage
     page = await alice.open(f"/ui/jobs/{number}")
@@ -45,13 +45,13 @@ async def test_pause_shows_paused_with_who_and_why_in_the_list_then_resume(
     await expect(page.locator("#job-live .state")).to_contain_text("Paused by alice")
     await expect(page.locator("#job-live .state")).to_contain_text("database migration")
     await alice.axe("job-paused", screenshot=False)
-    listing = await alice.open("/ui/")
-    await expect(listing.get_by_role("row", name=re.compile("cache-cleanup"))).to_contain_text("Paused", timeout=LIVE)
+    listing = await alice.open(f"/ui/?namespace={scheduled_jobs.namespace}")
+    await expect(listing.get_by_role("row", name=re.compile("pause-drill"))).to_contain_text("Paused", timeout=LIVE)
     page = await alice.open(f"/ui/jobs/{number}")
     await page.get_by_role("button", name="Resume").click()
     await expect(page.get_by_role("button", name="Pause")).to_be_visible()
-    listing = await alice.open("/ui/")
-    await expect(listing.get_by_role("row", name=re.compile("cache-cleanup"))).not_to_contain_text("Paused")
+    listing = await alice.open(f"/ui/?namespace={scheduled_jobs.namespace}")
+    await expect(listing.get_by_role("row", name=re.compile("pause-drill"))).not_to_contain_text("Paused")
     alice.assert_clean()
 
 
@@ -59,15 +59,15 @@ async def test_a_failing_runs_page_shows_its_exit_code_and_the_end_of_its_logs(
     visitor: Visit, api_process: str, scheduled_jobs: ScheduledJobs
 ) -> None:
     annotations = {ANNOTATION_LOG: "step 1\nstep 2\nboom", ANNOTATION_OUTCOME: "fail", ANNOTATION_EXIT_CODE: "3"}
-    await scheduled_jobs.create("mail-queue", {"schedule": "@yearly", "jobTemplate": template(annotations)})
-    number = await job_id(api_process, scheduled_jobs, "mail-queue")
+    await scheduled_jobs.create("failing-mailer", {"schedule": "@yearly", "jobTemplate": template(annotations)})
+    number = await job_id(api_process, scheduled_jobs, "failing-mailer")
     alice = await visitor()
     await alice.log_in(admin_token("alice"))
     page = await alice.open(f"/ui/jobs/{number}")
     await page.get_by_role("button", name="Run now").click()
     await expect(page.locator("#job-live tbody tr").first).to_contain_text("Failed", timeout=LIVE)
     await page.locator("#job-live tbody tr").first.get_by_role("link").click()
-    await expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("Run #1 of mail-queue"))
+    await expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("Run #1 of failing-mailer"))
     facts = page.locator(".facts")
     await expect(facts).to_contain_text("Exit code")
     await expect(facts.locator("dd", has_text=re.compile(r"^3$"))).to_have_count(1)
@@ -83,8 +83,8 @@ async def test_following_a_running_run_shows_new_lines_as_they_arrive(
 ) -> None:
     lines = [f"tick {n}" for n in range(1, 9)]
     annotations = {ANNOTATION_LOG: "\n".join(lines), ANNOTATION_DURATION: "8"}  # a line a second
-    await scheduled_jobs.create("import", {"schedule": "@yearly", "jobTemplate": template(annotations)})
-    number = await job_id(api_process, scheduled_jobs, "import")
+    await scheduled_jobs.create("follow-import", {"schedule": "@yearly", "jobTemplate": template(annotations)})
+    number = await job_id(api_process, scheduled_jobs, "follow-import")
     alice = await visitor()
     await alice.log_in(admin_token("alice"))
     page = await alice.open(f"/ui/jobs/{number}")

@@ -615,7 +615,6 @@ async def run_page(request: Request, job_id: str, execution_id: str) -> Response
         return render(
             request, "run.html", session, job=job, run=run, logs=logs, logs_missing=logs_missing,
             tail_lines=LOG_TAIL_LINES, follow_url=f"{base}?follow=true", download_url=f"{base}.txt",
-            json_url=f"/cms-api/v1/admin/scheduled-jobs/{job_id}/transactions/{execution_id}/logs",
         )  # fmt: skip
 
     return await _reader(request, page)

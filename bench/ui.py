@@ -4,7 +4,9 @@
 Timed end to end through httpx on loopback (the server's render time plus a local round trip), each
 response read completely. Before timing, the shown jobs get a full ledger (the default history limit,
 100 runs: mostly succeeded, some failed and cancelled, varied durations) through the status
-subresource, so every strip has its 20 bars and each job page its 100-run trend and paged history.
+subresource (the counters), and the same runs go into the archive the API reads (the SQLite file the
+bench's operator and API share), so every strip has its 20 bars and each job page its 100-run trend and
+paged history.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 from scheduledjob import constants as c
+from scheduledjob.executions import JobObservation
 from scheduledjob.timefmt import format_utc
 from scheduledjob_api.devtoken import make_token
 from scheduledjob_api.security import ALL_PERMISSIONS
 from scheduledjob_api.settings import Settings
+from scheduledjob_archive.records import Owner
+from scheduledjob_archive.repository import Archive
+from scheduledjob_archive.settings import ArchiveSettings
 
 from bench import population
 from bench.harness import JWT_SECRET, SJ_PATH, Bench, Obj, bounded, latency, timed
@@ -68,6 +74,29 @@ def ledger(rng: random.Random, now: datetime) -> Obj:
     }
 
 
+async def archive_ledgers(bench: Bench, namespace: str, ledgers: list[tuple[Obj, Obj]]) -> None:
+    """The runs of each shown job into the archive, as the operator would have recorded them."""
+    url = bench.processes.archive_env["SCHEDULED_JOBS_ARCHIVE_URL"]
+    archive = Archive.from_settings(ArchiveSettings(url=SecretStr(url)))
+    try:
+        await archive.migrate()
+        for job, status in ledgers:
+            owner = Owner(namespace=namespace, name=str(job["name"]), id=int(job["id"]))
+            for item in reversed(status["history"]):
+                observation = JobObservation(
+                    uid=f"{job['id']}-{item['uid']}",
+                    name=item["executionId"],
+                    trigger=item["trigger"],
+                    status=item["status"],
+                    started_at=item["startedAt"],
+                    finished_at=item["finishedAt"],
+                    message=item["message"],
+                )
+                await archive.save(observation, owner)
+    finally:
+        await archive.close()
+
+
 async def run(bench: Bench) -> dict[str, Any]:
     namespace = await population.ensure(bench)
     kube, api = bench.kube, bench.api
@@ -77,10 +106,12 @@ async def run(bench: Bench) -> dict[str, Any]:
     rng = random.Random(16)
     now = datetime.now(UTC)
     path = f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}"
+    ledgers = [(job, ledger(rng, now)) for job in shown]
     await bounded(
         bench.sizes.concurrency,
-        [partial(kube.request, "PATCH", f"{path}/{job['name']}/status", {"status": ledger(rng, now)}) for job in shown],
+        [partial(kube.request, "PATCH", f"{path}/{job['name']}/status", {"status": status}) for job, status in ledgers],
     )
+    await archive_ledgers(bench, namespace, ledgers)
     settings = Settings(jwt_secret=SecretStr(JWT_SECRET))
     token = make_token(settings, subject="bench", permissions=list(ALL_PERMISSIONS), ttl_seconds=3600)
     async with httpx.AsyncClient(base_url=bench.processes.api_url, cookies={COOKIE: token}, timeout=60) as browser:

@@ -62,6 +62,14 @@ class History:
         result = await self._page(filters, page, page_size, scheduled_job_id=None)
         return [archive_views.job_transaction(row) for row in result.items], archive_views.pagination(result)
 
+    async def recent(self, job_ids: list[int], per_job: int) -> dict[int, list[dict[str, Any]]]:
+        """The newest `per_job` runs of each of these jobs, in one query (the dashboard's jobs page)."""
+        try:
+            found = await self._archive.recent_by_job(job_ids, per_job)
+        except Unreachable as error:
+            raise _unavailable(error) from error
+        return {number: [archive_views.transaction(row) for row in rows] for number, rows in found.items()}
+
     async def one(self, job_id: str, execution_id: str) -> dict[str, Any]:
         number = await self._known_job(job_id)
         try:

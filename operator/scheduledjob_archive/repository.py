@@ -229,6 +229,34 @@ class Archive:
             items = [_execution(row) for row in rows]
         return Page(items=items, page=query.page, page_size=query.page_size, total_count=int(total or 0))
 
+    async def recent_by_job(self, scheduled_job_ids: Sequence[int], per_job: int) -> dict[int, list[ArchivedExecution]]:
+        """The newest `per_job` runs of each job, newest first, in one query (the dashboard's jobs page:
+        one strip per shown job). Reads the executions table only, never the logs."""
+        found: dict[int, list[ArchivedExecution]] = {number: [] for number in scheduled_job_ids}
+        if not found or per_job < 1:
+            return found
+        c = executions.c
+        ranked = (
+            select(
+                executions,
+                func.row_number()
+                .over(partition_by=c.scheduled_job_id, order_by=(c.started_at.desc(), c.uid.desc()))
+                .label("newest"),
+            )
+            .where(c.scheduled_job_id.in_(list(found)))
+            .subquery()
+        )
+        statement = (
+            select(*[ranked.c[column.name] for column in executions.columns])
+            .where(ranked.c.newest <= per_job)
+            .order_by(ranked.c.scheduled_job_id, ranked.c.newest)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).mappings()
+            for row in rows:
+                found[int(row["scheduled_job_id"])].append(_execution(row))
+        return found
+
     async def get(self, uid: str) -> ArchivedExecution | None:
         async with self.engine.connect() as connection:
             row = (await connection.execute(select(executions).where(executions.c.uid == uid))).mappings().first()

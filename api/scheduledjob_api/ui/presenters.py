@@ -14,13 +14,13 @@ from functools import lru_cache
 from typing import Any, Final
 
 from cron_descriptor import FormatError, MissingFieldError, Options, WrongArgumentError, get_description
-from croniter import croniter
 from markupsafe import Markup, escape
-from scheduledjob.cron import MACROS, ScheduleError, time_zone
+from scheduledjob.cron import MACROS
 from scheduledjob.timefmt import parse_utc
 
 STRIP_RUNS: Final = 20  # bars in a job's recent-runs strip
 HEIGHT_STEPS: Final = 20  # bar heights are CSS classes h0..h20 (5 % each): no inline styles, strict CSP
+STRIP_UNAVAILABLE: Final = Markup('<span class="none">history unavailable (archive not reachable)</span>')
 
 
 @dataclass(frozen=True)
@@ -89,39 +89,38 @@ def schedule_words(schedule: str | None) -> str:
 
 @dataclass(frozen=True)
 class UpcomingRun:
-    at: datetime  # UTC
-    local: str  # wall clock in the schedule's zone, e.g. "2025-03-30 03:00 CEST"
-    dst: bool  # daylight saving time is in effect at that moment
-    offset_changes: bool  # the zone's UTC offset differs from the run before (a DST switch in between)
+    """A row of the "Next runs" table, from the service's schedule preview (`service.schedule`)."""
+
+    at: str | None  # RFC 3339 UTC; None for a wall time that does not exist (nothing runs)
+    local: str  # wall clock in the schedule's zone, e.g. "2025-03-30 03:00 +02:00"
+    dst: str | None  # None, "skipped" or "repeated"
+    note: str  # what the DST flag means, in words ("" without one)
 
 
-def upcoming_runs(schedule: str | None, zone_name: str, now: datetime, count: int = 5) -> list[UpcomingRun]:
-    """The next `count` runs on the zone's wall clock (croniter), each flagged for DST.
+_DST_NOTES: Final = {
+    "skipped": "skipped: this wall time does not exist (clocks go forward), nothing runs",
+    "repeated": "repeated: this wall time happens twice (clocks go back), it runs at both",
+}
 
-    Empty for a schedule or zone the CronJob controller would not accept (the job page shows why).
-    """
-    if not schedule:
-        return []
+
+def upcoming_runs(preview: dict[str, Any]) -> list[UpcomingRun]:
+    """The preview's `next_executions` as table rows (the one implementation is the service's)."""
+    rows: list[UpcomingRun] = []
+    for slot in preview.get("next_executions") or []:
+        rows_local = _wall_text(str(slot.get("local") or ""))
+        dst = slot.get("dst")
+        rows.append(UpcomingRun(slot.get("at"), rows_local, dst, _DST_NOTES.get(str(dst), "")))
+    return rows
+
+
+def _wall_text(local: str) -> str:
+    """'2025-03-30T03:00:00+02:00' -> '2025-03-30 03:00 +02:00' (a skipped wall time has no offset)."""
     try:
-        zone = time_zone(zone_name)
-        iterator = croniter(_expression(schedule), now.astimezone(zone))
-    except (ScheduleError, ValueError, KeyError):
-        return []
-    runs: list[UpcomingRun] = []
-    previous_offset = now.astimezone(zone).utcoffset()
-    for _ in range(count):
-        moment: datetime = iterator.get_next(datetime)
-        offset = moment.utcoffset()
-        runs.append(
-            UpcomingRun(
-                at=moment.astimezone(UTC),
-                local=moment.strftime("%Y-%m-%d %H:%M %Z"),
-                dst=bool(moment.dst()),
-                offset_changes=offset != previous_offset,
-            )
-        )
-        previous_offset = offset
-    return runs
+        moment = datetime.fromisoformat(local)
+    except ValueError:
+        return local
+    offset = moment.strftime("%z")
+    return moment.strftime("%Y-%m-%d %H:%M") + (f" {offset[:3]}:{offset[3:]}" if offset else "")
 
 
 # ---- times and durations -----------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """`/ui/`: the admin dashboard, server-rendered HTML over the same service the JSON API uses.
 
-Each view is a thin consumer of `ScheduledJobService` methods (list_jobs, detail, transactions,
-execute, cancel, delete) and of `presenters`; features not in the service yet are seams (features.py).
+Each view is a thin consumer of what the JSON API uses: `ScheduledJobService` (list_jobs, detail,
+schedule, execute, cancel, pause, resume, delete), the archive's `History` (app.state.history: the jobs
+page's strips, a job's history and trend, a run's diagnostics, the recent failures) and `ExecutionLogs`
+(a run's log tail, its live follow and the download), with `presenters` for the looks.
 Pages work without JavaScript (plain forms and links); htmx only swaps fragments in place. Every
 mutation checks the session, its CSRF token and the permission, whatever the page showed.
 """
@@ -10,23 +12,29 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Any, Final, Literal, get_args
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+from scheduledjob.diagnostics import DEFAULT_LOG_MAX_BYTES
+from scheduledjob.models import ExecutionStatus, Trigger
+from scheduledjob.timefmt import parse_utc
 
 from scheduledjob_api.errors import ApiError
+from scheduledjob_api.execution_logs import Bounds, ExecutionLogs
+from scheduledjob_api.history import Filters, History
 from scheduledjob_api.listing import SORT_FIELDS, ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.routers.logs import get_logs
 from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, MANAGE, READ, AuthenticationError
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.ui import presenters as p
 from scheduledjob_api.ui import session as sessions
-from scheduledjob_api.ui.features import Features
 from scheduledjob_api.ui.session import Session
 
 PREFIX: Final = "/ui"
@@ -34,6 +42,11 @@ PAGE_SIZES: Final = (10, 20, 50, 100)
 HISTORY_PAGE_SIZE: Final = 20
 TREND_RUNS: Final = 200  # the duration chart's window: the newest runs, however long the archive
 FAILURES_SHOWN: Final = 50
+UPCOMING_SHOWN: Final = 5
+LOG_TAIL_LINES: Final = 200  # a run page shows the END of each container's output, never all of it
+LOG_TAIL_BYTES: Final = 64 * 1024
+_RUN_STATUSES: Final = get_args(ExecutionStatus)
+_TRIGGERS: Final = get_args(Trigger)
 PAUSE: Final = MANAGE  # pause/resume is a change of the job's configuration
 _STATUSES: Final = get_args(StatusFilter)
 _NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -86,6 +99,15 @@ def _service(request: Request) -> ScheduledJobService:
     return service
 
 
+def _history(request: Request) -> History:
+    history: History = request.app.state.history
+    return history
+
+
+def _logs(request: Request) -> ExecutionLogs:
+    return get_logs(request)  # built from app.state exactly as the logs endpoint builds it
+
+
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
@@ -99,12 +121,10 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     now = datetime.now(UTC)
-    service = _service(request)
     html = templates.get_template(template).render(
         session=session,
         now=now,
         when=lambda value: _time(value, now),
-        features=Features.of(service),
         dev_mode=request.app.state.settings.dev_mode,
         path=request.url.path,
         **context,
@@ -240,15 +260,20 @@ def _query_string(query: ListQuery, **changes: Any) -> str:
     return urlencode({k: v for k, v in values.items() if v not in (None, "") and defaults.get(k) != v})
 
 
-def _jobs_context(service: ScheduledJobService, query: ListQuery, now: datetime) -> dict[str, Any]:
+async def _jobs_context(request: Request, query: ListQuery, now: datetime) -> dict[str, Any]:
+    service = _service(request)
     listing = service.list_jobs(query)
     if listing["totalPages"] and query.page > listing["totalPages"]:  # past the end after a filter change
         query = ListQuery(**{**query.__dict__, "page": listing["totalPages"]})
         listing = service.list_jobs(query)
+    try:  # every shown job's strip in one archive query
+        recent = await _history(request).recent([int(job["id"]) for job in listing["jobs"]], p.STRIP_RUNS)
+    except ApiError:  # the archive down: the list still shows, the strips say why they are missing
+        recent = None
     rows = []
     for job in listing["jobs"]:
-        recent = service.transactions(str(job["id"]), 1, p.STRIP_RUNS)
-        rows.append({"job": job, "strip": p.strip_html(job["id"], p.strip(recent, now))})
+        strip = p.strip_html(job["id"], p.strip(recent.get(int(job["id"]), []), now)) if recent is not None else None
+        rows.append({"job": job, "strip": strip or p.STRIP_UNAVAILABLE})
 
     def sort_link(field: SortField) -> dict[str, str]:
         active = query.sort == field
@@ -285,7 +310,7 @@ async def jobs_page(request: Request) -> Response:
     async def page(request: Request, session: Session) -> Response:
         service = _service(request)
         query = _list_query(request.query_params)
-        context = _jobs_context(service, query, datetime.now(UTC))
+        context = await _jobs_context(request, query, datetime.now(UTC))
         deleted = request.query_params.get("deleted")
         notice = f"Scheduled job “{deleted}” was deleted." if deleted and _NAME.fullmatch(deleted) else None
         return render(request, "jobs.html", session, counters=_counters(service), notice=notice, **context)
@@ -297,7 +322,7 @@ async def jobs_page(request: Request) -> Response:
 async def jobs_fragment(request: Request) -> Response:
     async def page(request: Request, session: Session) -> Response:
         service = _service(request)
-        context = _jobs_context(service, _list_query(request.query_params), datetime.now(UTC))
+        context = await _jobs_context(request, _list_query(request.query_params), datetime.now(UTC))
         # The filter form (not the periodic refresh) announces the new result count.
         announce = request.headers.get("hx-trigger") == "filters"
         headers = {"HX-Replace-Url": context["page_url"]}
@@ -312,41 +337,120 @@ async def jobs_fragment(request: Request) -> Response:
 # ---- one job -----------------------------------------------------------------------------------
 
 
-def _history_page(service: ScheduledJobService, job_id: str, page: int) -> dict[str, Any]:
-    rows = service.transactions(job_id, page, HISTORY_PAGE_SIZE)
-    has_next = bool(service.transactions(job_id, page + 1, HISTORY_PAGE_SIZE)) if rows else False
+@dataclass(frozen=True)
+class HistoryQuery:
+    """The history table's filters and page, from the page URL (the archive's filters, as the API's
+    `/{jobId}/transactions` takes them); anything malformed is left out, never an error page."""
+
+    status: ExecutionStatus | None = None
+    trigger: Trigger | None = None
+    user: str | None = None
+    started_from: str | None = None  # as typed (YYYY-MM-DD or RFC 3339), shown back in the form
+    started_to: str | None = None
+    page: int = 1
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> HistoryQuery:
+        raw_page = params.get("page", "1")
+        status, trigger = params.get("status") or None, params.get("trigger") or None
+        return cls(
+            status=status if status in _RUN_STATUSES else None,  # type: ignore[arg-type]
+            trigger=trigger if trigger in _TRIGGERS else None,  # type: ignore[arg-type]
+            user=(params.get("user") or "").strip()[:253] or None,
+            started_from=_day_or_time(params.get("from")),
+            started_to=_day_or_time(params.get("to")),
+            page=int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 10 and int(raw_page) > 0 else 1,
+        )
+
+    def filters(self) -> Filters:
+        return Filters(
+            status=self.status,
+            trigger=self.trigger,
+            user=self.user,
+            started_from=_moment(self.started_from),
+            started_to=_moment(self.started_to),
+        )
+
+    def href(self, job_id: str, **changes: Any) -> str:
+        values = {
+            "status": self.status,
+            "trigger": self.trigger,
+            "user": self.user,
+            "from": self.started_from,
+            "to": self.started_to,
+            "page": self.page,
+            **changes,
+        }
+        kept = {k: v for k, v in values.items() if v not in (None, "") and not (k == "page" and v == 1)}
+        return f"{PREFIX}/jobs/{job_id}" + (f"?{urlencode(kept)}" if kept else "")
+
+    @property
+    def filtered(self) -> bool:
+        return any((self.status, self.trigger, self.user, self.started_from, self.started_to))
+
+
+def _day_or_time(value: str | None) -> str | None:
+    text = (value or "").strip()[:40]
+    return text if text and _moment(text) is not None else None
+
+
+def _moment(text: str | None) -> datetime | None:
+    """A date (midnight UTC) or an RFC 3339 time; None when it is neither."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        return parse_utc(text)
+    except ValueError:
+        return None
+
+
+async def _history_page(request: Request, job_id: str, query: HistoryQuery) -> dict[str, Any]:
+    rows, pagination = await _history(request).for_job(job_id, query.filters(), query.page, HISTORY_PAGE_SIZE)
+    total_pages = pagination["totalPages"]
     return {
         "rows": rows,
-        "page": page,
-        "previous_page": page - 1 if page > 1 else None,
-        "next_page": page + 1 if has_next else None,
+        "page": query.page,
+        "total_count": pagination["totalCount"],
+        "total_pages": total_pages,
+        "query": query,
+        "statuses": _RUN_STATUSES,
+        "triggers": _TRIGGERS,
+        "previous_href": query.href(job_id, page=query.page - 1) if query.page > 1 else None,
+        "next_href": query.href(job_id, page=query.page + 1) if query.page < total_pages else None,
+        "live_url": f"{PREFIX}/fragments/jobs/{job_id}/live" + query.href(job_id).partition(f"/jobs/{job_id}")[2],
     }
 
 
-def _job_context(request: Request, job_id: str) -> dict[str, Any]:
+async def _job_context(request: Request, job_id: str) -> dict[str, Any]:
     service = _service(request)
     detail = service.detail(job_id)
-    raw_page = request.query_params.get("page", "1")
-    page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 10 and int(raw_page) > 0 else 1
     shown_state = "running" if detail["active_executions"] and detail["status"] == "idle" else detail["status"]
-    return {"job": detail, "state": shown_state, "history": _history_page(service, job_id, page)}
+    history = await _history_page(request, job_id, HistoryQuery.of(request.query_params))
+    return {"job": detail, "state": shown_state, "history": history}
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        return render(request, "job.html", session, **_full_job_context(request, job_id), message=None)
+        return render(request, "job.html", session, **await _full_job_context(request, job_id), message=None)
 
     return await _reader(request, page)
 
 
-def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
-    context = _job_context(request, job_id)
-    job = context["job"]
-    window = _service(request).transactions(job_id, 1, TREND_RUNS)
+async def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
+    context = await _job_context(request, job_id)
+    window, _ = await _history(request).for_job(job_id, Filters(), 1, TREND_RUNS)
+    try:  # the API's schedule preview (GET .../schedule): one implementation, DST flags included
+        preview = _service(request).schedule(job_id, UPCOMING_SHOWN)
+        upcoming, preview_error = p.upcoming_runs(preview), None
+    except ApiError as error:  # 409: no valid schedule (the job's state says error)
+        upcoming, preview_error = [], error.error
     return {
         **context,
-        "upcoming": [] if job["suspended"] else p.upcoming_runs(job["schedule"], job["time_zone"], datetime.now(UTC)),
+        "upcoming": upcoming,
+        "preview_error": preview_error,
         "trend": p.trend(window),
         "trend_summary": p.trend_summary(window),
     }
@@ -355,7 +459,7 @@ def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
 @router.get("/fragments/jobs/{job_id}/live")
 async def job_live(request: Request, job_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        return render(request, "_job_live.html", session, **_job_context(request, job_id))
+        return render(request, "_job_live.html", session, **await _job_context(request, job_id))
 
     return await _reader(request, page)
 
@@ -408,11 +512,11 @@ async def _act(request: Request, job_id: str, permission: str, action: Action) -
         message, tone, status = error.error, "bad", error.status
     if _is_htmx(request):
         return render(
-            request, "_job_live.html", session, status=status, **_job_context(request, job_id),
+            request, "_job_live.html", session, status=status, **await _job_context(request, job_id),
             oob_message={"text": message, "tone": tone},
         )  # fmt: skip
     return render(
-        request, "job.html", session, status=status, **_full_job_context(request, job_id),
+        request, "job.html", session, status=status, **await _full_job_context(request, job_id),
         message={"text": message, "tone": tone},
     )  # fmt: skip
 
@@ -421,10 +525,7 @@ async def _act(request: Request, job_id: str, permission: str, action: Action) -
 async def execute(request: Request, job_id: str) -> Response:
     async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
         reason = (fields.get("reason") or "").strip()[:500]
-        if Features.of(service).execute_reason:
-            result = await service.execute(job_id, session.principal, reason=reason or None)  # type: ignore[call-arg]
-        else:
-            result = await service.execute(job_id, session.principal)
+        result = await service.execute(job_id, session.principal, reason or None)
         return f"Started run {result['execution_id']}."
 
     return await _act(request, job_id, EXECUTE, run)
@@ -441,21 +542,19 @@ async def cancel(request: Request, job_id: str) -> Response:
 
 @router.post("/jobs/{job_id}/pause")
 async def pause(request: Request, job_id: str) -> Response:
-    return await _pause_or_resume(request, job_id, "pause")
+    async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
+        reason = (fields.get("reason") or "").strip()[:500]
+        state = await service.pause(job_id, session.principal, reason or None)
+        return "Paused." if state["changed"] else "Already paused (who and why unchanged)."
+
+    return await _act(request, job_id, PAUSE, run)
 
 
 @router.post("/jobs/{job_id}/resume")
 async def resume(request: Request, job_id: str) -> Response:
-    return await _pause_or_resume(request, job_id, "resume")
-
-
-async def _pause_or_resume(request: Request, job_id: str, verb: str) -> Response:
     async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> str:
-        if not Features.of(service).pause:
-            raise ApiError(501, f"This server cannot {verb} scheduled jobs yet.")
-        reason = (fields.get("reason") or "").strip()[:500]
-        await getattr(service, verb)(job_id, session.principal, reason or None)
-        return "Paused." if verb == "pause" else "Resumed."
+        state = await service.resume(job_id, session.principal)
+        return "Resumed." if state["changed"] else "Not paused: nothing to resume."
 
     return await _act(request, job_id, PAUSE, run)
 
@@ -485,55 +584,86 @@ async def delete(request: Request, job_id: str) -> Response:
 # ---- one run -----------------------------------------------------------------------------------
 
 
+def _run_job(request: Request, job_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The job a run belongs to; after the ScheduledJob was deleted, what its archived run says of it."""
+    try:
+        job: dict[str, Any] = _service(request).detail(job_id)
+        return {**job, "deleted": False}
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        return {"id": run["job_id"], "name": run["name"], "namespace": run["namespace"], "deleted": True}
+
+
+async def _log_tail(request: Request, job_id: str, execution_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Each container's last LOG_TAIL_LINES lines (bounded in bytes too), or why there are none."""
+    try:
+        logs = await _logs(request).logs(job_id, execution_id, Bounds(LOG_TAIL_LINES, LOG_TAIL_BYTES))
+    except ApiError as error:
+        return None, error.error
+    return logs, None
+
+
 @router.get("/jobs/{job_id}/runs/{execution_id}")
 async def run_page(request: Request, job_id: str, execution_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        service = _service(request)
-        job = service.detail(job_id)
-        record = next((r for r in service.transactions(job_id, None, None) if r["execution_id"] == execution_id), None)
-        if record is None:
-            raise ApiError(404, f"Scheduled job {job['name']!r} has no run {execution_id!r}.")
-        logs = None
-        if Features.of(service).logs:
-            logs = await _maybe_await(service.logs(job_id, execution_id, tail_lines=200))  # type: ignore[attr-defined]
-        return render(request, "run.html", session, job=job, run=record, logs=logs)
+        run = await _history(request).one(job_id, execution_id)
+        run.pop("logs", None)  # the archive's full capture: the page shows the bounded tail below instead
+        job = _run_job(request, job_id, run)
+        logs, logs_missing = await _log_tail(request, job_id, execution_id)
+        base = f"{PREFIX}/jobs/{job_id}/runs/{execution_id}/logs"
+        return render(
+            request, "run.html", session, job=job, run=run, logs=logs, logs_missing=logs_missing,
+            tail_lines=LOG_TAIL_LINES, follow_url=f"{base}?follow=true", download_url=f"{base}.txt",
+        )  # fmt: skip
 
     return await _reader(request, page)
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if isinstance(value, Awaitable) else value
+def _plain(chunks: Any, filename: str | None = None) -> StreamingResponse:
+    headers = {**SECURITY_HEADERS, "X-Accel-Buffering": "no"}  # a proxy must not hold a follow back
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8", headers=headers)
+
+
+async def _text_logs(request: Request, job_id: str, execution_id: str, mode: Literal["follow", "download"]) -> Response:
+    """The logs endpoint's text/plain output for a dashboard session (the API itself wants a bearer token)."""
+    session = await sessions.current(request)
+    if session is None:
+        return Response("Log in first.\n", status_code=401, media_type="text/plain", headers=SECURITY_HEADERS)
+    if not session.may(READ):
+        return Response(f"Needs {READ}.\n", status_code=403, media_type="text/plain", headers=SECURITY_HEADERS)
+    raw = request.query_params.get("tailLines", "")
+    tail = int(raw) if raw.isdigit() and len(raw) < 7 else (LOG_TAIL_LINES if mode == "follow" else None)
+    try:
+        chunks = await _logs(request).stream(job_id, execution_id, None, tail, DEFAULT_LOG_MAX_BYTES)
+    except ApiError as error:
+        return Response(f"{error.error}\n", status_code=error.status, media_type="text/plain", headers=SECURITY_HEADERS)
+    return _plain(chunks, f"{execution_id}.log" if mode == "download" else None)
+
+
+@router.get("/jobs/{job_id}/runs/{execution_id}/logs")
+async def follow_logs(request: Request, job_id: str, execution_id: str) -> Response:
+    """`?follow=true`: while the run runs, its output as it is written (ui.js appends it to the page)."""
+    return await _text_logs(request, job_id, execution_id, "follow")
+
+
+@router.get("/jobs/{job_id}/runs/{execution_id}/logs.txt")
+async def download_logs(request: Request, job_id: str, execution_id: str) -> Response:
+    return await _text_logs(request, job_id, execution_id, "download")
 
 
 # ---- recent failures ---------------------------------------------------------------------------
 
 
-async def _recent_failures(service: ScheduledJobService, limit: int) -> list[dict[str, Any]]:
-    """Failed runs across all jobs, newest first. From the cross-job endpoint once the service has
-    it; until then from the histories of the jobs whose failure counter is not zero."""
-    if Features.of(service).recent_failures:
-        failures: list[dict[str, Any]] = await _maybe_await(service.recent_failures(limit))  # type: ignore[attr-defined]
-        return failures
-    found: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        listing = service.list_jobs(ListQuery(page=page, page_size=500))
-        for job in listing["jobs"]:
-            if job["failure_count"]:
-                for record in service.transactions(str(job["id"]), None, None):
-                    if record["status"] == "failed":
-                        found.append({**record, "job_id": job["id"], "job_name": job["name"]})
-        if page >= listing["totalPages"]:
-            break
-        page += 1
-    found.sort(key=lambda r: str(r.get("started_at") or ""), reverse=True)
-    return found[:limit]
-
-
 @router.get("/failures")
 async def failures_page(request: Request) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        failures = await _recent_failures(_service(request), FAILURES_SHOWN)
-        return render(request, "failures.html", session, failures=failures, limit=FAILURES_SHOWN)
+        failures, pagination = await _history(request).across_jobs(Filters(status="failed"), 1, FAILURES_SHOWN)
+        return render(
+            request, "failures.html", session, failures=failures, limit=FAILURES_SHOWN,
+            total=pagination["totalCount"],
+        )  # fmt: skip
 
     return await _reader(request, page)

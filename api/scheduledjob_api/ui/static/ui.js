@@ -69,9 +69,70 @@
     form.requestSubmit();
   }
 
+  // A run page's logs: the full text of each <pre> is kept here; the search shows only matching lines.
+  const logText = new Map();
+
+  function showLogs() {
+    const input = document.getElementById("log-search");
+    const query = input ? input.value.trim().toLowerCase() : "";
+    let matches = 0;
+    logText.forEach((text, pre) => {
+      if (!query) { pre.textContent = text; return; }
+      const lines = text.split("\n").filter((line) => line.toLowerCase().includes(query));
+      matches += lines.length;
+      pre.textContent = lines.join("\n");
+    });
+    const status = document.getElementById("log-matches");
+    if (status) status.textContent = query ? matches + (matches === 1 ? " matching line" : " matching lines") : "";
+  }
+
+  // While the run runs: read the same-origin text/plain follow stream and append what arrives.
+  async function follow(section) {
+    const url = section.getAttribute("data-follow");
+    let pre = section.querySelector("[data-follow-target]");
+    if (!pre) {
+      pre = document.createElement("pre");
+      pre.className = "logs";
+      pre.tabIndex = 0;
+      pre.setAttribute("aria-label", "Log (following)");
+      section.appendChild(pre);
+      logText.set(pre, "");
+    }
+    const state = document.getElementById("log-follow-state");
+    try {
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/plain" } });
+      if (!response.ok || !response.body) throw new Error(await response.text());
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";  // the stream starts with the tail again: it replaces what the page showed
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+        logText.set(pre, text);
+        showLogs();
+      }
+      if (state) state.textContent = "Stopped following: the output ended or was quiet for a while. Reload for more.";
+    } catch (error) {
+      if (state) state.textContent = "Following stopped: " + String(error.message || error).trim();
+    }
+  }
+
+  function logs(root) {
+    const section = root.querySelector("#logs");
+    if (!section) return;
+    section.querySelectorAll("pre.logs").forEach((pre) => logText.set(pre, pre.textContent));
+    const form = section.querySelector("[data-log-search]");
+    if (form) {
+      form.addEventListener("submit", (event) => event.preventDefault());
+      form.querySelector("input").addEventListener("input", showLogs);
+    }
+    if (section.getAttribute("data-follow")) follow(section);
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     chart(document);
     devLogin(document);
+    logs(document);
     // A periodic refresh never pulls content from under the keyboard: skip it while focus is inside.
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       const source = event.detail.elt;

@@ -8,8 +8,12 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.executions import JobObservation
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.ui import STATIC
+from scheduledjob_archive.records import Owner
+from scheduledjob_archive.repository import Archive
 
 from tests.unit.api.apitestkit import FakeCluster, StartApp, job_of, record, scheduled_job
 from tests.unit.api.ui.uikit import csrf_of, log_in, settle
@@ -26,7 +30,7 @@ def history(count: int, fail_every: int = 4) -> list[dict[str, Any]]:
             n,
             status="failed" if n % fail_every == 0 else "succeeded",
             started=f"2025-01-{n:02d}T02:00:00Z",
-            finishedAt=f"2025-01-{n:02d}T02:00:09Z",
+            finishedAt=f"2025-01-{n:02d}T02:00:{n:02d}Z",
             runtimeMs=1000 * n,
             message="exit code 3" if n % fail_every == 0 else None,
         )
@@ -34,14 +38,42 @@ def history(count: int, fail_every: int = 4) -> list[dict[str, Any]]:
     ]
 
 
-async def seed(cluster: FakeCluster) -> None:
+class Exited:
+    """What the operator read off a failed run's pod."""
+
+    def __init__(self, n: int) -> None:
+        self.exit_code, self.reason, self.container, self.container_message = 3, "Error", "main", None
+        self.pod_name, self.node_name, self.attempts = f"job-{n}-abcde", "node-a", 1
+        self.scheduled_at, self.start_delay_ms = f"2025-01-{n:02d}T02:00:00Z", 0
+
+
+async def archive_runs(archive: Archive, owner: Owner, records: list[dict[str, Any]]) -> None:
+    """The archive as the operator leaves it for these ledger records (oldest saved first)."""
+    for item in reversed(records):
+        observation = JobObservation(
+            uid=item["uid"],
+            name=item["executionId"],
+            trigger=item["trigger"],
+            status=item["status"],
+            started_at=item["startedAt"],
+            finished_at=item.get("finishedAt"),
+            message=item.get("message"),
+            requested_by=item.get("requestedBy"),
+        )
+        failed = item["status"] == "failed"
+        await archive.save(observation, owner, Exited(item["transactionId"]) if failed else None)
+
+
+async def seed(cluster: FakeCluster, archive: Archive) -> None:
+    runs = history(24)
+    await archive_runs(archive, Owner("default", "cache-cleanup", 1), runs)
     cluster.seed(
         scheduled_job(
             "cache-cleanup",
             1,
             description="Clean up expired cache entries",
             schedule="0 2 * * *",
-            history=history(24),
+            history=runs,
             executionCount=24,
             successCount=18,
             failureCount=6,
@@ -55,9 +87,9 @@ async def seed(cluster: FakeCluster) -> None:
 
 
 async def test_the_jobs_page_shows_state_schedule_times_rate_strip_and_counters(
-    cluster: FakeCluster, client: httpx.AsyncClient
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
     await log_in(client)
     page = (await client.get("/ui/")).text
     assert '<span class="icon" aria-hidden="true">‖</span> Paused</span>' in page
@@ -72,8 +104,10 @@ async def test_the_jobs_page_shows_state_schedule_times_rate_strip_and_counters(
     assert re.search(r"<strong>3</strong> jobs", page) and re.search(r"<strong>1</strong> paused", page)
 
 
-async def test_search_filters_sort_and_paging_are_the_apis(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    await seed(cluster)
+async def test_search_filters_sort_and_paging_are_the_apis(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
     await log_in(client)
     assert names((await client.get("/ui/?search=MAIL")).text) == ["mail-queue"]
     assert names((await client.get("/ui/?status=error")).text) == ["broken"]
@@ -90,9 +124,9 @@ async def test_search_filters_sort_and_paging_are_the_apis(cluster: FakeCluster,
 
 
 async def test_the_refresh_fragment_replaces_the_table_and_keeps_the_url(
-    cluster: FakeCluster, client: httpx.AsyncClient
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
     await log_in(client)
     response = await client.get(
         "/ui/fragments/jobs?search=cache", headers={"HX-Request": "true", "HX-Trigger": "filters"}
@@ -105,13 +139,14 @@ async def test_the_refresh_fragment_replaces_the_table_and_keeps_the_url(
 
 
 async def test_a_job_page_shows_configuration_next_runs_trend_and_paged_history(
-    cluster: FakeCluster, client: httpx.AsyncClient
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
     await log_in(client)
     page = (await client.get("/ui/jobs/1")).text
     assert "<h1>cache-cleanup</h1>" in page and "busybox:1.36" in page
-    assert page.count("<td>2025-") == 0 and len(re.findall(r"<td>\d{4}-\d\d-\d\d 02:00 UTC</td>", page)) == 5
+    # the API's schedule preview (service.schedule), on the job's wall clock with its offset
+    assert len(re.findall(r"<td>\d{4}-\d\d-\d\d 02:00 \+00:00</td>", page)) == 5
     assert "24 finished runs: shortest 1.0 s, median 13.0 s, longest 24.0 s." in page
     assert '<script type="application/json" id="trend-data">{"failed": [' in page
     runs = re.findall(r'<a href="/ui/jobs/1/runs/(job-\d+)">#', page)
@@ -119,25 +154,29 @@ async def test_a_job_page_shows_configuration_next_runs_trend_and_paged_history(
     assert 'href="/ui/jobs/1?page=2" rel="next"' in page
     older = (await client.get("/ui/jobs/1?page=2")).text
     assert re.findall(r'<a href="/ui/jobs/1/runs/(job-\d+)">#', older) == ["job-4", "job-3", "job-2", "job-1"]
-    assert 'rel="next"' not in older and 'href="/ui/jobs/1?page=1" rel="prev"' in older
+    assert 'rel="next"' not in older and 'href="/ui/jobs/1" rel="prev"' in older
 
 
-async def test_a_paused_job_shows_no_next_runs(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    await seed(cluster)
+async def test_a_paused_job_shows_no_next_runs(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
     await log_in(client)
     page = (await client.get("/ui/jobs/2")).text
     assert "Paused: no runs are scheduled until it is resumed." in page
 
 
-async def test_execute_then_cancel_from_the_job_page(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    await seed(cluster)
+async def test_execute_then_cancel_from_the_job_page(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
     await log_in(client, sub="bob")
     csrf = await csrf_of(client, "/ui/jobs/1")
     started = await client.post("/ui/jobs/1/execute", data={"csrf_token": csrf}, headers={"HX-Request": "true"})
     assert started.status_code == 200
     [job] = cluster.created
     name = job["metadata"]["name"]
-    assert f"Started run {name}." in started.text and f"Running now: <code>{name}</code>" in started.text
+    assert f"Started run {name}." in started.text
     assert job["metadata"]["annotations"]["scheduling.selfhelp.io/requested-by"] == "bob"
     again = await client.post("/ui/jobs/1/execute", data={"csrf_token": csrf}, headers={"HX-Request": "true"})
     assert again.status_code == 409 and "is already running" in again.text  # Forbid, said in the message line
@@ -147,9 +186,9 @@ async def test_execute_then_cancel_from_the_job_page(cluster: FakeCluster, clien
 
 
 async def test_delete_needs_the_jobs_name_typed_and_then_returns_to_the_list(
-    cluster: FakeCluster, client: httpx.AsyncClient
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
     await log_in(client)
     page = (await client.get("/ui/jobs/1")).text
     assert "Delete scheduled job “cache-cleanup”?" in page and "namespace <strong>default</strong>" in page
@@ -166,25 +205,97 @@ async def test_delete_needs_the_jobs_name_typed_and_then_returns_to_the_list(
     assert (await client.get("/ui/jobs/1")).status_code == 404
 
 
-async def test_a_run_page_shows_its_record_and_says_logs_are_not_captured_yet(
-    cluster: FakeCluster, client: httpx.AsyncClient
+async def test_a_run_page_shows_why_it_failed_and_the_end_of_its_logs(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
+    output = "".join(f"line {n}\n" for n in range(1, 501)) + "fatal: exit code 3\n"
+    await archive.save_logs("job-uid-20", [ContainerLog("job-20-abcde", "main", output, truncated=False)])
     await log_in(client)
     page = (await client.get("/ui/jobs/1/runs/job-20")).text
     assert "<h1>Run #20 of cache-cleanup</h1>" in page and "exit code 3" in page and "20.0 s" in page
-    assert "kubectl logs job/job-20 -n default" in page
+    assert "<dt>Exit code</dt><dd><code>3</code></dd>" in page and "<dd><code>job-20-abcde</code></dd>" in page
+    assert "<dd><code>node-a</code></dd>" in page and "<dt>Attempts</dt><dd><code>1</code></dd>" in page
+    [shown] = re.findall(r'<pre class="logs"[^>]*>(.*?)</pre>', page, re.S)
+    assert shown.endswith("line 500\nfatal: exit code 3\n") and shown.count("\n") == 200  # the tail only
+    assert "Earlier output is cut off" in page and "as kept in the archive" in page
+    assert 'href="/ui/jobs/1/runs/job-20/logs.txt" download' in page
+    assert 'data-follow=""' in page  # finished: nothing to follow
+    download = await client.get("/ui/jobs/1/runs/job-20/logs.txt")
+    assert download.headers["content-type"].startswith("text/plain") and download.text == output
+    assert download.headers["content-disposition"] == 'attachment; filename="job-20.log"'
     missing = await client.get("/ui/jobs/1/runs/job-99")
-    assert missing.status_code == 404 and "has no run &#39;job-99&#39;" in missing.text
+    assert missing.status_code == 404 and "job-99" in missing.text
 
 
-async def test_recent_failures_across_jobs_newest_first(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
-    await seed(cluster)
-    cluster.seed(
-        scheduled_job(
-            "other-job", 4, failureCount=1, history=[record(1, status="failed", started="2025-01-21T05:00:00Z")]
-        )
+async def test_a_run_without_kept_logs_says_why(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
+    await log_in(client)
+    page = (await client.get("/ui/jobs/1/runs/job-19")).text
+    assert "No logs: No logs were kept for execution &#39;job-19&#39; (pods gone, nothing archived)" in page
+    assert "<h1>Run #19 of cache-cleanup</h1>" in page
+
+
+async def test_the_log_text_needs_a_session(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ui/jobs/1/runs/job-20/logs?follow=true")
+    assert response.status_code == 401 and response.text == "Log in first.\n"
+
+
+async def test_the_history_table_has_the_archives_filters_and_totals(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
+    await log_in(client)
+    page = (await client.get("/ui/jobs/1?status=failed")).text
+    runs = re.findall(r'<a href="/ui/jobs/1/runs/(job-\d+)">#', page)
+    assert runs == ["job-24", "job-20", "job-16", "job-12", "job-8", "job-4"]
+    assert "6 runs match the filters, page 1 of 1" in page and '<option value="failed" selected>' in page
+    window = (await client.get("/ui/jobs/1?from=2025-01-10&to=2025-01-12")).text
+    assert re.findall(r'<a href="/ui/jobs/1/runs/(job-\d+)">#', window) == ["job-11", "job-10"]
+    assert 'hx-get="/ui/fragments/jobs/1/live?from=2025-01-10&amp;to=2025-01-12"' in window  # the refresh keeps them
+    odd = (await client.get("/ui/jobs/1?status=bogus&from=yesterday")).text  # ignored, never an error page
+    assert "24 runs, page 1 of 2" in odd
+
+
+async def test_pause_then_resume_from_the_job_page(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
+    await log_in(client, sub="carol")
+    csrf = await csrf_of(client, "/ui/jobs/1")
+    paused = await client.post("/ui/jobs/1/pause", data={"csrf_token": csrf, "reason": "db migration"})
+    assert paused.status_code == 200 and "Paused." in paused.text
+    assert "Paused by carol" in paused.text and "“db migration”" in paused.text
+    assert 'action="/ui/jobs/1/resume"' in paused.text
+    listed = (await client.get("/ui/")).text
+    assert re.search(
+        r'tone-neutral"><span class="icon" aria-hidden="true">‖</span> Paused</span></td>\s*'
+        r'<th scope="row"><a href="/ui/jobs/1">',
+        listed,
     )
+    resumed = await client.post("/ui/jobs/1/resume", data={"csrf_token": csrf})
+    assert resumed.status_code == 200 and "Resumed." in resumed.text and 'action="/ui/jobs/1/pause"' in resumed.text
+
+
+async def test_pause_needs_the_manage_permission(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
+    await log_in(client, permissions=["admin.scheduled_job.read"])
+    csrf = await csrf_of(client, "/ui/jobs/1")
+    refused = await client.post("/ui/jobs/1/pause", data={"csrf_token": csrf})
+    assert refused.status_code == 403 and "admin.scheduled_job.manage" in refused.text
+
+
+async def test_recent_failures_across_jobs_newest_first(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    await seed(cluster, archive)
+    other = [record(1, status="failed", started="2025-01-21T05:00:00Z", uid="other-uid-1")]
+    await archive_runs(archive, Owner("default", "other-job", 4), other)
+    cluster.seed(scheduled_job("other-job", 4, failureCount=1, history=other))
     await settle()
     await log_in(client)
     page = (await client.get("/ui/failures")).text
@@ -201,9 +312,9 @@ async def test_recent_failures_across_jobs_newest_first(cluster: FakeCluster, cl
 
 
 async def test_pages_allow_only_this_origin_and_reference_nothing_outside_it(
-    cluster: FakeCluster, client: httpx.AsyncClient
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
 ) -> None:
-    await seed(cluster)
+    await seed(cluster, archive)
     await log_in(client)
     for path in ("/ui/", "/ui/jobs/1", "/ui/jobs/1/runs/job-1", "/ui/failures", "/ui/login"):
         response = await client.get(path)
@@ -233,20 +344,12 @@ async def test_a_job_the_cache_has_not_seen_yet_is_a_404_page(cluster: FakeClust
     assert response.status_code == 404 and "<h1>Not found</h1>" in response.text
 
 
-def test_the_package_data_globs_cover_every_dashboard_file() -> None:
+def test_the_wheel_ships_the_dashboard_package_with_its_templates_and_static_files() -> None:
     import tomllib
 
-    globs = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "scheduledjob_api.ui"
-    ]
-    root = STATIC.parent
-    files = {
-        p.relative_to(root)
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"
-    }
-    covered = {f for f in files if any(f.match(g) for g in globs)}
-    assert files and covered == files
+    wheel = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert "api/scheduledjob_api" in wheel["packages"]  # hatchling ships every file under a package
+    assert (STATIC / "ui.js").is_file() and (STATIC.parent / "templates" / "run.html").is_file()
 
 
 async def test_a_running_job_of_the_cache_shows_running(cluster: FakeCluster, client: httpx.AsyncClient) -> None:

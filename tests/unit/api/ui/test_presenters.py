@@ -25,22 +25,22 @@ def test_a_schedule_reads_as_words_on_a_24_hour_clock_and_macros_too() -> None:
     assert p.schedule_words("not a cron") == "not a cron"  # what cannot be worded is shown as written
 
 
-def test_next_runs_follow_the_zones_wall_clock_and_flag_the_spring_dst_switch() -> None:
-    now = datetime(2025, 3, 28, 12, 0, tzinfo=UTC)
-    runs = p.upcoming_runs("0 3 * * *", "Europe/Zurich", now, count=3)
-    assert [r.at.isoformat() for r in runs] == [
-        "2025-03-29T02:00:00+00:00",  # 03:00 CET
-        "2025-03-30T01:00:00+00:00",  # 03:00 CEST: the clocks went forward that night
-        "2025-03-31T01:00:00+00:00",
-    ]
-    assert [r.local for r in runs] == ["2025-03-29 03:00 CET", "2025-03-30 03:00 CEST", "2025-03-31 03:00 CEST"]
-    assert [(r.dst, r.offset_changes) for r in runs] == [(False, False), (True, True), (True, False)]
+def test_next_runs_are_the_schedule_previews_slots_with_dst_in_words() -> None:
+    preview = {
+        "next_executions": [
+            {"at": "2025-03-29T01:30:00Z", "local": "2025-03-29T02:30:00+01:00", "dst": None},
+            {"at": None, "local": "2025-03-30T02:30:00", "dst": "skipped"},
+            {"at": "2025-10-26T00:30:00Z", "local": "2025-10-26T02:30:00+02:00", "dst": "repeated"},
+        ]
+    }
+    runs = p.upcoming_runs(preview)
+    assert [r.local for r in runs] == ["2025-03-29 02:30 +01:00", "2025-03-30 02:30", "2025-10-26 02:30 +02:00"]
+    assert [r.at for r in runs] == ["2025-03-29T01:30:00Z", None, "2025-10-26T00:30:00Z"]
+    assert runs[0].note == "" and "nothing runs" in runs[1].note and "runs at both" in runs[2].note
 
 
-def test_no_next_runs_for_a_schedule_or_zone_the_controller_would_refuse() -> None:
-    now = datetime(2025, 3, 28, tzinfo=UTC)
-    assert p.upcoming_runs("61 * * * *", "UTC", now) == []
-    assert p.upcoming_runs("0 3 * * *", "Mars/Olympus", now) == []
+def test_no_preview_no_rows() -> None:
+    assert p.upcoming_runs({"next_executions": []}) == []
 
 
 def test_the_strip_has_one_bar_per_run_oldest_first_height_by_duration() -> None:

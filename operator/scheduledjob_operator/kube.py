@@ -177,6 +177,10 @@ class Cluster:
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             response = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
+            if response.status == 404:  # without preloading, kubernetes_asyncio raises for no status
+                return None
+            if not 200 <= response.status <= 299:
+                raise ApiException(status=response.status, reason=await response.text())
             result: dict[str, Any] = await response.json()
             return result
         except ApiException as error:

@@ -265,7 +265,7 @@ class KubeCluster:
         if deleted_by is not None:  # the operator reads who deleted it from the object it sees go (archive)
             patch = {"metadata": {"annotations": {c.ANNOTATION_DELETED_BY: deleted_by}}}
             await self._json(
-                lambda api: client.CustomObjectsApi(api).patch_namespaced_custom_object(
+                lambda api: _custom(api).patch_namespaced_custom_object(
                     c.GROUP,
                     c.VERSION,
                     namespace,
@@ -291,6 +291,11 @@ class KubeCluster:
             ),
             self._timeout,
         )
+
+
+def _custom(api: ApiClient) -> Any:
+    # Untyped for the same reason as _batch: the stubs lack `_content_type`.
+    return client.CustomObjectsApi(api)
 
 
 def _batch(api: ApiClient) -> Any:

@@ -38,9 +38,13 @@ async def test_thirty_runs_with_a_history_of_five_are_all_in_the_archive(
     job_id = await job_id_of(admin, scheduled_jobs.namespace, "thirty")
     for n in range(RUNS):
         await run_now(scheduled_jobs, "thirty", user="bob" if n % 3 == 0 else "alice")
-    await eventually(
-        lambda: equals(counts(scheduled_jobs, "thirty"), (RUNS, RUNS, 0, 0)), timeout=180, what="30 runs counted"
-    )
+    seen: list[tuple[int, int, int, int]] = []
+
+    async def all_counted() -> bool:
+        seen.append(await counts(scheduled_jobs, "thirty"))
+        return seen[-1] == (RUNS, RUNS, 0, 0)
+
+    await eventually(all_counted, timeout=300, what=f"30 runs counted (seen {seen[-3:]})", interval=1)
     status = await scheduled_jobs.status("thirty")
     assert len(status["history"]) == 5 and status["executionCount"] == RUNS
 

@@ -148,7 +148,8 @@ async def run_standalone(rows: int = ROWS, jobs: int = JOBS, rounds: int = ROUND
     server.init()
     server.start()
     try:
-        archive = Archive.from_settings(ArchiveSettings(url=server.create_database()))  # type: ignore[arg-type]
+        settings = ArchiveSettings(url=server.create_database(), timeout_seconds=300)  # type: ignore[arg-type]
+        archive = Archive.from_settings(settings)
         await archive.migrate()
         load_seconds = await load(archive, rows, jobs)
         shapes = await measure(archive, rows, jobs, rounds)

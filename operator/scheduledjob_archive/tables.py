@@ -91,6 +91,9 @@ executions = Table(
     Column("scheduled_at", UtcDateTime, nullable=True),
     Column("start_delay_ms", BigInteger, nullable=True),
     Column("archived_at", UtcDateTime, nullable=False, comment="When this row was last written."),
+    # How far the status ledger has counted this run (None: not yet, else a status rank). It keeps the
+    # counters exact once the run has left the short status.history the ledger deduplicates with.
+    Column("ledgered_rank", SmallInteger, nullable=True),
 )
 # Keyset orders: (started_at desc, uid desc) per job and across jobs; status filters across jobs.
 Index("ix_executions_job_started", executions.c.scheduled_job_id, executions.c.started_at, executions.c.uid)

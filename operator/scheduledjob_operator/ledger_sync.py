@@ -47,9 +47,12 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
-    if context.archive is not None:  # the archive first: while it is unreachable the finalizer stays
-        await context.archive.save(observation, archive_owner(job))
-    owner_exists = await context.writer.record(key, observation)
+    # The archive first: while it is unreachable the finalizer stays. It also says whether the ledger
+    # already counted this stage (a replay of a run no longer in the short status.history).
+    uncounted = await context.archive.save(observation, archive_owner(job)) if context.archive else True
+    owner_exists = await context.writer.record(key, observation) if uncounted else True
+    if uncounted and owner_exists and context.archive:
+        await context.archive.ledgered(observation)
     if deleted:
         return
     done = observation.finished or not owner_exists

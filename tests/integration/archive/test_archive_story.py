@@ -44,7 +44,10 @@ async def test_thirty_runs_with_a_history_of_five_are_all_in_the_archive(
         seen.append(await counts(scheduled_jobs, "thirty"))
         return seen[-1] == (RUNS, RUNS, 0, 0)
 
-    await eventually(all_counted, timeout=300, what=f"30 runs counted (seen {seen[-3:]})", interval=1)
+    try:
+        await eventually(all_counted, timeout=300, what="30 runs counted", interval=1)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; counts seen last: {seen[-3:]}") from None
     status = await scheduled_jobs.status("thirty")
     assert len(status["history"]) == 5 and status["executionCount"] == RUNS
 

@@ -17,6 +17,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ async def measure(archive: Archive, rows: int, jobs: int, rounds: int) -> dict[s
     per_job_pages = (rows // jobs) // PAGE_SIZE
     all_pages = rows // PAGE_SIZE
     failed_pages = max(1, (rows // jobs // 10) // PAGE_SIZE)
-    shapes = {
+    shapes: dict[str, Callable[[], TransactionQuery]] = {
         "job": lambda: TransactionQuery(scheduled_job_id=rng.randint(1, jobs), page=rng.randint(1, per_job_pages)),
         "job_failed": lambda: TransactionQuery(
             scheduled_job_id=rng.randint(1, jobs), status="failed", page=rng.randint(1, failed_pages)

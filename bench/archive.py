@@ -98,7 +98,8 @@ async def load(archive: Archive, rows: int, jobs: int) -> float:
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.copy_records_to_table("executions", records=records, columns=COLUMNS)
-        await driver.execute("ANALYZE executions")
+        # As autovacuum would have by then: the visibility map lets counts and offsets scan the index only.
+        await driver.execute("VACUUM ANALYZE executions")
     return time.monotonic() - started
 
 

@@ -99,6 +99,13 @@ executions = Table(
 Index("ix_executions_job_started", executions.c.scheduled_job_id, executions.c.started_at, executions.c.uid)
 Index("ix_executions_started", executions.c.started_at, executions.c.uid)
 Index("ix_executions_status_started", executions.c.status, executions.c.started_at, executions.c.uid)
+Index(
+    "ix_executions_job_status_started",
+    executions.c.scheduled_job_id,
+    executions.c.status,
+    executions.c.started_at,
+    executions.c.uid,
+)
 Index("ix_executions_owner", executions.c.namespace, executions.c.scheduled_job, executions.c.started_at)
 
 execution_logs = Table(

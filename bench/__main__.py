@@ -22,7 +22,7 @@ from devrun.install import install_operator_prerequisites
 from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher.testing import session_cluster
 
-from bench import burst, execute, idle, ledger, listing, population, report, ui
+from bench import archive, burst, execute, idle, ledger, listing, population, report, ui
 from bench.harness import FULL, QUICK, ApiHttp, Bench, KubeHttp, Processes, Sizes
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +36,7 @@ SCENARIOS: dict[str, Scenario] = {
     "list": listing.run,
     "ui": ui.run,
     "idle": idle.run,
+    "archive": archive.run,  # no cluster: its own PostgreSQL with 1,000,000 archived runs
 }
 
 

@@ -480,6 +480,11 @@ def _core(api: ApiClient) -> Any:
     return client.CoreV1Api(api)
 
 
+def _custom(api: ApiClient) -> Any:
+    # Untyped for the same reason as _batch: the stubs lack `_content_type`.
+    return client.CustomObjectsApi(api)
+
+
 def _batch(api: ApiClient) -> Any:
     # Untyped on purpose: the stubs want V1Job models and lack `_content_type`; we send plain dicts.
     return client.BatchV1Api(api)

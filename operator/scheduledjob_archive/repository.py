@@ -92,11 +92,36 @@ class Archive:
 
     # ---- writes (the operator) -----------------------------------------------------------------
 
-    async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> None:
-        """Upserts the Job's row; retried while the database is unreachable, then raises."""
+    async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> bool:
+        """Upserts the Job's row; retried while the database is unreachable, then raises.
+
+        Returns whether the status ledger still has to count this observation: False once `ledgered`
+        was called for it (or for a later stage), so a replay of a run that has left the short
+        status.history is not counted twice."""
         values = _row(observation, owner, diagnostics, self._clock())
+        ledgered: list[int | None] = [None]
+
+        async def upsert() -> None:
+            ledgered[0] = await self._upsert(values)
+
         async with self._job_locks[owner.id]:
-            await self._retrying(lambda: self._upsert(values))
+            await self._retrying(upsert)
+        return ledgered[0] is None or ledgered[0] < values["status_rank"]
+
+    async def ledgered(self, observation: JobObservation) -> None:
+        """Notes that the status ledger has counted this observation (its stage never goes back)."""
+        rank = RANK_FINISHED if observation.finished else RANK_RUNNING
+
+        async def write() -> None:
+            async with self.engine.begin() as connection:
+                c = executions.c
+                await connection.execute(
+                    executions.update()
+                    .where(c.uid == observation.uid, or_(c.ledgered_rank.is_(None), c.ledgered_rank < rank))
+                    .values(ledgered_rank=rank)
+                )
+
+        await self._retrying(write)
 
     async def save_record(self, record: ExecutionRecord, owner: Owner) -> None:
         """A ledger record that is not a Job (a skipped slot, a pause, a resume), kept like a finished run."""
@@ -126,7 +151,7 @@ class Archive:
         async with self._job_locks[owner.id]:
             await self._retrying(lambda: self._upsert(values))
 
-    async def _upsert(self, values: dict[str, Any]) -> None:
+    async def _upsert(self, values: dict[str, Any]) -> int | None:
         async with self.engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             next_ordinal = (
@@ -146,6 +171,10 @@ class Archive:
             await connection.execute(
                 insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
             )
+            rank: int | None = await connection.scalar(
+                select(executions.c.ledgered_rank).where(executions.c.uid == values["uid"])
+            )
+            return rank
 
     async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
         """Replaces the captured logs of one execution, unless nothing could be read this time and
@@ -489,4 +518,4 @@ def _newest_first(statement: Select[Any]) -> Select[Any]:
 
 
 def _execution(row: RowMapping) -> ArchivedExecution:
-    return ArchivedExecution(**{k: v for k, v in row.items() if k != "status_rank"})
+    return ArchivedExecution(**{k: v for k, v in row.items() if k not in ("status_rank", "ledgered_rank")})

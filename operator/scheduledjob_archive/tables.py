@@ -64,13 +64,13 @@ RANK_FINISHED: Final = 1
 executions = Table(
     "executions",
     metadata,
-    Column("uid", String(UID), primary_key=True, comment="The Job's UID: one row per Job, ever."),
+    Column("uid", String(UID), primary_key=True),  # The Job's UID: one row per Job, ever.
     Column("namespace", String(NAME), nullable=False),
-    Column("scheduled_job", String(NAME), nullable=False, comment="The ScheduledJob's name."),
+    Column("scheduled_job", String(NAME), nullable=False),  # The ScheduledJob's name.
     Column("scheduled_job_uid", String(UID), nullable=True),
-    Column("scheduled_job_id", BigInteger, nullable=False, comment="The ScheduledJob's status.id."),
-    Column("execution_id", String(NAME), nullable=False, comment="The Job's name."),
-    Column("transaction_id", BigInteger, nullable=False, comment="Ordinal per ScheduledJob id (1 = first)."),
+    Column("scheduled_job_id", BigInteger, nullable=False),  # The ScheduledJob's status.id.
+    Column("execution_id", String(NAME), nullable=False),  # The Job's name.
+    Column("transaction_id", BigInteger, nullable=False),  # Ordinal per ScheduledJob id (1 = first).
     Column("trigger", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("status_rank", SmallInteger, nullable=False),
@@ -91,12 +91,22 @@ executions = Table(
     Column("attempts", Integer, nullable=True),
     Column("scheduled_at", UtcDateTime, nullable=True),
     Column("start_delay_ms", BigInteger, nullable=True),
-    Column("archived_at", UtcDateTime, nullable=False, comment="When this row was last written."),
+    Column("archived_at", UtcDateTime, nullable=False),  # When this row was last written.
+    # How far the status ledger has counted this run (None: not yet, else a status rank). It keeps the
+    # counters exact once the run has left the short status.history the ledger deduplicates with.
+    Column("ledgered_rank", SmallInteger, nullable=True),
 )
 # Keyset orders: (started_at desc, uid desc) per job and across jobs; status filters across jobs.
 Index("ix_executions_job_started", executions.c.scheduled_job_id, executions.c.started_at, executions.c.uid)
 Index("ix_executions_started", executions.c.started_at, executions.c.uid)
 Index("ix_executions_status_started", executions.c.status, executions.c.started_at, executions.c.uid)
+Index(
+    "ix_executions_job_status_started",
+    executions.c.scheduled_job_id,
+    executions.c.status,
+    executions.c.started_at,
+    executions.c.uid,
+)
 Index("ix_executions_owner", executions.c.namespace, executions.c.scheduled_job, executions.c.started_at)
 
 execution_logs = Table(
@@ -125,7 +135,7 @@ deletions = Table(
     Column("scheduled_job_id", BigInteger, nullable=True),
     Column("namespace", String(NAME), nullable=False),
     Column("name", String(NAME), nullable=False),
-    Column("deleted_by", String(NAME), nullable=True, comment="Who deleted it, when known."),
+    Column("deleted_by", String(NAME), nullable=True),  # Who deleted it, when known.
     Column("deleted_at", UtcDateTime, nullable=False),
 )
 Index("ix_scheduled_job_deletions_id", deletions.c.scheduled_job_id)

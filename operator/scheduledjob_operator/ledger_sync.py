@@ -99,10 +99,15 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
     captured = HeldLogs()
     if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
         observation = await capture_run(context.cluster, captured, job, observation, context.log_limits)
-    if context.archive is not None:  # the archive first: while it is unreachable the finalizer stays
-        await context.archive.save(observation, archive_owner(job), observation.diagnostics)
+    # The archive first: while it is unreachable the finalizer stays. It also says whether the ledger
+    # already counted this stage (a replay of a run no longer in the short status.history).
+    uncounted = True
+    if context.archive is not None:
+        uncounted = await context.archive.save(observation, archive_owner(job), observation.diagnostics)
         await captured.save_to(context.archive)  # after the row: the logs reference it
-    owner_exists = await context.writer.record(key, observation)
+    owner_exists = await context.writer.record(key, observation) if uncounted else True
+    if uncounted and owner_exists and context.archive is not None:
+        await context.archive.ledgered(observation)
     if deleted:
         return
     done = observation.finished or not owner_exists

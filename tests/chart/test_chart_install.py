@@ -410,6 +410,11 @@ async def components(release: Release, api_client: client.ApiClient, tmp_path: P
         liveness = f"http://127.0.0.1:{free_port()}/healthz"
         argv = [sys.executable, "-m", *local_args(container["args"], {"--liveness": liveness})]
         env |= {"KUBECONFIG": str(release.kubeconfigs["operator"]), "SCHEDULED_JOBS_STATE_NAMESPACE": ""}
+        # The rendered archive URL names the evaluation PostgreSQL's in-cluster Service, which the local
+        # kubelet cannot run: both local processes share a SQLite archive instead.
+        assert env["SCHEDULED_JOBS_ARCHIVE_URL"].startswith("postgresql+asyncpg://")
+        archive = {"SCHEDULED_JOBS_ARCHIVE_URL": f"sqlite+aiosqlite:///{tmp_path / 'archive.sqlite'}"}
+        env |= archive
         operator = Service("operator", argv, env, tmp_path)
         operator.start()
         started.append(operator)
@@ -424,7 +429,7 @@ async def components(release: Release, api_client: client.ApiClient, tmp_path: P
         )
         port = free_port()
         argv = [sys.executable, "-m", *local_args(container["args"], {"--host": "127.0.0.1", "--port": str(port)})]
-        api = Service("api", argv, env | {"KUBECONFIG": str(release.kubeconfigs["api"])}, tmp_path)
+        api = Service("api", argv, env | {"KUBECONFIG": str(release.kubeconfigs["api"]), **archive}, tmp_path)
         api.start()
         started.append(api)
 

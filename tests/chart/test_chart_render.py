@@ -572,3 +572,31 @@ def test_schema_rejects_bad_values(helm: Helm, bad: list[str]) -> None:
         result = helm.run(*command, str(CHART), *bad)
         assert result.returncode != 0, f"helm {command[0]} accepted {bad}"
         assert "schema" in (result.stdout + result.stderr), result.stdout + result.stderr
+
+
+def test_archive_defaults_to_the_evaluation_postgresql_for_operator_and_api(helm: Helm) -> None:
+    docs = helm.template()
+    statefulset = one(docs, "StatefulSet", f"{FULLNAME}-archive")
+    one(docs, "Service", f"{FULLNAME}-archive")
+    assert statefulset["spec"]["replicas"] == 1
+    assert container(statefulset)["image"].startswith("postgres:")
+    url = f"postgresql+asyncpg://postgres@{FULLNAME}-archive.{NAMESPACE}.svc:5432/postgres"
+    operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
+    api_env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
+    assert operator_env["SCHEDULED_JOBS_ARCHIVE_URL"] == api_env["SCHEDULED_JOBS_ARCHIVE_URL"] == url
+    assert operator_env["SCHEDULED_JOBS_ARCHIVE_RETENTION_DAYS"] == "90"
+    assert "SCHEDULED_JOBS_ARCHIVE_RETENTION_DAYS" not in api_env  # only the operator prunes
+
+
+def test_archive_from_an_existing_secret_renders_no_database(helm: Helm) -> None:
+    docs = helm.template("--set", "archive.existingSecret=archive-dsn", "--set", "archive.retention.perJob=50")
+    assert not by_kind(docs, "StatefulSet")
+    for name in ("operator", "api"):
+        env = env_of(one(docs, "Deployment", f"{FULLNAME}-{name}"))
+        assert env["SCHEDULED_JOBS_ARCHIVE_URL"] == {"secretKeyRef": {"name": "archive-dsn", "key": "url"}}
+    assert env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))["SCHEDULED_JOBS_ARCHIVE_RETENTION_PER_JOB"] == "50"
+
+
+def test_archive_without_a_database_is_refused(helm: Helm) -> None:
+    result = helm.run("template", RELEASE, str(CHART), "--set", "archive.postgresql.enabled=false")
+    assert result.returncode != 0 and "archive.existingSecret" in result.stderr

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from scheduledjob_api.app import create_app
 from scheduledjob_api.settings import Settings
 
-from apidocs.examples import ERRORS, EXAMPLES, META
+from apidocs.examples import ERRORS, EXAMPLES, META, PAGINATION
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = ROOT / "docs" / "api.md"
@@ -24,8 +24,9 @@ def openapi() -> dict[str, Any]:
     return spec
 
 
-def _envelope(data: Any) -> str:
-    body = {"status": 200, "message": "OK", "error": None, "logged_in": True, "meta": META, "data": data}
+def _envelope(data: Any, pagination: Any = None) -> str:
+    meta = {**META, "pagination": pagination} if pagination is not None else META
+    body = {"status": 200, "message": "OK", "error": None, "logged_in": True, "meta": meta, "data": data}
     return json.dumps(body, indent=2)
 
 
@@ -84,7 +85,7 @@ def render(spec: dict[str, Any]) -> str:
             lines += [f"Responses: {codes}", ""]
             example = EXAMPLES.get((method, relative))
             if example is not None:
-                lines += ["```json", _envelope(example), "```", ""]
+                lines += ["```json", _envelope(example, PAGINATION.get((method, relative))), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

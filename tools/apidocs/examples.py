@@ -121,6 +121,13 @@ EXAMPLES: dict[tuple[str, str], Any] = {
             }
         ],
     },
+    ("get", "/transactions"): [{**TRANSACTION, "job_id": 1, "name": "cache_cleanup", "namespace": "cms"}],
+}
+
+# `meta.pagination` of the listings whose `data` is the array itself.
+PAGINATION: dict[tuple[str, str], Any] = {
+    key: {"page": 1, "pageSize": 20, "totalCount": 1, "totalPages": 1}
+    for key in (("get", "/{jobId}/transactions"), ("get", "/transactions"))
 }
 
 ERRORS = {

@@ -11,9 +11,10 @@ import pytest_asyncio
 from scheduledjob_archive.repository import Archive
 from scheduledjob_archive.settings import ArchiveSettings
 
+from tests.integration.api.conftest import admin, api_process
 from tests.support.postgres import PostgresServer, postgres
 
-__all__ = ["postgres"]
+__all__ = ["admin", "api_process", "postgres"]
 
 BACKENDS = ["sqlite", "postgresql"]
 

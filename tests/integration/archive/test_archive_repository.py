@@ -198,3 +198,17 @@ async def test_retention_by_age_then_count_in_batches_at_every_prune(
     clock.now = T0 + timedelta(days=2)
     assert (await archive.prune()).by_age == 4
     assert (await archive.page(TransactionQuery())).total_count == 0
+
+
+async def test_the_archive_tells_the_ledger_which_stages_it_has_counted_already(archive: Archive) -> None:
+    # A run evicted from the short status.history must not be counted again when its event is replayed.
+    assert await archive.save(run(1, "running"), OWNER) is True
+    await archive.ledgered(run(1, "running"))
+    assert await archive.save(run(1, "running"), OWNER) is False  # the start, replayed
+    assert await archive.save(run(1), OWNER) is True  # the finish is new
+    await archive.ledgered(run(1))
+    assert await archive.save(run(1), OWNER) is False  # the finish, replayed
+    assert await archive.save(run(1, "running"), OWNER) is False  # a stale start after the finish
+    # Saved but not yet counted (the operator died between the two): still to count.
+    assert await archive.save(run(2), OWNER) is True
+    assert await archive.save(run(2), OWNER) is True

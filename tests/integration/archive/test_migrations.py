@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from scheduledjob.executions import JobObservation
 from scheduledjob_archive import migrate
 from scheduledjob_archive.records import Owner, TransactionQuery
-from sqlalchemy import inspect
+from scheduledjob_archive.tables import metadata
+from sqlalchemy import Connection, inspect
 
 from tests.integration.archive.conftest import ArchiveFactory
 
@@ -62,3 +66,15 @@ async def test_two_replicas_migrating_together_both_succeed(make_archive: Archiv
     await asyncio.gather(first.migrate(), second.migrate(), third.migrate())
     for archive in (first, second, third):
         assert await migrate.current_revision(archive.engine) == migrate.head_revision()
+
+
+async def test_the_migrations_build_exactly_the_tables_the_code_uses(make_archive: ArchiveFactory) -> None:
+    archive = make_archive()
+    await archive.migrate()
+
+    def differences(sync: Connection) -> list[Any]:
+        context = MigrationContext.configure(sync, opts={"compare_type": False})
+        return list(compare_metadata(context, metadata))
+
+    async with archive.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []

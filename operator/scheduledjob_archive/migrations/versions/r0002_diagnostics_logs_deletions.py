@@ -1,4 +1,5 @@
-"""Diagnostics columns on executions, captured container logs, and who deleted which ScheduledJob.
+"""Diagnostics columns on executions, how far the ledger counted each run, captured container logs, and
+who deleted which ScheduledJob.
 
 Revision ID: r0002
 Revises: r0001
@@ -35,6 +36,11 @@ def upgrade() -> None:
     with op.batch_alter_table("executions") as table:
         for name, kind in DIAGNOSTICS:
             table.add_column(sa.Column(name, kind, nullable=True))
+        table.add_column(sa.Column("ledgered_rank", sa.SmallInteger(), nullable=True))
+    # One job's runs filtered by outcome ("its failures"), in keyset order.
+    op.create_index(
+        "ix_executions_job_status_started", "executions", ["scheduled_job_id", "status", "started_at", "uid"]
+    )
     op.create_table(
         "execution_logs",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -67,6 +73,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("scheduled_job_deletions")
     op.drop_table("execution_logs")
+    op.drop_index("ix_executions_job_status_started", "executions")
     with op.batch_alter_table("executions") as table:
+        table.drop_column("ledgered_rank")
         for name, _ in reversed(DIAGNOSTICS):
             table.drop_column(name)

@@ -490,11 +490,6 @@ def _batch(api: ApiClient) -> Any:
     return client.BatchV1Api(api)
 
 
-def _custom(api: ApiClient) -> Any:
-    # Untyped for the same reason as _batch: `_content_type` is not in the stubs.
-    return client.CustomObjectsApi(api)
-
-
 def _parse_event(line: bytes) -> WatchEvent | None:
     if not line.strip():
         return None

@@ -6,6 +6,7 @@ the API server at 100 % CPU before)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from devrun.install import STATE_NAMESPACE
@@ -50,7 +51,7 @@ async def test_a_schedule_that_never_fires_is_an_error_with_one_id_and_then_sile
 
     ids = set()
     for name in NEVER:
-        status = await eventually(lambda name=name: in_error(name), timeout=15, what=f"state: error for {name}")
+        status = await eventually(partial(in_error, name), timeout=15, what=f"state: error for {name}")
         ready = next(cond for cond in status["conditions"] if cond["type"] == "Ready")
         assert ready["status"] == "False" and "spec.schedule" in ready["message"], ready
         assert "never fires" in ready["message"], ready

@@ -141,6 +141,8 @@ async def test_transactions_come_from_the_archive_newest_first_with_totals(
         "finished_at": "2025-01-05T02:00:30Z",
         "runtime": 30000,
         "message": None,
+        "request_reason": None,
+        **dict.fromkeys(DIAGNOSTICS),  # a run archived without diagnostics: all null
     }
     paged = (await get(client, "1/transactions?page=2&pageSize=2")).json()
     assert [t["execution_id"] for t in paged["data"]] == ["cleanup-3", "cleanup-2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from scheduledjob import constants as c
@@ -15,6 +16,7 @@ from scheduledjob_archive.settings import ArchiveSettings
 from scheduledjob_operator.context import OperatorContext
 
 logger = logging.getLogger(__name__)
+STANDBY_POLL_SECONDS = 5.0
 
 
 async def open_archive(settings: ArchiveSettings | None = None) -> Archive:
@@ -30,8 +32,13 @@ async def open_archive(settings: ArchiveSettings | None = None) -> Archive:
     return archive
 
 
-async def prune_forever(archive: Archive) -> None:
+async def prune_forever(archive: Archive, active: Callable[[], bool]) -> None:
+    """Retention: a prune at start, then one every interval, by the active replica only (a standby
+    checks every few seconds whether it has become the active one)."""
     while True:
+        if not active():
+            await asyncio.sleep(STANDBY_POLL_SECONDS)
+            continue
         try:
             await archive.prune()
         except Exception:

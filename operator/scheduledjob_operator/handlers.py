@@ -93,7 +93,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
-    memo.retention = asyncio.create_task(prune_forever(archive))
+    memo.retention = asyncio.create_task(prune_forever(archive, lambda: memo.context.leadership.active))
     memo.leadership = asyncio.create_task(_follow_leadership(memo.context))
 
 

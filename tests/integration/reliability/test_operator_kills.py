@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 from devrun.processes import Service
 from kubernetes_asyncio import client
+from scheduledjob_archive.tables import executions
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.integration.reliability.witness import JobWitness, ManualRuns, WitnessedJob, ledger
 from tests.support.kube import ScheduledJobs, eventually, job_template
@@ -44,6 +47,20 @@ DEAD_SECONDS = 6.0  # long enough for the wave started meanwhile to finish and b
 RUNS_WHILE_DEAD = 32  # 8 per ScheduledJob
 RUNS_PER_WAVE = 4
 WAVE_SECONDS = 4.0
+
+
+async def archived_outcomes(archive_url: str, namespace: str) -> dict[str, str]:
+    """uid -> status of every archived run of the namespace, read straight from the database."""
+    engine = create_async_engine(archive_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(executions.c.uid, executions.c.status).where(executions.c.namespace == namespace)
+            )
+            found = [(str(uid), str(status)) for uid, status in rows]
+    finally:
+        await engine.dispose()
+    return dict(found)
 
 
 def spec(outcome: str, seconds: float, **extra: Any) -> dict[str, Any]:
@@ -77,7 +94,7 @@ def seconds_until_second(second: int) -> float:
 
 
 async def test_three_hundred_runs_through_three_operator_kills_are_each_counted_once(
-    api_client: client.ApiClient, scheduled_jobs: ScheduledJobs, running_operator: Service
+    api_client: client.ApiClient, scheduled_jobs: ScheduledJobs, running_operator: Service, archive_url: str
 ) -> None:
     operator = running_operator
     names = list(SCHEDULED_JOBS)
@@ -158,6 +175,11 @@ async def test_three_hundred_runs_through_three_operator_kills_are_each_counted_
                 assert status.get("cancelledCount", 0) == outcomes.count("cancelled") == 0, name
                 assert status["active"] == [], name
                 total += status["executionCount"]
+
+            # The archive, written before each status write, holds every run once with the outcome seen
+            # (a kill between the archive write and the finalizer release replays into the same row).
+            archived = await archived_outcomes(archive_url, scheduled_jobs.namespace)
+            assert archived == {uid: job.outcome for uid, job in witness.jobs.items()}
 
             counts = witness.counts()
             assert set(runs.created) <= set(witness.jobs), "a Job created by hand was never seen"

@@ -64,7 +64,7 @@ OperatorFactory = Callable[..., Service]
 
 @pytest.fixture
 def operators(
-    kube_cluster: KubeCluster, apiserver_link: Proxy, no_session_operator: None, tmp_path: Path
+    kube_cluster: KubeCluster, apiserver_link: Proxy, no_session_operator: None, tmp_path: Path, archive_url: str
 ) -> Iterator[OperatorFactory]:
     """`operators("a", priority=10)` starts a replica that reaches the API server through the proxy."""
     kubeconfig = apiserver_link.kubeconfig(kube_cluster.kubeconfig, tmp_path / "proxied.kubeconfig")
@@ -74,7 +74,9 @@ def operators(
         service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
         service.name = name
         service.log_path = tmp_path / f"{name}.log"
-        service.env.update({**OPERATOR_ENV, **(env or {}), "POD_ID": f"{name}-{priority}"})
+        # The session's archive (PostgreSQL), as the operator it replaces: every replica writes the same one.
+        archive = {"SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
+        service.env.update({**OPERATOR_ENV, **archive, **(env or {}), "POD_ID": f"{name}-{priority}"})
         service.start()
         started.append(service)
         return service

@@ -46,10 +46,10 @@ async def cronjob_events(jobs: ScheduledJobs, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def second_api(kube_cluster: KubeCluster, log_dir: Path) -> Iterator[str]:
-    """Another API replica on the same cluster (the default decision wait: 10 s)."""
+def second_api(kube_cluster: KubeCluster, log_dir: Path, archive_url: str) -> Iterator[str]:
+    """Another API replica on the same cluster and archive (the default decision wait: 10 s)."""
     port = free_port()
-    env = {"SCHEDULED_JOBS_JWT_SECRET": SECRET}
+    env = {"SCHEDULED_JOBS_JWT_SECRET": SECRET, "SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
     service = api_service(kube_cluster.kubeconfig, port, env, log_dir)
     service.name = "api-2"
     service.log_path = log_dir / "api-2.log"

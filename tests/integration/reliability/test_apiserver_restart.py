@@ -21,6 +21,8 @@ import pytest
 from devrun.processes import Service
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
+from scheduledjob_api.service import DECISION_GRACE_SECONDS
+from scheduledjob_api.settings import Settings
 
 from tests.integration.api.conftest import job_id_of
 from tests.integration.reliability.witness import JobWitness, ledger
@@ -130,7 +132,10 @@ async def test_after_an_apiserver_restart_under_load_api_and_operator_recover_an
     assert api_recovered <= RECOVERY_SECONDS
     assert operator_recovered <= RECOVERY_SECONDS
     assert {key.split()[1] for key in load.statuses} <= {"200", "503"}, load.statuses
-    assert load.statuses["list 200"] > 0 and load.slowest < 10
+    # The slowest answer is an execute that waited its whole bound for an operator that could not decide
+    # (the apiserver was away) and then said 503: the decision wait, its grace, and a few seconds for the calls.
+    bound = Settings().execute_decision_seconds + DECISION_GRACE_SECONDS + 3
+    assert load.statuses["list 200"] > 0 and load.slowest < bound, (load.slowest, bound)
 
 
 async def _recorded(jobs: ScheduledJobs, name: str, execution: str) -> bool:

@@ -539,6 +539,9 @@ async def test_the_charts_service_accounts_run_the_full_story(
             return bool(cronjob is not None and bool(cronjob.spec.suspend) is value)
 
         await eventually(lambda: cronjob_suspend_is(True), timeout=60, what="CronJob suspended by the pause")
+        # The pause is on record before the resume (a resume before the operator has written the pause into
+        # the status leaves neither record: the ledger reads pauses from the annotations it finds).
+        await eventually(lambda: newest(ids["report"], "paused"), timeout=60, what="the pause recorded")
         await data_of(http.post(f"/{ids['report']}/resume"))
         await eventually(lambda: cronjob_suspend_is(False), timeout=60, what="CronJob resumed")
         await eventually(lambda: newest(ids["report"], "resumed"), timeout=60, what="the resume recorded")

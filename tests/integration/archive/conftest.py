@@ -12,9 +12,11 @@ from scheduledjob_archive.repository import Archive
 from scheduledjob_archive.settings import ArchiveSettings
 
 from tests.integration.api.conftest import admin, api_process
-from tests.support.postgres import PostgresServer, postgres
+from tests.support.postgres import PostgresServer
 
-__all__ = ["admin", "api_process", "postgres"]
+# `postgres` comes from tests/integration/conftest.py: re-importing it here made a second session server,
+# so the outage story stopped a server the session's operator and API do not use.
+__all__ = ["admin", "api_process"]
 
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -107,9 +107,10 @@ class StatusWriter:
         try:
             async for attempt in conflict_retry(self._max_attempts):
                 with attempt:
-                    # The first attempt may start from an object just read; every retry reads afresh.
-                    outcome = await self._write_once(namespace, name, pending, recent)
-                    recent = None
+                    # The first attempt may start from an object just read; every retry reads afresh
+                    # (cleared before the attempt: a conflict on a stale object must not repeat it 50 times).
+                    start_from, recent = recent, None
+                    outcome = await self._write_once(namespace, name, pending, start_from)
                     if outcome is None:  # "nothing to write" is only believed of a fresh read
                         raise Conflict("re-read: nothing to write according to a possibly stale object")
                     return outcome

@@ -19,7 +19,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher.testing import KubeCluster, Manifest, session_cluster
 
-NAMESPACE_READY_TIMEOUT = 30.0
+# Generous: right after the suites that restart the API server, the controller-manager may take a while to
+# relist before its serviceaccount controller creates `default` (a 30 s wait timed out once in the full run).
+NAMESPACE_READY_TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="session")

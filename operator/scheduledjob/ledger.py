@@ -190,40 +190,28 @@ def record_pause_change(
     recorded = Pause(status.paused_by, status.paused_at, status.pause_reason)
     was_paused = status.paused_by is not None or status.paused_at is not None
     if pause is not None and (not was_paused or pause.identity != recorded.identity):
-        transaction_id = next_transaction_id(status)
-        at = _when(pause.paused_at, now)
-        who = f" by {pause.paused_by}" if pause.paused_by else ""
-        record = ExecutionRecord(
-            transaction_id=transaction_id,
-            execution_id=f"pause-{transaction_id}",
-            uid=f"pause:{transaction_id}",
-            trigger="manual",
-            status="paused",
-            started_at=at,
-            finished_at=at,
-            requested_by=pause.paused_by,
-            request_reason=_cut(pause.reason, MAX_REASON_LENGTH),
-            message=f"paused{who}: nothing is scheduled until it is resumed",
-        )
-        kind: TransitionKind = "paused"
+        kind: Literal["paused", "resumed"] = "paused"
+        who, at, reason = pause.paused_by, _when(pause.paused_at, now), _cut(pause.reason, MAX_REASON_LENGTH)
+        what = "nothing is scheduled until it is resumed"
     elif pause is None and was_paused:
-        transaction_id = next_transaction_id(status)
-        at = _when(resume.resumed_at, now)
-        who = f" by {resume.resumed_by}" if resume.resumed_by else ""
-        record = ExecutionRecord(
-            transaction_id=transaction_id,
-            execution_id=f"resume-{transaction_id}",
-            uid=f"resume:{transaction_id}",
-            trigger="manual",
-            status="resumed",
-            started_at=at,
-            finished_at=at,
-            requested_by=resume.resumed_by,
-            message=f"resumed{who}: the schedule runs again",
-        )
-        kind = "resumed"
+        kind, who, at, reason = "resumed", resume.resumed_by, _when(resume.resumed_at, now), None
+        what = "the schedule runs again"
     else:
         return []
+    transaction_id = next_transaction_id(status)
+    by = f" by {who}" if who else ""
+    record = ExecutionRecord(
+        transaction_id=transaction_id,
+        execution_id=f"{kind[:-1]}-{transaction_id}",  # pause-N / resume-N
+        uid=f"{kind[:-1]}:{transaction_id}",
+        trigger="manual",
+        status=kind,
+        started_at=at,
+        finished_at=at,
+        requested_by=who,
+        request_reason=reason,
+        message=f"{kind}{by}: {what}",
+    )
     status.paused_by, status.paused_at = (pause.paused_by, pause.paused_at) if pause else (None, None)
     status.pause_reason = pause.reason if pause else None
     status.history.append(record)

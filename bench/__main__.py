@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from localcluster_launcher.testing import session_cluster
 
 from bench import archive, burst, execute, idle, ledger, listing, population, report, ui
 from bench.harness import FULL, QUICK, ApiHttp, Bench, KubeHttp, Processes, Sizes
+from tests.support.postgres import postgres_server
 
 HERE = Path(__file__).resolve().parent
 Scenario = Callable[[Bench], Awaitable[dict[str, Any]]]
@@ -70,10 +72,12 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
     return replace(sizes, **overrides)
 
 
-async def run(kubeconfig: Path, log_dir: Path, sizes: Sizes, names: list[str], spy: Path | None) -> dict[str, Any]:
+async def run(
+    kubeconfig: Path, log_dir: Path, archive_url: str, sizes: Sizes, names: list[str], spy: Path | None
+) -> dict[str, Any]:
     async with await new_client_from_config(config_file=str(kubeconfig)) as client:
         await install_operator_prerequisites(client)
-    processes = Processes(kubeconfig, log_dir, profile_dir=spy)
+    processes = Processes(kubeconfig, log_dir, archive_url, profile_dir=spy)
     kube = KubeHttp(kubeconfig)
     version = await kube.request("GET", "/version")
     metrics: dict[str, Any] = {}
@@ -121,11 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     machine_before = report.machine_info()
-    with contextlib.contextmanager(session_cluster)(args.state_dir) as cluster:
+    with (
+        contextlib.contextmanager(session_cluster)(args.state_dir) as cluster,
+        postgres_server(Path(tempfile.mkdtemp(prefix="bench-pg-"))) as database,
+    ):
         log_dir = args.state_dir.resolve() / "bench-logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         print(f"cluster: {cluster.kubeconfig} (local: {cluster.local}); operator/API logs in {log_dir}", flush=True)
-        outcome = asyncio.run(run(cluster.kubeconfig, log_dir, sizes, names, args.py_spy))
+        archive_url = database.create_database()
+        outcome = asyncio.run(run(cluster.kubeconfig, log_dir, archive_url, sizes, names, args.py_spy))
     metrics = outcome["metrics"]
     machine = report.machine_info()
     machine["load_average_at_start"] = machine_before["load_average"]

@@ -1,9 +1,10 @@
 """`transactions_page_p50_ms`: one page (20) of the archive at 1,000,000 runs on a real PostgreSQL.
 
-The query the API's transactions endpoints run (scheduledjob_archive.Archive.page: the total count
-plus a keyset-ordered page), timed in-process so only the database work and the driver are measured.
-The rows are bulk-loaded with COPY: 200 ScheduledJobs of 5,000 runs each, a tenth failed, a third
-manual. Pages are drawn at random over the whole range (first to last page) per round.
+The query the API's transactions endpoints run (scheduledjob_archive.Archive.page: the total counted
+up to its cap, plus a keyset-ordered page by `page` offset or by `cursor`), timed in-process so only
+the database work and the driver are measured. The rows are bulk-loaded with COPY: 200 ScheduledJobs
+of 5,000 runs each, a tenth failed, a third manual. Pages are drawn at random over the whole range
+(first to last page, or a cursor at any depth) per round.
 
 Standalone: `python -m bench.archive [--rows N]` (also the `archive` scenario of `python -m bench`).
 """
@@ -14,7 +15,6 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,12 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from scheduledjob_archive.records import TransactionQuery
 from scheduledjob_archive.repository import Archive
 from scheduledjob_archive.settings import ArchiveSettings
 from scheduledjob_archive.tables import RANK_FINISHED
 
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import postgres_server
 
 ROWS = 1_000_000
 JOBS = 200
@@ -91,16 +92,36 @@ COLUMNS = [
 ]
 
 
-async def load(archive: Archive, rows: int, jobs: int) -> float:
-    started = time.monotonic()
-    records = _records(rows, jobs)
+async def _copy(archive: Archive, records: list[tuple[Any, ...]]) -> None:
+    """COPY the rows (COLUMNS) in, then VACUUM ANALYZE, as autovacuum would have by then: the
+    visibility map lets counts and offsets scan the index only."""
     async with archive.engine.connect() as connection:
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.copy_records_to_table("executions", records=records, columns=COLUMNS)
-        # As autovacuum would have by then: the visibility map lets counts and offsets scan the index only.
         await driver.execute("VACUUM ANALYZE executions")
+
+
+async def copy_rows(url: str, records: list[tuple[Any, ...]]) -> None:
+    """Bulk-loads archive rows into the PostgreSQL archive at `url` (migrated first if it is not)."""
+    archive = Archive.from_settings(ArchiveSettings(url=SecretStr(url), timeout_seconds=300))
+    try:
+        await archive.migrate()
+        await _copy(archive, records)
+    finally:
+        await archive.close()
+
+
+async def load(archive: Archive, rows: int, jobs: int) -> float:
+    started = time.monotonic()
+    await _copy(archive, _records(rows, jobs))
     return time.monotonic() - started
+
+
+def _key(rng: random.Random, jobs: int, per_job: int) -> tuple[datetime, str]:
+    """The (started_at, uid) of a random loaded run: where a followed `nextCursor` would point."""
+    job, n = rng.randint(1, jobs), rng.randint(0, per_job - 1)
+    return T0 + timedelta(minutes=n, seconds=job), f"{job:04d}-{n:07d}-{'x' * 23}"
 
 
 def _window(rng: random.Random, jobs: int, per_job: int) -> TransactionQuery:
@@ -128,6 +149,12 @@ async def measure(archive: Archive, rows: int, jobs: int, rounds: int) -> dict[s
         "cross_first_pages": lambda: TransactionQuery(page=rng.randint(1, 50)),
         "cross_any_page": lambda: TransactionQuery(page=rng.randint(1, all_pages)),
         "cross_failed": lambda: TransactionQuery(status="failed", page=rng.randint(1, 50)),
+        # `cursor=` (keyset) at any depth, as a client following meta.pagination.nextCursor gets it.
+        "cross_cursor_any_depth": lambda: TransactionQuery(page=2, after=_key(rng, jobs, rows // jobs)),
+        "cross_cursor_failed": lambda: TransactionQuery(status="failed", page=2, after=_key(rng, jobs, rows // jobs)),
+        "job_cursor_any_depth": lambda: TransactionQuery(
+            scheduled_job_id=rng.randint(1, jobs), page=2, after=_key(rng, 1, rows // jobs)
+        ),
     }
     results: dict[str, Any] = {}
     for name, make in shapes.items():
@@ -145,20 +172,13 @@ async def measure(archive: Archive, rows: int, jobs: int, rounds: int) -> dict[s
 
 
 async def run_standalone(rows: int = ROWS, jobs: int = JOBS, rounds: int = ROUNDS) -> dict[str, Any]:
-    directory = Path(tempfile.mkdtemp(prefix="bench-archive-pg-"))
-    server = PostgresServer(directory)
-    server.init()
-    server.start()
-    try:
-        settings = ArchiveSettings(url=server.create_database(), timeout_seconds=300)  # type: ignore[arg-type]
+    with postgres_server(Path(tempfile.mkdtemp(prefix="bench-archive-pg-"))) as server:
+        settings = ArchiveSettings(url=SecretStr(server.create_database()), timeout_seconds=300)
         archive = Archive.from_settings(settings)
         await archive.migrate()
         load_seconds = await load(archive, rows, jobs)
         shapes = await measure(archive, rows, jobs, rounds)
         await archive.close()
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
     return {
         "archive_rows": rows,
         "archive_load_seconds": round(load_seconds, 1),
@@ -166,6 +186,9 @@ async def run_standalone(rows: int = ROWS, jobs: int = JOBS, rounds: int = ROUND
         "transactions_page_p99_ms": shapes["job"]["p99_ms"],
         "transactions_page_filtered_p50_ms": shapes["job_failed"]["p50_ms"],
         "transactions_cross_job_p50_ms": shapes["cross_first_pages"]["p50_ms"],
+        "transactions_cross_job_p99_ms": shapes["cross_first_pages"]["p99_ms"],
+        "transactions_cross_job_cursor_p50_ms": shapes["cross_cursor_any_depth"]["p50_ms"],
+        "transactions_cross_job_cursor_p99_ms": shapes["cross_cursor_any_depth"]["p99_ms"],
         "transactions_cross_job_any_page_p50_ms": shapes["cross_any_page"]["p50_ms"],
         "shapes": shapes,
     }

@@ -362,6 +362,7 @@ class Processes:
 
     kubeconfig: Path
     log_dir: Path
+    archive_url: str  # the run's PostgreSQL (bench.__main__ starts it), as in production
     operator: Service | None = None
     api: Service | None = None
     api_url: str = ""
@@ -371,8 +372,8 @@ class Processes:
 
     @property
     def archive_env(self) -> dict[str, str]:
-        """The embedded default (SQLite) in the run's directory, shared by the operator and the API."""
-        return {"SCHEDULED_JOBS_ARCHIVE_URL": f"sqlite+aiosqlite:///{self.log_dir / 'archive.sqlite'}"}
+        """The archive the operator writes and the API reads."""
+        return {"SCHEDULED_JOBS_ARCHIVE_URL": self.archive_url}
 
     def start_operator(self) -> None:
         liveness = f"http://127.0.0.1:{free_port()}/healthz"

@@ -1,17 +1,127 @@
-"""The idle population of the list and idle scenarios: N ScheduledJobs reconciled by the operator and
-listed by the API. Made once per run, shared by both scenarios."""
+"""The idle population of the list, ui and idle scenarios: N ScheduledJobs reconciled by the operator
+and listed by the API, each with a realistic ledger. Made once per run, shared by the scenarios.
+
+Realistic ledgers (issue 12): every ScheduledJob gets LEDGER finished runs, one an hour (about 8 %
+failed, 2 % cancelled, varied durations), as the operator would have recorded them: the newest
+`DEFAULT_HISTORY_LIMIT` in `status.history` with exact counters (through the status subresource, as
+the operator writes them), and all of them as rows of the archive the operator and API share
+(bulk-loaded with COPY). Producing them through 5,000 x LEDGER real Jobs would take hours; what the
+operator and API hold in memory and read is the same.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
-from bench.harness import Bench, background, bounded, scheduled_job
+from scheduledjob import constants as c
+from scheduledjob.timefmt import format_utc
+from scheduledjob_archive.tables import RANK_FINISHED
+
+from bench import archive as archive_bench
+from bench.harness import SJ_PATH, Bench, Obj, background, bounded, scheduled_job
 from bench.tracking import Reconciled
 
 KEY = "population"
 RECONCILE_WITHIN = 3600.0
+LEDGER = 100  # finished runs per ScheduledJob (the archive); the status keeps the newest 20
+
+
+def ledger(rng: random.Random, job_id: int, now: datetime, runs: int = LEDGER) -> list[Obj]:
+    """`runs` finished records of one job, newest first, one an hour."""
+    records = []
+    for n in range(runs, 0, -1):
+        started = now - timedelta(hours=runs - n + 1)
+        status = rng.choices(["succeeded", "failed", "cancelled"], weights=[90, 8, 2])[0]
+        runtime = int(rng.lognormvariate(10, 0.5))  # ~22 s median
+        records.append(
+            {
+                "transactionId": n,
+                "executionId": f"bench-{job_id}-{n:05d}",
+                "uid": f"bench-{job_id:06d}-{n:05d}-{'x' * 18}",  # UID-sized
+                "trigger": "manual" if n % 7 == 0 else "schedule",
+                "status": status,
+                "startedAt": format_utc(started),
+                "finishedAt": format_utc(started + timedelta(milliseconds=runtime)),
+                "runtimeMs": runtime,
+                "message": "exit code 1" if status == "failed" else None,
+            }
+        )
+    return records
+
+
+def status_of(records: list[Obj]) -> Obj:
+    """The status the operator writes for these runs: the short history and exact counters."""
+    counts = {name: sum(1 for r in records if r["status"] == name) for name in ("succeeded", "failed", "cancelled")}
+    return {
+        "history": records[: c.DEFAULT_HISTORY_LIMIT],
+        "executionCount": len(records),
+        "successCount": counts["succeeded"],
+        "failureCount": counts["failed"],
+        "cancelledCount": counts["cancelled"],
+        "lastExecution": records[0]["startedAt"],
+    }
+
+
+def archive_rows(namespace: str, name: str, job_id: int, records: list[Obj], now: datetime) -> list[tuple[Any, ...]]:
+    """The same runs as archive rows (bench.archive.COLUMNS), as the operator would have saved them."""
+    rows = []
+    for r in records:
+        started = datetime.fromisoformat(r["startedAt"])
+        rows.append(
+            (
+                r["uid"],
+                namespace,
+                name,
+                job_id,
+                r["executionId"],
+                r["transactionId"],
+                r["trigger"],
+                r["status"],
+                RANK_FINISHED,
+                started,
+                datetime.fromisoformat(r["finishedAt"]),
+                r["runtimeMs"],
+                "alice" if r["trigger"] == "manual" else None,
+                r["message"],
+                now,
+            )
+        )
+    return rows
+
+
+async def _seed_ledgers(bench: Bench, namespace: str) -> None:
+    jobs: list[Obj] = []
+    page = 1
+    while True:
+        found = (await bench.api.list_page(namespace=namespace, pageSize=100, page=page, sort="name"))["jobs"]
+        jobs += found
+        if len(found) < 100:
+            break
+        page += 1
+    rng = random.Random(12)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ledgers = [(job, ledger(rng, int(job["id"]), now)) for job in jobs]
+    path = f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}"
+    began = time.monotonic()
+    await bounded(
+        bench.sizes.concurrency,
+        [
+            partial(bench.kube.request, "PATCH", f"{path}/{job['name']}/status", {"status": status_of(records)})
+            for job, records in ledgers
+        ],
+    )
+    rows = [
+        row for job, records in ledgers for row in archive_rows(namespace, job["name"], int(job["id"]), records, now)
+    ]
+    await archive_bench.copy_rows(bench.processes.archive_url, rows)
+    bench.log(f"population: {len(jobs)} ledgers of {LEDGER} runs seeded in {time.monotonic() - began:.1f}s")
+    bench.shared["population_ledger_records_per_job"] = LEDGER
+    bench.shared["population_status_history_per_job"] = c.DEFAULT_HISTORY_LIMIT
 
 
 async def ensure(bench: Bench) -> str:
@@ -37,6 +147,7 @@ async def ensure(bench: Bench) -> str:
     async with asyncio.timeout(300):
         while (await bench.api.list_page(namespace=ns, pageSize=1))["totalCount"] < n:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
+    await _seed_ledgers(bench, ns)
     bench.shared[KEY] = ns
     bench.shared["population_reconcile_seconds"] = round(reconciled, 1)
     return ns

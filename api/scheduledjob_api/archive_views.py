@@ -7,7 +7,7 @@ from typing import Any
 
 from scheduledjob.diagnostics import ContainerLog
 from scheduledjob.timefmt import format_utc
-from scheduledjob_archive.records import ArchivedExecution, Deletion, Page
+from scheduledjob_archive.records import ArchivedExecution, Deletion
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -70,13 +70,4 @@ def detail(row: ArchivedExecution, logs: list[ContainerLog], deleted: Deletion |
         "job_deleted": (
             {"deleted_by": deleted.deleted_by, "deleted_at": format_utc(deleted.deleted_at)} if deleted else None
         ),
-    }
-
-
-def pagination(page: Page) -> dict[str, int]:
-    return {
-        "page": page.page,
-        "pageSize": page.page_size,
-        "totalCount": page.total_count,
-        "totalPages": page.total_pages,
     }

@@ -6,6 +6,9 @@ longer has, as long as the archive holds runs of it (until retention removes the
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,23 +47,62 @@ def _window(page: int | None, page_size: int | None) -> tuple[int, int]:
     return page or 1, page_size or DEFAULT_PAGE_SIZE
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: the last record's key, and that page's number. Opaque to clients
+    (base64url JSON); following it costs the same at any depth, unlike `page=N`."""
+
+    page: int
+    started_at: datetime
+    uid: str
+
+    def encode(self) -> str:
+        text = json.dumps([self.page, self.started_at.isoformat(), self.uid], separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            page, started_at, uid = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            moment = datetime.fromisoformat(started_at)
+            if not (isinstance(page, int) and page >= 1 and isinstance(uid, str) and moment.tzinfo is not None):
+                raise ValueError(text)
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
+            raise ApiError(
+                400, "Invalid query parameter 'cursor': pass a meta.pagination.nextCursor unchanged"
+            ) from error
+        return cls(page, moment, uid)
+
+
+def pagination(page: Page) -> dict[str, Any]:
+    """`meta.pagination` of an archive listing (archive_views shows the records)."""
+    return {
+        "page": page.page,
+        "pageSize": page.page_size,
+        "totalCount": page.total_count,
+        "totalPages": page.total_pages,
+        "totalCountExact": page.total_exact,
+        "nextCursor": (Cursor(page.page + 1, *page.next_key).encode() if page.next_key is not None else None),
+    }
+
+
 class History:
     def __init__(self, archive: Archive, job_exists: Callable[[int], bool]) -> None:
         self._archive = archive
         self._job_exists = job_exists  # in the cluster (the API's cache)
 
     async def for_job(
-        self, job_id: str, filters: Filters, page: int | None, page_size: int | None
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        self, job_id: str, filters: Filters, page: int | None, page_size: int | None, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         number = await self._known_job(job_id)
-        result = await self._page(filters, page, page_size, scheduled_job_id=number)
-        return [archive_views.transaction(row) for row in result.items], archive_views.pagination(result)
+        result = await self._page(filters, page, page_size, cursor, scheduled_job_id=number)
+        return [archive_views.transaction(row) for row in result.items], pagination(result)
 
     async def across_jobs(
-        self, filters: Filters, page: int | None, page_size: int | None
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        result = await self._page(filters, page, page_size, scheduled_job_id=None)
-        return [archive_views.job_transaction(row) for row in result.items], archive_views.pagination(result)
+        self, filters: Filters, page: int | None, page_size: int | None, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        result = await self._page(filters, page, page_size, cursor, scheduled_job_id=None)
+        return [archive_views.job_transaction(row) for row in result.items], pagination(result)
 
     async def recent(self, job_ids: list[int], per_job: int) -> dict[int, list[dict[str, Any]]]:
         """The newest `per_job` runs of each of these jobs, in one query (the dashboard's jobs page)."""
@@ -97,9 +139,22 @@ class History:
         return number
 
     async def _page(
-        self, filters: Filters, page: int | None, page_size: int | None, *, scheduled_job_id: int | None
+        self,
+        filters: Filters,
+        page: int | None,
+        page_size: int | None,
+        cursor: str | None,
+        *,
+        scheduled_job_id: int | None,
     ) -> Page:
-        number, size = _window(page, page_size)
+        after = None
+        if cursor is not None:
+            if page is not None:
+                raise ApiError(400, "Invalid query parameter 'cursor': pass either page or cursor, not both")
+            seek = Cursor.decode(cursor)
+            number, size, after = seek.page, page_size or DEFAULT_PAGE_SIZE, (seek.started_at, seek.uid)
+        else:
+            number, size = _window(page, page_size)
         query = TransactionQuery(
             scheduled_job_id=scheduled_job_id,
             namespace=filters.namespace,
@@ -111,6 +166,7 @@ class History:
             started_to=filters.started_to,
             page=number,
             page_size=size,
+            after=after,
         )
         try:
             return await self._archive.page(query)

@@ -48,10 +48,17 @@ class Envelope(_EnvelopeHead, Generic[T]):
 
 
 class Pagination(_Closed):
-    page: int = Field(description="1-based page number.")
+    page: int = Field(description="1-based page number (also when reached by cursor).")
     pageSize: int = Field(description="Records per page (the cap when no page was asked for).")
-    totalCount: int = Field(description="Records matching the filters.")
-    totalPages: int
+    totalCount: int = Field(
+        description="Records matching the filters, counted exactly up to 10,000; beyond, 10,000 and "
+        "`totalCountExact: false`."
+    )
+    totalPages: int = Field(description="Pages of `totalCount` records.")
+    totalCountExact: bool = Field(description="False when more than `totalCount` records match.")
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the next page (null on the last); the same cost at any depth."
+    )
 
 
 class PagedMeta(Meta):
@@ -311,7 +318,7 @@ def ok(model: Any, description: str = "Success, in the SelfHelp envelope.") -> d
     return {200: {"model": Envelope[model], "description": description}}
 
 
-def ok_paged(model: Any) -> dict[int | str, dict[str, Any]]:
+def ok_archive_paged(model: Any) -> dict[int | str, dict[str, Any]]:
     description = "One page, newest first, in the SelfHelp envelope; totals in `meta.pagination`."
     return {200: {"model": PagedEnvelope[model], "description": description}}
 

@@ -111,6 +111,9 @@ class TransactionQuery:
     started_to: datetime | None = None  # exclusive
     page: int = 1
     page_size: int = 20
+    # Keyset: only records after this (started_at, uid) in the newest-first order; `page` then only
+    # numbers the page (the records are not skipped by offset).
+    after: tuple[datetime, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,9 @@ class Page:
     items: list[ArchivedExecution]
     page: int
     page_size: int
-    total_count: int
+    total_count: int  # exact up to the archive's count cap, else the cap
+    total_exact: bool = True  # False: more than `total_count` records match
+    next_key: tuple[datetime, str] | None = None  # the last record's key when another page follows
 
     @property
     def total_pages(self) -> int:

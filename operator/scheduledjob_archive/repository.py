@@ -19,7 +19,7 @@ from scheduledjob.diagnostics import ContainerLog
 from scheduledjob.executions import JobObservation
 from scheduledjob.models import ExecutionRecord
 from scheduledjob.timefmt import parse_utc
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,9 +38,17 @@ from scheduledjob_archive.records import (
     TransactionQuery,
 )
 from scheduledjob_archive.settings import ArchiveSettings
-from scheduledjob_archive.tables import RANK_FINISHED, RANK_RUNNING, deletions, execution_logs, executions
+from scheduledjob_archive.tables import (
+    RANK_FINISHED,
+    RANK_RUNNING,
+    UtcDateTime,
+    deletions,
+    execution_logs,
+    executions,
+)
 
 logger = logging.getLogger(__name__)
+
 
 # Columns an upsert may change; uid, owner and transaction_id are fixed by the first write.
 _OUTCOME = ("status", "status_rank", "finished_at", "runtime_ms", "cancelled_by", "message", "archived_at")
@@ -236,27 +244,47 @@ class Archive:
 
     async def page(self, query: TransactionQuery) -> Page:
         conditions = _conditions(query)
-        offset = (query.page - 1) * query.page_size
+        c = executions.c
+        if query.after is not None:
+            started_at, uid = query.after
+            seek = tuple_(c.started_at, c.uid) < tuple_(literal(started_at, UtcDateTime()), literal(uid, c.uid.type))
+            offset = 0
+        else:
+            seek, offset = None, (query.page - 1) * query.page_size
         async with self.engine.connect() as connection:
-            total = await connection.scalar(select(func.count()).select_from(executions).where(*conditions))
-            # Deferred join: the page's keys come from the index alone, then only 20 rows are read.
-            keys = (
-                select(executions.c.uid, executions.c.started_at)
-                .where(*conditions)
-                .order_by(executions.c.started_at.desc(), executions.c.uid.desc())
-                .offset(offset)
-                .limit(query.page_size)
-                .subquery()
+            # Counted from the index up to the cap only (the LIMIT stops the scan): an exact count over a
+            # million rows costs more than the page (argo#13295). Per job, the default retention (10,000
+            # runs) keeps the count exact.
+            cap = self.settings.count_cap
+            # In the page's order, so the planner walks the same index (not a sequential scan it
+            # expects to stop early).
+            matching = _newest_first(select(c.uid).where(*conditions)).limit(cap + 1).subquery()
+            counted = int(await connection.scalar(select(func.count()).select_from(matching)) or 0)
+            # Deferred join: the page's keys come from the index alone (one more says whether another
+            # page follows), then only those rows are read.
+            seeking = [seek] if seek is not None else []
+            keys = list(
+                (
+                    await connection.execute(
+                        _newest_first(select(c.uid).where(*conditions, *seeking))
+                        .offset(offset)
+                        .limit(query.page_size + 1)
+                    )
+                ).scalars()
             )
+            more = len(keys) > query.page_size
             rows = (
-                await connection.execute(
-                    select(executions)
-                    .join(keys, keys.c.uid == executions.c.uid)
-                    .order_by(executions.c.started_at.desc(), executions.c.uid.desc())
-                )
+                await connection.execute(_newest_first(select(executions).where(c.uid.in_(keys[: query.page_size]))))
             ).mappings()
             items = [_execution(row) for row in rows]
-        return Page(items=items, page=query.page, page_size=query.page_size, total_count=int(total or 0))
+        return Page(
+            items=items,
+            page=query.page,
+            page_size=query.page_size,
+            total_count=min(counted, cap),
+            total_exact=counted <= cap,
+            next_key=(items[-1].started_at, items[-1].uid) if more and items else None,
+        )
 
     async def recent_by_job(self, scheduled_job_ids: Sequence[int], per_job: int) -> dict[int, list[ArchivedExecution]]:
         """The newest `per_job` runs of each job, newest first, in one query (the dashboard's jobs page:

@@ -32,6 +32,13 @@ class ArchiveSettings(BaseSettings):
     logs_retention_days: float = Field(default=30, gt=0, description="Captured logs older than this go.")
     prune_batch: int = Field(default=1000, ge=1, le=100_000, description="Rows deleted per statement.")
     prune_interval_seconds: float = Field(default=3600, gt=0, description="Between prunes (the first at start).")
+    count_cap: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="A listing's totalCount is exact up to this many records, then reported as more than it "
+        "(an exact count over millions of rows costs more than the page).",
+    )
     timeout_seconds: float = Field(default=10, gt=0, le=300, description="Deadline of one archive call.")
 
     def resolved_url(self) -> str:

@@ -7,6 +7,7 @@ initdb and pg_ctl refuse to run as root, so when the tests run as root the serve
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -73,9 +74,9 @@ class PostgresServer:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    directory = Path(tempfile.mkdtemp(prefix="selfhelp-pg-"))
+@contextlib.contextmanager
+def postgres_server(directory: Path) -> Iterator[PostgresServer]:
+    """A server of its own in `directory` (removed afterwards), for the tests and the benchmarks."""
     server = PostgresServer(directory)
     server.init()
     server.start()
@@ -86,3 +87,9 @@ def postgres() -> Iterator[PostgresServer]:
             server.stop()
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server(Path(tempfile.mkdtemp(prefix="selfhelp-pg-"))) as server:
+        yield server

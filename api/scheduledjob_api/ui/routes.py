@@ -413,12 +413,13 @@ async def _history_page(request: Request, job_id: str, query: HistoryQuery) -> d
         "rows": rows,
         "page": query.page,
         "total_count": pagination["totalCount"],
+        "total_exact": pagination["totalCountExact"],
         "total_pages": total_pages,
         "query": query,
         "statuses": _RUN_STATUSES,
         "triggers": _TRIGGERS,
         "previous_href": query.href(job_id, page=query.page - 1) if query.page > 1 else None,
-        "next_href": query.href(job_id, page=query.page + 1) if query.page < total_pages else None,
+        "next_href": query.href(job_id, page=query.page + 1) if pagination["nextCursor"] is not None else None,
         "live_url": f"{PREFIX}/fragments/jobs/{job_id}/live" + query.href(job_id).partition(f"/jobs/{job_id}")[2],
     }
 
@@ -663,7 +664,7 @@ async def failures_page(request: Request) -> Response:
         failures, pagination = await _history(request).across_jobs(Filters(status="failed"), 1, FAILURES_SHOWN)
         return render(
             request, "failures.html", session, failures=failures, limit=FAILURES_SHOWN,
-            total=pagination["totalCount"],
+            total=pagination["totalCount"], total_exact=pagination["totalCountExact"],
         )  # fmt: skip
 
     return await _reader(request, page)

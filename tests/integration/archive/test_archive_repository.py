@@ -107,6 +107,28 @@ async def test_pages_newest_first_with_totals_and_a_stable_order(archive: Archiv
     assert (beyond.items, beyond.total_count) == ([], 31)
 
 
+async def test_a_total_beyond_the_count_cap_says_so_and_keyset_pages_reach_the_end(
+    make_archive: ArchiveFactory,
+) -> None:
+    archive = make_archive(count_cap=10)
+    await archive.migrate()
+    for n in range(1, 26):
+        await archive.save(run(n), OWNER)
+
+    first = await archive.page(TransactionQuery(scheduled_job_id=OWNER.id, page_size=4))
+    assert (first.total_count, first.total_exact, first.total_pages) == (10, False, 3)
+    seen, key, pages = [r.uid for r in first.items], first.next_key, 1
+    while key is not None:
+        pages += 1
+        page = await archive.page(TransactionQuery(scheduled_job_id=OWNER.id, page=pages, page_size=4, after=key))
+        seen += [r.uid for r in page.items]
+        key = page.next_key
+    assert seen == [f"uid-{n:04d}" for n in range(25, 0, -1)] and pages == 7
+    before_ten = T0 + timedelta(minutes=10)
+    exact = await archive.page(TransactionQuery(scheduled_job_id=OWNER.id, status="succeeded", started_to=before_ten))
+    assert (exact.total_count, exact.total_exact, exact.next_key) == (9, True, None)
+
+
 async def test_filters_by_status_trigger_user_and_time(archive: Archive) -> None:
     await archive.save(run(1), OWNER)
     await archive.save(run(2, "failed"), OWNER)

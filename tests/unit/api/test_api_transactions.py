@@ -127,7 +127,14 @@ async def test_transactions_come_from_the_archive_newest_first_with_totals(
 
     body = (await get(client, "1/transactions")).json()
     assert [t["execution_id"] for t in body["data"]] == [f"cleanup-{n}" for n in (5, 4, 3, 2, 1)]
-    assert body["meta"]["pagination"] == {"page": 1, "pageSize": 1000, "totalCount": 5, "totalPages": 1}
+    assert body["meta"]["pagination"] == {
+        "page": 1,
+        "pageSize": 1000,
+        "totalCount": 5,
+        "totalPages": 1,
+        "totalCountExact": True,
+        "nextCursor": None,
+    }
     assert body["data"][0] == {
         "transaction_id": 3,  # the archive numbers runs per job in the order it saw them
         "execution_id": "cleanup-5",
@@ -146,9 +153,60 @@ async def test_transactions_come_from_the_archive_newest_first_with_totals(
     }
     paged = (await get(client, "1/transactions?page=2&pageSize=2")).json()
     assert [t["execution_id"] for t in paged["data"]] == ["cleanup-3", "cleanup-2"]
-    assert paged["meta"]["pagination"] == {"page": 2, "pageSize": 2, "totalCount": 5, "totalPages": 3}
+    assert {k: v for k, v in paged["meta"]["pagination"].items() if k != "nextCursor"} == {
+        "page": 2,
+        "pageSize": 2,
+        "totalCount": 5,
+        "totalPages": 3,
+        "totalCountExact": True,
+    }
     assert (await get(client, "1/transactions?pageSize=2")).json()["data"][0]["execution_id"] == "cleanup-5"
     assert (await get(client, "1/transactions?pageSize=500")).status_code == 400
+
+
+async def test_following_next_cursor_reads_every_record_once_in_order_and_names_its_pages(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    cluster.seed(scheduled_job("cleanup", 1))
+    for n in range(1, 8):
+        await archive.save(run(n), CLEANUP)
+    await archive.save(run(8, "failed"), CLEANUP)
+
+    seen: list[str] = []
+    pages: list[int] = []
+    query = "1/transactions?pageSize=3"
+    while True:
+        body = (await get(client, query)).json()
+        seen += [t["execution_id"] for t in body["data"]]
+        pages.append(body["meta"]["pagination"]["page"])
+        cursor = body["meta"]["pagination"]["nextCursor"]
+        if cursor is None:
+            break
+        query = f"1/transactions?pageSize=3&cursor={cursor}"
+    assert seen == [f"cleanup-{n}" for n in range(8, 0, -1)]
+    assert pages == [1, 2, 3]
+    # A cursor is as good as the page it stands for, and filters still apply after it.
+    second = (await get(client, "1/transactions?page=2&pageSize=3")).json()
+    first = (await get(client, "1/transactions?page=1&pageSize=3")).json()
+    cursor = first["meta"]["pagination"]["nextCursor"]
+    by_cursor = (await get(client, f"1/transactions?pageSize=3&cursor={cursor}")).json()
+    assert by_cursor["data"] == second["data"]
+    after = (await get(client, f"1/transactions?status=failed&cursor={cursor}")).json()
+    assert after["data"] == [] and after["meta"]["pagination"]["totalCount"] == 1
+
+
+async def test_a_bad_cursor_or_a_cursor_with_a_page_is_a_400_naming_the_cursor(
+    cluster: FakeCluster, client: httpx.AsyncClient, archive: Archive
+) -> None:
+    cluster.seed(scheduled_job("cleanup", 1))
+    for n in range(1, 4):
+        await archive.save(run(n), CLEANUP)
+    cursor = (await get(client, "1/transactions?pageSize=1")).json()["meta"]["pagination"]["nextCursor"]
+    for query in ("cursor=not-a-cursor", "cursor=W10", f"cursor={cursor}&page=2", "cursor=" + "x" * 2000):
+        response = await get(client, f"1/transactions?{query}")
+        assert response.status_code == 400, (query, response.json())
+        assert "'cursor'" in response.json()["error"]
+        assert response.json()["data"] is None
 
 
 async def test_transactions_filter_by_status_trigger_user_and_time(
@@ -172,6 +230,8 @@ async def test_transactions_filter_by_status_trigger_user_and_time(
     assert await names("from=2025-01-03T03:00:00%2B01:00") == ["cleanup-4", "cleanup-3"]
     bad = await get(client, "1/transactions?from=yesterday")
     assert bad.status_code == 400 and "'from'" in bad.json()["error"], bad.json()
+    unix = await get(client, "1/transactions?from=0.0")  # not read as 1970: the document says RFC 3339
+    assert unix.status_code == 400 and "'from'" in unix.json()["error"], unix.json()
     naive = await get(client, "1/transactions?to=2025-01-02T00:00:00")
     assert naive.status_code == 400 and "'to'" in naive.json()["error"]
     assert (await get(client, "1/transactions?status=exploded")).status_code == 400

@@ -24,9 +24,9 @@ def create_engine(url: str, *, timeout_seconds: float = 10.0) -> AsyncEngine:
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
         # Every statement has a deadline on the server too; a connection attempt has one as well.
         connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds}
-    # No pre-ping (a round trip per checkout): a connection broken by a database restart fails once and is
-    # discarded; the operator retries (tenacity), the API answers that request with 503.
-    return create_async_engine(parsed, pool_size=5, max_overflow=5, connect_args=connect_args)
+    # Pre-ping (one short round trip per checkout): after a database restart the pool's stale connections
+    # are replaced before use, so the first request after it is not a 503.
+    return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

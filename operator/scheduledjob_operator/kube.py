@@ -35,7 +35,10 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "scheduledjob-operator"
 
 logger = logging.getLogger(__name__)
+# Run control (deciding a ScheduledJobRun) has a tighter budget: a request must be decided well within
+# the API's wait (10 s + 2 s), and a hung call must not hold the ScheduledJob's run lock.
 RUN_CALL_TIMEOUT_SECONDS = 5.0
+RUN_CALL_RETRY_SECONDS = 2.0
 
 
 class Conflict(Exception):
@@ -68,7 +71,7 @@ def transient_retry(seconds: float = TRANSIENT_RETRY_SECONDS) -> tenacity.AsyncR
     """The operator's one retry policy for requests (see the module doc)."""
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(is_transient),
-        wait=tenacity.wait_exponential_jitter(initial=0.2, max=5.0),
+        wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5.0),
         stop=tenacity.stop_after_delay(seconds),
         before_sleep=tenacity.before_sleep_log(logger, logging.INFO),
         reraise=True,
@@ -165,12 +168,19 @@ class Cluster:
         # may have lost events silently, so the resync checks the catalog once calls work again.
         self.transient_failures = 0
 
-    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[Any]],
+        *args: Any,
+        _request_timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+        _retry_seconds: float = TRANSIENT_RETRY_SECONDS,
+        **kwargs: Any,
+    ) -> Any:
         """Every request of the operator: a deadline, and transient failures retried (module doc)."""
-        async for attempt in transient_retry():
+        async for attempt in transient_retry(_retry_seconds):
             with attempt:
                 try:
-                    result = await method(*args, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+                    result = await method(*args, _request_timeout=_request_timeout, **kwargs)
                     # An unparsed response (_preload_content=False) raises nothing itself.
                     if isinstance(result, aiohttp.ClientResponse) and result.status in TRANSIENT_STATUSES:
                         raise ApiException(status=result.status, reason=await result.text())
@@ -331,8 +341,13 @@ class Cluster:
         match = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(match.items())) or f"{JOB_NAME_LABEL}={meta['name']}"
         async with asyncio.timeout(budget):
-            response = await self._core.list_namespaced_pod(
-                meta["namespace"], label_selector=selector, _preload_content=False, _request_timeout=budget
+            response = await self._call(
+                self._core.list_namespaced_pod,
+                meta["namespace"],
+                label_selector=selector,
+                _preload_content=False,
+                _request_timeout=budget,
+                _retry_seconds=0,  # one attempt within the capture's budget
             )
             try:
                 if response.status >= 300:
@@ -349,13 +364,15 @@ class Cluster:
         huge log never sits in memory whole. Raises LogUnavailable (with why) if it cannot be read."""
         try:
             async with asyncio.timeout(budget):
-                response = await self._core.read_namespaced_pod_log(
+                response = await self._call(
+                    self._core.read_namespaced_pod_log,
                     pod,
                     namespace,
                     container=container,
                     tail_lines=max_lines + 1,  # one more than kept: tells whether there was more
                     _preload_content=False,
                     _request_timeout=budget,
+                    _retry_seconds=0,  # one attempt within the capture's budget
                 )
                 try:
                     if response.status >= 300:
@@ -435,13 +452,17 @@ class Cluster:
             raise _translate(error) from error
         return allocated
 
+    async def _run_call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        return await self._call(
+            method, *args, _request_timeout=RUN_CALL_TIMEOUT_SECONDS, _retry_seconds=RUN_CALL_RETRY_SECONDS, **kwargs
+        )
+
     # --- run control (ScheduledJobRuns, manual Jobs, the CronJob's status.active) --------------
-    # Each call carries its own deadline (RUN_CALL_TIMEOUT_SECONDS): a run request must be decided
-    # well within the API's wait, and a hung call must not hold the ScheduledJob's run lock.
+    # Through `_call` like every request, with the run-control budget (RUN_CALL_*).
     async def get_cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            response = await self._batch.read_namespaced_cron_job(
-                name, namespace, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            response = await self._run_call(
+                self._batch.read_namespaced_cron_job, name, namespace, _preload_content=False
             )
             return await _parsed(response)
         except ApiException as error:
@@ -456,13 +477,13 @@ class Cluster:
         Conflict); returns the CronJob as written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": {"active": active}}
         try:
-            response = await self._batch.patch_namespaced_cron_job_status(
+            response = await self._run_call(
+                self._batch.patch_namespaced_cron_job_status,
                 name,
                 namespace,
                 body,
                 _content_type=MERGE_PATCH,
                 _preload_content=False,
-                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
             return await _parsed(response)
         except ApiException as error:
@@ -471,8 +492,8 @@ class Cluster:
     async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """Creates the Job and returns it as stored; None if a Job of that name exists already."""
         try:
-            response = await self._batch.create_namespaced_job(
-                job["metadata"]["namespace"], job, _preload_content=False, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            response = await self._run_call(
+                self._batch.create_namespaced_job, job["metadata"]["namespace"], job, _preload_content=False
             )
             return await _parsed(response)
         except ApiException as error:
@@ -483,9 +504,7 @@ class Cluster:
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""
         try:
-            await self._batch.patch_namespaced_job(
-                name, namespace, patch, _content_type=MERGE_PATCH, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
-            )
+            await self._run_call(self._batch.patch_namespaced_job, name, namespace, patch, _content_type=MERGE_PATCH)
         except ApiException as error:
             if error.status == 404:
                 return False
@@ -495,9 +514,7 @@ class Cluster:
     async def delete_job(self, namespace: str, name: str) -> None:
         """Deletes a Job and its pods (Background); a Job already gone is fine."""
         try:
-            await self._batch.delete_namespaced_job(
-                name, namespace, propagation_policy="Background", _request_timeout=RUN_CALL_TIMEOUT_SECONDS
-            )
+            await self._run_call(self._batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -507,7 +524,8 @@ class Cluster:
         False if the request is gone."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            await self._custom.patch_namespaced_custom_object_status(
+            await self._run_call(
+                self._custom.patch_namespaced_custom_object_status,
                 c.GROUP,
                 c.VERSION,
                 namespace,
@@ -515,7 +533,6 @@ class Cluster:
                 name,
                 body,
                 _content_type=MERGE_PATCH,
-                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
         except ApiException as error:
             if error.status == 404:
@@ -528,7 +545,8 @@ class Cluster:
         request's new resourceVersion (None if it is gone)."""
         body = {"metadata": {"ownerReferences": [owner]}}
         try:
-            result: dict[str, Any] = await self._custom.patch_namespaced_custom_object(
+            result: dict[str, Any] = await self._run_call(
+                self._custom.patch_namespaced_custom_object,
                 c.GROUP,
                 c.VERSION,
                 namespace,
@@ -536,7 +554,6 @@ class Cluster:
                 name,
                 body,
                 _content_type=MERGE_PATCH,
-                _request_timeout=RUN_CALL_TIMEOUT_SECONDS,
             )
         except ApiException as error:
             if error.status == 404:
@@ -546,8 +563,8 @@ class Cluster:
 
     async def delete_run(self, namespace: str, name: str) -> None:
         try:
-            await self._custom.delete_namespaced_custom_object(
-                c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name, _request_timeout=RUN_CALL_TIMEOUT_SECONDS
+            await self._run_call(
+                self._custom.delete_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name
             )
         except ApiException as error:
             if error.status != 404:

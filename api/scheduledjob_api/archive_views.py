@@ -7,7 +7,7 @@ from typing import Any
 
 from scheduledjob.diagnostics import ContainerLog
 from scheduledjob.timefmt import format_utc
-from scheduledjob_archive.records import ArchivedExecution, Deletion
+from scheduledjob_archive.records import ArchivedExecution, Deletion, RecentRun
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -31,6 +31,17 @@ def transaction(row: ArchivedExecution) -> dict[str, Any]:
         "message": row.message,
         "request_reason": row.request_reason,
         **diagnostics(row),
+    }
+
+
+def recent_run(run: RecentRun) -> dict[str, Any]:
+    """A strip's bar: the transaction's fields it needs, under the same names (`started_at` stays a
+    datetime: the dashboard formats it once, for the bar's label; nothing serialises this as JSON)."""
+    return {
+        "execution_id": run.execution_id,
+        "status": run.status,
+        "started_at": run.started_at,
+        "runtime": run.runtime_ms,
     }
 
 

@@ -110,7 +110,7 @@ class History:
             found = await self._archive.recent_by_job(job_ids, per_job)
         except Unreachable as error:
             raise _unavailable(error) from error
-        return {number: [archive_views.transaction(row) for row in rows] for number, rows in found.items()}
+        return {number: [archive_views.recent_run(row) for row in rows] for number, rows in found.items()}
 
     async def one(self, job_id: str, execution_id: str) -> dict[str, Any]:
         number = await self._known_job(job_id)

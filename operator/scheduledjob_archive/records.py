@@ -88,6 +88,16 @@ class ArchivedExecution:
 
 
 @dataclass(frozen=True)
+class RecentRun:
+    """What a recent-runs strip shows of a run (Archive.recent_by_job reads only these columns)."""
+
+    execution_id: str
+    status: str
+    started_at: datetime
+    runtime_ms: int | None
+
+
+@dataclass(frozen=True)
 class Deletion:
     scheduled_job_uid: str
     scheduled_job_id: int | None

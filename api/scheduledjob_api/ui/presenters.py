@@ -127,6 +127,9 @@ def _wall_text(local: str) -> str:
 
 
 def parse_time(value: Any) -> datetime | None:
+    """An API time (RFC 3339 text), or a datetime as the strips' runs carry it already."""
+    if isinstance(value, datetime):
+        return value
     if not isinstance(value, str) or not value:
         return None
     try:

@@ -20,10 +20,26 @@ from tests.integration.fixtures import (  # noqa: E402  (fixtures of the product
     archive_url,
     crds,
     log_dir,
+    no_session_operator,
     operator,
+    operators,
     running_operator,
     scheduled_jobs,
 )
 from tests.support.postgres import postgres  # noqa: E402
+from tests.support.toxiproxy import apiserver_link, database_link, toxiproxy  # noqa: E402
 
-__all__ = ["archive_url", "crds", "log_dir", "operator", "postgres", "running_operator", "scheduled_jobs"]
+__all__ = [
+    "apiserver_link",
+    "archive_url",
+    "crds",
+    "database_link",
+    "log_dir",
+    "no_session_operator",
+    "operator",
+    "operators",
+    "postgres",
+    "running_operator",
+    "scheduled_jobs",
+    "toxiproxy",
+]

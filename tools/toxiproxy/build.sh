@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Toxiproxy's server (github.com/Shopify/toxiproxy/v2, pinned in go.mod/go.sum) once per input
 # hash and prints its path; the fault-injection tests (tests/integration/faults/) put it between the
-# operator and the API server. Cached outside the repo, like tools/localcluster/build.sh.
+# operator and the API server, the aimed operator kills (tests/integration/reliability/) also between the
+# operator and the archive's PostgreSQL. Cached outside the repo, like tools/localcluster/build.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_dir="${LOCALCLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/selfhelp-scheduled-jobs}"

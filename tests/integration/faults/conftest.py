@@ -1,8 +1,9 @@
-"""Fault-injection fixtures: Toxiproxy between the operator and the API server, operator replicas
-behind it, an admission webhook that refuses status writes, and the API server's audit log.
+"""Fault-injection helpers: an admission webhook that refuses status writes, and the API server's audit log.
 
-The operators here replace the session's operator (tests/integration/fixtures.py), which is stopped
-for the test and restarted by the next test that asks for `running_operator`.
+Toxiproxy and the operator replicas behind it (`toxiproxy`, `apiserver_link`, `operators`) are shared
+with the reliability suites: tests/support/toxiproxy.py and tests/integration/fixtures.py. The replicas
+replace the session's operator, which is stopped for the test and restarted by the next test that asks
+for `running_operator`.
 """
 
 from __future__ import annotations
@@ -11,79 +12,17 @@ import asyncio
 import json
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
-from devrun.install import STATE_NAMESPACE
-from devrun.processes import Service, free_port, operator_service
+from devrun.processes import free_port
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 from scheduledjob.timefmt import parse_utc
-
-from tests.integration.faults.toxiproxy import Proxy, Toxiproxy
-
-# Short enough for a test, long enough for an honest re-list check (handlers.CATALOG_CHECK_SECONDS).
-OPERATOR_ENV = {"SCHEDULED_JOBS_CATALOG_CHECK_SECONDS": "900"}
-
-
-@pytest.fixture(scope="session")
-def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    server = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def apiserver_link(toxiproxy: Toxiproxy, kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[Proxy]:
-    """A fresh proxied link to the API server for this test."""
-    if kube_cluster.control_plane is None:
-        pytest.skip("the fault tests restart and audit the session's own control plane: unset KUBECONFIG")
-    server = urlparse(kube_cluster.control_plane.server)
-    name = f"apiserver-{free_port()}"
-    proxy = toxiproxy.proxy(name, f"{server.hostname}:{server.port}")
-    yield proxy
-    proxy.heal()
-    toxiproxy.request("DELETE", f"/proxies/{name}")
-
-
-@pytest.fixture
-def no_session_operator(operator: Service) -> None:
-    """The session operator would compete with the replicas started here: stopped for this test."""
-    operator.stop()
-
-
-OperatorFactory = Callable[..., Service]
-
-
-@pytest.fixture
-def operators(
-    kube_cluster: KubeCluster, apiserver_link: Proxy, no_session_operator: None, tmp_path: Path, archive_url: str
-) -> Iterator[OperatorFactory]:
-    """`operators("a", priority=10)` starts a replica that reaches the API server through the proxy."""
-    kubeconfig = apiserver_link.kubeconfig(kube_cluster.kubeconfig, tmp_path / "proxied.kubeconfig")
-    started: list[Service] = []
-
-    def start(name: str = "operator", priority: int = 100, env: dict[str, str] | None = None) -> Service:
-        service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
-        service.name = name
-        service.log_path = tmp_path / f"{name}.log"
-        # The session's archive (PostgreSQL), as the operator it replaces: every replica writes the same one.
-        archive = {"SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
-        service.env.update({**OPERATOR_ENV, **archive, **(env or {}), "POD_ID": f"{name}-{priority}"})
-        service.start()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
 
 
 def audit_log(kube_cluster: KubeCluster) -> Path:

@@ -16,11 +16,11 @@ from typing import Any
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 
-from tests.integration.faults.conftest import OperatorFactory
 from tests.integration.faults.ledger_check import exactly_once_problem
-from tests.integration.faults.toxiproxy import Proxy
+from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
 from tests.support.kube import ScheduledJobs, eventually, job_template
+from tests.support.toxiproxy import Proxy
 
 NAMES = ["report", "sync", "digest"]
 BLACKHOLE_SECONDS = 60.0

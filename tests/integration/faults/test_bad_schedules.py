@@ -14,7 +14,8 @@ from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 from scheduledjob import constants as c
 
-from tests.integration.faults.conftest import OperatorFactory, audit_log, audited_requests
+from tests.integration.faults.conftest import audit_log, audited_requests
+from tests.integration.fixtures import OperatorFactory
 from tests.support.kube import ScheduledJobs, eventually, job_template
 
 IDLE_WINDOW_SECONDS = 20.0

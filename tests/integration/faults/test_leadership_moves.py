@@ -20,8 +20,9 @@ from devrun.processes import Service
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 
-from tests.integration.faults.conftest import OperatorFactory, audit_log, audited_requests
+from tests.integration.faults.conftest import audit_log, audited_requests
 from tests.integration.faults.test_apiserver_link import manual_only, settled
+from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
 from tests.support.kube import ScheduledJobs, eventually
 

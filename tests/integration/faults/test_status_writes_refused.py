@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from kubernetes_asyncio import client
 
-from tests.integration.faults.conftest import OperatorFactory, StatusWritesRefused
+from tests.integration.faults.conftest import StatusWritesRefused
 from tests.integration.faults.test_apiserver_link import NAMES, manual_only, settled, wave
+from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
 from tests.support.kube import ScheduledJobs, eventually
 

@@ -37,6 +37,7 @@ class WitnessedJob:
     gone: bool = False  # deleted from the cluster
     deleting: bool = False  # deletion requested (pruned, cancelled or deleted), maybe held by a finalizer
     protected: bool = False  # carries the ledger finalizer, or the ledger has its outcome already
+    held: bool = False  # carries the ledger finalizer now (the operator has not released it)
 
 
 def _terminal(job: dict[str, Any]) -> str | None:
@@ -100,6 +101,7 @@ class JobWitness:
         seen.deleting = seen.deleting or deleted or bool(meta.get("deletionTimestamp"))
         finalizers = meta.get("finalizers") or []
         recorded = (meta.get("annotations") or {}).get(c.ANNOTATION_RECORDED)
+        seen.held = c.LEDGER_FINALIZER in finalizers and not deleted
         seen.protected = c.LEDGER_FINALIZER in finalizers or recorded == "finished"
         if seen.outcome is None:
             seen.outcome = _terminal(job)

@@ -1,9 +1,11 @@
-"""Toxiproxy (github.com/Shopify/toxiproxy, built by tools/toxiproxy/build.sh) between a client and the
-API server: a TCP proxy whose faults ("toxics") are switched over its REST API.
+"""Toxiproxy (github.com/Shopify/toxiproxy, built by tools/toxiproxy/build.sh) between the operator and
+what it talks to (the API server, the archive's PostgreSQL): a TCP proxy whose faults ("toxics") are
+switched over its REST API. The fault suites (tests/integration/faults/) and the aimed operator kills
+(tests/integration/reliability/) use it; the fixtures are registered in tests/integration/conftest.py.
 
 TLS passes through untouched (the API server's certificate names 127.0.0.1, where the proxy listens
 too), so the proxy can break connections but not answer HTTP: injected HTTP errors come from the API
-server itself (see `StatusWritesRefused` in conftest.py).
+server itself (see `StatusWritesRefused` in tests/integration/faults/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import pytest
 import yaml
 from devrun.processes import ROOT, Service, free_port
+from localcluster_launcher.testing import KubeCluster
+from sqlalchemy.engine import make_url
+
+from tests.support.postgres import PostgresServer
 
 BUILD = ROOT / "tools" / "toxiproxy" / "build.sh"
 
@@ -83,6 +92,7 @@ class Proxy:
         self._toxic("blackhole-down", "timeout", "downstream", timeout=0)
 
     def latency(self, milliseconds: int, jitter: int = 0) -> None:
+        """Every answer (server to client) is held back this long: each round trip takes that much longer."""
         self._toxic("latency", "latency", "downstream", latency=milliseconds, jitter=jitter)
 
     def reset_connections(self) -> None:
@@ -101,3 +111,39 @@ class Proxy:
             cluster["cluster"]["server"] = f"https://{self.listen}"
         target.write_text(json.dumps(config))
         return target
+
+    def database_url(self, original: str) -> str:
+        """`original` (a SQLAlchemy URL) with its host and port replaced by this proxy's."""
+        host, port = self.listen.rsplit(":", 1)
+        return make_url(original).set(host=host, port=int(port)).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
+    server = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _link(toxiproxy: Toxiproxy, kind: str, upstream: str) -> Iterator[Proxy]:
+    name = f"{kind}-{free_port()}"
+    proxy = toxiproxy.proxy(name, upstream)
+    yield proxy
+    proxy.heal()
+    toxiproxy.request("DELETE", f"/proxies/{name}")
+
+
+@pytest.fixture
+def apiserver_link(toxiproxy: Toxiproxy, kube_cluster: KubeCluster) -> Iterator[Proxy]:
+    """A fresh proxied link to the API server for this test (`Proxy.kubeconfig` points a client at it)."""
+    if kube_cluster.control_plane is None:
+        pytest.skip("the operator is proxied to the session's own control plane only: unset KUBECONFIG")
+    server = urlparse(kube_cluster.control_plane.server)
+    yield from _link(toxiproxy, "apiserver", f"{server.hostname}:{server.port}")
+
+
+@pytest.fixture
+def database_link(toxiproxy: Toxiproxy, postgres: PostgresServer) -> Iterator[Proxy]:
+    """A fresh proxied link to the session's PostgreSQL (`Proxy.database_url` points an archive URL at it)."""
+    yield from _link(toxiproxy, "postgres", f"127.0.0.1:{postgres.port}")

@@ -65,6 +65,8 @@ async def run(bench: Bench) -> dict[str, Any]:
         "api_rss_mb": round(max(rss["api"]), 1),
         "idle_jobs": bench.sizes.population,
         "idle_window_seconds": round(wall, 1),
+        "population_ledger_records_per_job": bench.shared.get("population_ledger_records_per_job"),
+        "population_status_history_per_job": bench.shared.get("population_status_history_per_job"),
     }
 
 

@@ -24,6 +24,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "operator_rss_mb": (250.0, "MB"),
     "api_rss_mb": (200.0, "MB"),
     "ui_jobs_page_p50_ms": (50.0, "ms"),
+    "transactions_page_p50_ms": (10.0, "ms"),
 }
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
@@ -34,9 +35,20 @@ CONTEXT: dict[str, list[str]] = {
     "execute_p50_ratio_vs_raw_protocol": ["execute_p50_ms", "raw_execute_protocol_p50_ms"],
     "ledger_lag_p95_seconds": ["ledger_lag_p50_seconds", "ledger_finish_window_seconds"],
     "idle_operator_cpu_percent": ["idle_api_cpu_percent", "idle_jobs"],
-    "operator_rss_mb": ["operator_peak_rss_mb", "operator_restart_seconds", "operator_rss_after_restart_mb"],
-    "api_rss_mb": ["api_peak_rss_mb"],
+    "operator_rss_mb": [
+        "operator_peak_rss_mb",
+        "operator_restart_seconds",
+        "operator_rss_after_restart_mb",
+        "population_ledger_records_per_job",
+    ],
+    "api_rss_mb": ["api_peak_rss_mb", "population_status_history_per_job"],
     "ui_jobs_page_p50_ms": ["ui_jobs_page_p99_ms", "ui_job_page_p50_ms", "ui_job_page_p99_ms", "ui_jobs_page_bars"],
+    "transactions_page_p50_ms": [
+        "transactions_page_p99_ms",
+        "transactions_cross_job_p50_ms",
+        "transactions_cross_job_cursor_p50_ms",
+        "transactions_cross_job_any_page_p50_ms",
+    ],
 }
 
 

@@ -19,9 +19,9 @@ from scheduledjob_operator.archiving import note_deletion, open_archive, prune_f
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
-from scheduledjob_operator.kube import Cluster, connect
+from scheduledjob_operator.kube import Cluster, StandingBy, connect
 from scheduledjob_operator.leadership import Leadership
-from scheduledjob_operator.ledger_sync import StandingBy, record_job
+from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.runs import RunControl
@@ -69,6 +69,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     api = await connect(leadership.identity or None)
     state_namespace = os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
     cluster = Cluster(api, state_namespace)
+    cluster.may_write = lambda: leadership.active
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
@@ -186,6 +187,8 @@ async def run_requested(
         return
     try:
         await memo.runs.handle(_plain(body), deleted=type == "DELETED")
+    except StandingBy:
+        logger.info("outranked while deciding ScheduledJobRun %s: the active replica decides", body["metadata"]["name"])
     except Exception:
         logger.exception("deciding ScheduledJobRun %s failed; the next event retries", body["metadata"]["name"])
 
@@ -196,6 +199,8 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
         async with context.locks[key]:
             await reconcile(obj, context)
         context.retry.succeeded(key)
+    except StandingBy:
+        context.retry.add(key)  # outranked meanwhile: the active replica has its own; ours waits
     except Exception:
         delay = context.retry.failed(key)
         logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)

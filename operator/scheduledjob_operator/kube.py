@@ -27,8 +27,11 @@ from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 
 MERGE_PATCH = "application/merge-patch+json"
-# (connect, read) seconds for each request of the operator's own client.
-REQUEST_TIMEOUT = (5.0, 20.0)
+# Each request of the operator's own client: 5 s to open a socket, 20 s between reads, 60 s in all.
+# Not aiohttp's `connect` (a tuple's first value): that one also counts the wait for a free pooled
+# connection, so a burst of 5,000 reconciles queueing for the pool's 100 connections timed out by the
+# thousand and retried as a storm (bench/population.py found it).
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=5.0, sock_read=20.0)
 # How long one call keeps retrying transient failures before the caller sees the error.
 TRANSIENT_RETRY_SECONDS = 30.0
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -39,6 +42,14 @@ logger = logging.getLogger(__name__)
 # the API's wait (10 s + 2 s), and a hung call must not hold the ScheduledJob's run lock.
 RUN_CALL_TIMEOUT_SECONDS = 5.0
 RUN_CALL_RETRY_SECONDS = 2.0
+
+
+class StandingBy(Exception):
+    """This replica is not the active one (leadership.py): it makes no write; the caller leaves the work
+    to the active replica (or to itself, when it leads again)."""
+
+
+_WRITES = ("patch_", "create_", "delete_", "replace_")
 
 
 class Conflict(Exception):
@@ -167,18 +178,24 @@ class Cluster:
         # Transient failures so far (timeouts, resets, 5xx, 429): a watch on the same troubled link
         # may have lost events silently, so the resync checks the catalog once calls work again.
         self.transient_failures = 0
+        # Asked before every attempt of a write: a standby replica writes nothing, even a write queued
+        # or retried from before it was outranked (handlers wires it to Leadership).
+        self.may_write: Callable[[], bool] = lambda: True
 
     async def _call(
         self,
         method: Callable[..., Awaitable[Any]],
         *args: Any,
-        _request_timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+        _request_timeout: float | aiohttp.ClientTimeout = REQUEST_TIMEOUT,
         _retry_seconds: float = TRANSIENT_RETRY_SECONDS,
         **kwargs: Any,
     ) -> Any:
         """Every request of the operator: a deadline, and transient failures retried (module doc)."""
+        writes = getattr(method, "__name__", "").startswith(_WRITES)
         async for attempt in transient_retry(_retry_seconds):
             with attempt:
+                if writes and not self.may_write():
+                    raise StandingBy(getattr(method, "__name__", "a write"))
                 try:
                     result = await method(*args, _request_timeout=_request_timeout, **kwargs)
                     # An unparsed response (_preload_content=False) raises nothing itself.

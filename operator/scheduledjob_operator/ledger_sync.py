@@ -15,14 +15,10 @@ from scheduledjob.executions import observe_job, recorded_stage
 from scheduledjob_archive.records import Owner
 
 from scheduledjob_operator.context import OperatorContext
-from scheduledjob_operator.kube import Conflict, conflict_retry
+from scheduledjob_operator.kube import Conflict, StandingBy, conflict_retry
 from scheduledjob_operator.log_capture import HeldLogs, capture_run
 
 logger = logging.getLogger(__name__)
-
-
-class StandingBy(Exception):
-    """This replica was outranked while recording: it writes no more, the Job waits in its retry queue."""
 
 
 async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorContext, attempts: int = 10) -> None:

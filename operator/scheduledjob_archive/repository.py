@@ -241,6 +241,23 @@ class Archive:
 
         await self._retrying(write)
 
+    async def owners_without_deletion(self, namespaces: Sequence[str] | None = None) -> list[Owner]:
+        """The ScheduledJobs (by id: ids are never reused) with runs in the archive and no deletion
+        noted: the operator's check notes those the cluster no longer has (deleted while no operator
+        ran). `uid` is the ScheduledJob's when a run carried it, else None."""
+        c = executions.c
+        noted = select(deletions.c.scheduled_job_id).where(deletions.c.scheduled_job_id == c.scheduled_job_id)
+        statement = (
+            select(c.scheduled_job_id, func.max(c.namespace), func.max(c.scheduled_job), func.max(c.scheduled_job_uid))
+            .where(~noted.exists())
+            .group_by(c.scheduled_job_id)
+        )
+        if namespaces is not None:
+            statement = statement.where(c.namespace.in_(list(namespaces)))
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [Owner(namespace=str(ns), name=str(name), id=int(number), uid=uid) for number, ns, name, uid in rows]
+
     # ---- reads (the API) -----------------------------------------------------------------------
 
     async def page(self, query: TransactionQuery) -> Page:

@@ -131,6 +131,7 @@ Index("ix_execution_logs_execution_uid", execution_logs.c.execution_uid)
 deletions = Table(
     "scheduled_job_deletions",
     metadata,
+    # The ScheduledJob's UID; `id:<n>` when it was deleted while no operator ran and no run carried it.
     Column("scheduled_job_uid", String(UID), primary_key=True),
     Column("scheduled_job_id", BigInteger, nullable=True),
     Column("namespace", String(NAME), nullable=False),

@@ -68,3 +68,36 @@ async def note_deletion(scheduled_job: dict[str, Any], context: OperatorContext)
         )
     except Exception:
         logger.exception("could not note the deletion of %s/%s in the archive", meta["namespace"], meta["name"])
+
+
+async def note_deletions_while_away(context: OperatorContext, namespaces: list[str] | None) -> int:
+    """Notes ScheduledJobs (by id: ids are never reused) that have runs in the archive but are no longer
+    in the cluster and have no deletion noted: deleted while no operator ran (kopf replays no DELETED
+    event). When is not known: the time it is noticed, with `deleted_by` unknown. The archive is read
+    before the cluster is listed, so a ScheduledJob created meanwhile is in the listing, never taken
+    for deleted."""
+    if context.archive is None:
+        return 0
+    owners = await context.archive.owners_without_deletion(namespaces)
+    if not owners:
+        return 0
+    present: set[int] = set()
+    async for scheduled_jobs in context.cluster.scheduled_job_pages(namespaces):
+        for obj in scheduled_jobs:
+            number = (obj.get("status") or {}).get("id")
+            if isinstance(number, int):
+                present.add(number)
+    gone = [owner for owner in owners if owner.id > 0 and owner.id not in present]
+    for owner in gone:
+        if not context.leadership.active:
+            break
+        logger.info("ScheduledJob %s/%s was deleted while no operator ran; noted", owner.namespace, owner.name)
+        await context.archive.record_deletion(
+            uid=owner.uid or f"id:{owner.id}",  # its runs were archived without the ScheduledJob's UID
+            job_id=owner.id,
+            namespace=owner.namespace,
+            name=owner.name,
+            deleted_by=None,
+            deleted_at=context.clock(),
+        )
+    return len(gone)

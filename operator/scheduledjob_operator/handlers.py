@@ -15,7 +15,7 @@ import kopf
 from scheduledjob import constants as c
 from scheduledjob.executions import recorded_stage
 
-from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
+from scheduledjob_operator.archiving import note_deletion, note_deletions_while_away, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
@@ -212,11 +212,15 @@ async def _resync_forever(memo: Any) -> None:
     context: OperatorContext = memo.context
     last_check = time.monotonic()
     failures_checked = context.cluster.transient_failures
+    deletions_checked = False  # deletions made while no operator ran: noted once at the first active pass
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
             if not context.leadership.active:
                 continue
+            if not deletions_checked:
+                await note_deletions_while_away(context, getattr(memo, "namespaces", None))
+                deletions_checked = True
             failures = context.cluster.transient_failures
             if (
                 context.catalog.relist_settled(RELIST_QUIET_SECONDS)
@@ -263,6 +267,7 @@ async def _check_catalog(context: OperatorContext, namespaces: list[str] | None)
                 return
             if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
                 await _record_safely(job, False, context, logger)
+    await note_deletions_while_away(context, namespaces)
 
 
 async def _resync_once(context: OperatorContext) -> None:

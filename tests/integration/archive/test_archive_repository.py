@@ -192,6 +192,24 @@ async def test_a_deleted_scheduled_job_keeps_its_runs_and_who_deleted_it(archive
     assert await archive.has_job(OWNER.id)
 
 
+async def test_the_owners_of_archived_runs_with_no_deletion_noted_are_listed_for_the_catalog_check(
+    archive: Archive,
+) -> None:
+    ops = Owner(namespace="ops", name="backup", id=8, uid="sj-uid-8")
+    await archive.save(run(1), OWNER)
+    await archive.save(run(2), OWNER)
+    await archive.save(run(3, uid="uid-ops"), ops)
+    await archive.save(run(4, uid="uid-legacy"), Owner(namespace="ops", name="legacy", id=9))  # no UID archived
+    legacy = Owner(namespace="ops", name="legacy", id=9, uid=None)
+    assert sorted(await archive.owners_without_deletion(), key=lambda o: o.id) == [OWNER, ops, legacy]
+    assert sorted(await archive.owners_without_deletion(["ops"]), key=lambda o: o.id) == [ops, legacy]
+    await archive.record_deletion(
+        uid="sj-uid-8", job_id=8, namespace="ops", name="backup", deleted_by=None, deleted_at=T0
+    )
+    await archive.record_deletion(uid="id:9", job_id=9, namespace="ops", name="legacy", deleted_by=None, deleted_at=T0)
+    assert await archive.owners_without_deletion() == [OWNER]
+
+
 async def test_retention_by_age_then_count_in_batches_at_every_prune(
     make_archive: ArchiveFactory, clock: Clock
 ) -> None:

@@ -144,3 +144,32 @@ async def test_a_deleted_scheduled_job_s_runs_stay_readable_with_who_deleted_it(
     assert [t["execution_id"] for t in kept["data"]] == [first]
     across = await transactions(admin, "/transactions", namespace=scheduled_jobs.namespace, name="doomed")
     assert [(t["job_id"], t["execution_id"]) for t in across["data"]] == [(job_id, first)]
+
+
+async def test_a_scheduled_job_deleted_while_no_operator_runs_is_noted_when_one_starts_again(
+    scheduled_jobs: ScheduledJobs, admin: httpx.AsyncClient, running_operator: Service
+) -> None:
+    await scheduled_jobs.create("unwatched", {"schedule": "@yearly", "jobTemplate": job_template(seconds=0.2)})
+    job_id = await job_id_of(admin, scheduled_jobs.namespace, "unwatched")
+    first = await run_now(scheduled_jobs, "unwatched")
+    await eventually(lambda: equals(counts(scheduled_jobs, "unwatched"), (1, 1, 0, 0)), timeout=60, what="one run")
+    running_operator.stop()
+    try:
+        await scheduled_jobs.delete("unwatched")  # kubectl delete: no operator sees the DELETED event
+
+        async def gone() -> bool:
+            return (await admin.get(f"/{job_id}")).status_code == 404
+
+        await eventually(gone, timeout=30, what="the ScheduledJob gone")
+        before = (await transactions(admin, f"/{job_id}/transactions/{first}"))["data"]
+        assert before["job_deleted"] is None  # nobody noted it yet
+    finally:
+        running_operator.start()
+
+    async def deletion_noted() -> dict[str, Any] | None:
+        data = (await transactions(admin, f"/{job_id}/transactions/{first}"))["data"]
+        return data if data["job_deleted"] else None
+
+    one = await eventually(deletion_noted, timeout=90, what="the deletion noted by the restarted operator")
+    assert one["job_deleted"]["deleted_by"] is None  # a kubectl delete: the audit log has the user
+    assert one["status"] == "succeeded"

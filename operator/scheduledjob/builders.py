@@ -25,7 +25,9 @@ def build_cronjob(
     (scheduledjob.pause), ORed with the manifest's spec.suspend."""
     template = copy.deepcopy(spec.job_template)
     template_meta = template.setdefault("metadata", {})
-    template_meta["annotations"] = user_annotations(template_meta.get("annotations"))
+    # None, not {}, when there are none: the API server stores no empty map, and {} against an absent
+    # map read as drift, so every reconcile "repaired" every CronJob (bench/population.py found it).
+    template_meta["annotations"] = user_annotations(template_meta.get("annotations")) or None
     template_meta["labels"] = {
         **template_meta.get("labels", {}),
         **selector_labels(name, job_id),

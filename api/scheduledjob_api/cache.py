@@ -25,6 +25,32 @@ from scheduledjob_api.listing import Key, ListIndex, ListQuery
 
 log = logging.getLogger(__name__)
 
+
+class PackedRecords(Sequence[dict[str, Any]]):
+    """A ScheduledJob's `status.history` kept as its compact JSON and decoded when read: at 5,000
+    ScheduledJobs of 20 records each the records as dicts were most of the cache's memory
+    (bench/population.py), and only a job's detail and its logs ever read them."""
+
+    __slots__ = ("_json", "_length")
+
+    def __init__(self, records: list[Any]) -> None:
+        self._json = json.dumps(records, separators=(",", ":"))
+        self._length = len(records)
+
+    def _records(self) -> list[dict[str, Any]]:
+        decoded: list[dict[str, Any]] = json.loads(self._json)
+        return decoded
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._records()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._records())
+
+
 INITIAL_BACKOFF_SECONDS = 0.5
 # The longest pause between two LIST attempts, so the cache is fresh again at most ~10 s (with
 # jitter) after the apiserver is back, however long it was away. It was 30 s: after a restart that
@@ -202,6 +228,9 @@ class ClusterCache:
                 annotations.pop(LAST_APPLIED, None)
         if kind is Kind.CRONJOBS:
             obj.pop("status", None)
+        status = obj.get("status")
+        if kind is Kind.SCHEDULED_JOBS and isinstance(status, dict) and isinstance(status.get("history"), list):
+            status["history"] = PackedRecords(status["history"])
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         owner = _owner_key(obj)
         if kind is Kind.CRONJOBS:

@@ -19,6 +19,7 @@ from typing import Any
 
 from scheduledjob.builders import controller_uid
 from scheduledjob.constants import LABEL_SCHEDULED_JOB
+from scheduledjob.memory import release_free_memory
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
 from scheduledjob_api.listing import Key, ListIndex, ListQuery
@@ -63,6 +64,7 @@ MIN_HEALTHY_WATCH_SECONDS = 1.0
 HEALTHY_RUN_SECONDS = 60.0
 MAX_TOMBSTONES = 10_000
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+TRIM_EVERY_EVENTS = 2000
 
 
 def _key(obj: Obj) -> Key:
@@ -97,6 +99,7 @@ class ClusterCache:
         # UIDs of ScheduledJobs this process deleted: late watch events must not bring them back.
         self._tombstones: dict[str, None] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._events_since_trim = 0
         self._synced_event = asyncio.Event()
         # Freshness: (kind, scope) -> wall-clock time its list-then-watch loop last failed; removed by
         # the next successful LIST. Non-empty means the data may be older than the cluster's.
@@ -204,8 +207,13 @@ class ClusterCache:
         self._synced_scopes[kind].add(scope)
         if self.all_synced:
             self._synced_event.set()
+        release_free_memory()  # the LIST's pages are freed; without this the RSS keeps their high-water mark
 
     def apply(self, kind: Kind, event: WatchEvent) -> None:
+        self._events_since_trim += 1
+        if self._events_since_trim >= TRIM_EVERY_EVENTS:  # a burst of events leaves freed pages too
+            self._events_since_trim = 0
+            release_free_memory()
         key = _key(event.object)
         if event.type == "DELETED":
             if kind is Kind.SCHEDULED_JOBS and (uid := _uid(event.object)):

@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 from scheduledjob import constants as c
 from scheduledjob.executions import recorded_stage
+from scheduledjob.memory import release_free_memory
 
 from scheduledjob_operator.archiving import note_deletion, note_deletions_while_away, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
@@ -22,7 +23,6 @@ from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, StandingBy, connect
 from scheduledjob_operator.leadership import Leadership
 from scheduledjob_operator.ledger_sync import record_job
-from scheduledjob_operator.memory import release_free_memory
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.runs import RunControl
 from scheduledjob_operator.status_writer import StatusWriter

@@ -6,7 +6,7 @@ import os
 import resource
 
 import pytest
-from scheduledjob_operator.memory import release_free_memory
+from scheduledjob.memory import release_free_memory
 
 PAGE = resource.getpagesize()
 

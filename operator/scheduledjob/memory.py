@@ -3,7 +3,9 @@
 After a burst (thousands of ScheduledJobs applied at once), the event bodies and reconciles in flight
 are freed, but glibc keeps the pages, so the RSS stays at the burst's high-water mark and a container
 memory limit has to cover the peak forever. `malloc_trim(0)` returns the free pages; Dask's workers
-do the same for the same reason. Measured in bench/ (`operator_rss_mb`, docs/benchmarks.md).
+do the same for the same reason. Used by the operator (after each resync pass) and by the API (after
+its cache LISTs, and every few thousand watch events). Measured in bench/ (`operator_rss_mb`,
+`api_rss_mb`, docs/benchmarks.md).
 """
 
 from __future__ import annotations

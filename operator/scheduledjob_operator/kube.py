@@ -1,6 +1,7 @@
 """The operator's one adapter to the Kubernetes API (kubernetes_asyncio); everything else is pure.
 
-Every request goes through `Cluster._call`, which gives it a deadline (`REQUEST_TIMEOUT`: without one
+Every request goes through `Cluster._call` (the two log-capture reads excepted: they have their own
+budget, see list_job_pods), which gives it a deadline (`REQUEST_TIMEOUT`: without one
 kubernetes_asyncio sends an empty `aiohttp.ClientTimeout()`, and one half-open connection hangs the
 caller forever) and retries it under the operator's one retry policy (`transient_retry`, tenacity):
 connection errors, timeouts, 429 and 5xx, with jittered exponential backoff, for a bounded time.
@@ -358,13 +359,10 @@ class Cluster:
         match = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         selector = ",".join(f"{k}={v}" for k, v in sorted(match.items())) or f"{JOB_NAME_LABEL}={meta['name']}"
         async with asyncio.timeout(budget):
-            response = await self._call(
-                self._core.list_namespaced_pod,
-                meta["namespace"],
-                label_selector=selector,
-                _preload_content=False,
-                _request_timeout=budget,
-                _retry_seconds=0,  # one attempt within the capture's budget
+            # Not through `_call`: one attempt within the capture's budget, and a kubelet's failure (a
+            # 5xx through the API server) must not count as a troubled API-server link (a catalog check).
+            response = await self._core.list_namespaced_pod(
+                meta["namespace"], label_selector=selector, _preload_content=False, _request_timeout=budget
             )
             try:
                 if response.status >= 300:
@@ -381,15 +379,13 @@ class Cluster:
         huge log never sits in memory whole. Raises LogUnavailable (with why) if it cannot be read."""
         try:
             async with asyncio.timeout(budget):
-                response = await self._call(
-                    self._core.read_namespaced_pod_log,
+                response = await self._core.read_namespaced_pod_log(  # not through `_call`: see list_job_pods
                     pod,
                     namespace,
                     container=container,
                     tail_lines=max_lines + 1,  # one more than kept: tells whether there was more
                     _preload_content=False,
                     _request_timeout=budget,
-                    _retry_seconds=0,  # one attempt within the capture's budget
                 )
                 try:
                     if response.status >= 300:

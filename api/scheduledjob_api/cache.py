@@ -27,29 +27,20 @@ from scheduledjob_api.listing import Key, ListIndex, ListQuery
 log = logging.getLogger(__name__)
 
 
-class PackedRecords(Sequence[dict[str, Any]]):
-    """A ScheduledJob's `status.history` kept as its compact JSON and decoded when read: at 5,000
-    ScheduledJobs of 20 records each the records as dicts were most of the cache's memory
-    (bench/population.py), and only a job's detail and its logs ever read them."""
+class Packed:
+    """An object kept as its compact JSON and decoded when read. At 5,000 ScheduledJobs with 20 history
+    records each (bench/population.py) the nested dicts were most of the API's memory: a ScheduledJob
+    is ~13 KB as dicts and ~6 KB as this text. Reads of a whole object are rare (a job's detail, execute,
+    logs); the list is served from the rows the index derives when the object arrives."""
 
-    __slots__ = ("_json", "_length")
+    __slots__ = ("_json",)
 
-    def __init__(self, records: list[Any]) -> None:
-        self._json = json.dumps(records, separators=(",", ":"))
-        self._length = len(records)
+    def __init__(self, obj: Obj) -> None:
+        self._json = json.dumps(obj, separators=(",", ":"))
 
-    def _records(self) -> list[dict[str, Any]]:
-        decoded: list[dict[str, Any]] = json.loads(self._json)
-        return decoded
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._records()[index]
-
-    def __iter__(self) -> Any:
-        return iter(self._records())
+    def decode(self) -> Obj:
+        obj: Obj = json.loads(self._json)
+        return obj
 
 
 INITIAL_BACKOFF_SECONDS = 0.5
@@ -88,12 +79,13 @@ class ClusterCache:
     def __init__(self, cluster: Cluster, namespaces: Sequence[str] = ()) -> None:
         self._cluster = cluster
         self._scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
-        self._objects: dict[Kind, dict[Key, Obj]] = {kind: {} for kind in Kind}
+        # ScheduledJobs as Packed; CronJobs as the stub that indexes them (see _cronjob_by_owner); Jobs as dicts.
+        self._objects: dict[Kind, dict[Key, Any]] = {kind: {} for kind in Kind}
         self._synced_scopes: dict[Kind, set[str | None]] = {kind: set() for kind in Kind}
         self._index = ListIndex()
-        # owner -> (the CronJob's key, the CronJob as compact JSON). Only execute reads a CronJob, so it is
-        # kept as a string, a fifth of the same nested dicts (bench/: `api_rss_mb`), and parsed on use.
-        self._cronjob_by_owner: dict[Key, tuple[Key, str]] = {}
+        # owner -> (the CronJob's key, the CronJob). Only execute reads a CronJob, so it is kept Packed, a
+        # fifth of the same nested dicts (bench/: `api_rss_mb`).
+        self._cronjob_by_owner: dict[Key, tuple[Key, Packed]] = {}
         self._jobs_by_owner: dict[Key, dict[str, Obj]] = {}
         self._cronjob_uid: dict[Key, str] = {}  # owner -> its CronJob's UID: whose Jobs are whose
         # UIDs of ScheduledJobs this process deleted: late watch events must not bring them back.
@@ -145,14 +137,12 @@ class ClusterCache:
     def scheduled_job(self, job_id: int) -> Obj | None:
         """The listed ScheduledJob with this id (one being deleted or without an id is not)."""
         key = self._index.key_of(job_id)
-        return self._objects[Kind.SCHEDULED_JOBS].get(key) if key else None
+        packed: Packed | None = self._objects[Kind.SCHEDULED_JOBS].get(key) if key else None
+        return packed.decode() if packed else None
 
     def cronjob_for(self, owner: Key) -> Obj | None:
         known = self._cronjob_by_owner.get(owner)
-        if known is None:
-            return None
-        cronjob: Obj = json.loads(known[1])
-        return cronjob
+        return known[1].decode() if known else None
 
     def jobs_for(self, owner: Key) -> list[Obj]:
         """The Jobs of a ScheduledJob: labelled with it AND controlled by its CronJob (UID checked), so
@@ -180,8 +170,8 @@ class ClusterCache:
 
     def forget_scheduled_job(self, key: Key) -> None:
         """Drops a ScheduledJob this process has just deleted, before the watch reports it."""
-        obj = self._objects[Kind.SCHEDULED_JOBS].get(key)
-        if obj is not None and (uid := _uid(obj)):
+        packed: Packed | None = self._objects[Kind.SCHEDULED_JOBS].get(key)
+        if packed is not None and (uid := _uid(packed.decode())):
             self._tombstones[uid] = None
             while len(self._tombstones) > MAX_TOMBSTONES:
                 del self._tombstones[next(iter(self._tombstones))]
@@ -236,22 +226,21 @@ class ClusterCache:
                 annotations.pop(LAST_APPLIED, None)
         if kind is Kind.CRONJOBS:
             obj.pop("status", None)
-        status = obj.get("status")
-        if kind is Kind.SCHEDULED_JOBS and isinstance(status, dict) and isinstance(status.get("history"), list):
-            status["history"] = PackedRecords(status["history"])
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         owner = _owner_key(obj)
         if kind is Kind.CRONJOBS:
             # What _drop needs (the owner label) stays a dict; the rest is kept compact for execute.
             if owner is not None:
-                self._cronjob_by_owner[owner] = (key, json.dumps(obj, separators=(",", ":")))
+                self._cronjob_by_owner[owner] = (key, Packed(obj))
                 if uid := _uid(obj):
                     self._cronjob_uid[owner] = uid
             obj = {"metadata": {"namespace": key[0], "name": key[1], "labels": (meta or {}).get("labels") or {}}}
-        self._objects[kind][key] = obj
         if kind is Kind.SCHEDULED_JOBS:
-            self._index.upsert(key, obj)
-        elif kind is Kind.JOBS and owner is not None:
+            self._index.upsert(key, obj)  # the list's row, derived before the object is packed
+            self._objects[kind][key] = Packed(obj)
+            return
+        self._objects[kind][key] = obj
+        if kind is Kind.JOBS and owner is not None:
             self._jobs_by_owner.setdefault(owner, {})[key[1]] = obj
 
     def _drop(self, kind: Kind, key: Key) -> None:

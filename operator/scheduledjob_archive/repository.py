@@ -25,7 +25,6 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from scheduledjob_archive import migrate
 from scheduledjob_archive.engine import create_engine
 from scheduledjob_archive.records import (
     DIAGNOSTIC_FIELDS,
@@ -94,6 +93,10 @@ class Archive:
         return cls(create_engine(settings.resolved_url(), timeout_seconds=settings.timeout_seconds), settings, **kwargs)
 
     async def migrate(self) -> None:
+        # Imported here: only the operator migrates, and the API (a reader) need not hold Alembic and what
+        # it loads (Mako, Pygments: about 12 MB of resident memory).
+        from scheduledjob_archive import migrate
+
         await self._retrying(lambda: migrate.upgrade(self.engine))
 
     async def close(self) -> None:

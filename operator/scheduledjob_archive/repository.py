@@ -81,6 +81,9 @@ class Archive:
         retry_seconds: float = 300.0,
     ) -> None:
         self.engine = engine
+        # Reads open no transaction: under READ COMMITTED one buys no common snapshot of its statements
+        # and costs a BEGIN and a ROLLBACK round trip around each read (bench/archive.py).
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.settings = settings or ArchiveSettings()
         self._clock = clock
         self._retry_seconds = retry_seconds
@@ -257,7 +260,7 @@ class Archive:
         )
         if namespaces is not None:
             statement = statement.where(c.namespace.in_(list(namespaces)))
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [Owner(namespace=str(ns), name=str(name), id=int(number), uid=uid) for number, ns, name, uid in rows]
 
@@ -272,7 +275,7 @@ class Archive:
             offset = 0
         else:
             seek, offset = None, (query.page - 1) * query.page_size
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             # Counted from the index up to the cap only (the LIMIT stops the scan): an exact count over a
             # million rows costs more than the page (argo#13295). Per job, the default retention (10,000
             # runs) keeps the count exact.
@@ -282,22 +285,19 @@ class Archive:
             matching = _newest_first(select(c.uid).where(*conditions)).limit(cap + 1).subquery()
             counted = int(await connection.scalar(select(func.count()).select_from(matching)) or 0)
             # Deferred join: the page's keys come from the index alone (one more says whether another
-            # page follows), then only those rows are read.
+            # page follows), then only those rows are read, in the same statement.
             seeking = [seek] if seek is not None else []
-            keys = list(
-                (
-                    await connection.execute(
-                        _newest_first(select(c.uid).where(*conditions, *seeking))
-                        .offset(offset)
-                        .limit(query.page_size + 1)
-                    )
-                ).scalars()
+            keys = (
+                _newest_first(select(c.uid).where(*conditions, *seeking))
+                .offset(offset)
+                .limit(query.page_size + 1)
+                .subquery()
             )
-            more = len(keys) > query.page_size
             rows = (
-                await connection.execute(_newest_first(select(executions).where(c.uid.in_(keys[: query.page_size]))))
+                await connection.execute(_newest_first(select(executions).join(keys, keys.c.uid == c.uid)))
             ).mappings()
-            items = [_execution(row) for row in rows]
+            found = [_execution(row) for row in rows]
+            more, items = len(found) > query.page_size, found[: query.page_size]
         return Page(
             items=items,
             page=query.page,
@@ -320,7 +320,7 @@ class Archive:
             select(_newest_first(select(*columns).where(c.scheduled_job_id == number)).limit(per_job).subquery())
             for number in found
         ]
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             for row in (await connection.execute(union_all(*newest))).all():
                 found[int(row[0])].append(RecentRun(row[1], row[2], row[3], row[4]))
         for runs in found.values():  # a UNION ALL keeps no order of its own
@@ -328,13 +328,13 @@ class Archive:
         return found
 
     async def get(self, uid: str) -> ArchivedExecution | None:
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (await connection.execute(select(executions).where(executions.c.uid == uid))).mappings().first()
         return _execution(row) if row else None
 
     async def find(self, scheduled_job_id: int, execution_id: str) -> ArchivedExecution | None:
         """One run of a job by its Job name (names may repeat over time: the newest wins)."""
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (
                 (
                     await connection.execute(
@@ -352,14 +352,14 @@ class Archive:
         return _execution(row) if row else None
 
     async def has_job(self, scheduled_job_id: int) -> bool:
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             found = await connection.scalar(
                 select(executions.c.uid).where(executions.c.scheduled_job_id == scheduled_job_id).limit(1)
             )
         return found is not None
 
     async def logs(self, uid: str) -> list[ContainerLog]:
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             rows = (
                 await connection.execute(
                     select(execution_logs)
@@ -379,7 +379,7 @@ class Archive:
             ]
 
     async def deletion(self, scheduled_job_id: int) -> Deletion | None:
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (
                 (
                     await connection.execute(
@@ -430,7 +430,7 @@ class Archive:
 
     async def _beyond_count(self, keep: int) -> int:
         """Per ScheduledJob id, rows after the newest `keep` (by started_at, uid)."""
-        async with self.engine.connect() as connection:
+        async with self._reads.connect() as connection:
             crowded = list(
                 (
                     await connection.execute(
@@ -442,7 +442,7 @@ class Archive:
             )
         removed = 0
         for job_id in crowded:
-            async with self.engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 edge = (
                     await connection.execute(
                         _newest_first(

@@ -20,7 +20,7 @@ from scheduledjob_operator.archiving import note_deletion, note_deletions_while_
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
-from scheduledjob_operator.kube import Cluster, StandingBy, connect
+from scheduledjob_operator.kube import Cluster, NamespaceTerminating, StandingBy, connect
 from scheduledjob_operator.leadership import Leadership
 from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.reconciler import reconcile, status_update
@@ -204,6 +204,10 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
         context.retry.succeeded(key)
     except StandingBy:
         context.retry.add(key)  # outranked meanwhile: the active replica has its own; ours waits
+    except NamespaceTerminating:
+        # Its namespace is being deleted (its CronJob went first): the ScheduledJob's own deletion follows.
+        logger.info("%s/%s: its namespace is being deleted; nothing to reconcile", *key)
+        context.retry.succeeded(key)
     except Exception:
         delay = context.retry.failed(key)
         logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)

@@ -61,6 +61,11 @@ class Rejected(Exception):
     """The API server refused the object as invalid (HTTP 422); the message names the field."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted (HTTP 403, cause NamespaceTerminating): nothing new can be made in
+    it, and what is in it is about to be deleted too; retrying cannot help."""
+
+
 class LogUnavailable(Exception):
     """A container's log could not be read (pod gone, kubelet unreachable, deadline): the message says why."""
 
@@ -155,7 +160,19 @@ async def _parsed(response: Any) -> dict[str, Any]:
     return result
 
 
+def _causes(error: ApiException) -> list[str]:
+    """The reasons of a Status body's `details.causes` (none if the body is not a Status). An unparsed
+    call's error carries the body as its reason (`_json`)."""
+    try:
+        details = json.loads(error.body or error.reason or "{}").get("details") or {}
+        return [str(cause.get("reason")) for cause in details.get("causes") or []]
+    except (TypeError, ValueError, AttributeError):
+        return []
+
+
 def _translate(error: ApiException) -> Exception:
+    if error.status == 403 and "NamespaceTerminating" in _causes(error):
+        return NamespaceTerminating(str(error.reason))
     if error.status == 409:
         return Conflict(str(error.reason))
     if error.status == 422:

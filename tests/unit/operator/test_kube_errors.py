@@ -1,0 +1,53 @@
+"""As an operator I tell the API server's refusals apart: a namespace being deleted is not retried."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob_operator.kube import Conflict, NamespaceTerminating, Rejected, _translate
+
+# As kube-apiserver 1.36 answers a create in a namespace being deleted (seen in bench/'s operator log).
+TERMINATING = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "status": "Failure",
+    "message": 'cronjobs.batch "ledger-06" is forbidden: unable to create new content in namespace bench-ledger '
+    "because it is being terminated",
+    "reason": "Forbidden",
+    "details": {
+        "name": "ledger-06",
+        "group": "batch",
+        "kind": "cronjobs",
+        "causes": [{"reason": "NamespaceTerminating", "message": "namespace bench-ledger is being terminated"}],
+    },
+    "code": 403,
+}
+
+
+def _error(status: int, body: dict[str, object], *, as_reason: bool = False) -> ApiException:
+    error = ApiException(status=status, reason=json.dumps(body) if as_reason else "Forbidden")
+    if not as_reason:
+        error.body = json.dumps(body)
+    return error
+
+
+@pytest.mark.parametrize("as_reason", [False, True], ids=["parsed call", "unparsed call"])
+def test_a_create_in_a_namespace_being_deleted_is_namespace_terminating(as_reason: bool) -> None:
+    assert isinstance(_translate(_error(403, TERMINATING, as_reason=as_reason)), NamespaceTerminating)
+
+
+def test_any_other_forbidden_stays_the_api_error_it_was() -> None:
+    rbac = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403, "details": {"kind": "cronjobs"}}
+    error = _error(403, rbac)
+    assert _translate(error) is error
+    not_json = ApiException(status=403, reason="Forbidden")
+    assert _translate(not_json) is not_json
+
+
+def test_conflicts_and_invalid_objects_keep_their_meaning() -> None:
+    assert isinstance(_translate(ApiException(status=409, reason="Conflict")), Conflict)
+    invalid = _error(422, {"kind": "Status", "message": "spec.schedule: Invalid value", "code": 422})
+    rejected = _translate(invalid)
+    assert isinstance(rejected, Rejected) and "spec.schedule" in str(rejected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
@@ -15,11 +16,12 @@ from . import health
 from .build import ensure_binary
 from .kubeconfig import write_kubeconfig
 from .pki import Pki, create_pki, existing_pki
-from .process import Component, free_port, port_is_free, spawn, stop
+from .process import ClusterError, Component, free_port, port_is_free, spawn, stop
 
 DEFAULT_TIMEOUT = 90.0
 NODE_NAME = "localcluster-node"
 PORTS_FILE = "ports.json"  # with keep_data: the ports of the last start, reused while free
+LOCK_FILE = "lock"  # held while a control plane runs from the directory
 CONTROLLERS = (
     "job-controller",
     "cronjob-controller",
@@ -71,6 +73,7 @@ class LocalCluster:
     kubelet_port: int = 0  # of the simulated kubelet's HTTPS API (logs), advertised by the Node
     _apiserver_argv: list[str] = field(default_factory=list, repr=False)
     _ca_cert: Path = field(default=Path(), repr=False)
+    _lock: Any = field(default=None, repr=False)
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -83,14 +86,29 @@ class LocalCluster:
     def start(self, state_dir: Path) -> None:
         """Start everything and wait for each stage; on any failure stop what was started."""
         self.state_dir = state_dir.resolve()
-        binary = self.binary or ensure_binary()
+        self._hold_state_dir()
         begin = time.monotonic()
         try:
-            self._start(binary)
+            self._start(self.binary or ensure_binary())
         except BaseException:
             self.stop()
             raise
         self.timings["total"] = time.monotonic() - begin
+
+    def _hold_state_dir(self) -> None:
+        """One control plane per state directory: a second one (a `make bench` beside another, a second
+        `make run`) would wipe or share the first one's etcd data under it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.state_dir / LOCK_FILE).open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ClusterError(
+                f"{self.state_dir} is in use by another local control plane: stop it first "
+                "(`make cluster-down`, or let the benchmark or run using it finish) or give another --state-dir"
+            ) from None
+        self._lock = lock
 
     def _start(self, binary: Path) -> None:
         sd = self.state_dir
@@ -257,6 +275,9 @@ class LocalCluster:
         """Stop in reverse start order so the apiserver never outlives etcd by long."""
         while self.components:
             stop(self.components.pop())
+        if self._lock is not None:
+            self._lock.close()  # releases the state directory
+            self._lock = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able state for the CLI's state file."""

@@ -6,11 +6,6 @@ memory limit has to cover the peak forever. `malloc_trim(0)` returns the free pa
 do the same for the same reason. Used by the operator (after each resync pass) and by the API (after
 its cache LISTs, and every few thousand watch events). Measured in bench/ (`operator_rss_mb`,
 `api_rss_mb`, docs/benchmarks.md).
-
-The trim reaches only what glibc allocated. Python's own allocator (pymalloc) keeps small objects in
-1 MiB arenas that are freed only once empty, and after a burst most arenas still hold a few long-lived
-objects; so the operator runs with `PYTHONMALLOC=malloc` (the chart and devrun set it), which leaves
-small objects to glibc too and lets this trim give their pages back.
 """
 
 from __future__ import annotations

@@ -60,22 +60,10 @@ class Service:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-# The operator's allocator, as the chart sets it (charts/.../operator-deployment.yaml): glibc's malloc for
-# Python's small objects too. Under pymalloc a burst of thousands of events leaves 1 MiB arenas that each
-# keep a few long-lived objects and are never freed (the RSS stayed at the burst's ~350 MB); glibc's heap
-# is trimmed page by page after each resync pass (scheduledjob/memory.py).
-OPERATOR_ALLOCATOR = {"PYTHONMALLOC": "malloc"}
-
-
 def operator_service(
     kubeconfig: Path, state_namespace: str, log_dir: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Service:
-    env = {
-        "KUBECONFIG": str(kubeconfig),
-        "SCHEDULED_JOBS_STATE_NAMESPACE": state_namespace,
-        **OPERATOR_ALLOCATOR,
-        **(env or {}),
-    }
+    env = {"KUBECONFIG": str(kubeconfig), "SCHEDULED_JOBS_STATE_NAMESPACE": state_namespace, **(env or {})}
     argv = [sys.executable, "-m", "scheduledjob_operator", "--all-namespaces", *extra]
     return Service("operator", argv, env, log_dir)
 

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-def create_engine(url: str, *, timeout_seconds: float = 10.0) -> AsyncEngine:
+def create_engine(url: str, *, timeout_seconds: float = 10.0, autocommit: bool = False) -> AsyncEngine:
+    """With `autocommit` (PostgreSQL: the archive's readers), no statement runs in a transaction."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -26,7 +27,10 @@ def create_engine(url: str, *, timeout_seconds: float = 10.0) -> AsyncEngine:
         connect_args = {"timeout": timeout_seconds, "command_timeout": timeout_seconds}
     # Pre-ping (one short round trip per checkout): after a database restart the pool's stale connections
     # are replaced before use, so the first request after it is not a 503.
-    return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args=connect_args)
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    return create_async_engine(
+        parsed, pool_size=5, max_overflow=5, pool_pre_ping=True, connect_args=connect_args, **options
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

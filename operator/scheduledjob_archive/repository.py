@@ -25,7 +25,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from scheduledjob_archive.engine import create_engine
+from scheduledjob_archive.engine import create_engine, is_sqlite
 from scheduledjob_archive.records import (
     DIAGNOSTIC_FIELDS,
     ArchivedExecution,
@@ -79,11 +79,16 @@ class Archive:
         *,
         clock: Callable[[], datetime] = _utc_now,
         retry_seconds: float = 300.0,
+        reads: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
         # Reads open no transaction: under READ COMMITTED one buys no common snapshot of its statements
-        # and costs a BEGIN and a ROLLBACK round trip around each read (bench/archive.py).
-        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # and costs a BEGIN and a ROLLBACK round trip around each read (bench/archive.py). `reads` is an
+        # engine whose connections are autocommit from the start, so the pre-ping at checkout is one
+        # round trip too (asyncpg's ping wraps itself in a transaction otherwise: three); the API, which
+        # only reads, never opens a connection of `engine`.
+        self._reads = reads or engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._own_reads = reads is not None
         self.settings = settings or ArchiveSettings()
         self._clock = clock
         self._retry_seconds = retry_seconds
@@ -93,7 +98,10 @@ class Archive:
     @classmethod
     def from_settings(cls, settings: ArchiveSettings | None = None, **kwargs: Any) -> Archive:
         settings = settings or ArchiveSettings()
-        return cls(create_engine(settings.resolved_url(), timeout_seconds=settings.timeout_seconds), settings, **kwargs)
+        url, timeout = settings.resolved_url(), settings.timeout_seconds
+        engine = create_engine(url, timeout_seconds=timeout)
+        reads = None if is_sqlite(engine) else create_engine(url, timeout_seconds=timeout, autocommit=True)
+        return cls(engine, settings, reads=reads, **kwargs)
 
     async def migrate(self) -> None:
         # Imported here: only the operator migrates, and the API (a reader) need not hold Alembic and what
@@ -104,6 +112,8 @@ class Archive:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._own_reads:
+            await self._reads.dispose()
 
     # ---- writes (the operator) -----------------------------------------------------------------
 

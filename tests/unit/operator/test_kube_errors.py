@@ -29,7 +29,7 @@ TERMINATING = {
 def _error(status: int, body: dict[str, object], *, as_reason: bool = False) -> ApiException:
     error = ApiException(status=status, reason=json.dumps(body) if as_reason else "Forbidden")
     if not as_reason:
-        error.body = json.dumps(body)
+        error.body = json.dumps(body).encode()
     return error
 
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from . import health
 from .build import ensure_binary
@@ -73,7 +73,7 @@ class LocalCluster:
     kubelet_port: int = 0  # of the simulated kubelet's HTTPS API (logs), advertised by the Node
     _apiserver_argv: list[str] = field(default_factory=list, repr=False)
     _ca_cert: Path = field(default=Path(), repr=False)
-    _lock: Any = field(default=None, repr=False)
+    _lock: TextIO | None = field(default=None, repr=False)  # the state dir's lock file, held
 
     def __enter__(self) -> LocalCluster:
         return self

@@ -1,4 +1,5 @@
-"""Fault-injection helpers: an admission webhook that refuses status writes, and the API server's audit log.
+"""Fault-injection helpers: an admission webhook that refuses status writes (the audit log is read
+with tests/support/audit.py).
 
 Toxiproxy and the operator replicas behind it (`toxiproxy`, `apiserver_link`, `operators`) are shared
 with the reliability suites: tests/support/toxiproxy.py and tests/integration/fixtures.py. The replicas
@@ -9,12 +10,9 @@ for `running_operator`.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
@@ -22,41 +20,6 @@ from aiohttp import web
 from devrun.processes import free_port
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
-from scheduledjob.timefmt import parse_utc
-
-
-def audit_log(kube_cluster: KubeCluster) -> Path:
-    assert kube_cluster.control_plane is not None
-    return kube_cluster.control_plane.audit_log
-
-
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-def audited_requests(
-    log: Path, *, namespace: str | None = None, writes_only: bool = False
-) -> list[tuple[datetime, str, str, str]]:
-    """(time, User-Agent, verb, resource) of the API server's audited requests, kopf's peering
-    keepalives left out (every replica writes those, by design)."""
-    found: list[tuple[datetime, str, str, str]] = []
-    with log.open("rb") as stream:
-        for line in stream:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            ref = event.get("objectRef") or {}
-            resource = str(ref.get("resource", ""))
-            if resource in ("clusterkopfpeerings", "kopfpeerings"):
-                continue
-            if namespace is not None and ref.get("namespace") != namespace:
-                continue
-            verb = str(event.get("verb", ""))
-            if writes_only and verb not in WRITE_VERBS:
-                continue
-            when = parse_utc(str(event.get("requestReceivedTimestamp")))
-            found.append((when, str(event.get("userAgent", "")), verb, resource))
-    return found
 
 
 class StatusWritesRefused:

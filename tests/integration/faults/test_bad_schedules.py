@@ -14,8 +14,8 @@ from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 from scheduledjob import constants as c
 
-from tests.integration.faults.conftest import audit_log, audited_requests
 from tests.integration.fixtures import OperatorFactory
+from tests.support.audit import audit_log, audited_requests
 from tests.support.kube import ScheduledJobs, eventually, job_template
 
 IDLE_WINDOW_SECONDS = 20.0
@@ -64,7 +64,7 @@ async def test_a_schedule_that_never_fires_is_an_error_with_one_id_and_then_sile
     window_start = len(audited_requests(audit_log(kube_cluster), namespace=scheduled_jobs.namespace))
     await asyncio.sleep(IDLE_WINDOW_SECONDS)
     requests = audited_requests(audit_log(kube_cluster), namespace=scheduled_jobs.namespace)[window_start:]
-    by_operator = [r for r in requests if r[1].startswith(("scheduledjob-operator", "kopf"))]
+    by_operator = [r for r in requests if r.agent.startswith(("scheduledjob-operator", "kopf"))]
     print(f"\nnever-firing schedules: operator requests in the next {IDLE_WINDOW_SECONDS:.0f} s: {len(by_operator)}")
     assert by_operator == []
     assert await next_id(api_client) == before + len(NEVER)  # exactly one id each, however often reconciled

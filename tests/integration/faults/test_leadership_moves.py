@@ -20,10 +20,10 @@ from devrun.processes import Service
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 
-from tests.integration.faults.conftest import audit_log, audited_requests
 from tests.integration.faults.test_apiserver_link import manual_only, settled
 from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
+from tests.support.audit import audit_log, audited_requests
 from tests.support.kube import ScheduledJobs, eventually
 
 TOTAL_RUNS = 300
@@ -115,15 +115,15 @@ async def test_five_leadership_moves_during_three_hundred_runs_lose_double_and_l
     assert moves == 5 and len(witness.jobs) == TOTAL_RUNS
     writes = audited_requests(audit_log(kube_cluster), writes_only=True)
     per_replica = Counter(
-        agent.split("/", 1)[1] for _, agent, _, _ in writes if agent.startswith("scheduledjob-operator/")
+        write.agent.split("/", 1)[1] for write in writes if write.agent.startswith("scheduledjob-operator/")
     )
     print(f"writes per replica: {dict(per_replica)}")
     leaks = [
-        (identity, when.isoformat(), verb, resource)
-        for when, agent, verb, resource in writes
+        (identity, write.at.isoformat(), write.verb, write.resource)
+        for write in writes
         for identity, spans in standby.items()
-        if agent == f"scheduledjob-operator/{identity}"
-        and any(start + GRACE <= when <= until for start, until in spans)
+        if write.agent == f"scheduledjob-operator/{identity}"
+        and any(start + GRACE <= write.at <= until for start, until in spans)
     ]
     assert leaks == [], f"a standby replica wrote: {leaks[:10]}"
     assert per_replica[b] > 0 and per_replica[a] > 0, "both a and b led for a while and wrote then"

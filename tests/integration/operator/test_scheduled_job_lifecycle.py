@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from devrun.processes import Service
 from kubernetes_asyncio.client.exceptions import ApiException
+from localcluster_launcher.testing import KubeCluster
 from scheduledjob import constants as c
 
+from tests.support.audit import WRITE_VERBS, audit_log, audited_requests
 from tests.support.kube import ScheduledJobs, eventually, job_template
 
 pytestmark = pytest.mark.usefixtures("running_operator")
@@ -41,6 +44,27 @@ async def test_applying_a_scheduled_job_creates_an_owned_labelled_cronjob(schedu
     assert status["state"] == "idle"
     assert status["nextExecution"].endswith(":00:00Z")
     assert (await scheduled_jobs.get("cache-cleanup"))["metadata"]["labels"][c.LABEL_ID] == str(status["id"])
+
+
+async def test_a_new_scheduled_job_is_set_up_with_one_status_write(
+    scheduled_jobs: ScheduledJobs, kube_cluster: KubeCluster
+) -> None:
+    """Its id, Ready condition, nextExecution and the mark from which its slots are judged come in one
+    status write: the reconciles its own writes trigger find nothing left to write (a burst of new
+    ScheduledJobs costs the API server one status write each, bench/ `reconcile_burst_ratio_vs_raw`)."""
+    await scheduled_jobs.create("new-year-report", {"schedule": "0 3 1 1 *", "jobTemplate": job_template()})
+    status = await ready(scheduled_jobs, "new-year-report")
+    assert status.get("slotsCheckedUntil"), status
+    await asyncio.sleep(3)  # the reconciles of the events of its own writes have run meanwhile
+
+    by_operator = [
+        r
+        for r in audited_requests(audit_log(kube_cluster), namespace=scheduled_jobs.namespace)
+        if r.agent.startswith("scheduledjob-operator") and r.name == "new-year-report" and 200 <= r.code < 300
+    ]
+    status_writes = [r for r in by_operator if r.subresource == "status" and r.verb in WRITE_VERBS]
+    print(f"\noperator requests for a new ScheduledJob: {[(r.verb, r.resource, r.subresource) for r in by_operator]}")
+    assert len(status_writes) == 1, by_operator
 
 
 async def test_edits_flow_to_the_cronjob_and_hand_edits_are_reverted(scheduled_jobs: ScheduledJobs) -> None:

@@ -106,6 +106,11 @@ def job_name_for(cronjob_name: str, request_uid: str) -> str:
     return f"{cronjob_name[:MAX_NAME_LENGTH]}-m{request_uid.replace('-', '')[:8]}"[:63]
 
 
+def made_for(job: dict[str, Any], request: RunRequest) -> bool:
+    """Whether a Job was made for this request (it names the request), not merely named like it."""
+    return (job["metadata"].get("annotations") or {}).get(c.ANNOTATION_RUN) == request.name
+
+
 @dataclass(frozen=True)
 class Decision:
     accept: bool

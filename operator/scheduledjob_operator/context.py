@@ -81,6 +81,9 @@ class OperatorContext:
     retry: Backoff = field(default_factory=Backoff)
     # Jobs (namespace, name) whose recording failed; the periodic loop reads and records them again.
     unrecorded: Backoff = field(default_factory=Backoff)
+    # ScheduledJobRuns (namespace, name) whose decision failed; the periodic loop reads and decides them
+    # again (no further event may ever come: a kubectl user's request has nobody waiting on it).
+    undecided: Backoff = field(default_factory=Backoff)
     # One reconcile per ScheduledJob at a time: watch events and the periodic resync both reconcile.
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     # uid -> id this process wrote into a status whose own watch event has not been seen yet. Events

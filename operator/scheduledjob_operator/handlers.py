@@ -196,12 +196,30 @@ async def run_requested(
     """A ScheduledJobRun: decided, started and later garbage-collected by runs.RunControl."""
     if not memo.context.leadership.active:  # the active replica decides (kopf re-lists it when we resume)
         return
+    await _decide_safely(memo.runs, _plain(body), type == "DELETED", memo.context, logger)
+
+
+async def _decide_safely(
+    runs: RunControl,
+    run: dict[str, Any],
+    deleted: bool,
+    context: OperatorContext,
+    log: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Decides a ScheduledJobRun; if that fails, the resync reads it again and retries, with backoff."""
+    key = (run["metadata"]["namespace"], run["metadata"]["name"])
     try:
-        await memo.runs.handle(_plain(body), deleted=type == "DELETED")
+        await runs.handle(run, deleted=deleted)
     except StandingBy:
-        logger.info("outranked while deciding ScheduledJobRun %s: the active replica decides", body["metadata"]["name"])
+        log.info("outranked while deciding ScheduledJobRun %s/%s: the active replica decides", *key)
     except Exception:
-        logger.exception("deciding ScheduledJobRun %s failed; the next event retries", body["metadata"]["name"])
+        if deleted:
+            log.exception("withdrawing ScheduledJobRun %s/%s failed", *key)
+            return
+        delay = context.undecided.failed(key)
+        log.exception("deciding ScheduledJobRun %s/%s failed; retrying in %.0f s", *key, delay)
+    else:
+        context.undecided.succeeded(key)
 
 
 async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:
@@ -247,6 +265,7 @@ async def _resync_forever(memo: Any) -> None:
             # In a handler's context, so the Events of what it reconciles are posted (kopf.event).
             handler_context = context.handler_context
             await asyncio.create_task(_resync_once(context), context=handler_context and handler_context.copy())
+            await _decide_again(memo.runs, context)
         except Exception:
             logger.exception("resync failed; the next pass in %.0f s tries again", RESYNC_SECONDS)
         release_free_memory()  # a burst's high-water mark goes back to the OS
@@ -312,6 +331,24 @@ async def _resync_once(context: OperatorContext) -> None:
             context.unrecorded.succeeded((namespace, name))  # gone: its DELETED event was recorded
             continue
         await _record_safely(job, False, context, logger)
+
+
+async def _decide_again(runs: RunControl, context: OperatorContext) -> None:
+    """The ScheduledJobRuns whose decision failed, read again and decided (or forgotten if gone)."""
+    for namespace, name in context.undecided.take_due():
+        if not context.leadership.active:
+            context.undecided.add((namespace, name))
+            continue
+        try:
+            run = await context.cluster.get_run(namespace, name)
+        except Exception:
+            delay = context.undecided.failed((namespace, name))
+            logger.exception("reading ScheduledJobRun %s/%s failed; retrying in %.0f s", namespace, name, delay)
+            continue
+        if run is None:
+            context.undecided.succeeded((namespace, name))  # withdrawn: its DELETED event dropped its Job
+            continue
+        await _decide_safely(runs, run, False, context, logger)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

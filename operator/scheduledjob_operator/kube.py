@@ -570,6 +570,17 @@ class Cluster:
             raise _translate(error) from error
         return True
 
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._run_call(
+                self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name
+            )
+            return result
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def own_run(self, namespace: str, name: str, owner: dict[str, Any]) -> str | None:
         """Makes a (kubectl-created) request owned by its ScheduledJob, so it goes with it. Returns the
         request's new resourceVersion (None if it is gone)."""

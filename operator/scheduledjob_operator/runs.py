@@ -10,12 +10,16 @@ For each undecided request, under one lock per ScheduledJob (only the active rep
    request it stopped waiting for, so this write fails for it and the suspended Job is deleted:
    nothing starts that nobody is waiting for;
 6. resume the Job.
-A crash anywhere replays from the request: the Job's name follows from the request's UID.
+A crash anywhere replays from the request: the Job's name follows from the request's UID. A decision
+that fails (e.g. the API server went away mid-call) is retried by the resync with backoff
+(handlers._decide_again); a rejection or withdrawal deletes the suspended Job made for the request by
+any earlier attempt, also one whose create landed though its answer was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -33,6 +37,7 @@ from scheduledjob.run_requests import (
     decide,
     expired,
     job_name_for,
+    made_for,
     owner_reference,
     read_run,
     rejected_status,
@@ -72,7 +77,7 @@ class RunControl:
             self._gc_scheduled.discard(request.uid)
             if not request.decided:  # withdrawn while undecided: a Job made for it must never start
                 async with self._locks[(request.namespace, request.scheduled_job)]:
-                    await self._drop_unstarted(request.namespace, job_name_for(request.scheduled_job, request.uid))
+                    await self._drop_unstarted(request)
             return
         if request.decided:
             if request.phase == "Accepted" and request.uid not in self._settled:
@@ -87,30 +92,29 @@ class RunControl:
         once a Job is in status.active the next decision sees it, so reporting and resuming run outside."""
         cluster = self._context.cluster
         resource_version = str(run["metadata"]["resourceVersion"])
-        job_name: str | None = None
         try:
             async with self._locks[(request.namespace, request.scheduled_job)]:
-                job_name, job, decision, resource_version = await self._decide_serially(run, request)
+                job, decision, resource_version = await self._decide_serially(run, request)
             if expired(request, self._context.clock()):
                 raise Rejection("Expired", "the request expired before its Job could start")
         except Rejection as rejection:
-            await self._reject(request, resource_version, rejection, job_name)
+            await self._reject(request, resource_version, rejection)
             return
         except Exception:
-            # Undecided (the requester gets 503 when its wait ends): no half-made run may stay behind.
-            if job_name is not None:
-                await self._drop_unstarted(request.namespace, job_name)
+            # Undecided (the requester gets 503 when its wait ends, the resync retries): no half-made run
+            # may stay behind, also one whose create landed though its answer was lost. Best effort: the
+            # retry and the rejection of an expired request drop it too.
+            with contextlib.suppress(Exception):
+                await self._drop_unstarted(request)
             raise
         reported = await self._report(request, resource_version, accepted_status(job, decision, self._context.clock()))
         if not reported:  # the requester gave up (deleted the request): this run must not start
-            await cluster.delete_job(request.namespace, job_name)
+            await cluster.delete_job(request.namespace, job["metadata"]["name"])
             return
         await self._resume(job)
         self._settled.add(request.uid)
 
-    async def _decide_serially(
-        self, run: dict[str, Any], request: RunRequest
-    ) -> tuple[str, dict[str, Any], Decision, str]:
+    async def _decide_serially(self, run: dict[str, Any], request: RunRequest) -> tuple[dict[str, Any], Decision, str]:
         resource_version = str(run["metadata"]["resourceVersion"])
         cronjob = await self._cronjob(request.namespace, request.scheduled_job)
         owner_uid = controller_uid(cronjob or {}, c.KIND, request.scheduled_job)
@@ -119,20 +123,16 @@ class RunControl:
         if expired(request, self._context.clock()):
             raise Rejection("Expired", "the request expired before an operator decided it")
         resource_version = await self._owned(run, request, owner_uid) or resource_version
-        job_name = job_name_for(cronjob["metadata"]["name"], request.uid)
+        job_name = job_name_for(request.scheduled_job, request.uid)  # the CronJob has its ScheduledJob's name
         policy = cronjob["spec"].get("concurrencyPolicy") or "Forbid"
         running = [] if policy == "Allow" else await self._running(cronjob, exclude=job_name)
         decision = decide(policy, request.scheduled_job, running)
         if not decision.accept:
             raise Rejection(decision.reason, decision.message)
-        try:
-            job = await self._create(cronjob, job_name, request)
-            await self._replace(request.namespace, decision, job_name, request.requested_by)
-            decision = await self._adopt(cronjob, job, request, decision)
-        except Rejection as rejection:
-            await self._context.cluster.delete_job(request.namespace, job_name)
-            raise Rejection(rejection.reason, rejection.message) from None
-        return job_name, job, decision, resource_version
+        job = await self._create(cronjob, job_name, request)
+        await self._replace(request.namespace, decision, job_name, request.requested_by)
+        decision = await self._adopt(cronjob, job, request, decision)  # a Rejection: _reject drops the Job
+        return job, decision, resource_version
 
     async def _cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The CronJob as this process last wrote or read it, if that was within CRONJOB_MEMORY_SECONDS,
@@ -183,7 +183,7 @@ class RunControl:
         if created is not None:
             return created
         existing = await cluster.get_job(request.namespace, job_name)  # a replay: the Job made last time
-        if existing is None or (existing["metadata"].get("annotations") or {}).get(c.ANNOTATION_RUN) != request.name:
+        if existing is None or not made_for(existing, request):
             raise Rejection("Conflict", f"a Job named {job_name} exists and was not made for this request")
         return existing
 
@@ -226,12 +226,10 @@ class RunControl:
                 decision = fresh_decision
         raise RuntimeError(f"could not adopt Job {job['metadata']['name']} into CronJob {meta['name']}")
 
-    async def _reject(
-        self, request: RunRequest, resource_version: str, rejection: Rejection, job_name: str | None
-    ) -> None:
-        cluster = self._context.cluster
-        if job_name is not None:
-            await cluster.delete_job(request.namespace, job_name)  # never resumed: no pod ever ran
+    async def _reject(self, request: RunRequest, resource_version: str, rejection: Rejection) -> None:
+        # A Job made for this request (by this attempt, or an earlier one that failed or whose create
+        # landed unanswered) was never resumed, so no pod ever ran: it goes.
+        await self._drop_unstarted(request)
         status = rejected_status(rejection.reason, rejection.message, self._context.clock())
         await self._report(request, resource_version, status)
 
@@ -265,10 +263,12 @@ class RunControl:
                 job = await cluster.get_job(meta["namespace"], meta["name"])
         raise RuntimeError(f"could not resume Job {job and job['metadata']['name']}")
 
-    async def _drop_unstarted(self, namespace: str, job_name: str) -> None:
-        job = await self._context.cluster.get_job(namespace, job_name)
-        if job is not None and awaiting_adoption(job):
-            await self._context.cluster.delete_job(namespace, job_name)
+    async def _drop_unstarted(self, request: RunRequest) -> None:
+        """Deletes the Job made for this request if it never started (still awaiting adoption)."""
+        name = job_name_for(request.scheduled_job, request.uid)
+        job = await self._context.cluster.get_job(request.namespace, name)
+        if job is not None and awaiting_adoption(job) and made_for(job, request):
+            await self._context.cluster.delete_job(request.namespace, name)
 
     async def _finish_start(self, request: RunRequest) -> None:
         if request.job_name:

@@ -5,7 +5,7 @@ switched over its REST API. The fault suites (tests/integration/faults/) and the
 
 TLS passes through untouched (the API server's certificate names 127.0.0.1, where the proxy listens
 too), so the proxy can break connections but not answer HTTP: injected HTTP errors come from the API
-server itself (see `StatusWritesRefused` in tests/integration/faults/conftest.py).
+server itself (see `WritesRefused` in tests/integration/faults/conftest.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ async def exactly_once_problem(jobs: ScheduledJobs, witness: JobWitness, names: 
     """None once every witnessed run is finished, recorded once with its outcome, counted once and
     released from the ledger finalizer; else what is still wrong (for `eventually` and the failure)."""
     if unfinished := witness.unfinished():
-        return f"{len(unfinished)} runs still running"
+        return f"{len(unfinished)} runs still running, e.g. {[job.name for job in unfinished[:3]]}"
     for name in names:
         status = await jobs.status(name)
         seen = witness.of(name)

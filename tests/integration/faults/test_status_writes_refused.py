@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 from kubernetes_asyncio import client
 
-from tests.integration.faults.conftest import StatusWritesRefused
+from tests.integration.faults.conftest import WritesRefusal
 from tests.integration.faults.test_apiserver_link import NAMES, manual_only, settled, wave
 from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
@@ -25,7 +24,7 @@ async def test_status_writes_refused_for_thirty_seconds_lose_and_double_no_run(
     api_client: client.ApiClient,
     scheduled_jobs: ScheduledJobs,
     operators: OperatorFactory,
-    status_writes_refused: Callable[[], StatusWritesRefused],
+    writes_refused: WritesRefusal,
 ) -> None:
     operators()
     for name in NAMES:
@@ -35,7 +34,7 @@ async def test_status_writes_refused_for_thirty_seconds_lose_and_double_no_run(
         await wave(runs, 6)
         await settled(scheduled_jobs, witness, timeout=60)
 
-        async with status_writes_refused() as refusal:
+        async with writes_refused("scheduling.selfhelp.io", "scheduledjobs/status", "UPDATE") as refusal:
             begin = time.monotonic()
             while time.monotonic() - begin < REFUSED_SECONDS - 12:
                 await wave(runs, 6)

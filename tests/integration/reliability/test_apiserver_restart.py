@@ -25,6 +25,7 @@ from scheduledjob_api.service import DECISION_GRACE_SECONDS
 from scheduledjob_api.settings import Settings
 
 from tests.integration.api.conftest import job_id_of
+from tests.integration.faults.test_apiserver_link import settled
 from tests.integration.reliability.witness import JobWitness, ledger
 from tests.support.kube import ScheduledJobs, eventually, job_template
 
@@ -111,11 +112,7 @@ async def test_after_an_apiserver_restart_under_load_api_and_operator_recover_an
         stop_load.set()
         await load_task
 
-        async def books_balance() -> bool:
-            seen = {uid: job.outcome for uid, job in witness.of("busy").items()}
-            return not witness.unfinished() and ledger(await scheduled_jobs.status("busy")) == seen
-
-        await eventually(books_balance, timeout=120, what="every run recorded with its outcome", interval=1)
+        await settled(scheduled_jobs, witness, timeout=120, names=["busy"])  # fails saying what is wrong
         all_recorded = time.monotonic() - back
         await asyncio.sleep(2)
         status = await scheduled_jobs.status("busy")

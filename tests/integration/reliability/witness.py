@@ -2,7 +2,9 @@
 
 The witness watches the namespace's Jobs of ScheduledJobs itself (label
 `scheduling.selfhelp.io/scheduled-job`) and reads their outcome from the Job conditions directly; it
-shares no code with the operator's ledger.
+shares no code with the operator's ledger. A Job made for a run request and deleted before it was ever
+resumed (still suspended, awaiting adoption: the request was rejected or withdrawn) ran no pod and is
+nobody's run: the witness forgets it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class WitnessedJob:
     held: bool = False  # carries the ledger finalizer now (the operator has not released it)
 
 
+def _never_started(job: dict[str, Any]) -> bool:
+    """Made for a run request, suspended, and never resumed, cancelled or replaced."""
+    annotations = job["metadata"].get("annotations") or {}
+    marks = (c.ANNOTATION_CANCELLED_BY, c.ANNOTATION_REPLACED_BY)
+    return annotations.get(c.ANNOTATION_AWAITING_ADOPTION) == "true" and not any(annotations.get(m) for m in marks)
+
+
 def _terminal(job: dict[str, Any]) -> str | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
@@ -54,6 +63,7 @@ class JobWitness:
         self._batch: Any = client.BatchV1Api(api)
         self.namespace = namespace
         self.jobs: dict[str, WitnessedJob] = {}
+        self.never_started: set[str] = set()  # UIDs of Jobs dropped before they were ever resumed
         self._listed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -91,6 +101,12 @@ class JobWitness:
 
     def _see(self, job: dict[str, Any], deleted: bool) -> None:
         meta = job["metadata"]
+        if meta["uid"] in self.never_started:
+            return
+        if (deleted or meta.get("deletionTimestamp")) and _never_started(job):
+            self.never_started.add(meta["uid"])
+            self.jobs.pop(meta["uid"], None)
+            return
         labels = meta.get("labels") or {}
         seen = self.jobs.get(meta["uid"])
         if seen is None:

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 from scheduledjob import constants as c
 from scheduledjob.builders import MAX_NAME_LENGTH
+from scheduledjob.executions import awaiting_adoption
 from scheduledjob.timefmt import format_utc, parse_utc
 
 Phase = Literal["Accepted", "Rejected"]
@@ -19,6 +20,9 @@ PHASES: Final = frozenset({"Accepted", "Rejected"})
 # Decided requests are deleted this long after the decision: they are not a second history (the
 # ledger in the ScheduledJob's status is), only the answer to one request.
 FINISHED_TTL_SECONDS: Final = 600.0
+# A suspended Job left behind by a request that is gone or rejected is deleted once it is this old: longer
+# than any decision's calls take (runs.py, RUN_CALL_*), so a create still on its way is never mistaken for one.
+ABANDONED_AFTER_SECONDS: Final = 30.0
 # A request names its ScheduledJob; the prefix of a generated request name leaves room for 5 random characters.
 RUN_NAME_PREFIX_LENGTH: Final = 40
 
@@ -147,6 +151,24 @@ def accepted_status(job: dict[str, Any], decision: Decision, now: datetime) -> d
 
 def rejected_status(reason: str, message: str, now: datetime) -> dict[str, Any]:
     return {"phase": "Rejected", "reason": reason, "message": message, "decidedAt": format_utc(now)}
+
+
+def may_be_abandoned(job: dict[str, Any], now: datetime) -> bool:
+    """What the Job alone tells of `abandoned`: made for a request, never resumed (still awaiting
+    adoption, not cancelled or replaced), not being deleted, older than ABANDONED_AFTER_SECONDS."""
+    meta = job["metadata"]
+    if not awaiting_adoption(job) or not (meta.get("annotations") or {}).get(c.ANNOTATION_RUN):
+        return False
+    if meta.get("deletionTimestamp"):
+        return False
+    return (now - parse_utc(meta["creationTimestamp"])).total_seconds() >= ABANDONED_AFTER_SECONDS
+
+
+def abandoned(job: dict[str, Any], run: dict[str, Any] | None, now: datetime) -> bool:
+    """A suspended Job nobody will ever start: `may_be_abandoned`, and its request is gone (None) or was
+    rejected. Its request's withdrawal or rejection deletes it; this is for when that could not (the
+    operator was away, or the API server failed that call). Pure: the caller read both."""
+    return may_be_abandoned(job, now) and (run is None or (run.get("status") or {}).get("phase") == "Rejected")
 
 
 def seconds_until_gc(run: dict[str, Any], now: datetime, ttl: float = FINISHED_TTL_SECONDS) -> float | None:

@@ -9,6 +9,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -18,7 +19,7 @@ from scheduledjob.memory import release_free_memory
 
 from scheduledjob_operator.archiving import note_deletion, note_deletions_while_away, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
-from scheduledjob_operator.context import OperatorContext, utc_now
+from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, NamespaceTerminating, StandingBy, connect
 from scheduledjob_operator.leadership import Leadership
@@ -261,7 +262,7 @@ async def _resync_forever(memo: Any) -> None:
                 or time.monotonic() - last_check >= CATALOG_CHECK_SECONDS
             ):
                 last_check, failures_checked = time.monotonic(), failures
-                await _check_catalog(context, getattr(memo, "namespaces", None))
+                await _check_catalog(context, memo.runs, getattr(memo, "namespaces", None))
             # In a handler's context, so the Events of what it reconciles are posted (kopf.event).
             handler_context = context.handler_context
             await asyncio.create_task(_resync_once(context), context=handler_context and handler_context.copy())
@@ -283,10 +284,11 @@ async def _follow_leadership(context: OperatorContext) -> None:
         await asyncio.sleep(LEADERSHIP_SECONDS)
 
 
-async def _check_catalog(context: OperatorContext, namespaces: list[str] | None) -> None:
+async def _check_catalog(context: OperatorContext, runs: RunControl, namespaces: list[str] | None) -> None:
     """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
     CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
-    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung)."""
+    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung); suspended
+    Jobs whose request is gone or rejected are deleted (runs.RunControl.sweep)."""
     present: set[tuple[str, str]] = set()
     async for cronjobs in context.cluster.cronjob_pages(namespaces):
         present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
@@ -301,6 +303,7 @@ async def _check_catalog(context: OperatorContext, namespaces: list[str] | None)
                 return
             if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
                 await _record_safely(job, False, context, logger)
+            await runs.sweep(job)  # a suspended Job left by a request gone or rejected
     await note_deletions_while_away(context, namespaces)
 
 
@@ -317,38 +320,47 @@ async def _resync_once(context: OperatorContext) -> None:
             context.retry.succeeded((namespace, name))
         else:
             await _reconcile_safely(obj, context)
-    for namespace, name in context.unrecorded.take_due():
-        if not context.leadership.active:
-            context.unrecorded.add((namespace, name))
-            continue
-        try:
-            job = await context.cluster.get_job(namespace, name)
-        except Exception:
-            delay = context.unrecorded.failed((namespace, name))
-            logger.exception("reading Job %s/%s failed; retrying in %.0f s", namespace, name, delay)
-            continue
-        if job is None:
-            context.unrecorded.succeeded((namespace, name))  # gone: its DELETED event was recorded
-            continue
+
+    async def record(job: dict[str, Any]) -> None:
         await _record_safely(job, False, context, logger)
+
+    # A Job gone meanwhile: its DELETED event was recorded.
+    await _retry_due(context, context.unrecorded, "Job", context.cluster.get_job, record)
 
 
 async def _decide_again(runs: RunControl, context: OperatorContext) -> None:
     """The ScheduledJobRuns whose decision failed, read again and decided (or forgotten if gone)."""
-    for namespace, name in context.undecided.take_due():
+
+    async def decide(run: dict[str, Any]) -> None:
+        await _decide_safely(runs, run, False, context, logger)
+
+    # A request gone meanwhile was withdrawn: its DELETED event dropped its Job.
+    await _retry_due(context, context.undecided, "ScheduledJobRun", context.cluster.get_run, decide)
+
+
+async def _retry_due(
+    context: OperatorContext,
+    queue: Backoff,
+    kind: str,
+    read: Callable[[str, str], Awaitable[dict[str, Any] | None]],
+    work: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """Each object due in `queue` is read again and worked on (forgotten if gone), while this replica
+    leads; a failed read backs off further."""
+    for namespace, name in queue.take_due():
         if not context.leadership.active:
-            context.undecided.add((namespace, name))
+            queue.add((namespace, name))  # the active replica has its own; ours waits
             continue
         try:
-            run = await context.cluster.get_run(namespace, name)
+            obj = await read(namespace, name)
         except Exception:
-            delay = context.undecided.failed((namespace, name))
-            logger.exception("reading ScheduledJobRun %s/%s failed; retrying in %.0f s", namespace, name, delay)
+            delay = queue.failed((namespace, name))
+            logger.exception("reading %s %s/%s failed; retrying in %.0f s", kind, namespace, name, delay)
             continue
-        if run is None:
-            context.undecided.succeeded((namespace, name))  # withdrawn: its DELETED event dropped its Job
+        if obj is None:
+            queue.succeeded((namespace, name))
             continue
-        await _decide_safely(runs, run, False, context, logger)
+        await work(obj)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

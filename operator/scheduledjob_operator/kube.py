@@ -57,7 +57,12 @@ class Conflict(Exception):
     """The object changed since it was read (HTTP 409): read again and retry."""
 
 
-class Rejected(Exception):
+class Refused(Exception):
+    """The API server refused to make the object and will again (HTTP 403 from a quota, an admission
+    policy or RBAC; or 422, see Rejected); the message is the API server's."""
+
+
+class Rejected(Refused):
     """The API server refused the object as invalid (HTTP 422); the message names the field."""
 
 
@@ -170,16 +175,21 @@ def _causes(error: ApiException) -> list[str]:
         return []
 
 
+def _message(error: ApiException) -> str:
+    """The message of a Status body (an unparsed call's error carries the body as its reason)."""
+    try:
+        return str(json.loads(error.body or error.reason or "{}").get("message") or error.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason)
+
+
 def _translate(error: ApiException) -> Exception:
     if error.status == 403 and "NamespaceTerminating" in _causes(error):
         return NamespaceTerminating(str(error.reason))
     if error.status == 409:
         return Conflict(str(error.reason))
     if error.status == 422:
-        try:
-            return Rejected(json.loads(error.body or "{}").get("message", error.reason))
-        except (TypeError, ValueError):
-            return Rejected(str(error.reason))
+        return Rejected(_message(error))
     return error
 
 
@@ -520,7 +530,8 @@ class Cluster:
             raise _translate(error) from error
 
     async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        """Creates the Job and returns it as stored; None if a Job of that name exists already."""
+        """Creates the Job and returns it as stored; None if a Job of that name exists already. A Job the
+        API server refuses (a quota, an admission policy, invalid) raises Refused."""
         try:
             response = await self._run_call(
                 self._batch.create_namespaced_job, job["metadata"]["namespace"], job, _preload_content=False
@@ -529,7 +540,10 @@ class Cluster:
         except ApiException as error:
             if error.status == 409:
                 return None
-            raise _translate(error) from error
+            translated = _translate(error)
+            if translated is error and error.status == 403:
+                raise Refused(_message(error)) from error
+            raise translated from error
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""

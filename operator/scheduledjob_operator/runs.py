@@ -31,6 +31,7 @@ from scheduledjob.executions import awaiting_adoption, observe_job
 from scheduledjob.run_requests import (
     Decision,
     RunRequest,
+    abandoned,
     accepted_status,
     active_names,
     cap_subject,
@@ -38,6 +39,7 @@ from scheduledjob.run_requests import (
     expired,
     job_name_for,
     made_for,
+    may_be_abandoned,
     owner_reference,
     read_run,
     rejected_status,
@@ -46,12 +48,16 @@ from scheduledjob.run_requests import (
 )
 
 from scheduledjob_operator.context import OperatorContext
-from scheduledjob_operator.kube import Conflict
+from scheduledjob_operator.kube import Conflict, Refused
 
 logger = logging.getLogger(__name__)
 ADOPT_ATTEMPTS = 20
 CRONJOB_MEMORY_SECONDS = 5.0
 Key = tuple[str, str]
+
+
+def _key(obj: dict[str, Any]) -> Key:
+    return (obj["metadata"]["namespace"], obj["metadata"]["name"])
 
 
 class Rejection(Exception):
@@ -179,7 +185,10 @@ class RunControl:
     async def _create(self, cronjob: dict[str, Any], job_name: str, request: RunRequest) -> dict[str, Any]:
         cluster = self._context.cluster
         job = build_manual_job(cronjob, job_name, request.requested_by, run_name=request.name, reason=request.reason)
-        created = await cluster.create_job(job)
+        try:
+            created = await cluster.create_job(job)
+        except Refused as refusal:  # a quota or a policy: retrying would be refused again
+            raise Rejection("Refused", f"the API server refused the Job: {refusal}") from None
         if created is not None:
             return created
         existing = await cluster.get_job(request.namespace, job_name)  # a replay: the Job made last time
@@ -269,6 +278,23 @@ class RunControl:
         job = await self._context.cluster.get_job(request.namespace, name)
         if job is not None and awaiting_adoption(job) and made_for(job, request):
             await self._context.cluster.delete_job(request.namespace, name)
+
+    async def sweep(self, job: dict[str, Any]) -> None:
+        """Deletes a suspended Job whose request is gone or rejected (run_requests.abandoned): its
+        withdrawal or rejection could not delete it (no operator ran, or the call failed). Called for
+        the Jobs a catalog check lists (handlers._check_catalog); reads the request only for a Job
+        that may be abandoned."""
+        if not may_be_abandoned(job, self._context.clock()):
+            return
+        meta = job["metadata"]
+        run_name = meta["annotations"][c.ANNOTATION_RUN]
+        try:
+            run = await self._context.cluster.get_run(meta["namespace"], run_name)
+            if abandoned(job, run, self._context.clock()):
+                logger.info("deleting suspended Job %s/%s: its request %s is gone or rejected", *_key(job), run_name)
+                await self._context.cluster.delete_job(meta["namespace"], meta["name"])
+        except Exception:  # the rest of the catalog check goes on; the next one looks again
+            logger.warning("checking suspended Job %s/%s failed; the next catalog check retries", *_key(job))
 
     async def _finish_start(self, request: RunRequest) -> None:
         if request.job_name:

@@ -1,14 +1,19 @@
 """A ScheduledJobRun: what the API asks for, and how the operator decides it."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.builders import build_manual_job
 from scheduledjob.run_requests import (
+    ABANDONED_AFTER_SECONDS,
+    abandoned,
     accepted_status,
     build_run,
     decide,
     expired,
     job_name_for,
+    made_for,
     read_run,
     rejected_status,
     seconds_until_gc,
@@ -75,3 +80,39 @@ def test_decided_requests_are_collected_after_their_ttl_undecided_never() -> Non
     assert seconds_until_gc(run, NOW, ttl=600) == 600
     run["status"] = rejected_status("AlreadyRunning", "busy", NOW - timedelta(hours=1))
     assert seconds_until_gc(run, NOW, ttl=600) == -3000
+
+
+def suspended_job(run_name: str = "cache-cleanup-ab1cd", created: datetime = NOW) -> dict[str, Any]:
+    """The Job an operator makes for a request, as stored: suspended, awaiting adoption."""
+    cronjob = {
+        "metadata": {"name": "cache-cleanup", "namespace": "cms", "uid": "cj-uid"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": []}}}}},
+    }
+    job = build_manual_job(cronjob, "cache-cleanup-m1b2c3d4e", "alice", run_name=run_name)
+    job["metadata"]["creationTimestamp"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return job
+
+
+def test_a_job_is_made_for_the_request_it_names_not_for_one_with_a_like_name() -> None:
+    request = read_run(stored(build_run("cms", "cache-cleanup", "sj-uid", "alice", NOW)))
+    assert made_for(suspended_job("cache-cleanup-ab1cd"), request)
+    assert not made_for(suspended_job("cache-cleanup-zz9zz"), request)
+
+
+def test_a_suspended_job_is_abandoned_once_old_and_its_request_gone_or_rejected() -> None:
+    job = suspended_job()
+    later = NOW + timedelta(seconds=ABANDONED_AFTER_SECONDS)
+    undecided: dict[str, Any] = {"status": {}}
+    accepted = {"status": {"phase": "Accepted"}}
+    rejected = {"status": {"phase": "Rejected"}}
+    assert abandoned(job, None, later) and abandoned(job, rejected, later)
+    # A request still to be decided, or accepted and about to be resumed, keeps its Job.
+    assert not abandoned(job, undecided, later) and not abandoned(job, accepted, later)
+    # Young: a decision may still be on its way (its create landed, its answer not yet).
+    assert not abandoned(job, None, later - timedelta(seconds=1))
+    resumed = suspended_job()
+    del resumed["metadata"]["annotations"][c.ANNOTATION_AWAITING_ADOPTION]
+    cancelled = suspended_job()
+    cancelled["metadata"]["annotations"][c.ANNOTATION_CANCELLED_BY] = "bob"
+    going = {**job, "metadata": {**job["metadata"], "deletionTimestamp": "2026-01-10T03:01:00Z"}}
+    assert not any(abandoned(other, None, later) for other in (resumed, cancelled, going))

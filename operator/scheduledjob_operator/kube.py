@@ -66,6 +66,10 @@ class Rejected(Refused):
     """The API server refused the object as invalid (HTTP 422); the message names the field."""
 
 
+class Forbidden(Refused):
+    """The API server forbade the request (HTTP 403: RBAC, a quota, an admission policy)."""
+
+
 class NamespaceTerminating(Exception):
     """The namespace is being deleted (HTTP 403, cause NamespaceTerminating): nothing new can be made in
     it, and what is in it is about to be deleted too; retrying cannot help."""
@@ -165,22 +169,23 @@ async def _parsed(response: Any) -> dict[str, Any]:
     return result
 
 
-def _causes(error: ApiException) -> list[str]:
-    """The reasons of a Status body's `details.causes` (none if the body is not a Status). An unparsed
-    call's error carries the body as its reason (`_json`)."""
+def _status(error: ApiException) -> dict[str, Any]:
+    """The Status body of an error ({} if there is none). An unparsed call's error carries the body as its
+    reason (`_parsed`)."""
     try:
-        details = json.loads(error.body or error.reason or "{}").get("details") or {}
-        return [str(cause.get("reason")) for cause in details.get("causes") or []]
-    except (TypeError, ValueError, AttributeError):
-        return []
+        body = json.loads(error.body or error.reason or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _causes(error: ApiException) -> list[str]:
+    """The reasons of a Status body's `details.causes`."""
+    return [str(cause.get("reason")) for cause in (_status(error).get("details") or {}).get("causes") or []]
 
 
 def _message(error: ApiException) -> str:
-    """The message of a Status body (an unparsed call's error carries the body as its reason)."""
-    try:
-        return str(json.loads(error.body or error.reason or "{}").get("message") or error.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(error.reason)
+    return str(_status(error).get("message") or error.reason)
 
 
 def _translate(error: ApiException) -> Exception:
@@ -190,6 +195,8 @@ def _translate(error: ApiException) -> Exception:
         return Conflict(str(error.reason))
     if error.status == 422:
         return Rejected(_message(error))
+    if error.status == 403:
+        return Forbidden(_message(error))
     return error
 
 
@@ -237,34 +244,32 @@ class Cluster:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     # --- kopf's peering object (read only: kopf itself writes it) ------------------------------
-    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
-        """The kopf peering object `name`: cluster-wide if `namespace` is None."""
+    async def _get_or_none(self, call: Callable[..., Awaitable[Any]], *args: Any) -> dict[str, Any] | None:
+        """A custom object through `call` (`_call` or `_run_call`); None if it does not exist."""
         try:
-            if namespace is None:
-                result: dict[str, Any] = await self._call(
-                    self._custom.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", name
-                )
-            else:
-                result = await self._call(
-                    self._custom.get_namespaced_custom_object, "kopf.dev", "v1", namespace, "kopfpeerings", name
-                )
+            result: dict[str, Any] = await call(*args)
             return result
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
+    # --- kopf's peering object (read only: kopf itself writes it) ------------------------------
+    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """The kopf peering object `name`: cluster-wide if `namespace` is None."""
+        if namespace is None:
+            return await self._get_or_none(
+                self._call, self._custom.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", name
+            )
+        return await self._get_or_none(
+            self._call, self._custom.get_namespaced_custom_object, "kopf.dev", "v1", namespace, "kopfpeerings", name
+        )
+
     # --- ScheduledJobs -------------------------------------------------------------------------
     async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._call(
-                self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, name
-            )
-            return result
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await self._get_or_none(
+            self._call, self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, name
+        )
 
     def scheduled_job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledJob in these namespaces (None: all), a page at a time (kept small in memory)."""
@@ -531,7 +536,7 @@ class Cluster:
 
     async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """Creates the Job and returns it as stored; None if a Job of that name exists already. A Job the
-        API server refuses (a quota, an admission policy, invalid) raises Refused."""
+        API server refuses (a quota, an admission policy: Forbidden; invalid: Rejected) raises Refused."""
         try:
             response = await self._run_call(
                 self._batch.create_namespaced_job, job["metadata"]["namespace"], job, _preload_content=False
@@ -540,10 +545,7 @@ class Cluster:
         except ApiException as error:
             if error.status == 409:
                 return None
-            translated = _translate(error)
-            if translated is error and error.status == 403:
-                raise Refused(_message(error)) from error
-            raise translated from error
+            raise _translate(error) from error
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""
@@ -585,15 +587,9 @@ class Cluster:
         return True
 
     async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._run_call(
-                self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name
-            )
-            return result
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return await self._get_or_none(
+            self._run_call, self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.RUN_PLURAL, name
+        )
 
     async def own_run(self, namespace: str, name: str, owner: dict[str, Any]) -> str | None:
         """Makes a (kubectl-created) request owned by its ScheduledJob, so it goes with it. Returns the

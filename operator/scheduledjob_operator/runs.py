@@ -19,7 +19,6 @@ any earlier attempt, also one whose create landed though its answer was lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -106,13 +105,9 @@ class RunControl:
         except Rejection as rejection:
             await self._reject(request, resource_version, rejection)
             return
-        except Exception:
-            # Undecided (the requester gets 503 when its wait ends, the resync retries): no half-made run
-            # may stay behind, also one whose create landed though its answer was lost. Best effort: the
-            # retry and the rejection of an expired request drop it too.
-            with contextlib.suppress(Exception):
-                await self._drop_unstarted(request)
-            raise
+        # Any other failure leaves the request undecided (the requester gets 503 when its wait ends) and a
+        # suspended Job maybe made, even if its create's answer was lost: the retry (handlers) finds and
+        # adopts it, a rejection or withdrawal deletes it, and so does the sweep if all of those fail.
         reported = await self._report(request, resource_version, accepted_status(job, decision, self._context.clock()))
         if not reported:  # the requester gave up (deleted the request): this run must not start
             await cluster.delete_job(request.namespace, job["metadata"]["name"])

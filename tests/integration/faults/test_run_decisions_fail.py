@@ -3,7 +3,6 @@ decision to leave nothing behind:
 
 - a Job the cluster refuses for good (an admission policy, a quota) rejects the request with the API
   server's reason, at once: it is not retried forever;
-
 - the API server refused the operator's Job create for a while (500/429): the request, made with
   kubectl so nobody waits on it and no further event comes, is decided once the creates work again
   (the operator retries failed decisions itself, with backoff);
@@ -24,6 +23,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
@@ -81,9 +81,10 @@ async def gone(jobs: ScheduledJobs, scheduled_job: str, job_name: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def jobs_denied(jobs: ScheduledJobs, message: str) -> AsyncIterator[None]:
+async def jobs_denied(jobs: ScheduledJobs, message: str, reason: str) -> AsyncIterator[None]:
     """A ValidatingAdmissionPolicy denying every Job create in the test's namespace (as a release freeze
-    or a Kyverno/Gatekeeper rule would), in force once a dry-run create is refused."""
+    or a Kyverno/Gatekeeper rule would) with `reason` (Invalid: 422, Forbidden: 403, as a quota answers),
+    in force once a dry-run create is refused."""
     admission: Any = client.AdmissionregistrationV1Api(jobs.custom.api_client)
     name = f"deny-jobs-{jobs.namespace}"[:63]
     rule = {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}
@@ -92,7 +93,7 @@ async def jobs_denied(jobs: ScheduledJobs, message: str) -> AsyncIterator[None]:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [rule]},
-            "validations": [{"expression": "false", "message": message}],
+            "validations": [{"expression": "false", "message": message, "reason": reason}],
         },
     }
     binding = {
@@ -112,8 +113,8 @@ async def jobs_denied(jobs: ScheduledJobs, message: str) -> AsyncIterator[None]:
         async def in_force() -> bool:
             try:
                 await jobs.batch.create_namespaced_job(jobs.namespace, probe_job, dry_run="All")
-            except ApiException as error:  # 422 Invalid: the policy's default reason
-                return message in str(error.body)
+            except ApiException as error:
+                return error.status == {"Invalid": 422, "Forbidden": 403}[reason] and message in str(error.body)
             return False
 
         await eventually(in_force, timeout=30, what="the admission policy in force")
@@ -123,14 +124,15 @@ async def jobs_denied(jobs: ScheduledJobs, message: str) -> AsyncIterator[None]:
         await admission.delete_validating_admission_policy(name)
 
 
+@pytest.mark.parametrize("answer", ["Invalid", "Forbidden"])
 async def test_a_job_the_cluster_refuses_rejects_the_request_naming_why(
-    scheduled_jobs: ScheduledJobs, operators: OperatorFactory
+    scheduled_jobs: ScheduledJobs, operators: OperatorFactory, answer: str
 ) -> None:
     operators()
     await scheduled_jobs.create("frozen", manual_only())
     await ManualRuns(scheduled_jobs).cronjob("frozen")
 
-    async with jobs_denied(scheduled_jobs, "no runs during the release freeze"):
+    async with jobs_denied(scheduled_jobs, "no runs during the release freeze", answer):
         await request_run(scheduled_jobs, "frozen", "during-the-freeze", requestedBy="alice")
         status = await eventually(
             lambda: decided(scheduled_jobs, "during-the-freeze"), timeout=30, what="the request decided"

@@ -13,8 +13,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Source roots only (see .dockerignore); pyproject.toml finds the packages under operator/, api/ and tools/.
+# Source roots only (see .dockerignore); pyproject.toml finds the packages under common/, operator/, api/ and tools/.
 COPY pyproject.toml ./
+COPY common ./common
 COPY operator ./operator
 COPY api ./api
 COPY tools ./tools

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/api:$(CURDIR)/tools:$(CURDIR)
+export PYTHONPATH := $(CURDIR)/common:$(CURDIR)/operator:$(CURDIR)/api:$(CURDIR)/tools:$(CURDIR)
 PORT ?= 8080
 STATE_DIR ?= .cluster
 HELM := bin/helm
@@ -55,7 +55,7 @@ lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict over the packages, tools and tests
-	$(VENV)/bin/mypy operator api tools tests bench
+	$(VENV)/bin/mypy common operator api tools tests bench
 
 check: lint typecheck ## lint + typecheck
 

@@ -81,7 +81,7 @@ executions = Table(
     Column("cancelled_by", String(NAME), nullable=True),
     Column("message", Text, nullable=True),
     Column("request_reason", Text, nullable=True),  # given with execute (r0003)
-    # Diagnostics (operator/scheduledjob/diagnostics.py), all optional.
+    # Diagnostics (common/scheduledjob/diagnostics.py), all optional.
     Column("exit_code", Integer, nullable=True),
     Column("reason", String(NAME), nullable=True),
     Column("container", String(NAME), nullable=True),

@@ -12,7 +12,7 @@ MAX_PAGE_SIZE: Final = 1000
 
 
 class Diagnostics(Protocol):
-    """Anything with these attributes (operator/scheduledjob/diagnostics.py produces them)."""
+    """Anything with these attributes (common/scheduledjob/diagnostics.py produces them)."""
 
     @property
     def exit_code(self) -> int | None: ...

@@ -12,9 +12,10 @@ from typing import Any
 
 import uvicorn
 from pythonjsonlogger.core import RESERVED_ATTRS
+from scheduledjob_client import load_configuration
 
 from scheduledjob_api.app import create_app
-from scheduledjob_api.kube import KubeCluster, load_configuration
+from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.server import EnvelopeHttpToolsProtocol
 from scheduledjob_api.settings import DevSecretInPodError, Settings
 
@@ -93,7 +94,13 @@ def main(argv: list[str] | None = None) -> None:
         log_config=log_config,
         loop="uvloop",
         http=EnvelopeHttpToolsProtocol,
+        **proxy_options(settings),
     )
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's handling of X-Forwarded-* headers: believed from the configured proxies only."""
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from scheduledjob_archive.settings import ArchiveSettings
 from scheduledjob_api import API_VERSION
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Cluster
-from scheduledjob_api.docs import install_docs
+from scheduledjob_api.docs import install_docs, install_root
 from scheduledjob_api.envelope import install_error_handlers
 from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
@@ -93,6 +93,7 @@ def create_app(
     app.include_router(logs.router)  # app.state.log_store (the archive's LogStore) serves finished runs
     app.include_router(health.router)
     install_docs(app, BASE_PATH)
+    install_root(app, BASE_PATH)  # GET /: the dashboard for a browser, links for anything else
     install_ui(app)  # the dashboard at /ui/ (not in the OpenAPI document)
     app.openapi = _openapi_without_validation_422(app)  # type: ignore[method-assign]
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS, ContainerLog
 from scheduledjob.timefmt import format_utc
 from scheduledjob_archive.records import ArchivedExecution, Deletion, RecentRun
 
@@ -47,17 +47,8 @@ def recent_run(run: RecentRun) -> dict[str, Any]:
 
 def diagnostics(row: ArchivedExecution) -> dict[str, Any]:
     """Why a finished run ended as it did (scheduledjob.diagnostics); nulls while it runs."""
-    return {
-        "exit_code": row.exit_code,
-        "reason": row.reason,
-        "container": row.container,
-        "container_message": row.container_message,
-        "pod_name": row.pod_name,
-        "node_name": row.node_name,
-        "attempts": row.attempts,
-        "scheduled_at": _time(row.scheduled_at),
-        "start_delay_ms": row.start_delay_ms,
-    }
+    found = {name: getattr(row, name) for name in DIAGNOSTIC_FIELDS}
+    return {**found, "scheduled_at": _time(row.scheduled_at)}  # a datetime in the archive, text on the wire
 
 
 def job_transaction(row: ArchivedExecution) -> dict[str, Any]:

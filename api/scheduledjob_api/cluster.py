@@ -98,8 +98,15 @@ class Cluster(Protocol):
         pods at once (operator or not); the operator records it and removes the Job."""
         ...
 
-    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
-        """Merge-patches the ScheduledJob's annotations (None removes one) and returns it as stored."""
+    async def annotate_scheduled_job(
+        self, namespace: str, name: str, annotations: dict[str, str | None], resource_version: str | None = None
+    ) -> Obj:
+        """Merge-patches the ScheduledJob's annotations (None removes one) and returns it as stored. With
+        `resource_version`, only if the object is still at that version: else ClusterConflict (409)."""
+        ...
+
+    async def get_scheduled_job(self, namespace: str, name: str) -> Obj | None:
+        """The ScheduledJob as the API server has it now (not the cache); None if it is gone."""
         ...
 
     async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:

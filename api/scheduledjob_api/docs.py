@@ -1,7 +1,8 @@
 """Swagger UI and ReDoc served from assets packaged with the API (fastapi-offline's copies of
 swagger-ui-dist and redoc's standalone bundle): the docs work in an offline or air-gapped cluster.
 
-Pages: `{base}/docs` (Swagger UI), `{base}/redoc` (ReDoc); assets under `{base}/docs/assets/`.
+Pages: `{base}/docs` (Swagger UI), `{base}/redoc` (ReDoc); assets under `{base}/docs/assets/`. `GET /`
+points to them and to the dashboard.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+
+from scheduledjob_api.envelope import respond
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
@@ -51,3 +54,23 @@ def install_docs(app: FastAPI, base: str) -> None:
             redoc_favicon_url=f"{root}{assets}/favicon.png",
             with_google_fonts=False,
         )
+
+
+def install_root(app: FastAPI, base: str, ui: str = "/ui/") -> None:
+    """`GET /`: a browser (it accepts text/html) is redirected to the dashboard; any other client gets a
+    small envelope with the links (dashboard, docs, OpenAPI document, the API), not a bare 404."""
+    openapi_url = app.openapi_url or f"{base}/openapi.json"
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def root(request: Request) -> JSONResponse | RedirectResponse:
+        root_path = request.scope.get("root_path", "")
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"{root_path}{ui}", status_code=307)
+        links = {
+            "ui": ui,
+            "docs": f"{base}/docs",
+            "redoc": f"{base}/redoc",
+            "openapi": openapi_url,
+            "api": f"{base}/admin/scheduled-jobs",
+        }
+        return respond(request, {"title": app.title, "links": {k: f"{root_path}{v}" for k, v in links.items()}})

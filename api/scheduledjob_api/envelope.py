@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -105,7 +106,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         if detail == reason_phrase(405):
             detail = f'No route found for "{request.method} {request.url.path}": method not allowed'
-        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        if isinstance(exc, MethodNotAllowed):
+            headers["Allow"] = exc.allow
+        else:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return await _error_response(request, exc.status_code, detail, headers=headers)
 
 
@@ -119,6 +123,25 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+class MethodNotAllowed(StarletteHTTPException):
+    """A 405 whose `Allow` is known (not computed from the routes)."""
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(405, headers={"Allow": allow})
+        self.allow = allow
+
+
+def only(*methods: str) -> Callable[[], Awaitable[None]]:
+    """The endpoint of a route that answers 405 with `Allow: <methods>`: a literal path (`/transactions`)
+    would otherwise fall into a parameter route beside it (`DELETE /{jobId}`) and answer, and advertise
+    in `Allow`, that route's methods."""
+
+    async def method_not_allowed() -> None:
+        raise MethodNotAllowed(", ".join(methods))
+
+    return method_not_allowed
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """Bad query, path or body values are the caller's mistake (400, naming the parameter or field);
     anything else is 422."""
@@ -128,10 +151,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     parts = []
     for err in errors:
         loc = err.get("loc", ())
+        if err.get("type") == "json_invalid":
+            parts.append(_malformed_json(exc.body, err))
+            continue
         where = f"{loc[0]} parameter" if loc and loc[0] in ("query", "path") else "field"
         name = ".".join(str(part) for part in loc[1:]) or "?"
         parts.append(f"Invalid {where} '{name}': {err.get('msg', 'invalid value')}")
     return await _error_response(request, 400 if in_parameters else 422, "; ".join(parts))
+
+
+def _malformed_json(body: Any, err: Mapping[str, Any]) -> str:
+    """`Malformed JSON body: <what> at line L, column C`: FastAPI's error carries the decoder's message
+    and the character offset; the line and column are counted in the body as sent."""
+    loc = err.get("loc", ())
+    problem = str((err.get("ctx") or {}).get("error") or "not valid JSON")
+    offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    if offset is None:
+        return f"Malformed JSON body: {problem}"
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body if isinstance(body, str) else ""
+    before = text[:offset]
+    line = before.count("\n") + 1
+    column = offset - (before.rfind("\n") + 1) + 1
+    return f"Malformed JSON body: {problem} at line {line}, column {column} (character {offset + 1})"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from scheduledjob import constants as c
 from scheduledjob.diagnostics import (
     DEFAULT_LOG_MAX_BYTES,
     DEFAULT_LOG_MAX_LINES,
@@ -99,18 +98,26 @@ class ExecutionLogs:
         namespace, owner = target.key
         history = (target.obj.get("status") or {}).get("history") or []
         record = next((r for r in history if isinstance(r, dict) and r.get("executionId") == execution_id), None)
-        job = self._cache.job((namespace, execution_id))
-        if job is not None and (job["metadata"].get("labels") or {}).get(c.LABEL_SCHEDULED_JOB) != owner:
-            job = None  # a Job of that name, but another ScheduledJob's
+        # The ScheduledJob's Jobs as the ledger knows them: controlled by its CronJob (owner UID checked),
+        # so a Job that only copies the label and the name is nobody's run and its pods are not served.
+        job = next(
+            (j for j in self._cache.jobs_for((namespace, owner)) if j["metadata"].get("name") == execution_id), None
+        )
+        recorded_uid = (record or {}).get("uid")
+        if job is not None and recorded_uid and job["metadata"].get("uid") != recorded_uid:
+            job = None  # a later Job that took the recorded run's name: not that run
         if record is None and job is None:
             raise ApiError(404, f"Execution {execution_id!r} of scheduled job {job_id} not found")
         status = observe_job(job, self._now()).status if job is not None else str((record or {}).get("status"))
         uid = (record or {}).get("uid") or (job or {}).get("metadata", {}).get("uid")
         return Execution(target.job_id, namespace, execution_id, uid, status, job)
 
-    async def logs(self, job_id: str, execution_id: str, bounds: Bounds) -> dict[str, Any]:
+    async def logs(
+        self, job_id: str, execution_id: str, bounds: Bounds, container: str | None = None
+    ) -> dict[str, Any]:
         execution = self.find(job_id, execution_id)
         source, logs = await self._collect(execution, bounds)
+        logs = _only(logs, container, execution.name)
         return {
             "job_id": execution.job_id,
             "execution_id": execution.name,
@@ -163,8 +170,7 @@ class ExecutionLogs:
         if execution.status != "running":
             bounds = Bounds(tail_lines or DEFAULT_LOG_MAX_LINES, limit_bytes or DEFAULT_LOG_MAX_BYTES)
             _, logs = await self._collect(execution, bounds)
-            chosen = [log for log in logs if container in (None, log.container)]
-            return _finished_text(chosen, bounds)
+            return _finished_text(_only(logs, container, execution.name), bounds)
         pods = await self._list_pods(execution)
         if not pods:
             raise ApiError(409, f"Execution {execution_id!r} has no pod yet; try again in a moment")
@@ -173,7 +179,7 @@ class ExecutionLogs:
         main = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
         name = container or (main[0] if main else "")
         if name not in names:
-            raise ApiError(400, f"Container {name!r} is not in pod {pod['metadata']['name']!r} ({', '.join(names)})")
+            raise _unknown_container(name, execution.name, names)
         return self._follow(pod["metadata"]["namespace"], pod["metadata"]["name"], name, tail_lines, limit_bytes)
 
     async def _follow(
@@ -197,6 +203,26 @@ class ExecutionLogs:
                 return
             await asyncio.sleep(START_POLL_SECONDS)
             waited += START_POLL_SECONDS
+
+
+def _unknown_container(container: str, execution: str, names: list[str]) -> ApiError:
+    listed = ", ".join(repr(name) for name in names)
+    return ApiError(
+        400,
+        f"Invalid query parameter 'container': execution {execution!r} has no container "
+        f"{container!r}; its containers are {listed}",
+    )
+
+
+def _only(logs: list[ContainerLog], container: str | None, execution: str) -> list[ContainerLog]:
+    """The logs of `container` alone (None: all); a name the run does not have is a 400 listing its
+    containers (when it has none yet, there is nothing to check it against)."""
+    if container is None:
+        return logs
+    names = list(dict.fromkeys(log.container for log in logs))
+    if names and container not in names:
+        raise _unknown_container(container, execution, names)
+    return [log for log in logs if log.container == container]
 
 
 async def _finished_text(logs: list[ContainerLog], bounds: Bounds) -> AsyncIterator[bytes]:

@@ -6,12 +6,10 @@ longer has, as long as the archive holds runs of it (until retention removes the
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from scheduledjob.models import RecordStatus, Trigger
@@ -39,6 +37,7 @@ class Filters:
     started_to: datetime | None = None
     namespace: str | None = None
     name: str | None = None
+    statuses: tuple[RecordStatus, ...] | None = None  # any of these (the dashboard: runs apart from pauses)
 
 
 def _window(page: int | None, page_size: int | None) -> tuple[int, int]:
@@ -47,31 +46,32 @@ def _window(page: int | None, page_size: int | None) -> tuple[int, int]:
     return page or 1, page_size or DEFAULT_PAGE_SIZE
 
 
+# `{page}.{started_at in microseconds since 1970 UTC}.{uid}`: the OpenAPI document states this shape, and
+# every string of it is a cursor the API accepts (a client may build one: "the page after this record").
+CURSOR_PATTERN: Final = r"^[1-9][0-9]{0,8}\.[0-9]{1,17}\.[A-Za-z0-9:_-]{1,64}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where the next page starts: the last record's key, and that page's number. Opaque to clients
-    (base64url JSON); following it costs the same at any depth, unlike `page=N`."""
+    """Where the next page starts: the last record's key, and that page's number. Following it costs
+    the same at any depth, unlike `page=N`."""
 
     page: int
     started_at: datetime
     uid: str
 
     def encode(self) -> str:
-        text = json.dumps([self.page, self.started_at.isoformat(), self.uid], separators=(",", ":"))
-        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        micros = (self.started_at - _EPOCH) // timedelta(microseconds=1)
+        return f"{self.page}.{micros}.{self.uid}"
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        try:
-            page, started_at, uid = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            moment = datetime.fromisoformat(started_at)
-            if not (isinstance(page, int) and page >= 1 and isinstance(uid, str) and moment.tzinfo is not None):
-                raise ValueError(text)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as error:
-            raise ApiError(
-                400, "Invalid query parameter 'cursor': pass a meta.pagination.nextCursor unchanged"
-            ) from error
-        return cls(page, moment, uid)
+        if not _CURSOR.match(text):
+            raise ApiError(400, "Invalid query parameter 'cursor': pass a meta.pagination.nextCursor unchanged")
+        page, micros, uid = text.split(".", 2)
+        return cls(int(page), _EPOCH + timedelta(microseconds=int(micros)), uid)
 
 
 def pagination(page: Page) -> dict[str, Any]:
@@ -104,10 +104,12 @@ class History:
         result = await self._page(filters, page, page_size, cursor, scheduled_job_id=None)
         return [archive_views.job_transaction(row) for row in result.items], pagination(result)
 
-    async def recent(self, job_ids: list[int], per_job: int) -> dict[int, list[dict[str, Any]]]:
+    async def recent(
+        self, job_ids: list[int], per_job: int, statuses: tuple[RecordStatus, ...] | None = None
+    ) -> dict[int, list[dict[str, Any]]]:
         """The newest `per_job` runs of each of these jobs, in one query (the dashboard's jobs page)."""
         try:
-            found = await self._archive.recent_by_job(job_ids, per_job)
+            found = await self._archive.recent_by_job(job_ids, per_job, statuses)
         except Unreachable as error:
             raise _unavailable(error) from error
         return {number: [archive_views.recent_run(row) for row in rows] for number, rows in found.items()}
@@ -148,9 +150,7 @@ class History:
         scheduled_job_id: int | None,
     ) -> Page:
         after = None
-        if cursor is not None:
-            if page is not None:
-                raise ApiError(400, "Invalid query parameter 'cursor': pass either page or cursor, not both")
+        if cursor is not None:  # the cursor knows its page: a `page` beside it is ignored, not refused
             seek = Cursor.decode(cursor)
             number, size, after = seek.page, page_size or DEFAULT_PAGE_SIZE, (seek.started_at, seek.uid)
         else:
@@ -160,6 +160,7 @@ class History:
             namespace=filters.namespace,
             name=filters.name,
             status=filters.status,
+            statuses=filters.statuses,
             trigger=filters.trigger,
             user=filters.user,
             started_from=filters.started_from,

@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import random
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
+from scheduledjob_client import load_configuration, skip_environment_lookups
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -45,28 +44,6 @@ WATCH_EVENT_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"
 RUN_POLL_SECONDS: Final = 0.25  # reading a run request when its watch failed
 
 
-def _kubeconfig_path() -> str | None:
-    """KUBECONFIG, else ~/.kube/config if it exists, else None (meaning: use the in-cluster account)."""
-    if kubeconfig := os.environ.get("KUBECONFIG"):
-        return kubeconfig
-    default_path = os.path.expanduser("~/.kube/config")
-    if os.path.exists(default_path) or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return default_path  # outside a cluster a missing file is the error worth reporting
-    return None
-
-
-async def load_configuration() -> Configuration:
-    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account."""
-    configuration = Configuration()
-    path = _kubeconfig_path()
-    if path is None:
-        incluster: Any = config.load_incluster_config  # untyped in kubernetes_asyncio
-        incluster(client_configuration=configuration)
-    else:
-        await config.load_kube_config(config_file=path, client_configuration=configuration)
-    return configuration
-
-
 def _message(body: bytes | str | None) -> str:
     text = body.decode(errors="replace") if isinstance(body, bytes) else (body or "")
     try:
@@ -86,20 +63,6 @@ def classify(status: int, message: str) -> ClusterError:
     if status == 429 or status >= 500:
         return ClusterUnavailable(f"Kubernetes API answered {status}: {message}")
     return ClusterRequestError(status, message)
-
-
-def skip_environment_lookups(api: ApiClient) -> None:
-    """Stops aiohttp from looking up ~/.netrc and the proxy variables on every request.
-
-    Performance (bench/, `execute_p50_ratio_vs_raw_create`): kubernetes_asyncio opens its aiohttp
-    session with `trust_env=True`, so each request first runs a netrc lookup and a proxy lookup in
-    worker threads: two thread hops, about 1 ms per request on an idle machine and several under load.
-    Without proxy variables there is nothing to find (the client authenticates by certificate or
-    bearer token, never netrc), so the session stops looking; with a proxy configured nothing changes.
-    """
-    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
-    if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
-        session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
 
 
 class KubeCluster:
@@ -379,8 +342,13 @@ class KubeCluster:
             self._timeout,
         )
 
-    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
-        patch = {"metadata": {"annotations": annotations}}
+    async def annotate_scheduled_job(
+        self, namespace: str, name: str, annotations: dict[str, str | None], resource_version: str | None = None
+    ) -> Obj:
+        # A merge patch that carries metadata.resourceVersion is conditional: the API server answers 409
+        # Conflict when the object has changed since that version.
+        version = {"resourceVersion": resource_version} if resource_version else {}
+        patch = {"metadata": {"annotations": annotations, **version}}
         return await self._json(
             lambda api: _custom(api).patch_namespaced_custom_object(
                 c.GROUP,
@@ -395,6 +363,23 @@ class KubeCluster:
             ),
             self._timeout,
         )
+
+    async def get_scheduled_job(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self._json(
+                lambda api: _custom(api).get_namespaced_custom_object(
+                    c.GROUP,
+                    c.VERSION,
+                    namespace,
+                    c.PLURAL,
+                    name,
+                    _preload_content=False,
+                    _request_timeout=self._timeout,
+                ),
+                self._timeout,
+            )
+        except ClusterNotFound:
+            return None
 
     async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
         if deleted_by is not None:  # the operator reads who deleted it from the object it sees go (archive)

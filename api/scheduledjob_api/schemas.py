@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from scheduledjob import limits
 from scheduledjob.models import ConcurrencyPolicy, ExecutionStatus, RecordStatus, State, Trigger
 
 T = TypeVar("T")
 
 Timestamp = str  # RFC 3339 UTC, e.g. "2025-01-23T10:30:00Z"
-MAX_REASON_LENGTH = 500  # fits an annotation and the CRD's record bound (1000) with room
+MAX_REASON_LENGTH = limits.REASON  # the CRD's requestReason and pauseReason (one table: scheduledjob.limits)
 
 
 class _Closed(BaseModel):
@@ -305,7 +306,7 @@ class NotReadyEnvelope(_EnvelopeHead):
 
 
 _ERROR_TEXT: dict[int, str] = {
-    400: "A bad query parameter or body field (the error names it).",
+    400: "A bad parameter (query or path, e.g. one longer than documented) or body (the error names it).",
     401: "No valid bearer token (`logged_in: false`).",
     403: "The token lacks this endpoint's permission (`logged_in: true`; `data.required_permission` names it).",
     404: "Scheduled job not found.",

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from scheduledjob.executions import observe_job
+from scheduledjob.limits import REASON, cut
 from scheduledjob.pause import pause_annotations, pause_of, resume_annotations
-from scheduledjob.run_requests import build_run, cap_subject
+from scheduledjob.run_requests import build_run, cap_subject, decide
 from scheduledjob.schedule_preview import describe, upcoming
 from scheduledjob.timefmt import format_utc
 
@@ -40,6 +41,8 @@ LOCAL_OVERLAY_SECONDS: Final = 120.0
 # never starts it later), and the API waits this much longer for a decision taken just in time.
 DEFAULT_DECISION_SECONDS: Final = 10.0
 DECISION_GRACE_SECONDS: Final = 2.0
+# Pause/resume: how many times a conditional write that met a concurrent change is decided again.
+PAUSE_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,9 @@ class ScheduledJobService:
         operator alone checks the concurrency policy against every running execution and starts the Job."""
         target = self.resolve(job_id)
         namespace, name = target.key
-        cronjob = self._cache.cronjob_for(target.key)
-        if cronjob is None or not cronjob.get("metadata", {}).get("uid"):
-            state = views.list_item(target.obj)["status"]
-            raise ApiError(409, f"Scheduled job {name!r} cannot be executed yet: it has no CronJob (state: {state})")
+        missing = self._without_cronjob(target)
+        if missing is not None:
+            raise ApiError(409, missing)
         expires = self._now() + timedelta(seconds=self._decision_seconds)
         run = build_run(namespace, name, target.obj["metadata"]["uid"], principal.subject, expires, reason)
         try:
@@ -187,6 +189,26 @@ class ScheduledJobService:
             503,
             f"No scheduled jobs operator decided the request within {self._decision_seconds:g}s; nothing was started",
         )
+
+    def _without_cronjob(self, target: Target) -> str | None:
+        cronjob = self._cache.cronjob_for(target.key)
+        if cronjob is None or not cronjob.get("metadata", {}).get("uid"):
+            state = views.list_item(target.obj)["status"]
+            return f"Scheduled job {target.key[1]!r} cannot be executed yet: it has no CronJob (state: {state})"
+        return None
+
+    def execute_refusal(self, job_id: str) -> str | None:
+        """Why execute would be refused now, or None: no CronJob (this API's 409), or a run already
+        running under Forbid (the operator's rule, run_requests.decide, over the runs this cache sees).
+        Advisory (the dashboard disables its Run now button with it); execute still asks the operator."""
+        target = self.resolve(job_id)
+        missing = self._without_cronjob(target)
+        if missing is not None:
+            return missing
+        running = [job["metadata"]["name"] for job in self._running(target.key)]
+        policy = str((target.obj.get("spec") or {}).get("concurrencyPolicy") or "Forbid")
+        decision = decide(policy, target.key[1], running)
+        return None if decision.accept else decision.message
 
     async def cancel(self, job_id: str, principal: Principal) -> dict[str, Any]:
         target = self.resolve(job_id)
@@ -229,7 +251,7 @@ class ScheduledJobService:
             namespace, name = target.key
             try:
                 await self._cluster.delete_scheduled_job(
-                    namespace, name, deleted_by=principal.subject if principal else None
+                    namespace, name, deleted_by=cap_subject(principal.subject) if principal else None
                 )
             except ClusterNotFound:
                 self._cache.forget_scheduled_job(target.key)
@@ -267,34 +289,54 @@ class ScheduledJobService:
 
     async def pause(self, job_id: str, principal: Principal, reason: str | None) -> dict[str, Any]:
         """Pauses scheduling; a job already paused stays as it is (who, when and why unchanged)."""
-        target = self.resolve(job_id)
-        async with self._lock(target.key):
-            target = self.resolve(job_id)
-            if pause_of(target.obj.get("metadata")) is not None:
-                return _pause_state(target.job_id, target.obj, changed=False)
-            stored = await self._annotate(target, pause_annotations(principal.subject, format_utc(self._now()), reason))
-            return _pause_state(target.job_id, stored, changed=True)
+        who, why = cap_subject(principal.subject), cut(reason, REASON)
+        return await self._pause_or_resume(job_id, True, lambda: pause_annotations(who, format_utc(self._now()), why))
 
     async def resume(self, job_id: str, principal: Principal) -> dict[str, Any]:
         """Lifts an admin's pause; a job that is not paused (running, idle) is left as it is."""
+        who = cap_subject(principal.subject)
+        return await self._pause_or_resume(job_id, False, lambda: resume_annotations(who, format_utc(self._now())))
+
+    async def _pause_or_resume(
+        self, job_id: str, pause: bool, annotations: Callable[[], dict[str, str | None]]
+    ) -> dict[str, Any]:
+        """Check-then-act made safe across API replicas (each has its own cache and lock): the write is a
+        merge patch conditional on the resourceVersion the decision was taken on. If the object changed
+        meanwhile (409: another replica, kubectl, the operator), it is read again from the API server and
+        the decision taken again, so one pause never overwrites another's who, when and why."""
         target = self.resolve(job_id)
         async with self._lock(target.key):
             target = self.resolve(job_id)
-            if pause_of(target.obj.get("metadata")) is None:
-                return _pause_state(target.job_id, target.obj, changed=False)
-            stored = await self._annotate(target, resume_annotations(principal.subject, format_utc(self._now())))
-            return _pause_state(target.job_id, stored, changed=True)
+            namespace, name = target.key
+            current = target.obj
+            for _ in range(PAUSE_ATTEMPTS):
+                if (pause_of(current.get("metadata")) is not None) == pause:
+                    return _pause_state(target.job_id, current, changed=False)
+                version = str((current.get("metadata") or {}).get("resourceVersion") or "") or None
+                try:
+                    stored = await self._cluster.annotate_scheduled_job(namespace, name, annotations(), version)
+                except ClusterConflict:
+                    current = await self._read_again(target.key)
+                    continue
+                except ClusterNotFound:
+                    raise not_found() from None
+                except ClusterError as exc:
+                    raise _cluster_failure(exc) from exc
+                self._cache.saw_scheduled_job(stored)  # reads answer with the change at once
+                return _pause_state(target.job_id, stored, changed=True)
+            action = "paused" if pause else "resumed"
+            raise ApiError(409, f"Scheduled job {name!r} kept changing while it was being {action}; try again")
 
-    async def _annotate(self, target: Target, annotations: dict[str, str | None]) -> Obj:
-        namespace, name = target.key
+    async def _read_again(self, key: Key) -> Obj:
         try:
-            stored = await self._cluster.annotate_scheduled_job(namespace, name, annotations)
-        except ClusterNotFound:
-            raise not_found() from None
+            fresh = await self._cluster.get_scheduled_job(*key)
         except ClusterError as exc:
             raise _cluster_failure(exc) from exc
-        self._cache.saw_scheduled_job(stored)  # reads answer with the change at once
-        return stored
+        if fresh is None:
+            self._cache.forget_scheduled_job(key)
+            raise not_found()
+        self._cache.saw_scheduled_job(fresh)
+        return fresh
 
 
 def _pause_state(job_id: int, obj: Obj, *, changed: bool) -> dict[str, Any]:

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Namespaces to serve; empty = all namespaces."
     )
+    # Behind a TLS-terminating proxy (an ingress controller): the proxies whose X-Forwarded-Proto/-For headers
+    # are believed, so the dashboard sees https (its login's Origin check passes, its cookie is Secure) and the
+    # client's address. Comma-separated IPs or CIDRs, or "*" (any peer: only where nothing but the proxy can
+    # reach the API, e.g. a NetworkPolicy admits the ingress alone). The proxy must pass the Host header on.
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Proxies trusted for X-Forwarded-Proto and X-Forwarded-For (uvicorn's forwarded_allow_ips).",
+    )
     request_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     # `logs?follow=true` ends after this long without output (the run may still be going).
     log_follow_idle_seconds: float = Field(default=60.0, gt=0, le=3600)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pydantic.alias_generators import to_camel
 from scheduledjob.constants import (
     DEFAULT_FAILED_JOBS_HISTORY_LIMIT,
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
 )
+from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS
 from scheduledjob.pause import pause_of
 
 from scheduledjob_api.cluster import Obj
@@ -92,17 +94,7 @@ def transaction(record: dict[str, Any]) -> dict[str, Any]:
 
 def diagnostics(record: dict[str, Any]) -> dict[str, Any]:
     """Why a finished run ended as it did (scheduledjob.diagnostics); nulls for running or older records."""
-    return {
-        "exit_code": _int(record.get("exitCode"), None),
-        "reason": record.get("reason"),
-        "container": record.get("container"),
-        "container_message": record.get("containerMessage"),
-        "pod_name": record.get("podName"),
-        "node_name": record.get("nodeName"),
-        "attempts": _int(record.get("attempts"), None),
-        "scheduled_at": record.get("scheduledAt"),
-        "start_delay_ms": _int(record.get("startDelayMs"), None),
-    }
+    return {name: record.get(to_camel(name)) for name in DIAGNOSTIC_FIELDS}
 
 
 def transactions(scheduled_job: Obj) -> list[dict[str, Any]]:

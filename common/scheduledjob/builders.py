@@ -6,11 +6,12 @@ import copy
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.limits import CRONJOB_NAME, JOB_NAME, REASON, SUBJECT, cut
 from scheduledjob.models import ScheduledJobSpec
 
 # Job names must fit a label value (63); the CronJob controller appends 11 characters to the
 # CronJob name, so Kubernetes caps CronJob names at 52. Manual runs use the same budget.
-MAX_NAME_LENGTH = 52
+MAX_NAME_LENGTH = CRONJOB_NAME
 
 
 def selector_labels(name: str, job_id: int) -> dict[str, str]:
@@ -79,7 +80,7 @@ def _default(value: int | None, fallback: int) -> int:
 
 
 def manual_job_name(cronjob_name: str, suffix: str) -> str:
-    return f"{cronjob_name[:MAX_NAME_LENGTH]}-m{suffix}"[:63]
+    return f"{cronjob_name[:MAX_NAME_LENGTH]}-m{suffix}"[:JOB_NAME]
 
 
 def build_manual_job(
@@ -104,9 +105,9 @@ def build_manual_job(
     cron_meta = cronjob["metadata"]
     annotations = {
         **user_annotations(meta.get("annotations")),
-        c.ANNOTATION_REQUESTED_BY: requested_by[: c.MAX_SUBJECT_LENGTH],
+        c.ANNOTATION_REQUESTED_BY: cut(requested_by, SUBJECT),
         "cronjob.kubernetes.io/instantiate": "manual",
-        **({c.ANNOTATION_REASON: reason[: c.MAX_REASON_LENGTH]} if reason else {}),
+        **({c.ANNOTATION_REASON: cut(reason, REASON)} if reason else {}),
     }
     spec = dict(template["spec"])
     if run_name:

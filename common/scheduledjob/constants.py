@@ -37,11 +37,7 @@ ANNOTATION_REPLACED_BY: Final = f"{GROUP}/replaced-by"  # "<execution id> (reque
 # Annotations under this prefix are the group's own: never copied from a user's jobTemplate.
 RESERVED_ANNOTATION_PREFIX: Final = f"{GROUP}/"
 
-# Who asked or cancelled (a token's `sub`, a Kubernetes user name) is cut to this many characters
-# wherever it is stored: records, annotations, Events, ScheduledJobRun specs.
-MAX_SUBJECT_LENGTH: Final = 256
-# A reason given with execute or pause (the CRD's maxLength of requestReason).
-MAX_REASON_LENGTH: Final = 1000
+# Length limits (subjects, reasons, messages, names): scheduledjob.limits.
 
 # Keeps a Job (and so its outcome) until the operator has written it to the ledger.
 LEDGER_FINALIZER: Final = f"{GROUP}/ledger"

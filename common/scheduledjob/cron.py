@@ -40,8 +40,62 @@ def expression(schedule: str) -> str:
     if len(text.split()) != 5:
         raise ScheduleError("spec.schedule", f"{schedule!r} must have 5 fields (minute hour day month weekday)")
     if not croniter.is_valid(text):
-        raise ScheduleError("spec.schedule", f"{schedule!r} is not a valid cron expression")
+        problem = field_problem(text)
+        raise ScheduleError(
+            "spec.schedule", f"{problem} in {schedule!r}" if problem else f"{schedule!r} is not a valid cron expression"
+        )
     return text
+
+
+# The five fields in order: name, range, and the names a field also takes (as the CronJob controller).
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _DAYS),
+)
+
+
+def field_problem(expression: str) -> str | None:
+    """Which of five cron fields is wrong, in words ("the minute must be 0-59, got 61"), or None when no
+    field is wrong on its own (croniter may still refuse the whole)."""
+    for text, (name, low, high, names) in zip(expression.split(), _FIELDS, strict=False):
+        for part in text.split(","):
+            problem = _part_problem(part, name, low, high, names)
+            if problem:
+                return problem
+    return None
+
+
+def _part_problem(part: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    allowed = f"{low}-{high}" + (f" or {names[0].upper()}-{names[-1].upper()}" if names else "")
+    base, slash, step = part.partition("/")
+    if slash and not (step.isdigit() and int(step) > 0):
+        return f"the {name} step must be a whole number of 1 or more, got {step!r}"
+    if base in ("*", "?"):
+        return None
+    if name == "day of week" and ("#" in base or base.upper().endswith("L")):
+        return None  # nth or last weekday: left to croniter
+    if name == "day of month" and base.upper() in ("L", "LW"):
+        return None
+    bounds = base.split("-", 1)
+    values = []
+    for value in bounds:
+        if value.isdigit():
+            number = int(value)
+        elif value.lower() in names:
+            number = names.index(value.lower()) + (1 if names is _MONTHS else 0)
+        else:
+            return f"the {name} must be {allowed}, got {value or part!r}" if value else f"the {name} {part!r} is empty"
+        if not low <= number <= high:
+            return f"the {name} must be {allowed}, got {value}"
+        values.append(number)
+    if len(values) == 2 and values[0] > values[1]:
+        return f"the {name} range {base} runs backwards (write the smaller value first)"
+    return None
 
 
 # Where the "does it ever fire?" probe starts; any fixed instant does (croniter looks ~50 years ahead).

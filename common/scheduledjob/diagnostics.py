@@ -12,8 +12,8 @@ node it ran on. `diagnose` puts both together, preferring the most specific caus
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Final
 
 from scheduledjob.timefmt import format_utc, milliseconds_between, parse_utc
 
@@ -38,6 +38,11 @@ class Diagnostics:
     attempts: int | None = None
     scheduled_at: str | None = None
     start_delay_ms: int | None = None
+
+
+# The one list of the diagnostics' fields: the archive's columns and upserts, the API's views of a
+# status record and of an archived row, and the limits (scheduledjob.limits.DIAGNOSTICS_TEXT) follow it.
+DIAGNOSTIC_FIELDS: Final = tuple(field.name for field in fields(Diagnostics))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from scheduledjob import constants as c
 from scheduledjob.diagnostics import Diagnostics
+from scheduledjob.limits import REASON, SUBJECT, cut
 from scheduledjob.models import ExecutionStatus, Trigger
 from scheduledjob.timefmt import format_utc
 
@@ -28,6 +29,9 @@ class JobObservation:
     request_reason: str | None = None  # the execute request's `reason`
     # The Job's own ledger annotation ("started"/"finished"): counted before, even if no longer in history.
     recorded: str | None = None
+    # Its number, from the one allocator (the archive numbers the run when it first stores it); None:
+    # the status ledger numbers it (no archive).
+    transaction_id: int | None = None
     diagnostics: Diagnostics | None = None  # why it ended; filled in by whoever read its pods
     # Created suspended for a ScheduledJobRun and not yet adopted and resumed: not a run (yet).
     awaiting_adoption: bool = False
@@ -63,7 +67,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
     status = job.get("status") or {}
     trigger: Trigger = "manual" if labels.get(c.LABEL_TRIGGER) == c.TRIGGER_MANUAL else "schedule"
     cancelled_by = annotations.get(c.ANNOTATION_CANCELLED_BY)
-    cancelled_by = cancelled_by[: c.MAX_SUBJECT_LENGTH] if cancelled_by else None
+    cancelled_by = cut(cancelled_by, SUBJECT) if isinstance(cancelled_by, str) and cancelled_by else None
     replaced_by = annotations.get(c.ANNOTATION_REPLACED_BY)
     requested_by = annotations.get(c.ANNOTATION_REQUESTED_BY)
     common: dict[str, Any] = {
@@ -71,9 +75,9 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
         "name": meta["name"],
         "trigger": trigger,
         "started_at": status.get("startTime") or meta["creationTimestamp"],
-        "requested_by": requested_by[: c.MAX_SUBJECT_LENGTH] if requested_by else None,
+        "requested_by": cut(requested_by, SUBJECT) if isinstance(requested_by, str) and requested_by else None,
         "cancelled_by": None if replaced_by else cancelled_by,
-        "request_reason": annotations.get(c.ANNOTATION_REASON) or None,
+        "request_reason": cut(annotations.get(c.ANNOTATION_REASON) or None, REASON),
         "recorded": recorded_stage(job),
     }
     if complete := _true_condition(job, "Complete"):
@@ -91,7 +95,7 @@ def observe_job(job: dict[str, Any], now: datetime) -> JobObservation:
     if awaiting_adoption(job):
         return JobObservation(status="running", awaiting_adoption=True, **common)
     if replaced_by:
-        message = f"replaced by {replaced_by[: 2 * c.MAX_SUBJECT_LENGTH]}"
+        message = f"replaced by {cut(replaced_by, 2 * SUBJECT)}"
     elif cancelled_by:
         message = f"cancelled by {cancelled_by}"
     else:

@@ -12,10 +12,13 @@ is then not counted, and their start stays counted), and free text cut to the sc
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Literal
 
+from scheduledjob import limits
 from scheduledjob.executions import JobObservation
 from scheduledjob.models import ExecutionRecord, LastFailure, ScheduledJobStatus
 from scheduledjob.pause import Pause, Resume
@@ -23,19 +26,16 @@ from scheduledjob.skipped import SkippedSlot
 from scheduledjob.timefmt import format_utc, milliseconds_between, parse_utc
 
 TransitionKind = Literal["started", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"]
+# Records that are not runs: an admin's action (pause, resume) or a slot that did not run. They are
+# numbered and archived like runs, but never counted, charted or given logs as runs.
+NOT_RUNS: frozenset[str] = frozenset({"skipped", "paused", "resumed"})
 MAX_RUNNING_RECORDS = 100
-MAX_NAME_LENGTH = 256  # requestedBy, cancelledBy (a token's `sub` may be far longer)
-MAX_MESSAGE_LENGTH = 1024
-MAX_REASON_LENGTH = 1000  # the CRD's maxLength of `reason`
-# The CRD's maxLength of each text field of the diagnostics (scheduledjob.diagnostics.Diagnostics).
-_TEXT_BOUNDS = {
-    "reason": MAX_REASON_LENGTH,
-    "container": 253,
-    "container_message": MAX_MESSAGE_LENGTH,
-    "pod_name": 253,
-    "node_name": 253,
-    "scheduled_at": 64,
-}
+# Free text is cut to the CRD's lengths: one table, scheduledjob.limits.
+MAX_NAME_LENGTH = limits.SUBJECT  # requestedBy, cancelledBy (a token's `sub` may be far longer)
+MAX_MESSAGE_LENGTH = limits.MESSAGE
+MAX_REASON_LENGTH = limits.REASON
+_TEXT_BOUNDS = limits.DIAGNOSTICS_TEXT
+_cut = limits.cut
 
 
 @dataclass(frozen=True)
@@ -71,18 +71,24 @@ def record_executions(
     return new, transitions
 
 
-def next_transaction_id(status: ScheduledJobStatus) -> int:
-    """Hands out the next transactionId (changes `status`). Older objects have no lastTransactionId:
-    their ids were the execution count, so numbering carries on from there."""
-    highest = max(
-        [status.last_transaction_id or 0, status.execution_count, *(r.transaction_id for r in status.history)]
-    )
-    status.last_transaction_id = highest + 1
-    return highest + 1
+def highest_transaction_id(status: ScheduledJobStatus) -> int:
+    """The highest transactionId this status has handed out or holds. Older objects have no
+    lastTransactionId: their ids were the execution count, so numbering carries on from there."""
+    return max([status.last_transaction_id or 0, status.execution_count, *(r.transaction_id for r in status.history)])
+
+
+def next_transaction_id(status: ScheduledJobStatus, given: int | None = None) -> int:
+    """The transactionId of a new record (changes `status`). `given` is the number the one allocator,
+    the archive, gave the record (the operator numbers every record there before the status write, so
+    detail, /transactions, status.history and Events show one number); without it (no archive: the pure
+    domain on its own) the status numbers it."""
+    number = given if given is not None else highest_transaction_id(status) + 1
+    status.last_transaction_id = max(status.last_transaction_id or 0, number)
+    return number
 
 
 def _start(status: ScheduledJobStatus, observation: JobObservation) -> ExecutionRecord:
-    transaction_id = next_transaction_id(status)
+    transaction_id = next_transaction_id(status, observation.transaction_id)
     status.execution_count += 1
     if status.last_execution is None or parse_utc(observation.started_at) > parse_utc(status.last_execution):
         status.last_execution = observation.started_at
@@ -149,17 +155,37 @@ def newest_first_within(history: list[ExecutionRecord], limit: int) -> list[Exec
     return kept
 
 
-def record_skipped(status: ScheduledJobStatus, slots: list[SkippedSlot], history_limit: int) -> list[Transition]:
-    """Adds a `skipped` record per slot (changes `status`). Counted in skippedCount, never as a failure."""
+def action_execution_id(status: str, transaction_id: int) -> str:
+    """The execution id of a pause or resume record: pause-N / resume-N, N its transactionId."""
+    return f"{status[:-1]}-{transaction_id}"
+
+
+def record_uid(kind: str, owner_uid: str, key: str) -> str:
+    """The uid of a record that is not a Job (a skipped slot, a pause, a resume): unique across every
+    ScheduledJob ever (its UID is part of it), and the same each time the same change is judged, so a
+    replay or a retried status write finds the record the archive already numbered. At most 64
+    characters, like a Job's UID (the archive's key column): the key goes in as a short digest."""
+    return f"{kind}:{owner_uid}:{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def record_skipped(
+    status: ScheduledJobStatus,
+    slots: list[SkippedSlot],
+    history_limit: int,
+    owner_uid: str,
+    numbers: Mapping[str, int] | None = None,
+) -> list[Transition]:
+    """Adds a `skipped` record per slot (changes `status`). Counted in skippedCount, never as a failure.
+    `numbers`: the archive's transactionId of each record by uid (see next_transaction_id)."""
     transitions: list[Transition] = []
     known = {record.uid for record in status.history}
     for slot in slots:
-        uid = f"skipped:{slot.execution_id}"
+        uid = record_uid("skipped", owner_uid, slot.execution_id)
         if uid in known:
             continue
         at = format_utc(slot.at)
         record = ExecutionRecord(
-            transaction_id=next_transaction_id(status),
+            transaction_id=next_transaction_id(status, (numbers or {}).get(uid)),
             execution_id=slot.execution_id,
             uid=uid,
             trigger="schedule",
@@ -184,9 +210,16 @@ def _when(text: str | None, now: datetime) -> str:
 
 
 def record_pause_change(
-    status: ScheduledJobStatus, pause: Pause | None, resume: Resume, now: datetime, history_limit: int
+    status: ScheduledJobStatus,
+    pause: Pause | None,
+    resume: Resume,
+    now: datetime,
+    history_limit: int,
+    owner_uid: str,
+    numbers: Mapping[str, int] | None = None,
 ) -> list[Transition]:
-    """A `paused` record when a new pause appears, a `resumed` one when it goes (changes `status`)."""
+    """A `paused` record when a new pause appears, a `resumed` one when it goes (changes `status`).
+    `numbers`: the archive's transactionId of each record by uid (see next_transaction_id)."""
     recorded = Pause(status.paused_by, status.paused_at, status.pause_reason)
     was_paused = status.paused_by is not None or status.paused_at is not None
     if pause is not None and (not was_paused or pause.identity != recorded.identity):
@@ -198,12 +231,15 @@ def record_pause_change(
         what = "the schedule runs again"
     else:
         return []
-    transaction_id = next_transaction_id(status)
+    # Unique per transition: the same person may pause and resume twice within a second (`at` has
+    # seconds), but never at the same count of records; the same on a retried write of this one.
+    uid = record_uid(kind[:-1], owner_uid, f"{at}:{who or ''}:{highest_transaction_id(status)}")
+    transaction_id = next_transaction_id(status, (numbers or {}).get(uid))
     by = f" by {who}" if who else ""
     record = ExecutionRecord(
         transaction_id=transaction_id,
-        execution_id=f"{kind[:-1]}-{transaction_id}",  # pause-N / resume-N
-        uid=f"{kind[:-1]}:{transaction_id}",
+        execution_id=action_execution_id(kind, transaction_id),
+        uid=uid,
         trigger="manual",
         status=kind,
         started_at=at,
@@ -217,10 +253,6 @@ def record_pause_change(
     status.history.append(record)
     status.history = newest_first_within(status.history, history_limit)
     return [Transition(kind, record)]
-
-
-def _cut(text: str | None, length: int) -> str | None:
-    return text if text is None or len(text) <= length else text[: length - 1] + "…"
 
 
 def _average(status: ScheduledJobStatus) -> int | None:

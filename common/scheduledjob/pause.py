@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.limits import REASON, SUBJECT, TIMESTAMP, cut
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,11 @@ class Resume:
     resumed_at: str | None
 
 
-def _text(annotations: Mapping[str, Any], key: str) -> str | None:
+def _text(annotations: Mapping[str, Any], key: str, limit: int) -> str | None:
+    """The annotation's text, cut to `limit`: anybody may set these annotations with kubectl, and an
+    over-long value copied into the status (pausedBy, history) would make every status write a 422."""
     value = annotations.get(key)
-    return value.strip() or None if isinstance(value, str) else None
+    return cut(value.strip() or None, limit) if isinstance(value, str) else None
 
 
 def pause_of(metadata: Mapping[str, Any] | None) -> Pause | None:
@@ -41,18 +44,20 @@ def pause_of(metadata: Mapping[str, Any] | None) -> Pause | None:
     annotations = (metadata or {}).get("annotations") or {}
     if not isinstance(annotations, Mapping):
         return None
-    paused_by = _text(annotations, c.ANNOTATION_PAUSED_BY)
-    paused_at = _text(annotations, c.ANNOTATION_PAUSED_AT)
+    paused_by = _text(annotations, c.ANNOTATION_PAUSED_BY, SUBJECT)
+    paused_at = _text(annotations, c.ANNOTATION_PAUSED_AT, TIMESTAMP)
     if paused_by is None and paused_at is None:
         return None
-    return Pause(paused_by, paused_at, _text(annotations, c.ANNOTATION_PAUSE_REASON))
+    return Pause(paused_by, paused_at, _text(annotations, c.ANNOTATION_PAUSE_REASON, REASON))
 
 
 def resume_of(metadata: Mapping[str, Any] | None) -> Resume:
     annotations = (metadata or {}).get("annotations") or {}
     if not isinstance(annotations, Mapping):
         return Resume(None, None)
-    return Resume(_text(annotations, c.ANNOTATION_RESUMED_BY), _text(annotations, c.ANNOTATION_RESUMED_AT))
+    return Resume(
+        _text(annotations, c.ANNOTATION_RESUMED_BY, SUBJECT), _text(annotations, c.ANNOTATION_RESUMED_AT, TIMESTAMP)
+    )
 
 
 def pause_annotations(paused_by: str, paused_at: str, reason: str | None) -> dict[str, str | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,9 +48,12 @@ def next_status(
     readiness: Readiness | None = None,
     assigned_id: int | None = None,
     controller: ControllerView | None = None,
+    numbers: Mapping[str, int] | None = None,
 ) -> StatusChange:
     """`readiness` None keeps the current Ready condition (the ledger path does not re-judge the spec).
-    `controller` (the CronJob's status) given: slots since the last check are judged run or skipped."""
+    `controller` (the CronJob's status) given: slots since the last check are judged run or skipped.
+    `numbers`: the transactionId the archive gave each new record that is not a Job, by uid (the
+    operator asks for them with the records of a first call, then calls again with them)."""
     current = ScheduledJobStatus.model_validate(obj.get("status") or {})
     spec = parse_spec(obj.get("spec") or {})
     history_limit = spec.history_limit if isinstance(spec, ScheduledJobSpec) else len(current.history) or 100
@@ -72,10 +76,10 @@ def next_status(
     valid = isinstance(spec, ScheduledJobSpec) and (ready is None or ready.status != "False")
     meta = obj["metadata"]
     pause = pause_of(meta)
-    transitions += record_pause_change(new, pause, resume_of(meta), now, history_limit)
+    transitions += record_pause_change(new, pause, resume_of(meta), now, history_limit, meta.get("uid", ""), numbers)
     suspended = isinstance(spec, ScheduledJobSpec) and (spec.suspend or pause is not None)
     if valid and isinstance(spec, ScheduledJobSpec) and controller is not None:
-        transitions += _judge_slots(new, meta["name"], spec, controller, suspended, now)
+        transitions += _judge_slots(new, meta, spec, controller, suspended, now, numbers)
     new.state = derive_state(valid=valid, suspended=suspended, active=new.active)
     if valid and not suspended and isinstance(spec, ScheduledJobSpec):
         new.next_execution = format_utc(next_run(spec.schedule, spec.time_zone, now))
@@ -88,11 +92,12 @@ def next_status(
 
 def _judge_slots(
     status: ScheduledJobStatus,
-    name: str,
+    meta: dict[str, Any],
     spec: ScheduledJobSpec,
     controller: ControllerView,
     suspended: bool,
     now: datetime,
+    numbers: Mapping[str, int] | None,
 ) -> list[Transition]:
     """Skipped slots since `slotsCheckedUntil`. While suspended or paused nothing is judged (a
     deliberate stop skips nothing) and the mark is cleared; it starts again from the moment scheduling
@@ -104,9 +109,9 @@ def _judge_slots(
         status.slots_checked_until = format_utc(now)
         return []
     since = parse_utc(status.slots_checked_until)
-    skipped, decided = judge_slots(name, spec, since, controller, status.history, now)
+    skipped, decided = judge_slots(meta["name"], spec, since, controller, status.history, now)
     status.slots_checked_until = format_utc(decided)
-    return record_skipped(status, skipped, spec.history_limit)
+    return record_skipped(status, skipped, spec.history_limit, meta.get("uid", ""), numbers)
 
 
 def status_patch(status: ScheduledJobStatus) -> dict[str, Any]:

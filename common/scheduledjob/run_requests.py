@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from scheduledjob import constants as c
-from scheduledjob.builders import MAX_NAME_LENGTH
 from scheduledjob.executions import awaiting_adoption
+from scheduledjob.limits import CRONJOB_NAME, JOB_NAME, REASON, SUBJECT, cut
 from scheduledjob.timefmt import format_utc, parse_utc
 
 Phase = Literal["Accepted", "Rejected"]
@@ -28,10 +28,10 @@ RUN_NAME_PREFIX_LENGTH: Final = 40
 
 
 def cap_subject(subject: str) -> str:
-    """Who asked, as stored: cut (not refused) to MAX_SUBJECT_LENGTH characters. A caller's identity was
+    """Who asked, as stored: cut (not refused) to limits.SUBJECT characters. A caller's identity was
     already authenticated; refusing the action for a long `sub` would help nobody, storing it uncut
-    would let one caller grow every record, annotation and Event."""
-    return subject[: c.MAX_SUBJECT_LENGTH]
+    would let one caller grow every record, annotation and Event (and a status the CRD then rejects)."""
+    return cut(subject, SUBJECT)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def read_run(run: dict[str, Any]) -> RunRequest:
         expires_at=spec.get("expiresAt"),
         phase=phase if phase in PHASES else None,
         job_name=status.get("jobName"),
-        reason=str(spec["reason"])[: c.MAX_REASON_LENGTH] if spec.get("reason") else None,
+        reason=cut(str(spec["reason"]), REASON) if spec.get("reason") else None,
     )
 
 
@@ -96,7 +96,7 @@ def build_run(
             "scheduledJob": scheduled_job,
             "requestedBy": cap_subject(requested_by),
             "expiresAt": format_utc(expires_at),
-            **({"reason": reason[: c.MAX_REASON_LENGTH]} if reason else {}),
+            **({"reason": cut(reason, REASON)} if reason else {}),
         },
     }
 
@@ -107,7 +107,7 @@ def owner_reference(scheduled_job: str, uid: str) -> dict[str, Any]:
 
 def job_name_for(cronjob_name: str, request_uid: str) -> str:
     """The manual Job's name follows from the request, so a replayed request finds the Job it made."""
-    return f"{cronjob_name[:MAX_NAME_LENGTH]}-m{request_uid.replace('-', '')[:8]}"[:63]
+    return f"{cronjob_name[:CRONJOB_NAME]}-m{request_uid.replace('-', '')[:8]}"[:JOB_NAME]
 
 
 def made_for(job: dict[str, Any], request: RunRequest) -> bool:

@@ -4,47 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 
 from scheduledjob.models import RecordStatus, Trigger
 
 MAX_PAGE_SIZE: Final = 1000
-
-
-class Diagnostics(Protocol):
-    """Anything with these attributes (common/scheduledjob/diagnostics.py produces them)."""
-
-    @property
-    def exit_code(self) -> int | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def container(self) -> str | None: ...
-    @property
-    def container_message(self) -> str | None: ...
-    @property
-    def pod_name(self) -> str | None: ...
-    @property
-    def node_name(self) -> str | None: ...
-    @property
-    def attempts(self) -> int | None: ...
-    @property
-    def scheduled_at(self) -> str | None: ...
-    @property
-    def start_delay_ms(self) -> int | None: ...
-
-
-DIAGNOSTIC_FIELDS: Final = (
-    "exit_code",
-    "reason",
-    "container",
-    "container_message",
-    "pod_name",
-    "node_name",
-    "attempts",
-    "scheduled_at",
-    "start_delay_ms",
-)
 
 
 @dataclass(frozen=True)
@@ -55,6 +19,15 @@ class Owner:
     name: str
     id: int
     uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What saving a run answers: its transactionId (the archive numbers every record, once) and
+    whether the status ledger has yet to count this observation."""
+
+    uncounted: bool
+    number: int
 
 
 @dataclass(frozen=True)
@@ -115,6 +88,7 @@ class TransactionQuery:
     namespace: str | None = None
     name: str | None = None
     status: RecordStatus | None = None
+    statuses: tuple[RecordStatus, ...] | None = None  # any of these (runs only, or only the other records)
     trigger: Trigger | None = None
     user: str | None = None  # requested_by or cancelled_by
     started_from: datetime | None = None  # inclusive

@@ -12,29 +12,32 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS, ContainerLog, Diagnostics
 from scheduledjob.executions import JobObservation
+from scheduledjob.ledger import action_execution_id
+from scheduledjob.limits import DIAGNOSTICS_TEXT, REASON, SUBJECT, cut
 from scheduledjob.models import ExecutionRecord
 from scheduledjob.timefmt import parse_utc
 from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from scheduledjob_archive.engine import create_engine, is_sqlite
 from scheduledjob_archive.records import (
-    DIAGNOSTIC_FIELDS,
     ArchivedExecution,
     Deletion,
-    Diagnostics,
     Owner,
     Page,
     PruneResult,
     RecentRun,
+    Saved,
     TransactionQuery,
 )
 from scheduledjob_archive.settings import ArchiveSettings
@@ -56,6 +59,16 @@ _KEPT_ONCE_SET = ("requested_by", "request_reason", "started_at")
 # The first diagnosis of a finished run wins: a replay after its pods are gone knows less (only the Job's
 # reason), and must not overwrite the exit code and reason read from the pods.
 _FIRST_WINS = DIAGNOSTIC_FIELDS
+
+
+# Numbering again after another writer took the number: more than a few means something else is wrong.
+_NUMBERING_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _Stored:
+    number: int  # the row's transactionId
+    ledgered: int | None  # its ledgered_rank before this write
 
 
 def _utc_now() -> datetime:
@@ -117,21 +130,16 @@ class Archive:
 
     # ---- writes (the operator) -----------------------------------------------------------------
 
-    async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> bool:
+    async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> Saved:
         """Upserts the Job's row; retried while the database is unreachable, then raises.
 
-        Returns whether the status ledger still has to count this observation: False once `ledgered`
-        was called for it (or for a later stage), so a replay of a run that has left the short
-        status.history is not counted twice."""
+        Returns the run's transactionId (the archive is the one allocator: numbered at the first
+        write, never changed) and whether the status ledger still has to count this observation: not
+        once `ledgered` was called for it (or for a later stage), so a replay of a run that has left
+        the short status.history is not counted twice."""
         values = _row(observation, owner, diagnostics, self._clock())
-        ledgered: list[int | None] = [None]
-
-        async def upsert() -> None:
-            ledgered[0] = await self._upsert(values)
-
-        async with self._job_locks[owner.id]:
-            await self._retrying(upsert)
-        return ledgered[0] is None or ledgered[0] < values["status_rank"]
+        stored = await self._numbered_upsert(values, floor=0)
+        return Saved(uncounted=stored.ledgered is None or stored.ledgered < values["status_rank"], number=stored.number)
 
     async def ledgered(self, observation: JobObservation) -> None:
         """Notes that the status ledger has counted this observation (its stage never goes back)."""
@@ -148,8 +156,10 @@ class Archive:
 
         await self._retrying(write)
 
-    async def save_record(self, record: ExecutionRecord, owner: Owner) -> None:
-        """A ledger record that is not a Job (a skipped slot, a pause, a resume), kept like a finished run."""
+    async def save_record(self, record: ExecutionRecord, owner: Owner, floor: int = 0) -> int:
+        """A ledger record that is not a Job (a skipped slot, a pause, a resume), kept like a finished run.
+        Returns its transactionId: above `floor` (the status's highest) and every number of this job,
+        the first time; the number it already has on a replay (its uid is the key)."""
         started_at = parse_utc(record.started_at)
         values: dict[str, Any] = {
             "uid": record.uid,
@@ -164,27 +174,74 @@ class Archive:
             "started_at": started_at,
             "finished_at": parse_utc(record.finished_at) if record.finished_at else started_at,
             "runtime_ms": None,
-            "requested_by": record.requested_by,
+            "requested_by": cut(record.requested_by, SUBJECT),
             "cancelled_by": None,
             "message": record.message,
             "request_reason": record.request_reason,
             "archived_at": self._clock(),
             **dict.fromkeys(DIAGNOSTIC_FIELDS),
-            "reason": record.reason,
+            "reason": cut(record.reason, REASON),
             "scheduled_at": started_at if record.status == "skipped" else None,  # the slot that did not run
         }
-        async with self._job_locks[owner.id]:
-            await self._retrying(lambda: self._upsert(values))
+        # A pause or resume is named after its number (pause-N), which is given here.
+        status = record.status
+        named = (lambda number: action_execution_id(status, number)) if status in ("paused", "resumed") else None
+        return (await self._numbered_upsert(values, floor=floor, named=named)).number
 
-    async def _upsert(self, values: dict[str, Any]) -> int | None:
+    async def _numbered_upsert(
+        self, values: dict[str, Any], floor: int, named: Callable[[int], str] | None = None
+    ) -> _Stored:
+        """The upsert, numbered: a new row gets the job's next transactionId. Two writers that pick the
+        same number (there is one operator leader, but a second process could still write) meet the
+        unique (scheduled_job_id, transaction_id) index: the loser numbers again."""
+        stored: list[_Stored] = []
+
+        async def upsert() -> None:
+            for _ in range(_NUMBERING_ATTEMPTS):
+                try:
+                    stored.append(await self._upsert(values, floor, named))
+                    return
+                except IntegrityError:
+                    logger.info(
+                        "transaction id taken meanwhile for job %s; numbering again", values["scheduled_job_id"]
+                    )
+            raise RuntimeError(f"no free transaction id for job {values['scheduled_job_id']}")
+
+        async with self._job_locks[values["scheduled_job_id"]]:
+            await self._retrying(upsert)
+        return stored[-1]
+
+    async def highest_job_id(self) -> int:
+        """The highest ScheduledJob id the archive has ever seen (runs and deletion notes): a new
+        ScheduledJob's id is above it, so ids are never reused, also after the cluster's own record of
+        them (the id sequence ConfigMap, the objects) went with `helm uninstall`."""
+        async with self._reads.connect() as connection:
+            runs = await connection.scalar(select(func.max(executions.c.scheduled_job_id)))
+            deleted = await connection.scalar(select(func.max(deletions.c.scheduled_job_id)))
+        return max(int(runs or 0), int(deleted or 0))
+
+    async def _upsert(self, values: dict[str, Any], floor: int, named: Callable[[int], str] | None) -> _Stored:
         async with self.engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            next_ordinal = (
-                select(func.coalesce(func.max(executions.c.transaction_id), 0) + 1)
-                .where(executions.c.scheduled_job_id == values["scheduled_job_id"])
-                .scalar_subquery()
-            )
-            insert = dialect.insert(executions).values(**values, transaction_id=next_ordinal)
+            known = (
+                await connection.execute(
+                    select(executions.c.transaction_id, executions.c.ledgered_rank).where(
+                        executions.c.uid == values["uid"]
+                    )
+                )
+            ).first()
+            if known is None:
+                highest = await connection.scalar(
+                    select(func.coalesce(func.max(executions.c.transaction_id), 0)).where(
+                        executions.c.scheduled_job_id == values["scheduled_job_id"]
+                    )
+                )
+                number = max(int(highest or 0), floor) + 1
+            else:
+                number = int(known.transaction_id)
+            if named is not None:
+                values = {**values, "execution_id": named(number)}
+            insert = dialect.insert(executions).values(**values, transaction_id=number)
             current, new = executions.c, insert.excluded
             changes: dict[str, Any] = {name: new[name] for name in _OUTCOME}
             changes.update({name: func.coalesce(new[name], current[name]) for name in _KEPT_ONCE_SET})
@@ -196,10 +253,7 @@ class Archive:
             await connection.execute(
                 insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
             )
-            rank: int | None = await connection.scalar(
-                select(executions.c.ledgered_rank).where(executions.c.uid == values["uid"])
-            )
-            return rank
+            return _Stored(number=number, ledgered=None if known is None else known.ledgered_rank)
 
     async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
         """Replaces the captured logs of one execution, unless nothing could be read this time and
@@ -250,7 +304,7 @@ class Archive:
                     scheduled_job_id=job_id,
                     namespace=namespace,
                     name=name,
-                    deleted_by=deleted_by,
+                    deleted_by=cut(deleted_by, SUBJECT),
                     deleted_at=deleted_at,
                 )
                 await connection.execute(insert.on_conflict_do_nothing(index_elements=[deletions.c.scheduled_job_uid]))
@@ -273,6 +327,51 @@ class Archive:
         async with self._reads.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [Owner(namespace=str(ns), name=str(name), id=int(number), uid=uid) for number, ns, name, uid in rows]
+
+    # ---- runs left open (the operator's catalog check) ------------------------------------------
+
+    async def running(self, namespaces: Sequence[str] | None = None) -> list[tuple[str, str, str]]:
+        """(uid, namespace, Job name) of every run still `running` here: the operator's catalog check
+        closes those whose Job the cluster no longer has (read before it lists the Jobs, so a run that
+        starts meanwhile is in that listing). One attempt: the next check reads again."""
+        c = executions.c
+        statement = select(c.uid, c.namespace, c.execution_id).where(c.status_rank == RANK_RUNNING)
+        if namespaces is not None:
+            statement = statement.where(c.namespace.in_(list(namespaces)))
+        async with self._reads.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [(str(uid), str(namespace), str(name)) for uid, namespace, name in rows]
+
+    async def close_run(self, uid: str, status: str, message: str, finished_at: datetime) -> bool:
+        """Gives a run left `running` an outcome (its Job is gone unrecorded). Forward only: a run
+        that has an outcome meanwhile keeps it. True if this closed it. One attempt."""
+        c = executions.c
+        async with self.engine.begin() as connection:
+            started_at = await connection.scalar(
+                select(c.started_at).where(c.uid == uid, c.status_rank == RANK_RUNNING)
+            )
+            if started_at is None:
+                return False
+            runtime_ms = max(0, round((finished_at - started_at).total_seconds() * 1000))
+            result = await connection.execute(
+                executions.update()
+                .where(c.uid == uid, c.status_rank == RANK_RUNNING)
+                .values(
+                    status=status,
+                    status_rank=RANK_FINISHED,
+                    finished_at=finished_at,
+                    runtime_ms=runtime_ms,
+                    message=message,
+                    archived_at=self._clock(),
+                )
+            )
+        return bool(result.rowcount)
+
+    def forget_job(self, scheduled_job_id: int) -> None:
+        """Drops the per-job write lock of a deleted ScheduledJob (unless a write holds it)."""
+        lock = self._job_locks.get(scheduled_job_id)
+        if lock is not None and not lock.locked():
+            del self._job_locks[scheduled_job_id]
 
     # ---- reads (the API) -----------------------------------------------------------------------
 
@@ -317,17 +416,21 @@ class Archive:
             next_key=(items[-1].started_at, items[-1].uid) if more and items else None,
         )
 
-    async def recent_by_job(self, scheduled_job_ids: Sequence[int], per_job: int) -> dict[int, list[RecentRun]]:
+    async def recent_by_job(
+        self, scheduled_job_ids: Sequence[int], per_job: int, statuses: Sequence[str] | None = None
+    ) -> dict[int, list[RecentRun]]:
         """The newest `per_job` runs of each job, newest first, in one statement (the dashboard's jobs
         page: one strip per shown job). One index seek per job (a UNION ALL of LIMITed selects), so a
-        job's long history costs nothing; only the strip's columns are read."""
+        job's long history costs nothing; only the strip's columns are read. `statuses`: only records
+        of these (the strip's runs, not the pauses and skipped slots beside them)."""
         found: dict[int, list[RecentRun]] = {number: [] for number in scheduled_job_ids}
         if not found or per_job < 1:
             return found
         c = executions.c
         columns = (c.scheduled_job_id, c.execution_id, c.status, c.started_at, c.runtime_ms)
+        only = [c.status.in_(list(statuses))] if statuses is not None else []
         newest = [
-            select(_newest_first(select(*columns).where(c.scheduled_job_id == number)).limit(per_job).subquery())
+            select(_newest_first(select(*columns).where(c.scheduled_job_id == number, *only)).limit(per_job).subquery())
             for number in found
         ]
         async with self._reads.connect() as connection:
@@ -528,8 +631,8 @@ def _row(observation: JobObservation, owner: Owner, diagnostics: Diagnostics | N
         "runtime_ms": (
             max(0, round((finished_at - started_at).total_seconds() * 1000)) if finished_at is not None else None
         ),
-        "requested_by": observation.requested_by,
-        "cancelled_by": observation.cancelled_by,
+        "requested_by": cut(observation.requested_by, SUBJECT),  # the columns' lengths: scheduledjob.limits
+        "cancelled_by": cut(observation.cancelled_by, SUBJECT),
         "message": observation.message,
         "request_reason": observation.request_reason,
         "archived_at": now,
@@ -538,6 +641,8 @@ def _row(observation: JobObservation, owner: Owner, diagnostics: Diagnostics | N
         value = getattr(diagnostics, name, None) if diagnostics is not None else None
         if name == "scheduled_at" and isinstance(value, str):
             value = parse_utc(value)
+        elif name in DIAGNOSTICS_TEXT and isinstance(value, str):
+            value = cut(value, DIAGNOSTICS_TEXT[name])
         row[name] = value
     return row
 
@@ -553,6 +658,8 @@ def _conditions(query: TransactionQuery) -> list[ColumnElement[bool]]:
         conditions.append(c.scheduled_job == query.name)
     if query.status is not None:
         conditions.append(c.status == query.status)
+    if query.statuses is not None:
+        conditions.append(c.status.in_(query.statuses))
     if query.trigger is not None:
         conditions.append(c.trigger == query.trigger)
     if query.user is not None:

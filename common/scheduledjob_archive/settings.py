@@ -8,6 +8,7 @@ from typing import Final
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 STATE_DIR_VARIABLE: Final = "SCHEDULED_JOBS_STATE_DIR"
 
@@ -27,6 +28,11 @@ class ArchiveSettings(BaseSettings):
         description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user:pw@host/db. "
         "Empty: a SQLite file in SCHEDULED_JOBS_STATE_DIR.",
     )
+    password_file: Path | None = Field(
+        default=None,
+        description="A file holding the database password (e.g. a mounted Secret), put into the URL when the "
+        "connection is opened; keeps the password out of environment variables. Read again at each open.",
+    )
     retention_days: float = Field(default=90, gt=0, description="Rows older than this (by started_at) go.")
     retention_per_job: int = Field(default=10_000, ge=1, description="Newest rows kept per ScheduledJob id.")
     logs_retention_days: float = Field(default=30, gt=0, description="Captured logs older than this go.")
@@ -42,4 +48,9 @@ class ArchiveSettings(BaseSettings):
     timeout_seconds: float = Field(default=10, gt=0, le=300, description="Deadline of one archive call.")
 
     def resolved_url(self) -> str:
-        return self.url.get_secret_value() if self.url else default_url()
+        url = self.url.get_secret_value() if self.url else default_url()
+        if self.password_file is None:
+            return url
+        # A missing file raises: the operator's startup is retried until the kubelet has mounted it.
+        password = self.password_file.read_text().rstrip("\r\n")
+        return make_url(url).set(password=password).render_as_string(hide_password=False)

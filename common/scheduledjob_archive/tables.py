@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from scheduledjob import limits
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -22,8 +23,9 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-NAME: Final = 253  # a Kubernetes object name or label value fits
-UID: Final = 64
+NAME: Final = limits.NAME  # a Kubernetes object name or label value fits
+UID: Final = limits.UID
+SUBJECT: Final = limits.SUBJECT  # who asked, cancelled, deleted (cut to this wherever it is stored)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -64,26 +66,29 @@ RANK_FINISHED: Final = 1
 executions = Table(
     "executions",
     metadata,
-    Column("uid", String(UID), primary_key=True),  # The Job's UID: one row per Job, ever.
+    # The Job's UID: one row per Job, ever; for a record that is not a Job, the ledger's uid, which holds
+    # its ScheduledJob's UID (scheduledjob.ledger.record_uid): unique across every job too.
+    Column("uid", String(UID), primary_key=True),
     Column("namespace", String(NAME), nullable=False),
     Column("scheduled_job", String(NAME), nullable=False),  # The ScheduledJob's name.
     Column("scheduled_job_uid", String(UID), nullable=True),
     Column("scheduled_job_id", BigInteger, nullable=False),  # The ScheduledJob's status.id.
     Column("execution_id", String(NAME), nullable=False),  # The Job's name.
-    Column("transaction_id", BigInteger, nullable=False),  # Ordinal per ScheduledJob id (1 = first).
+    # Ordinal per ScheduledJob id (1 = first), from the one allocator (Archive._upsert): unique per job.
+    Column("transaction_id", BigInteger, nullable=False),
     Column("trigger", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("status_rank", SmallInteger, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=True),
     Column("runtime_ms", BigInteger, nullable=True),
-    Column("requested_by", String(NAME), nullable=True),
-    Column("cancelled_by", String(NAME), nullable=True),
+    Column("requested_by", String(SUBJECT), nullable=True),
+    Column("cancelled_by", String(SUBJECT), nullable=True),
     Column("message", Text, nullable=True),
     Column("request_reason", Text, nullable=True),  # given with execute (r0003)
     # Diagnostics (common/scheduledjob/diagnostics.py), all optional.
     Column("exit_code", Integer, nullable=True),
-    Column("reason", String(NAME), nullable=True),
+    Column("reason", String(limits.REASON), nullable=True),
     Column("container", String(NAME), nullable=True),
     Column("container_message", Text, nullable=True),
     Column("pod_name", String(NAME), nullable=True),
@@ -107,6 +112,8 @@ Index(
     executions.c.started_at,
     executions.c.uid,
 )
+# One number per record of a job (r0004): a second writer cannot give two records the same number.
+Index("uq_executions_job_transaction", executions.c.scheduled_job_id, executions.c.transaction_id, unique=True)
 Index("ix_executions_owner", executions.c.namespace, executions.c.scheduled_job, executions.c.started_at)
 
 execution_logs = Table(
@@ -136,7 +143,7 @@ deletions = Table(
     Column("scheduled_job_id", BigInteger, nullable=True),
     Column("namespace", String(NAME), nullable=False),
     Column("name", String(NAME), nullable=False),
-    Column("deleted_by", String(NAME), nullable=True),  # Who deleted it, when known.
+    Column("deleted_by", String(SUBJECT), nullable=True),  # Who deleted it, when known.
     Column("deleted_at", UtcDateTime, nullable=False),
 )
 Index("ix_scheduled_job_deletions_id", deletions.c.scheduled_job_id)

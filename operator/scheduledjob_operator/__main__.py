@@ -1,4 +1,5 @@
-"""`python -m scheduledjob_operator`: run the ScheduledJob operator (kopf, peering on by default)."""
+"""`python -m scheduledjob_operator`: run the ScheduledJob operator (kopf), once this replica holds the
+leader Lease (election.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import asyncio
 import getpass
 import logging
 import os
-import random
-import secrets
+import signal
 import socket
+import urllib.parse
+from collections.abc import Callable
 
 import kopf
 import uvloop
+from aiohttp import web
 
 from scheduledjob_operator import handlers
+from scheduledjob_operator.election import DEFAULT_LEASE_NAME, Elector
+from scheduledjob_operator.kube import Leases, connect, state_namespace
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,13 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable; globs ok)"
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
-    parser.add_argument("--peering", default="scheduled-jobs", help="kopf peering name shared by replicas")
-    parser.add_argument("--standalone", action="store_true", help="no peering (a single local replica)")
     parser.add_argument(
-        "--priority",
-        type=int,
-        default=None,
-        help="peering priority; default random, because kopf pauses every replica when two share one",
+        "--lease",
+        default=DEFAULT_LEASE_NAME,
+        help="name of the leader Lease in the state namespace (SCHEDULED_JOBS_STATE_NAMESPACE, else POD_NAMESPACE)",
     )
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -61,40 +63,87 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.verbose)
     assert handlers  # registered with kopf on import
+    # libuv's event loop (less CPU per watch event and request), set up exactly as `kopf run` does.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(args))
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Stands by until this replica holds the leader Lease, then runs kopf (standalone: no peering)
+    while renewing it; releases it on a clean stop. A replica that loses it exits (election.py)."""
     settings = kopf.OperatorSettings()
     # With exact namespace names kopf needs no cluster-wide namespace watch (nor the RBAC for it);
     # it only scans namespaces to resolve globs. The cost: CRDs added later need a restart.
     exact = bool(args.namespace) and not any(set(ns) & set("*?[!") for ns in args.namespace)
     settings.scanning.disabled = exact
-    # Where the startup LIST looks (handlers.start): the exact namespaces, else all (globs included).
-    # Who this replica is in the peering: handed to kopf and kept for the resync loop, which judges
-    # leadership with the same identity and priority (leadership.py).
-    priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
-    # As kopf names itself (POD_ID, else user@host with the start time), plus the pid for local runs.
-    identity = (
-        os.environ.get("POD_ID") or f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(2)}"
-    )
+    # Who this replica is, in the Lease and in its requests' User-Agent: the Pod's name, else
+    # user@host/pid for local runs. A restarted container of the same Pod takes its Lease back at once.
+    identity = os.environ.get("POD_ID") or f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}"
+    # Where the startup LIST looks (handlers.start): the exact namespaces, else all (globs included,
+    # then kept to the namespaces they match: kube.Cluster.in_scope).
     memo = kopf.Memo(
         namespaces=list(args.namespace) if exact else None,
+        patterns=list(args.namespace),
         clusterwide=not args.namespace,
-        peering_name=None if args.standalone else args.peering,
         identity=identity,
-        priority=priority,
     )
-    # libuv's event loop (less CPU per watch event and request), set up exactly as `kopf run` does.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        kopf.run(
-            loop=runner.get_loop(),
-            settings=settings,
-            memo=memo,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            standalone=args.standalone,
-            peering_name=None if args.standalone else args.peering,
-            liveness_endpoint=args.liveness,
-            priority=priority,
-            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str, not exported
-        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # kopf installs its own once it runs
+        loop.add_signal_handler(signum, stop.set)
+    lease_client = await connect(identity)
+    lease = Leases(lease_client, state_namespace(), args.lease)
+    elector = Elector(lease, identity, f"{lease.namespace}/{lease.name}")
+    # Healthy (live and ready): a standby once it has read the Lease; the leader once kopf's startup handler
+    # has run (handlers.start: the catalog is warm, the archive open), as kopf's own endpoint said.
+    health = await serve_health(
+        args.liveness, lambda: elector.standing_by or (elector.leading and getattr(memo, "context", None) is not None)
+    )
+    try:
+        acquiring = asyncio.create_task(elector.acquire())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not acquiring.done():  # stopped while standing by: nothing was written
+            acquiring.cancel()
+            return
+        acquiring.result()
+        elector.renew_in_background()
+        memo.elector = elector  # handlers.stop releases the Lease once kopf's handlers and our loops ended
+        try:
+            await kopf.operator(
+                settings=settings,
+                memo=memo,
+                clusterwide=not args.namespace,
+                namespaces=args.namespace,
+                standalone=True,
+                stop_flag=stop,
+            )
+        finally:
+            await elector.release()  # if kopf ended before its cleanup did (a failed startup)
+    finally:
+        await lease_client.close()
+        if health is not None:
+            await health.cleanup()
+
+
+async def serve_health(endpoint: str | None, healthy: Callable[[], bool]) -> web.AppRunner | None:
+    """The liveness and readiness endpoint, served from the start (kopf's own serves only once kopf runs,
+    which a standby never does: its probes would fail, and a rolling update would wait for ever). A
+    replica that lost its Lease has exited; a stalled one is ended by the elector's watchdog."""
+    if not endpoint:
+        return None
+    where = urllib.parse.urlsplit(endpoint)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"healthy": healthy()}, status=200 if healthy() else 503)
+
+    app = web.Application()
+    app.router.add_get(where.path or "/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, where.hostname, where.port).start()
+    return runner
 
 
 if __name__ == "__main__":

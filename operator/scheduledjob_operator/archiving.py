@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from scheduledjob import constants as c
+from scheduledjob.limits import SUBJECT, cut
 from scheduledjob.timefmt import parse_utc
 from scheduledjob_archive.repository import Archive
 from scheduledjob_archive.settings import ArchiveSettings
@@ -16,7 +16,6 @@ from scheduledjob_archive.settings import ArchiveSettings
 from scheduledjob_operator.context import OperatorContext
 
 logger = logging.getLogger(__name__)
-STANDBY_POLL_SECONDS = 5.0
 
 
 async def open_archive(settings: ArchiveSettings | None = None) -> Archive:
@@ -32,13 +31,9 @@ async def open_archive(settings: ArchiveSettings | None = None) -> Archive:
     return archive
 
 
-async def prune_forever(archive: Archive, active: Callable[[], bool]) -> None:
-    """Retention: a prune at start, then one every interval, by the active replica only (a standby
-    checks every few seconds whether it has become the active one)."""
+async def prune_forever(archive: Archive) -> None:
+    """Retention: a prune at start, then one every interval (in the leader: no other replica runs this)."""
     while True:
-        if not active():
-            await asyncio.sleep(STANDBY_POLL_SECONDS)
-            continue
         try:
             await archive.prune()
         except Exception:
@@ -63,7 +58,7 @@ async def note_deletion(scheduled_job: dict[str, Any], context: OperatorContext)
             job_id=job_id if isinstance(job_id, int) else None,
             namespace=meta["namespace"],
             name=meta["name"],
-            deleted_by=(meta.get("annotations") or {}).get(c.ANNOTATION_DELETED_BY),
+            deleted_by=_deleted_by(meta),
             deleted_at=parse_utc(deleted_at) if deleted_at else context.clock(),
         )
     except Exception:
@@ -87,10 +82,14 @@ async def note_deletions_while_away(context: OperatorContext, namespaces: list[s
             number = (obj.get("status") or {}).get("id")
             if isinstance(number, int):
                 present.add(number)
-    gone = [owner for owner in owners if owner.id > 0 and owner.id not in present]
+    # Glob mode: the archive's owners are filtered as the listing is (kube.Cluster.in_scope), else a
+    # ScheduledJob in a namespace this operator does not serve would be taken for deleted.
+    gone = [
+        owner
+        for owner in owners
+        if owner.id > 0 and owner.id not in present and context.cluster.in_scope(owner.namespace)
+    ]
     for owner in gone:
-        if not context.leadership.active:
-            break
         logger.info("ScheduledJob %s/%s was deleted while no operator ran; noted", owner.namespace, owner.name)
         await context.archive.record_deletion(
             uid=owner.uid or f"id:{owner.id}",  # its runs were archived without the ScheduledJob's UID
@@ -101,3 +100,9 @@ async def note_deletions_while_away(context: OperatorContext, namespaces: list[s
             deleted_at=context.clock(),
         )
     return len(gone)
+
+
+def _deleted_by(meta: dict[str, Any]) -> str | None:
+    """Who deleted the ScheduledJob, cut like every subject: anybody may set the annotation with kubectl."""
+    who = (meta.get("annotations") or {}).get(c.ANNOTATION_DELETED_BY)
+    return cut(who, SUBJECT) if isinstance(who, str) and who else None

@@ -55,6 +55,10 @@ class Catalog:
         for obj in scheduled_jobs:
             self._note_id(obj)
 
+    def note_archived_ids(self, highest: int) -> None:
+        """The highest id the archive has seen (deleted ScheduledJobs included): new ids go above it."""
+        self._highest_id = max(self._highest_id, highest)
+
     def hint_cronjobs(self, cronjobs: Iterable[dict[str, Any]]) -> None:
         now = self._clock()
         for cronjob in cronjobs:

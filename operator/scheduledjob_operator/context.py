@@ -14,7 +14,6 @@ from scheduledjob_archive.repository import Archive
 
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
-from scheduledjob_operator.leadership import Leadership
 from scheduledjob_operator.log_capture import CaptureLimits
 from scheduledjob_operator.status_writer import Key, StatusWriter
 
@@ -92,7 +91,6 @@ class OperatorContext:
     # uid -> id allocated for a ScheduledJob whose status does not show it yet: a reconcile that fails
     # after the allocation reuses it, so one ScheduledJob costs one id whatever fails after.
     allocated: dict[str, int] = field(default_factory=dict)
-    leadership: Leadership = field(default_factory=lambda: Leadership(None, "", 0))
     # The execution archive; every run is upserted there before the status ledger (ledger_sync.py).
     archive: Archive | None = None
     # A copy of a kopf handler's context: kopf binds its Event queue there, and the resync loop

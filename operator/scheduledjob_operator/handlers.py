@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
+from kopf._cogs.structs.references import NamespaceName, match_namespace  # kopf's own matching
 from scheduledjob import constants as c
 from scheduledjob.executions import recorded_stage
 from scheduledjob.memory import release_free_memory
@@ -20,10 +21,9 @@ from scheduledjob.memory import release_free_memory
 from scheduledjob_operator.archiving import note_deletion, note_deletions_while_away, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
-from scheduledjob_operator.jwt_secret import ensure_generated_jwt_secret
-from scheduledjob_operator.kube import Cluster, NamespaceTerminating, StandingBy, connect
-from scheduledjob_operator.leadership import Leadership
-from scheduledjob_operator.ledger_sync import record_job
+from scheduledjob_operator.jwt_secret import ensure_generated_archive_secret, ensure_generated_jwt_secret
+from scheduledjob_operator.kube import Cluster, NamespaceTerminating, connect, state_namespace
+from scheduledjob_operator.ledger_sync import ArchiveUnavailable, DeletionNotNoted, record_job
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.runs import RunControl
 from scheduledjob_operator.status_writer import StatusWriter
@@ -36,11 +36,17 @@ WORKER_LIMIT = 200  # per watched kind; see start()
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
 # CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
-# How often a replica reads the peering object to know whether it is the active one (leadership.py).
-LEADERSHIP_SECONDS = 1.0
 CATALOG_CHECK_SECONDS = float(os.environ.get("SCHEDULED_JOBS_CATALOG_CHECK_SECONDS", "900"))
-# How long a replica that stopped sending keepalives still counts as alive for kopf peering.
-PEERING_LIFETIME_SECONDS = 15
+# The catalog check (a LIST of every CronJob and Job) runs at most this often, whatever asks for it: under
+# throttling its own LISTs must not multiply the load.
+CATALOG_CHECK_MIN_SECONDS = min(30.0, CATALOG_CHECK_SECONDS)
+# The resync's archive work (recording a Job, reading open runs, noting deletions) waits this long for the
+# archive; once it did not answer, the rest of the pass leaves it alone. A database outage then costs
+# each pass this much, not 300 s per unrecorded Job (Archive's own retry).
+RESYNC_ARCHIVE_SECONDS = 15.0
+VANISHED_MESSAGE = "its Job was gone before the operator could record how it ended"
+# Failures that say all in one line (no stack trace): they are waited out with backoff.
+EXPECTED_FAILURES = (ArchiveUnavailable, DeletionNotNoted)
 MANAGED = {c.LABEL_SCHEDULED_JOB: kopf.PRESENT}
 
 
@@ -66,27 +72,22 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.queueing.worker_limit = WORKER_LIMIT
     settings.queueing.idle_timeout = 1.0
     settings.networking.request_timeout = 30
-    # A replica that dies without cleaning up (SIGKILL, OOM, node loss) stays in the peering object
-    # until its lifetime ends, and a restarted or standby replica of lower priority pauses until
-    # then. With kopf's default of 60 s, runs went unrecorded for up to a minute after a crash (and
-    # scheduled Jobs unprotected by the ledger finalizer meanwhile); found by
-    # tests/integration/reliability/test_operator_kills.py. Keepalives now come every 5-10 s.
-    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
-    leadership = Leadership(
-        peering_name=getattr(memo, "peering_name", None),
-        identity=getattr(memo, "identity", ""),
-        priority=getattr(memo, "priority", 0),
-        namespaces=getattr(memo, "namespaces", None) if not getattr(memo, "clusterwide", True) else None,
-    )
-    api = await connect(leadership.identity or None)
-    state_namespace = os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
-    cluster = Cluster(api, state_namespace)
-    cluster.may_write = lambda: leadership.active
+    # This process holds the leader Lease (election.py, __main__): kopf runs standalone, and everything
+    # started here runs only in the leader; a replica that loses the Lease exits.
+    api = await connect(getattr(memo, "identity", None))
+    state = state_namespace()
+    cluster = Cluster(api, state)
+    # Glob mode (--namespace 'team-*'): the startup LIST and the catalog check list cluster-wide and keep
+    # the namespaces kopf serves, by kopf's own matching.
+    patterns = getattr(memo, "patterns", None) or []
+    if patterns:
+        cluster.in_scope = lambda namespace: any(match_namespace(NamespaceName(namespace), p) for p in patterns)
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
     try:
-        await ensure_generated_jwt_secret(api, state_namespace)  # the API's Secret, once (the chart renders none)
+        await ensure_generated_jwt_secret(api, state)  # the API's Secret, once (the chart renders none)
+        await ensure_generated_archive_secret(api, state)  # the evaluation database's password, once
         async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
             catalog.note_ids(scheduled_jobs)
         async for cronjobs in cluster.cronjob_pages(namespaces):
@@ -96,29 +97,31 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         raise
     try:
         archive = await open_archive()
+        # Ids are never reused: the archive outlives the cluster's own record of them (a reinstall
+        # against the same external database starts with no ScheduledJob and no id sequence).
+        catalog.note_archived_ids(await archive.highest_job_id())
     except Exception:
         await api.close()
         raise
     writer = StatusWriter(cluster, status_update(utc_now, archive))
     memo.api = api
-    memo.context = OperatorContext(
-        cluster=cluster, writer=writer, catalog=catalog, leadership=leadership, archive=archive
-    )
+    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, archive=archive)
     memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
-    memo.retention = asyncio.create_task(prune_forever(archive, lambda: memo.context.leadership.active))
-    memo.leadership = asyncio.create_task(_follow_leadership(memo.context))
+    memo.retention = asyncio.create_task(prune_forever(archive))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     await memo.runs.close()
-    for task in (memo.resync, memo.retention, memo.leadership):
+    for task in (memo.resync, memo.retention):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await memo.api.close()
     await memo.context.archive.close()
+    # kopf's watches and handlers have ended, and so have our loops: a successor may lead at once.
+    await memo.elector.release()
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
@@ -128,15 +131,13 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
         context.catalog.forget_scheduled_job((body["metadata"]["namespace"], body["metadata"]["name"]))
         context.assigned.pop(body["metadata"]["uid"], None)
         context.allocated.pop(body["metadata"]["uid"], None)
+        _forget(context, memo.runs, _plain(body))
         await note_deletion(_plain(body), context)
         return
     obj = _plain(body)
     if context.handler_context is None:  # kopf's Event queue lives in handler contexts
         context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(obj)
-    if not context.leadership.active:  # a backlog kopf still hands over after pausing us (see job_changed)
-        context.retry.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
-        return
     await _reconcile_safely(obj, context)
 
 
@@ -158,36 +159,43 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
 async def job_changed(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
-    context: OperatorContext = memo.context
-    if not context.leadership.active:
-        # kopf pauses its watches on a standby but still works off the events already queued, which
-        # under load took seconds of writes (tests/integration/faults/test_leadership_moves.py). The
-        # active replica records these Jobs from its own events; ours waits in the retry queue in
-        # case this replica leads again first. A deleted Job was released, so recorded, already.
-        if type != "DELETED":
-            context.unrecorded.add((body["metadata"]["namespace"], body["metadata"]["name"]))
-        return
-    await _record_safely(_plain(body), type == "DELETED", context, logger)
+    job, deleted, context = _plain(body), type == "DELETED", memo.context
+    await _safely(
+        lambda: record_job(job, deleted=deleted, context=context),
+        job,
+        context.unrecorded,
+        "recording Job",
+        deleted,
+        logger,
+    )
 
 
-async def _record_safely(
-    job: dict[str, Any], deleted: bool, context: OperatorContext, log: logging.Logger | logging.LoggerAdapter[Any]
-) -> None:
-    """Records a Job; if that fails, the resync reads the Job again and retries, with backoff, until it lands."""
-    key = (job["metadata"]["namespace"], job["metadata"]["name"])
+async def _safely(
+    work: Callable[[], Awaitable[None]],
+    obj: dict[str, Any],
+    queue: Backoff,
+    what: str,
+    deleted: bool = False,
+    log: logging.Logger | logging.LoggerAdapter[Any] = logger,
+) -> Exception | None:
+    """Works on `obj` (records a Job, decides a ScheduledJobRun). If that fails, the resync reads the
+    object again and retries, with backoff in `queue`, until it lands; a deleted object cannot be read
+    again (its last state is all there is), so its failure is only logged. Returns the failure."""
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     try:
-        await record_job(job, deleted=deleted, context=context)
-    except StandingBy:
-        if not deleted:
-            context.unrecorded.add(key)
-    except Exception:
-        if deleted:  # a deleted Job cannot be read again: its last state is all there is
-            log.exception("recording deleted Job %s/%s failed", *key)
-            return
-        delay = context.unrecorded.failed(key)
-        log.exception("recording Job %s/%s failed; retrying in %.0f s", *key, delay)
-    else:
-        context.unrecorded.succeeded(key)
+        await work()
+    except Exception as error:
+        if deleted:
+            log.exception("%s %s/%s (deleted) failed", what, *key)
+            return error
+        delay = queue.failed(key)
+        if isinstance(error, EXPECTED_FAILURES):  # said in one line: no stack to read
+            log.warning("%s %s/%s: %s; retrying in %.0f s", what, *key, error, delay)
+        else:
+            log.exception("%s %s/%s failed; retrying in %.0f s", what, *key, delay)
+        return error
+    queue.succeeded(key)
+    return None
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.RUN_PLURAL)
@@ -195,32 +203,15 @@ async def run_requested(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
     """A ScheduledJobRun: decided, started and later garbage-collected by runs.RunControl."""
-    if not memo.context.leadership.active:  # the active replica decides (kopf re-lists it when we resume)
-        return
-    await _decide_safely(memo.runs, _plain(body), type == "DELETED", memo.context, logger)
-
-
-async def _decide_safely(
-    runs: RunControl,
-    run: dict[str, Any],
-    deleted: bool,
-    context: OperatorContext,
-    log: logging.Logger | logging.LoggerAdapter[Any],
-) -> None:
-    """Decides a ScheduledJobRun; if that fails, the resync reads it again and retries, with backoff."""
-    key = (run["metadata"]["namespace"], run["metadata"]["name"])
-    try:
-        await runs.handle(run, deleted=deleted)
-    except StandingBy:
-        log.info("outranked while deciding ScheduledJobRun %s/%s: the active replica decides", *key)
-    except Exception:
-        if deleted:
-            log.exception("withdrawing ScheduledJobRun %s/%s failed", *key)
-            return
-        delay = context.undecided.failed(key)
-        log.exception("deciding ScheduledJobRun %s/%s failed; retrying in %.0f s", *key, delay)
-    else:
-        context.undecided.succeeded(key)
+    run, deleted, runs = _plain(body), type == "DELETED", memo.runs
+    await _safely(
+        lambda: runs.handle(run, deleted=deleted),
+        run,
+        memo.context.undecided,
+        "deciding ScheduledJobRun",
+        deleted,
+        logger,
+    )
 
 
 async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:
@@ -229,8 +220,6 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
         async with context.locks[key]:
             await reconcile(obj, context)
         context.retry.succeeded(key)
-    except StandingBy:
-        context.retry.add(key)  # outranked meanwhile: the active replica has its own; ours waits
     except NamespaceTerminating:
         # Its namespace is being deleted (its CronJob went first): the ScheduledJob's own deletion follows.
         logger.info("%s/%s: its namespace is being deleted; nothing to reconcile", *key)
@@ -240,80 +229,97 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
         logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)
 
 
+class _Pass:
+    """What one resync pass learned so far: once the archive did not answer in time, the rest of the
+    pass leaves it alone (its Jobs stay queued, with backoff) and goes on with what needs no archive."""
+
+    def __init__(self) -> None:
+        self.archive_down = False
+
+
+class _CheckTimer:
+    """When the catalog check is due: after a re-list settled, after an outage of our own calls ended
+    (kube.Cluster.outages: a single 429 or 5xx is none), and every CATALOG_CHECK_SECONDS; whatever asks,
+    at most once per CATALOG_CHECK_MIN_SECONDS (a request meanwhile waits, it is not lost)."""
+
+    def __init__(self, context: OperatorContext, clock: Callable[[], float] = time.monotonic) -> None:
+        self._context, self._clock = context, clock
+        self._started = clock()
+        self._last: float | None = None  # the last check (the first is not held back by the interval)
+        self._outages = context.cluster.outages
+        self._wanted = False
+
+    def due(self) -> bool:
+        now, outages = self._clock(), self._context.cluster.outages
+        self._wanted = (
+            self._wanted
+            or self._context.catalog.relist_settled(RELIST_QUIET_SECONDS)
+            or outages != self._outages  # the link was out for a while and works again
+            or now - (self._started if self._last is None else self._last) >= CATALOG_CHECK_SECONDS
+        )
+        if not self._wanted or (self._last is not None and now - self._last < CATALOG_CHECK_MIN_SECONDS):
+            return False
+        self._last, self._outages, self._wanted = now, outages, False
+        return True
+
+
 async def _resync_forever(memo: Any) -> None:
-    """Retries failed reconciles and recordings, repairs edited or vanished CronJobs and moves
-    nextExecution past missed runs: only while this replica is the active one (leadership.py)."""
+    """Retries failed reconciles, recordings and decisions, repairs edited or vanished CronJobs and moves
+    nextExecution past missed runs (in the leader only: no other replica runs this)."""
     context: OperatorContext = memo.context
-    last_check = time.monotonic()
-    failures_checked = context.cluster.transient_failures
-    deletions_checked = False  # deletions made while no operator ran: noted once at the first active pass
+    namespaces = getattr(memo, "namespaces", None)
+    timer = _CheckTimer(context)
+    deletions_checked = [False]  # deletions made while no operator ran: noted once, at the first pass that can
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            if not context.leadership.active:
-                continue
-            if not deletions_checked:
-                await note_deletions_while_away(context, getattr(memo, "namespaces", None))
-                deletions_checked = True
-            failures = context.cluster.transient_failures
-            if (
-                context.catalog.relist_settled(RELIST_QUIET_SECONDS)
-                or failures != failures_checked  # the link was troubled and works again
-                or time.monotonic() - last_check >= CATALOG_CHECK_SECONDS
-            ):
-                last_check, failures_checked = time.monotonic(), failures
-                await _check_catalog(context, memo.runs, getattr(memo, "namespaces", None))
-            # In a handler's context, so the Events of what it reconciles are posted (kopf.event).
+            # In a handler's context, so the Events of what it reconciles and records are posted (kopf.event).
             handler_context = context.handler_context
-            await asyncio.create_task(_resync_once(context), context=handler_context and handler_context.copy())
-            await _decide_again(memo.runs, context)
+            await asyncio.create_task(
+                _resync_once(context, memo.runs, namespaces, timer, deletions_checked),
+                context=handler_context and handler_context.copy(),
+            )
         except Exception:
             logger.exception("resync failed; the next pass in %.0f s tries again", RESYNC_SECONDS)
         release_free_memory()  # a burst's high-water mark goes back to the OS
 
 
-async def _follow_leadership(context: OperatorContext) -> None:
-    """Judges every LEADERSHIP_SECONDS whether this replica is the active one; the loops below look
-    at the verdict before each step, so a replica outranked mid-pass stops within that time."""
-    while True:
-        try:
-            await context.leadership.check(context.cluster.get_peering, context.clock())
-        except Exception:
-            context.leadership.active = False  # cannot tell: stand by until we can
-            logger.exception("reading the peering failed; standing by until it works")
-        await asyncio.sleep(LEADERSHIP_SECONDS)
+async def _resync_once(
+    context: OperatorContext,
+    runs: RunControl,
+    namespaces: list[str] | None,
+    timer: _CheckTimer,
+    deletions_checked: list[bool],
+) -> None:
+    """One pass, bounded: reconciles first (they need no archive), then the archive's work, each piece
+    within RESYNC_ARCHIVE_SECONDS, and none of it once the archive did not answer in this pass."""
+    this_pass = _Pass()
+    await _reconcile_due(context)
+    if not deletions_checked[0]:
+        deletions_checked[0] = await _archive_work(
+            this_pass, lambda: note_deletions_while_away(context, namespaces), "noting deletions made while away"
+        )
+    if timer.due():
+        await _check_catalog(context, runs, namespaces, this_pass)
+
+    async def record(job: dict[str, Any]) -> Exception | None:
+        return await _record_in_pass(job, context, this_pass)
+
+    # A Job gone meanwhile: its DELETED event was recorded.
+    await _retry_due(context.unrecorded, "Job", context.cluster.get_job, record, this_pass)
+    runs.prune()
+
+    async def decide(run: dict[str, Any]) -> Exception | None:
+        return await _safely(lambda: runs.handle(run), run, context.undecided, "deciding ScheduledJobRun")
+
+    # A request gone meanwhile was withdrawn: its DELETED event dropped its Job.
+    await _retry_due(context.undecided, "ScheduledJobRun", context.cluster.get_run, decide)
 
 
-async def _check_catalog(context: OperatorContext, runs: RunControl, namespaces: list[str] | None) -> None:
-    """After a re-list (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
-    CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
-    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung); suspended
-    Jobs whose request is gone or rejected are deleted (runs.RunControl.sweep)."""
-    present: set[tuple[str, str]] = set()
-    async for cronjobs in context.cluster.cronjob_pages(namespaces):
-        present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
-    if not context.leadership.active:
-        return
-    for key in context.catalog.missing_cronjobs(present):
-        logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
-        context.retry.add(key)
-    async for jobs in context.cluster.job_pages(namespaces):
-        for job in jobs:
-            if not context.leadership.active:
-                return
-            if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
-                await _record_safely(job, False, context, logger)
-            await runs.sweep(job)  # a suspended Job left by a request gone or rejected
-    await note_deletions_while_away(context, namespaces)
-
-
-async def _resync_once(context: OperatorContext) -> None:
+async def _reconcile_due(context: OperatorContext) -> None:
     overdue = [key for key in context.catalog.overdue(context.clock()) if key not in context.retry]
     due = set(context.retry.take_due()) | set(overdue) | set(context.catalog.expire_hints())
     for namespace, name in due:
-        if not context.leadership.active:
-            context.retry.add((namespace, name))  # the active replica has its own; ours waits
-            continue
         obj = await context.cluster.get_scheduled_job(namespace, name)
         if obj is None:
             context.catalog.forget_scheduled_job((namespace, name))
@@ -321,35 +327,95 @@ async def _resync_once(context: OperatorContext) -> None:
         else:
             await _reconcile_safely(obj, context)
 
-    async def record(job: dict[str, Any]) -> None:
-        await _record_safely(job, False, context, logger)
 
-    # A Job gone meanwhile: its DELETED event was recorded.
-    await _retry_due(context, context.unrecorded, "Job", context.cluster.get_job, record)
+async def _record_in_pass(job: dict[str, Any], context: OperatorContext, this_pass: _Pass) -> Exception | None:
+    """Records a Job within the pass's archive deadline; once the archive is known down in this pass, the
+    Job stays queued (with backoff) without a try."""
+    meta = job["metadata"]
+    if this_pass.archive_down:
+        context.unrecorded.failed((meta["namespace"], meta["name"]))
+        return None
+    error = await _safely(
+        lambda: record_job(job, deleted=False, context=context, archive_seconds=RESYNC_ARCHIVE_SECONDS),
+        job,
+        context.unrecorded,
+        "recording Job",
+    )
+    this_pass.archive_down = this_pass.archive_down or isinstance(error, ArchiveUnavailable)
+    return error
 
 
-async def _decide_again(runs: RunControl, context: OperatorContext) -> None:
-    """The ScheduledJobRuns whose decision failed, read again and decided (or forgotten if gone)."""
+async def _archive_work(this_pass: _Pass, work: Callable[[], Awaitable[object]], what: str) -> bool:
+    """Archive work of a pass (besides recording Jobs), within RESYNC_ARCHIVE_SECONDS; skipped once the
+    archive did not answer in this pass. True if it was done; the next pass tries again if not."""
+    if this_pass.archive_down:
+        return False
+    try:
+        async with asyncio.timeout(RESYNC_ARCHIVE_SECONDS):
+            await work()
+    except Exception:
+        this_pass.archive_down = True
+        logger.exception("%s failed; the next pass tries again", what)
+        return False
+    return True
 
-    async def decide(run: dict[str, Any]) -> None:
-        await _decide_safely(runs, run, False, context, logger)
 
-    # A request gone meanwhile was withdrawn: its DELETED event dropped its Job.
-    await _retry_due(context, context.undecided, "ScheduledJobRun", context.cluster.get_run, decide)
+async def _check_catalog(
+    context: OperatorContext, runs: RunControl, namespaces: list[str] | None, this_pass: _Pass
+) -> None:
+    """After a re-list or an outage (or every CATALOG_CHECK_SECONDS), what the watches may have missed:
+    CronJobs the catalog holds but a LIST does not are forgotten and their ScheduledJobs reconciled;
+    Jobs a LIST shows not fully recorded are recorded (events lost while a connection hung); suspended
+    Jobs whose request is gone or rejected are deleted (runs.RunControl.sweep); runs the archive holds as
+    running whose Job is gone are closed with an outcome and why."""
+    present: set[tuple[str, str]] = set()
+    async for cronjobs in context.cluster.cronjob_pages(namespaces):
+        present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
+    for key in context.catalog.missing_cronjobs(present):
+        logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)
+        context.retry.add(key)
+    archive = context.archive
+    open_runs: list[tuple[str, str, str]] = []
+    if archive is not None:  # read before the Jobs are listed: a run starting meanwhile is in the listing
+
+        async def read_open_runs() -> None:
+            open_runs.extend(await archive.running(namespaces))
+
+        await _archive_work(this_pass, read_open_runs, "reading the archive's open runs")
+    listed: set[str] = set()
+    async for jobs in context.cluster.job_pages(namespaces):
+        for job in jobs:
+            listed.add(job["metadata"]["uid"])
+            if recorded_stage(job) != "finished" or c.LEDGER_FINALIZER in (job["metadata"].get("finalizers") or []):
+                await _record_in_pass(job, context, this_pass)
+            await runs.sweep(job)  # a suspended Job left by a request gone or rejected
+    vanished = [run for run in open_runs if run[0] not in listed and context.cluster.in_scope(run[1])]
+    if archive is not None and vanished:
+
+        async def close_vanished() -> None:
+            for uid, namespace, name in vanished:
+                if await archive.close_run(uid, "cancelled", VANISHED_MESSAGE, context.clock()):
+                    logger.warning(
+                        "run %s/%s was left running in the archive; its Job is gone: closed", namespace, name
+                    )
+
+        await _archive_work(this_pass, close_vanished, "closing runs whose Job is gone")
+    await _archive_work(this_pass, lambda: note_deletions_while_away(context, namespaces), "noting deletions")
 
 
 async def _retry_due(
-    context: OperatorContext,
     queue: Backoff,
     kind: str,
     read: Callable[[str, str], Awaitable[dict[str, Any] | None]],
-    work: Callable[[dict[str, Any]], Awaitable[None]],
+    work: Callable[[dict[str, Any]], Awaitable[Exception | None]],
+    this_pass: _Pass | None = None,
 ) -> None:
-    """Each object due in `queue` is read again and worked on (forgotten if gone), while this replica
-    leads; a failed read backs off further."""
+    """Each object due in `queue` is read again and worked on (forgotten if gone); a failed read backs
+    off further. With `this_pass` (archive work), what is due once the archive is known down in this pass
+    stays queued, with backoff, untried."""
     for namespace, name in queue.take_due():
-        if not context.leadership.active:
-            queue.add((namespace, name))  # the active replica has its own; ours waits
+        if this_pass is not None and this_pass.archive_down:
+            queue.failed((namespace, name))
             continue
         try:
             obj = await read(namespace, name)
@@ -361,6 +427,20 @@ async def _retry_due(
             queue.succeeded((namespace, name))
             continue
         await work(obj)
+
+
+def _forget(context: OperatorContext, runs: RunControl, scheduled_job: dict[str, Any]) -> None:
+    """Per-object memory of a deleted ScheduledJob goes with it: its reconcile lock (unless held), run
+    control's lock and cached CronJob, the archive's per-job write lock."""
+    meta = scheduled_job["metadata"]
+    key = (meta["namespace"], meta["name"])
+    lock = context.locks.get(key)
+    if lock is not None and not lock.locked():
+        del context.locks[key]
+    runs.forget(key)
+    job_id = (scheduled_job.get("status") or {}).get("id")
+    if context.archive is not None and isinstance(job_id, int):
+        context.archive.forget_job(job_id)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

@@ -26,17 +26,24 @@ log = logging.getLogger(__name__)
 NAME_VARIABLE: Final = "SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME"
 KEY_VARIABLE: Final = "SCHEDULED_JOBS_GENERATED_JWT_SECRET_KEY"
 DEFAULT_KEY: Final = "jwt-secret"
+# The chart's evaluation PostgreSQL: its archive role's password, made the same way and for the same reason (a
+# rendered random value would be re-rolled by every render). The database and the API mount it as a file; the
+# operator, which cannot read Secrets, reads it from its own optional mount once the kubelet has filled it in.
+ARCHIVE_NAME_VARIABLE: Final = "SCHEDULED_JOBS_GENERATED_ARCHIVE_SECRET_NAME"
+ARCHIVE_KEY: Final = "password"
 # Each call is bounded: a hung apiserver connection fails the startup handler, which kopf retries.
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 SECRET_BYTES: Final = 36  # 48 URL-safe characters, as the chart's generated secret had
 
 
-def generated_secret(name: str, key: str, value: str, owner: Mapping[str, Any] | None) -> dict[str, Any]:
+def generated_secret(
+    name: str, key: str, value: str, owner: Mapping[str, Any] | None, component: str = "api"
+) -> dict[str, Any]:
     """The Secret manifest: labelled like the release's ConfigMap `owner` and owned by it (when it exists)."""
     metadata: dict[str, Any] = {"name": name}
     if owner is not None:
         labels = dict(owner.get("labels") or {})
-        labels |= {"app.kubernetes.io/component": "api", "app.kubernetes.io/managed-by": "scheduledjob-operator"}
+        labels |= {"app.kubernetes.io/component": component, "app.kubernetes.io/managed-by": "scheduledjob-operator"}
         labels.pop("helm.sh/chart", None)
         metadata["labels"] = labels
         metadata["ownerReferences"] = [
@@ -58,7 +65,21 @@ async def ensure_generated_jwt_secret(
     name = environ.get(NAME_VARIABLE)
     if not name:
         return
-    key = environ.get(KEY_VARIABLE) or DEFAULT_KEY
+    await _ensure_secret(api, namespace, name, environ.get(KEY_VARIABLE) or DEFAULT_KEY, "api", "the API's JWT secret")
+
+
+async def ensure_generated_archive_secret(
+    api: client.ApiClient, namespace: str, environ: Mapping[str, str] = os.environ
+) -> None:
+    """Creates the evaluation PostgreSQL's password Secret (SCHEDULED_JOBS_GENERATED_ARCHIVE_SECRET_NAME) unless
+    it exists: never re-rolled, so the password the database was initialised with stays the one it is given."""
+    name = environ.get(ARCHIVE_NAME_VARIABLE)
+    if not name:
+        return
+    await _ensure_secret(api, namespace, name, ARCHIVE_KEY, "archive", "the archive database's password")
+
+
+async def _ensure_secret(api: client.ApiClient, namespace: str, name: str, key: str, component: str, what: str) -> None:
     core: Any = client.CoreV1Api(api)
     owner: dict[str, Any] | None = None
     try:
@@ -77,7 +98,7 @@ async def ensure_generated_jwt_secret(
             error.status,
             name,
         )
-    body = generated_secret(name, key, secrets.token_urlsafe(SECRET_BYTES), owner)
+    body = generated_secret(name, key, secrets.token_urlsafe(SECRET_BYTES), owner, component)
     try:
         await core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
     except ApiException as error:
@@ -86,11 +107,12 @@ async def ensure_generated_jwt_secret(
             return
         if error.status == 403:  # retrying cannot help; scheduling goes on, the API waits for the Secret
             log.error(
-                "may not create the API's JWT secret %s/%s (grant `create` on secrets): %s",
+                "may not create %s %s/%s (grant `create` on secrets): %s",
+                what,
                 namespace,
                 name,
                 error.reason,
             )
             return
         raise
-    log.info("created the API's JWT secret %s/%s (key %s)", namespace, name, key)
+    log.info("created %s %s/%s (key %s)", what, namespace, name, key)

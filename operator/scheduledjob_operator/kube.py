@@ -16,16 +16,17 @@ import contextlib
 import json
 import logging
 import os
-import urllib.request
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import tenacity
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
+from scheduledjob_client import load_configuration, skip_environment_lookups
 
 MERGE_PATCH = "application/merge-patch+json"
 # Each request of the operator's own client: 5 s to open a socket, 20 s between reads, 60 s in all.
@@ -36,6 +37,8 @@ REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=60.0, sock_connect=5.0, sock_read=
 # How long one call keeps retrying transient failures before the caller sees the error.
 TRANSIENT_RETRY_SECONDS = 30.0
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Calls failing this long with none working in between is an outage (see Cluster.outages).
+OUTAGE_SECONDS = 10.0
 USER_AGENT = "scheduledjob-operator"
 
 logger = logging.getLogger(__name__)
@@ -43,14 +46,6 @@ logger = logging.getLogger(__name__)
 # the API's wait (10 s + 2 s), and a hung call must not hold the ScheduledJob's run lock.
 RUN_CALL_TIMEOUT_SECONDS = 5.0
 RUN_CALL_RETRY_SECONDS = 2.0
-
-
-class StandingBy(Exception):
-    """This replica is not the active one (leadership.py): it makes no write; the caller leaves the work
-    to the active replica (or to itself, when it leads again)."""
-
-
-_WRITES = ("patch_", "create_", "delete_", "replace_")
 
 
 class Conflict(Exception):
@@ -115,35 +110,24 @@ def conflict_retry(attempts: int) -> tenacity.AsyncRetrying:
 
 
 async def connect(identity: str | None = None) -> client.ApiClient:
-    """The operator's client; `identity` (its kopf peering id) goes into the User-Agent, so the API
-    server's audit log tells the replicas apart."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
-    else:
-        configuration = client.Configuration()
-        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-        api = client.ApiClient(configuration)
-    _skip_environment_lookups(api)
+    """The operator's client; `identity` (its identity in the leader Lease) goes into the User-Agent, so
+    the API server's audit log tells the replicas apart."""
+    api = client.ApiClient(await load_configuration())
+    skip_environment_lookups(api)
     api.user_agent = f"{USER_AGENT}/{identity}" if identity else USER_AGENT
     return api
 
 
-def _skip_environment_lookups(api: client.ApiClient) -> None:
-    """Stops aiohttp from looking up ~/.netrc and the proxy variables on every request.
-
-    Performance (bench/, docs/benchmarks.md): kubernetes_asyncio opens its aiohttp session with
-    `trust_env=True`, so each request first does a netrc and a proxy lookup in worker threads (two
-    thread hops per request, ~1 ms idle, more under load). Without proxy variables there is nothing to
-    find (we authenticate by certificate or token, never netrc); with a proxy configured nothing changes.
-    """
-    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
-    if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
-        session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
+def state_namespace() -> str:
+    """Where the operator keeps its state (the id sequence, the leader Lease, the API's Secret)."""
+    return os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
 
 
 async def _pages(
-    page: Callable[..., Awaitable[Any]], namespaces: list[str] | None, limit: int = 500
+    page: Callable[..., Awaitable[Any]],
+    namespaces: list[str] | None,
+    in_scope: Callable[[str], bool],
+    limit: int = 500,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     for namespace in namespaces if namespaces is not None else [None]:
         token: str | None = None
@@ -154,7 +138,7 @@ async def _pages(
                 if result.status >= 300:
                     raise ApiException(status=result.status, reason=await result.text())
                 result = await result.json()
-            yield result.get("items") or []
+            yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
             token = (result.get("metadata") or {}).get("continue")
             if not token:
                 break
@@ -210,12 +194,17 @@ class Cluster:
         # Id requests waiting for the next compare-and-swap on the sequence (see allocate_id).
         self._id_lock = asyncio.Lock()
         self._id_waiters: list[tuple[int, asyncio.Future[int]]] = []
-        # Transient failures so far (timeouts, resets, 5xx, 429): a watch on the same troubled link
-        # may have lost events silently, so the resync checks the catalog once calls work again.
+        # Transient failures so far (timeouts, resets, 5xx, 429).
         self.transient_failures = 0
-        # Asked before every attempt of a write: a standby replica writes nothing, even a write queued
-        # or retried from before it was outranked (handlers wires it to Leadership).
-        self.may_write: Callable[[], bool] = lambda: True
+        # Outages that ended: calls failed (transiently) with none working for OUTAGE_SECONDS or more,
+        # then one worked. A watch on that link may have lost events silently, so the resync checks the
+        # catalog after one. A single 429 or 5xx (retried, and then working) is no outage: it must not
+        # cost a re-list of every CronJob and Job.
+        self.outages = 0
+        self._failing_since: float | None = None  # when the first failed call of the current streak began
+        # Which namespaces this operator serves (glob mode: --namespace 'team-*' lists cluster-wide, and
+        # kopf's own matching keeps what the globs match); every LIST below keeps only those.
+        self.in_scope: Callable[[str], bool] = lambda namespace: True
 
     async def _call(
         self,
@@ -226,11 +215,9 @@ class Cluster:
         **kwargs: Any,
     ) -> Any:
         """Every request of the operator: a deadline, and transient failures retried (module doc)."""
-        writes = getattr(method, "__name__", "").startswith(_WRITES)
         async for attempt in transient_retry(_retry_seconds):
             with attempt:
-                if writes and not self.may_write():
-                    raise StandingBy(getattr(method, "__name__", "a write"))
+                began = time.monotonic()
                 try:
                     result = await method(*args, _request_timeout=_request_timeout, **kwargs)
                     # An unparsed response (_preload_content=False) raises nothing itself.
@@ -238,12 +225,22 @@ class Cluster:
                         raise ApiException(status=result.status, reason=await result.text())
                 except Exception as error:
                     if is_transient(error):
-                        self.transient_failures += 1
+                        self._failed(began)
                     raise
+                self._worked()
                 return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    # --- kopf's peering object (read only: kopf itself writes it) ------------------------------
+    def _failed(self, began: float) -> None:
+        self.transient_failures += 1
+        self._failing_since = began if self._failing_since is None else min(self._failing_since, began)
+
+    def _worked(self) -> None:
+        if self._failing_since is not None:
+            if time.monotonic() - self._failing_since >= OUTAGE_SECONDS:
+                self.outages += 1
+            self._failing_since = None
+
     async def _get_or_none(self, call: Callable[..., Awaitable[Any]], *args: Any) -> dict[str, Any] | None:
         """A custom object through `call` (`_call` or `_run_call`); None if it does not exist."""
         try:
@@ -253,17 +250,6 @@ class Cluster:
             if error.status == 404:
                 return None
             raise
-
-    # --- kopf's peering object (read only: kopf itself writes it) ------------------------------
-    async def get_peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
-        """The kopf peering object `name`: cluster-wide if `namespace` is None."""
-        if namespace is None:
-            return await self._get_or_none(
-                self._call, self._custom.get_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", name
-            )
-        return await self._get_or_none(
-            self._call, self._custom.get_namespaced_custom_object, "kopf.dev", "v1", namespace, "kopfpeerings", name
-        )
 
     # --- ScheduledJobs -------------------------------------------------------------------------
     async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -281,7 +267,7 @@ class Cluster:
                 self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
             )
 
-        return _pages(page, namespaces)
+        return _pages(page, namespaces, self.in_scope)
 
     def cronjob_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every CronJob of a ScheduledJob in these namespaces (None: all), a page at a time."""
@@ -292,7 +278,7 @@ class Cluster:
                 return self._call(self._batch.list_cron_job_for_all_namespaces, **options)
             return self._call(self._batch.list_namespaced_cron_job, namespace, **options)
 
-        return _pages(page, namespaces)
+        return _pages(page, namespaces, self.in_scope)
 
     def job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every Job of a ScheduledJob in these namespaces (None: all), a page at a time."""
@@ -303,7 +289,7 @@ class Cluster:
                 return self._call(self._batch.list_job_for_all_namespaces, **options)
             return self._call(self._batch.list_namespaced_job, namespace, **options)
 
-        return _pages(page, namespaces)
+        return _pages(page, namespaces, self.in_scope)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""
@@ -620,3 +606,54 @@ class Cluster:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+class Leases:
+    """The leader Lease (election.py) through its own client: renewals never queue behind the operator's
+    pool of connections (a burst of reconciles fills it). Each call is tried once within `timeout`
+    seconds; the elector's loop is the retry policy (it knows the renew deadline, a retry here would not)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self._coordination: Any = client.CoordinationV1Api(api)
+        self.namespace, self.name = namespace, name
+
+    async def read(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        try:
+            return await _parsed(
+                await self._coordination.read_namespaced_lease(
+                    self.name, self.namespace, _preload_content=False, _request_timeout=_deadline(timeout)
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, spec: dict[str, Any], timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.name}, "spec": spec}
+        return await self._unless_conflict(
+            self._coordination.create_namespaced_lease(
+                self.namespace, body, _preload_content=False, _request_timeout=_deadline(timeout)
+            )
+        )
+
+    async def replace(self, lease: dict[str, Any], timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        """Written only over the version read (metadata.resourceVersion is the precondition)."""
+        return await self._unless_conflict(
+            self._coordination.replace_namespaced_lease(
+                self.name, self.namespace, lease, _preload_content=False, _request_timeout=_deadline(timeout)
+            )
+        )
+
+    @staticmethod
+    async def _unless_conflict(request: Awaitable[Any]) -> dict[str, Any] | None:
+        try:
+            return await _parsed(await request)
+        except ApiException as error:
+            if error.status == 409:  # another replica wrote first (made it, or changed it since our read)
+                return None
+            raise
+
+
+def _deadline(seconds: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)

@@ -6,25 +6,61 @@ between replays the Job, and the ledger's UID deduplication absorbs the replay.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from scheduledjob import constants as c
 from scheduledjob.builders import controller_uid
-from scheduledjob.executions import observe_job, recorded_stage
+from scheduledjob.executions import JobObservation, observe_job, recorded_stage
+from scheduledjob.run_requests import cap_subject
+from scheduledjob.timefmt import parse_utc
 from scheduledjob_archive.records import Owner
 
 from scheduledjob_operator.context import OperatorContext
-from scheduledjob_operator.kube import Conflict, StandingBy, conflict_retry
+from scheduledjob_operator.kube import Conflict, conflict_retry
 from scheduledjob_operator.log_capture import HeldLogs, capture_run
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# A run cut short by its ScheduledJob's deletion waits this long (retried) for that deletion to be noted
+# with who did it (the ScheduledJob's DELETED event comes on another watch); then it is recorded without.
+DELETION_NOTE_WAIT_SECONDS = 60.0
 
 
-async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorContext, attempts: int = 10) -> None:
+class ArchiveUnavailable(Exception):
+    """The archive did not take a run within the caller's deadline (record_job's `archive_seconds`)."""
+
+
+async def _within(seconds: float | None, call: Awaitable[T]) -> T:
+    if seconds is None:
+        return await call
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError as error:
+        raise ArchiveUnavailable(f"the archive did not answer within {seconds:g}s") from error
+
+
+class DeletionNotNoted(Exception):
+    """The ScheduledJob of a run cut short by its deletion is gone, but its deletion is not noted yet."""
+
+
+async def record_job(
+    job: dict[str, Any],
+    *,
+    deleted: bool,
+    context: OperatorContext,
+    attempts: int = 10,
+    archive_seconds: float | None = None,
+) -> None:
     """Records the Job; a Job changed meanwhile (409 on its annotation) is read again and retried.
 
-    Other failures propagate: the caller (handlers._record_safely) retries them with backoff.
+    Other failures propagate: the caller (handlers._safely) retries them with backoff. With
+    `archive_seconds`, an archive that does not take the run within that time raises ArchiveUnavailable
+    (the resync's bounded work: one pass does not wait out a database outage Job by Job).
     """
     current: dict[str, Any] | None = job
     try:
@@ -36,7 +72,7 @@ async def record_job(job: dict[str, Any], *, deleted: bool, context: OperatorCon
                     if current is None:
                         return
                 try:
-                    await _record_once(current, deleted=deleted, context=context)
+                    await _record_once(current, deleted=deleted, context=context, archive_seconds=archive_seconds)
                 except Conflict:
                     current = None  # read afresh on the next attempt
                     raise
@@ -62,7 +98,58 @@ async def owned_by_its_cronjob(job: dict[str, Any], context: OperatorContext) ->
     return stated == known
 
 
-async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorContext) -> None:
+async def _whose(job: dict[str, Any], context: OperatorContext) -> str | None:
+    """Whose run the Job is. "cronjob": a run of the ScheduledJob whose CronJob owns it now. "archive":
+    its CronJob is gone (or replaced by a new one of that name: the ScheduledJob was deleted mid-run),
+    but the archive holds its start, saved when its owner was checked: still a run, whose outcome must be
+    recorded before the finalizer goes. None: nobody's run."""
+    if await owned_by_its_cronjob(job, context):
+        return "cronjob"
+    meta = job["metadata"]
+    if context.archive is None or not (meta.get("labels") or {}).get(c.LABEL_SCHEDULED_JOB):
+        return None
+    row = await context.archive.get(meta["uid"])
+    if row is not None and (row.namespace, row.execution_id) == (meta["namespace"], meta["name"]):
+        return "archive"
+    return None
+
+
+async def _owner_gone(
+    job: dict[str, Any], observation: JobObservation, context: OperatorContext
+) -> JobObservation | None:
+    """A run whose CronJob is gone. None if its ScheduledJob is still there (only the CronJob went, e.g.
+    deleted by hand: the run is counted as any other). Else the ScheduledJob was deleted mid-run, and the
+    run is recorded with its own outcome if it finished, else as cancelled by that deletion, with who
+    deleted the ScheduledJob: from its `deleted-by` annotation while it is still being deleted, then from
+    the deletions table (archiving.note_deletion). That note may still be on its way (the ScheduledJob's
+    DELETED event comes on another watch): the run waits for it (retried) DELETION_NOTE_WAIT_SECONDS."""
+    meta = job["metadata"]
+    owner = archive_owner(job)
+    scheduled_job = await context.cluster.get_scheduled_job(owner.namespace, owner.name)
+    if scheduled_job is not None and (scheduled_job.get("status") or {}).get("id") != owner.id:
+        scheduled_job = None  # another ScheduledJob of that name, made since
+    if scheduled_job is not None and not scheduled_job["metadata"].get("deletionTimestamp"):
+        return None
+    annotations = meta.get("annotations") or {}
+    cut_short = observation.status == "cancelled" and meta.get("deletionTimestamp")
+    if not cut_short or annotations.get(c.ANNOTATION_CANCELLED_BY) or annotations.get(c.ANNOTATION_REPLACED_BY):
+        return observation
+    if scheduled_job is not None:  # still being deleted (foreground): who is on it
+        who = (scheduled_job["metadata"].get("annotations") or {}).get(c.ANNOTATION_DELETED_BY)
+    else:
+        deletion = await context.archive.deletion(owner.id) if context.archive is not None and owner.id else None
+        waited = (context.clock() - parse_utc(meta["deletionTimestamp"])).total_seconds()
+        if deletion is None and waited < DELETION_NOTE_WAIT_SECONDS:
+            raise DeletionNotNoted(f"the deletion of {owner.namespace}/{owner.name} is not noted yet")
+        who = deletion.deleted_by if deletion is not None else None
+    who = cap_subject(who) if who else None
+    message = f"deleted with its scheduled job by {who}" if who else "deleted with its scheduled job"
+    return replace(observation, cancelled_by=who, message=message)
+
+
+async def _record_once(
+    job: dict[str, Any], *, deleted: bool, context: OperatorContext, archive_seconds: float | None = None
+) -> None:
     meta = job["metadata"]
     finalizers = list(meta.get("finalizers") or [])
     stage = recorded_stage(job)
@@ -72,7 +159,8 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
         await _remove_if_cancelled(job, deleted=deleted, context=context)
         return
     observation = observe_job(job, context.clock())
-    if observation.awaiting_adoption or not await owned_by_its_cronjob(job, context):
+    whose = None if observation.awaiting_adoption else await _whose(job, context)
+    if whose is None:
         # Not a run of any ScheduledJob (yet, or at all): nothing to record. A Job dropped while
         # awaiting adoption (its request was refused) or not ours only loses our finalizer.
         if (
@@ -90,8 +178,9 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
             await _mark(job, finalizers, "started", keep_finalizer=True, context=context)
         return
     key = (meta["namespace"], meta["labels"][c.LABEL_SCHEDULED_JOB])
-    if not context.leadership.active:
-        raise StandingBy(meta["name"])
+    if whose == "archive":
+        gone = await _owner_gone(job, observation, context)
+        whose, observation = ("cronjob", observation) if gone is None else ("archive", gone)
     captured = HeldLogs()
     if not deleted:  # its pods are still there: diagnostics and logs, before the finalizer goes
         observation = await capture_run(context.cluster, captured, job, observation, context.log_limits)
@@ -99,14 +188,22 @@ async def _record_once(job: dict[str, Any], *, deleted: bool, context: OperatorC
     # already counted this stage (a replay of a run no longer in the short status.history).
     uncounted = True
     if context.archive is not None:
-        uncounted = await context.archive.save(observation, archive_owner(job), observation.diagnostics)
+        saved = await _within(
+            archive_seconds, context.archive.save(observation, archive_owner(job), observation.diagnostics)
+        )
+        # The archive numbered the run (the one allocator): the status ledger records that number.
+        uncounted, observation = saved.uncounted, replace(observation, transaction_id=saved.number)
         await captured.save_to(context.archive)  # after the row: the logs reference it
-    owner_exists = await context.writer.record(key, observation) if uncounted else True
+    # A run whose CronJob is gone has no status to be counted in (a ScheduledJob of that name now is another).
+    owner_exists = False
+    if whose == "cronjob":
+        owner_exists = await context.writer.record(key, observation) if uncounted else True
     if uncounted and owner_exists and context.archive is not None:
         await context.archive.ledgered(observation)
     if deleted:
         return
-    done = observation.finished or not owner_exists
+    # A run of a deleted ScheduledJob is held until it finished (a Job orphaned by `--cascade=orphan` runs on).
+    done = observation.finished or (whose == "cronjob" and not owner_exists)
     await _mark(job, finalizers, "finished" if done else "started", keep_finalizer=not done, context=context)
     if done:
         await _remove_if_cancelled(job, deleted=deleted, context=context)
@@ -139,8 +236,6 @@ async def _mark(
     wanted = [f for f in finalizers if f != c.LEDGER_FINALIZER] + ([c.LEDGER_FINALIZER] if keep_finalizer else [])
     if wanted == finalizers and recorded_stage(job) == stage:
         return
-    if not context.leadership.active:  # outranked meanwhile: the active replica marks it (UID dedupe)
-        raise StandingBy(meta["name"])
     await context.cluster.patch_job_metadata(
         meta["namespace"], meta["name"], meta["resourceVersion"], wanted, {c.ANNOTATION_RECORDED: stage}
     )

@@ -10,17 +10,17 @@ from typing import Any, cast
 import kopf
 from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob, drifted
-from scheduledjob.ledger import Transition
-from scheduledjob.models import ScheduledJobSpec
+from scheduledjob.ledger import NOT_RUNS, Transition, highest_transaction_id
+from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
 from scheduledjob.pause import pause_of
-from scheduledjob.reconciliation import Readiness, next_status, readiness_of
+from scheduledjob.reconciliation import Readiness, StatusChange, next_status, readiness_of
 from scheduledjob.skipped import controller_view
 from scheduledjob.validation import parse_spec
+from scheduledjob_archive.records import Owner
 from scheduledjob_archive.repository import Archive
 
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, Rejected
-from scheduledjob_operator.record_archiver import RecordArchiver
 from scheduledjob_operator.status_writer import Pending, StatusUpdate
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ _EVENT_TYPES = {
     "paused": "Normal",
     "resumed": "Normal",
 }
-_NOT_RUNS = ("skipped", "paused", "resumed")
 
 
 def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
@@ -47,12 +46,25 @@ def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None
         logger.warning("Event %s for %s not posted (no kopf context): %s", reason, obj["metadata"]["name"], message)
 
 
+def run_event_message(transition: Transition) -> str:
+    """Who asked stays apart from how the run ended: "Execution X (manual, requested by dev-admin) failed
+    after 812 ms", never "failed by dev-admin" (which reads as if the requester made it fail)."""
+    record = transition.record
+    asked = f", requested by {record.requested_by}" if record.requested_by else ""
+    runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
+    # A cancellation's record message already says how and by whom: "cancelled by bob", "replaced by X".
+    how = (record.message or "cancelled") if transition.kind == "cancelled" else transition.kind
+    why = f": {record.message}" if record.message and transition.kind == "failed" else ""
+    # "#N": the record's transactionId, the same number as in the detail, /transactions and the dashboard.
+    return f"Execution #{record.transaction_id} {record.execution_id} ({record.trigger}{asked}) {how}{runtime}{why}"
+
+
 def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj), and one
     log line."""
     for transition in transitions:
         record = transition.record
-        if transition.kind in _NOT_RUNS:
+        if transition.kind in NOT_RUNS:
             text = record.message or transition.kind
             why = record.reason or record.request_reason  # a skipped slot's cause, or a pause's reason
             detail = f": {why}" if why else ""
@@ -60,19 +72,11 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
                 obj,
                 type=_EVENT_TYPES[transition.kind],
                 reason=transition.kind.capitalize(),
-                message=f"{text[:1].upper()}{text[1:]}{detail}",  # e.g. "Slot 2026-...Z skipped: not started: ..."
+                # e.g. "#7 Slot 2026-...Z skipped: not started: ...", "#8 Paused by alice: ...: DB maintenance"
+                message=f"#{record.transaction_id} {text[:1].upper()}{text[1:]}{detail}",
             )
             continue
-        runtime = f" after {record.runtime_ms} ms" if transition.kind != "started" else ""
-        if transition.kind == "cancelled":
-            # The record's message already says how: "cancelled by bob", "replaced by X (requested by Y)".
-            how = record.message or "cancelled"
-            message = f"Execution {record.execution_id} ({record.trigger}) {how}{runtime}"
-        else:
-            detail = f" by {record.requested_by}" if record.requested_by else ""
-            message = f"Execution {record.execution_id} ({record.trigger}) {transition.kind}{detail}{runtime}"
-            if record.message and transition.kind == "failed":
-                message += f": {record.message}"
+        message = run_event_message(transition)
         if transition.kind == "failed" and record.reason:  # the cause (diagnostics), for kubectl describe
             exit_code = f", exit code {record.exit_code}" if record.exit_code is not None else ""
             where = f" in container {record.container}" if record.container else ""
@@ -142,24 +146,43 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
 
 
 def status_update(clock: Callable[[], datetime], archive: Archive | None = None) -> StatusUpdate:
-    """How the status writer turns what is pending into a status, and what it announces (and archives) after."""
-    archiver = RecordArchiver(archive)
+    """How the status writer turns what is pending into a status, and what it announces after.
 
-    def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
-        change = next_status(
-            current, pending.observations, clock(), pending.readiness, pending.assigned_id, pending.controller
-        )
+    Records that are not Jobs (a pause, a resume, a skipped slot) are born here; the archive, the one
+    allocator of transaction ids, stores and numbers them before the status that holds them is written
+    (a Job's run was numbered when ledger_sync stored it). A retried write finds the same records (their
+    uids are deterministic) and so the same numbers."""
+
+    async def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
+        now = clock()
+
+        def judge(numbers: dict[str, int] | None = None) -> StatusChange:
+            return next_status(
+                current, pending.observations, now, pending.readiness, pending.assigned_id, pending.controller, numbers
+            )
+
+        change = judge()
+        actions = [t.record for t in change.transitions if t.kind in NOT_RUNS]
+        if actions and archive is not None:
+            owner = _archive_owner(current, pending.assigned_id)
+            floor = highest_transaction_id(ScheduledJobStatus.model_validate(current.get("status") or {}))
+            change = judge({record.uid: await archive.save_record(record, owner, floor) for record in actions})
         previous = _ready_message(current)
 
         def after_write() -> None:
             post_transitions(current, change.transitions)
-            archiver.keep(current, change.transitions)
             if pending.readiness is not None:
                 _announce(current, pending.readiness, previous)
 
         return change.status, after_write
 
     return update
+
+
+def _archive_owner(obj: dict[str, Any], assigned_id: int | None) -> Owner:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    number = status.get("id") if status.get("id") is not None else assigned_id
+    return Owner(namespace=meta["namespace"], name=meta["name"], id=int(number or 0), uid=meta["uid"])
 
 
 async def _apply_cronjob(

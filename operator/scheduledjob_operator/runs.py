@@ -66,6 +66,10 @@ class Rejection(Exception):
         self.message = message
 
 
+class AlreadyStarted(Exception):
+    """The request's Job was started by an earlier decision: nothing to decide."""
+
+
 class RunControl:
     def __init__(self, context: OperatorContext) -> None:
         self._context = context
@@ -100,18 +104,24 @@ class RunControl:
         try:
             async with self._locks[(request.namespace, request.scheduled_job)]:
                 job, decision, resource_version = await self._decide_serially(run, request)
-            if expired(request, self._context.clock()):
-                raise Rejection("Expired", "the request expired before its Job could start")
         except Rejection as rejection:
             await self._reject(request, resource_version, rejection)
+            return
+        except AlreadyStarted:  # a stale event of a request decided and started meanwhile
             return
         # Any other failure leaves the request undecided (the requester gets 503 when its wait ends) and a
         # suspended Job maybe made, even if its create's answer was lost: the retry (handlers) finds and
         # adopts it, a rejection or withdrawal deletes it, and so does the sweep if all of those fail.
         reported = await self._report(request, resource_version, accepted_status(job, decision, self._context.clock()))
-        if not reported:  # the requester gave up (deleted the request): this run must not start
-            await cluster.delete_job(request.namespace, job["metadata"]["name"])
-            return
+        if not reported:
+            current = await cluster.get_run(request.namespace, request.name)
+            if current is None:  # the requester gave up (deleted the request): this run must not start
+                await cluster.delete_job(request.namespace, job["metadata"]["name"])
+                return
+            now = read_run(current)
+            if now.phase == "Accepted" and now.job_name == job["metadata"]["name"]:
+                await self._finish_start(now)  # decided so meanwhile (this was a stale event): it starts
+            return  # else changed by someone else since read: a later event decides again
         await self._resume(job)
         self._settled.add(request.uid)
 
@@ -131,8 +141,14 @@ class RunControl:
         if not decision.accept:
             raise Rejection(decision.reason, decision.message)
         job = await self._create(cronjob, job_name, request)
-        await self._replace(request.namespace, decision, job_name, request.requested_by)
+        # Expiry once more, before anything is changed for the run: past adoption it starts, and under
+        # Replace the running ones stop; a request that expired meanwhile is refused before that, never after.
+        if expired(request, self._context.clock()):
+            raise Rejection("Expired", "the request expired before its Job could start")
         decision = await self._adopt(cronjob, job, request, decision)  # a Rejection: _reject drops the Job
+        # Replace: the running executions stop only once the new run holds the slot, so a refusal on the
+        # way (expired, NotReady, a conflict that now forbids it) never leaves the old stopped and none started.
+        await self._replace(request.namespace, decision, job_name, request.requested_by)
         return job, decision, resource_version
 
     async def _cronjob(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -145,6 +161,19 @@ class RunControl:
         cronjob = await self._context.cluster.get_cronjob(namespace, name)
         self._remember(cronjob)
         return cronjob
+
+    def forget(self, key: Key) -> None:
+        """A ScheduledJob is gone: its cached CronJob and (unless held) its lock go too."""
+        self._cronjobs.pop(key, None)
+        lock = self._locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._locks[key]
+
+    def prune(self) -> None:
+        """Drops cached CronJobs too old to be used again (called by each resync pass)."""
+        now = time.monotonic()
+        for key in [key for key, (when, _) in self._cronjobs.items() if now - when >= CRONJOB_MEMORY_SECONDS]:
+            del self._cronjobs[key]
 
     def _remember(self, cronjob: dict[str, Any] | None) -> None:
         if cronjob is not None:
@@ -189,11 +218,16 @@ class RunControl:
         existing = await cluster.get_job(request.namespace, job_name)  # a replay: the Job made last time
         if existing is None or not made_for(existing, request):
             raise Rejection("Conflict", f"a Job named {job_name} exists and was not made for this request")
+        if not awaiting_adoption(existing) and not (existing.get("spec") or {}).get("suspend"):
+            # Resumed: an earlier decision accepted (reported) and started it. This is a stale event of
+            # the request (e.g. kopf's of the owner patch, handed over after the decision): deciding again
+            # would replace, under Replace, what runs beside it, and could not report.
+            raise AlreadyStarted(job_name)
         return existing
 
     async def _replace(self, namespace: str, decision: Decision, job_name: str, requested_by: str) -> None:
-        """Replace: the running executions are suspended (the Job controller deletes their pods) and
-        marked as replaced by this one; the ledger records them so and removes them."""
+        """Replace, once the new run is adopted: the running executions are suspended (the Job controller
+        deletes their pods) and marked as replaced by this one; the ledger records them so and removes them."""
         marker = f"{job_name} (requested by {cap_subject(requested_by)})"
         patch = {"metadata": {"annotations": {c.ANNOTATION_REPLACED_BY: marker}}, "spec": {"suspend": True}}
         await asyncio.gather(*(self._context.cluster.patch_job(namespace, name, patch) for name in decision.replace))
@@ -223,11 +257,7 @@ class RunControl:
                 fresh_decision = decide(policy, request.scheduled_job, running)
                 if not fresh_decision.accept:
                     raise Rejection(fresh_decision.reason, fresh_decision.message) from None
-                if fresh_decision.replace:
-                    await self._replace(
-                        meta["namespace"], fresh_decision, job["metadata"]["name"], request.requested_by
-                    )
-                decision = fresh_decision
+                decision = fresh_decision  # what it replaces, replaced once adopted (_decide_serially)
         raise RuntimeError(f"could not adopt Job {job['metadata']['name']} into CronJob {meta['name']}")
 
     async def _reject(self, request: RunRequest, resource_version: str, rejection: Rejection) -> None:

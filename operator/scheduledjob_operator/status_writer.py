@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class Pending:
 
 # Given the current object and what is pending: the new status (None: nothing to write) and a
 # callback to run once the write succeeded (events).
-StatusUpdate = Callable[[dict[str, Any], Pending], tuple[dict[str, Any] | None, Callable[[], None]]]
+StatusUpdate = Callable[[dict[str, Any], Pending], Awaitable[tuple[dict[str, Any] | None, Callable[[], None]]]]
 
 
 class StatusWriter:
@@ -127,7 +127,7 @@ class StatusWriter:
         current = recent if recent is not None else await self._cluster.get_scheduled_job(namespace, name)
         if current is None:
             return False
-        status, after_write = self._update(current, pending)
+        status, after_write = await self._update(current, pending)
         if status is None:
             return None if recent is not None else True
         try:

@@ -41,7 +41,7 @@ from scheduledjob_api.routers.scheduled_jobs import PREFIX
 from scheduledjob_api.security import ALL_PERMISSIONS
 from scheduledjob_api.settings import Settings
 
-from tests.chart.test_chart_render import CHART, REPO, VARIANTS, Doc, Helm, values_args
+from tests.chart.test_chart_render import CHART, MAP_CAPABILITY, REPO, VARIANTS, Doc, Helm, values_args
 from tests.support.kube import ScheduledJobs, eventually, job_template
 
 pytestmark = pytest.mark.integration
@@ -51,15 +51,13 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 CHART_CRDS = {
     f"{c.PLURAL}.{c.GROUP}",
     f"{c.RUN_PLURAL}.{c.GROUP}",
-    "kopfpeerings.kopf.dev",
-    "clusterkopfpeerings.kopf.dev",
 }
 # Objects of these kinds can only be dry-run where their CRD is installed; prometheus-operator is not here.
 OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # Every kind the chart creates, plus what its Deployments spawn: nothing of it may outlive `helm uninstall`.
 RELEASE_KINDS = (
     "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,"
-    "configmaps,secrets,networkpolicies,kopfpeerings.kopf.dev,clusterkopfpeerings.kopf.dev,"
+    "configmaps,secrets,networkpolicies,"
     "mutatingadmissionpolicies,mutatingadmissionpolicybindings,validatingadmissionpolicies,"
     "validatingadmissionpolicybindings"
 )
@@ -183,8 +181,9 @@ async def test_every_variant_passes_a_server_side_dry_run(
 ) -> None:
     release_namespace = await namespaces.create("dry-run")
     rendered = cluster_helm.ok(
-        "template", "sj", str(CHART), "--namespace", release_namespace, "--include-crds", *values_args(values_file)
-    )
+        "template", "sj", str(CHART), "--namespace", release_namespace, "--include-crds",
+        "--api-versions", MAP_CAPABILITY, *values_args(values_file),
+    )  # fmt: skip
     docs = documents(rendered)
     for name in sorted({d["metadata"]["namespace"] for d in docs if d["metadata"].get("namespace")}):
         await namespaces.ensure(name)  # e.g. the namespaced variant's team-a and team-b
@@ -415,6 +414,7 @@ async def components(release: Release, api_client: client.ApiClient, tmp_path: P
         assert env["SCHEDULED_JOBS_ARCHIVE_URL"].startswith("postgresql+asyncpg://")
         archive = {"SCHEDULED_JOBS_ARCHIVE_URL": f"sqlite+aiosqlite:///{tmp_path / 'archive.sqlite'}"}
         env |= archive
+        env.pop("SCHEDULED_JOBS_ARCHIVE_PASSWORD_FILE")  # the database's password: a mounted file SQLite needs not
         operator = Service("operator", argv, env, tmp_path)
         operator.start()
         started.append(operator)
@@ -429,6 +429,7 @@ async def components(release: Release, api_client: client.ApiClient, tmp_path: P
         )
         port = free_port()
         argv = [sys.executable, "-m", *local_args(container["args"], {"--host": "127.0.0.1", "--port": str(port)})]
+        env.pop("SCHEDULED_JOBS_ARCHIVE_PASSWORD_FILE")
         api = Service("api", argv, env | {"KUBECONFIG": str(release.kubeconfigs["api"]), **archive}, tmp_path)
         api.start()
         started.append(api)
@@ -488,7 +489,7 @@ async def test_the_charts_service_accounts_run_the_full_story(
     await jobs.create("stuck", {"schedule": "@yearly", "jobTemplate": job_template(outcome="hang")})
 
     # The operator gives each an id from the chart-owned sequence and a CronJob.
-    # The first wait also covers the operator's start (kopf's discovery, peering), generous on a busy machine.
+    # The first wait also covers the operator's start (the leader Lease, kopf's discovery), generous on a busy machine.
     ids: dict[str, int] = {}
     for name in ("report", "every-minute", "stuck"):
         ids[name] = await eventually(
@@ -500,16 +501,11 @@ async def test_the_charts_service_accounts_run_the_full_story(
     assert sequence.data == {"next": "4"}
     assert sequence.metadata.labels[INSTANCE_LABEL] == release.name
 
-    # The operator took part in the chart's KopfPeering (it sits in the watched namespace).
     custom: Any = client.CustomObjectsApi(api_client)
-
-    async def peering_has_a_peer() -> bool:
-        peering = await custom.get_namespaced_custom_object(
-            "kopf.dev", "v1", release.watched, "kopfpeerings", release.fullname
-        )
-        return bool(peering.get("status"))
-
-    await eventually(peering_has_a_peer, timeout=60, what="the operator listed in the chart's KopfPeering")
+    # The operator leads by the release's Lease, with nothing but the Role the chart grants for it.
+    coordination: Any = client.CoordinationV1Api(api_client)
+    lease = await coordination.read_namespaced_lease(f"{release.fullname}-operator", release.namespace)
+    assert lease.spec.holder_identity == "operator-local"  # its POD_ID
 
     token = make_token(components.settings, subject=ADMIN, permissions=ALL_PERMISSIONS, ttl_seconds=900)
     headers = {"Authorization": f"Bearer {token}"}
@@ -738,6 +734,184 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
         assert (await core_admin.read_namespace(name)).status.phase == "Active"
 
 
+# --- story 4b: what RBAC's `patch` cannot narrow, the chart's ValidatingAdmissionPolicy does --------------------------
+
+
+async def refused_by_policy(what: str, request: Awaitable[Any]) -> None:
+    """403 from the API server, and from the chart's API write policy (not RBAC, not validation)."""
+    try:
+        await request
+    except ApiException as error:
+        body = error.body.decode() if isinstance(error.body, bytes) else str(error.body)
+        assert error.status == 403, f"{what}: expected 403, got {error.status} {body}"
+        assert "api-writes" in body and "the API may" in body, f"{what}: {body}"
+        return
+    raise AssertionError(f"{what}: allowed, but the API must not do it")
+
+
+MERGE = "application/merge-patch+json"
+
+
+async def test_the_api_server_holds_the_api_to_the_writes_its_code_makes(
+    release: Release, api_client: client.ApiClient
+) -> None:
+    """Review 6924ed8 §3.2: the API's token could resume a Job awaiting adoption, change a suspended Job's pod
+    template, strip the ledger finalizer and rewrite a ScheduledJob's spec. The API server now refuses each,
+    while the two patches the API's code makes (cancel; pause/resume/deleted-by) still pass."""
+    admin_batch: Any = client.BatchV1Api(api_client)
+    admin_custom: Any = client.CustomObjectsApi(api_client)
+    suffix = uuid.uuid4().hex[:6]
+    job_name, sj_name = f"policy-{suffix}", f"policy-{suffix}"
+    job: Manifest = {
+        "metadata": {"name": job_name, "finalizers": [c.LEDGER_FINALIZER], "annotations": {"keep": "me"}},
+        "spec": {**job_template()["spec"], "suspend": True},
+    }
+    await admin_batch.create_namespaced_job(release.watched, job)
+    jobs = ScheduledJobs(api_client, release.watched)
+    await jobs.create(sj_name, {"schedule": "@yearly", "jobTemplate": job_template()})
+    try:
+        async with await new_client_from_config(config_file=str(release.kubeconfigs["api"])) as account:
+            batch: Any = client.BatchV1Api(account)
+            custom: Any = client.CustomObjectsApi(account)
+            core: Any = client.CoreV1Api(account)
+
+            def patch_job(body: dict[str, Any]) -> Awaitable[Any]:
+                request: Awaitable[Any] = batch.patch_namespaced_job(
+                    job_name, release.watched, body, _content_type=MERGE
+                )
+                return request
+
+            def patch_sj(body: dict[str, Any]) -> Awaitable[Any]:
+                request: Awaitable[Any] = custom.patch_namespaced_custom_object(
+                    c.GROUP, c.VERSION, release.watched, c.PLURAL, sj_name, body, _content_type=MERGE
+                )
+                return request
+
+            # What the API's code sends (api/scheduledjob_api/kube.py): admitted.
+            await patch_job(
+                {"metadata": {"annotations": {c.ANNOTATION_CANCELLED_BY: "alice"}}, "spec": {"suspend": True}}
+            )
+            await patch_sj(
+                {"metadata": {"annotations": {c.ANNOTATION_PAUSED_BY: "alice", c.ANNOTATION_PAUSE_REASON: "x"}}}
+            )
+            await patch_sj(
+                {"metadata": {"annotations": {c.ANNOTATION_PAUSED_BY: None, c.ANNOTATION_RESUMED_BY: "bob"}}}
+            )
+            await patch_sj({"metadata": {"annotations": {c.ANNOTATION_DELETED_BY: "carol"}}})
+
+            # Everything else: refused by the API server.
+            template = {"spec": {"template": {"spec": {"nodeSelector": {"kubernetes.io/hostname": "elsewhere"}}}}}
+            await refused_by_policy("api: patch a Job's spec.template", patch_job(template))
+            await refused_by_policy("api: remove a Job's finalizer", patch_job({"metadata": {"finalizers": None}}))
+            await refused_by_policy("api: resume a Job", patch_job({"spec": {"suspend": False}}))
+            await refused_by_policy("api: shorten a Job's deadline", patch_job({"spec": {"activeDeadlineSeconds": 1}}))
+            await refused_by_policy(
+                "api: another annotation on a Job", patch_job({"metadata": {"annotations": {"keep": None}}})
+            )
+            await refused_by_policy("api: label a Job", patch_job({"metadata": {"labels": {"x": "y"}}}))
+            await refused_by_policy(
+                "api: patch a ScheduledJob's spec", patch_sj({"spec": {"jobTemplate": job_template(outcome="fail")}})
+            )
+            await refused_by_policy("api: change a ScheduledJob's schedule", patch_sj({"spec": {"schedule": "@daily"}}))
+            await refused_by_policy(
+                "api: another annotation on a ScheduledJob",
+                patch_sj({"metadata": {"annotations": {f"{c.GROUP}/requested-by": "mallory"}}}),
+            )
+            await refused_by_policy(
+                "api: a ScheduledJob's finalizers", patch_sj({"metadata": {"finalizers": ["example.com/hold"]}})
+            )
+            # And pod logs only where it serves (RBAC: Roles in the watched namespaces alone).
+            await forbidden("api: read a pod log outside", core.read_namespaced_pod_log("any", release.outside))
+            await forbidden("api: list pods outside", core.list_namespaced_pod(release.outside))
+
+        # The refusals were the policy's: the same template patch is valid for an admin (the Job is suspended).
+        await admin_batch.patch_namespaced_job(job_name, release.watched, template, _content_type=MERGE)
+        stored = await admin_batch.read_namespaced_job(job_name, release.watched)
+        assert stored.spec.suspend is True and stored.metadata.finalizers == [c.LEDGER_FINALIZER]
+        assert stored.metadata.annotations[c.ANNOTATION_CANCELLED_BY] == "alice"
+        sj = await admin_custom.get_namespaced_custom_object(c.GROUP, c.VERSION, release.watched, c.PLURAL, sj_name)
+        assert sj["spec"]["schedule"] == "@yearly"
+        assert sj["metadata"]["annotations"][c.ANNOTATION_DELETED_BY] == "carol"
+    finally:
+        await admin_batch.patch_namespaced_job(
+            job_name, release.watched, {"metadata": {"finalizers": None}}, _content_type=MERGE
+        )
+        await admin_batch.delete_namespaced_job(job_name, release.watched, propagation_policy="Background")
+        await jobs.delete(sj_name)
+
+
+async def test_the_operator_is_refused_every_verb_the_chart_no_longer_grants(
+    release: Release, api_client: client.ApiClient
+) -> None:
+    """Review 6924ed8 §3.3: `update` on five resources, `get` on scheduledjobs/status, `delete` on CronJobs."""
+    admin_custom: Any = client.CustomObjectsApi(api_client)
+    admin_batch: Any = client.BatchV1Api(api_client)
+    admin_core: Any = client.CoreV1Api(api_client)
+    name = f"verbs-{uuid.uuid4().hex[:6]}"
+    jobs = ScheduledJobs(api_client, release.watched)
+    await jobs.create(name, {"schedule": "@yearly", "jobTemplate": job_template()})
+    cronjob: Manifest = {"metadata": {"name": name}, "spec": {"schedule": "@yearly", "jobTemplate": job_template()}}
+    await admin_batch.create_namespaced_cron_job(release.watched, cronjob)
+    job: Manifest = {"metadata": {"name": name}, "spec": {**job_template()["spec"], "suspend": True}}
+    await admin_batch.create_namespaced_job(release.watched, job)
+    sequence = await admin_core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+    sequence_body = admin_core.api_client.sanitize_for_serialization(sequence)
+    try:
+        sj = await admin_custom.get_namespaced_custom_object(c.GROUP, c.VERSION, release.watched, c.PLURAL, name)
+        stored_cronjob = admin_batch.api_client.sanitize_for_serialization(
+            await admin_batch.read_namespaced_cron_job(name, release.watched)
+        )
+        stored_job = admin_batch.api_client.sanitize_for_serialization(
+            await admin_batch.read_namespaced_job(name, release.watched)
+        )
+        async with await new_client_from_config(config_file=str(release.kubeconfigs["operator"])) as account:
+            custom: Any = client.CustomObjectsApi(account)
+            batch: Any = client.BatchV1Api(account)
+            core: Any = client.CoreV1Api(account)
+            ns = release.watched
+            # What it keeps works with the same token (so the refusals are RBAC's, not a bad token).
+            await custom.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
+            # ... the evaluation database's password Secret among it (RBAC create + the generated-secret policy;
+            # 409 once the operator made it: storage answers only after authorization and admission passed).
+            password: Manifest = {"metadata": {"name": f"{release.fullname}-archive-password"}, "type": "Opaque"}
+            try:
+                await core.create_namespaced_secret(release.namespace, password, dry_run="All")
+            except ApiException as error:
+                assert error.status == 409, f"operator: create the archive password Secret: {error.status}"
+            await batch.read_namespaced_cron_job(name, ns)
+            await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
+
+            await forbidden(
+                "operator: update a ScheduledJob",
+                custom.replace_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name, sj, dry_run="All"),
+            )
+            await forbidden(
+                "operator: update a ScheduledJob's status",
+                custom.replace_namespaced_custom_object_status(
+                    c.GROUP, c.VERSION, ns, c.PLURAL, name, sj, dry_run="All"
+                ),
+            )
+            await forbidden(
+                "operator: get a ScheduledJob's status",
+                custom.get_namespaced_custom_object_status(c.GROUP, c.VERSION, ns, c.PLURAL, name),
+            )
+            await forbidden(
+                "operator: update a CronJob", batch.replace_namespaced_cron_job(name, ns, stored_cronjob, dry_run="All")
+            )
+            await forbidden("operator: delete a CronJob", batch.delete_namespaced_cron_job(name, ns, dry_run="All"))
+            await forbidden("operator: update a Job", batch.replace_namespaced_job(name, ns, stored_job, dry_run="All"))
+            await forbidden(
+                "operator: update the id sequence",
+                core.replace_namespaced_config_map(
+                    c.ID_SEQUENCE_CONFIGMAP, release.namespace, sequence_body, dry_run="All"
+                ),
+            )
+    finally:
+        await admin_batch.delete_namespaced_job(name, release.watched, propagation_policy="Background")
+        await admin_batch.delete_namespaced_cron_job(name, release.watched)
+        await jobs.delete(name)
+
+
 # --- story 5: a GitOps sync (helm template | kubectl apply) resets neither the id sequence nor the JWT secret ---------
 
 
@@ -772,7 +946,10 @@ async def test_a_gitops_re_render_resets_neither_the_id_sequence_nor_the_jwt_sec
     assert (owner.kind, owner.name, owner.uid) == ("ConfigMap", c.ID_SEQUENCE_CONFIGMAP, sequence.metadata.uid)
     assert secret.metadata.labels[INSTANCE_LABEL] == release.name
 
-    rendered = cluster_helm.ok("template", release.name, str(CHART), "--namespace", release.namespace, *release.values)
+    rendered = cluster_helm.ok(
+        "template", release.name, str(CHART), "--namespace", release.namespace, "--api-versions", MAP_CAPABILITY,
+        *release.values,
+    )  # fmt: skip
     assert not [d for d in documents(rendered) if d["kind"] == "Secret"]
     for sync in (1, 2):
         out = await asyncio.to_thread(kubectl.ok, "apply", "-f", "-", stdin=rendered)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from scheduledjob import constants
+from scheduledjob.pause import pause_annotations, resume_annotations
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "scheduled-jobs"
@@ -32,6 +34,10 @@ API_SA = f"{FULLNAME}-api"
 GROUP = constants.GROUP
 ID_SEQUENCE_CONFIGMAP = constants.ID_SEQUENCE_CONFIGMAP
 RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
+MAP_CAPABILITY = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+# helm lint cannot be told which APIs the cluster serves: it lints with the requester policy's opt-out.
+LINT_UNENFORCED = ("--set", "runRequesterPolicy.allowUnenforced=true")
+ARCHIVE_PASSWORD_SECRET = f"{FULLNAME}-archive-password"
 
 Doc = dict[str, Any]
 
@@ -54,8 +60,11 @@ class Helm:
         assert result.returncode == 0, f"helm {shlex.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
-    def template(self, *args: str) -> list[Doc]:
-        out = self.ok("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args)
+    def template(self, *args: str, served: tuple[str, ...] = (MAP_CAPABILITY,)) -> list[Doc]:
+        """Rendered as for a cluster serving `served` (by default MutatingAdmissionPolicy v1, Kubernetes 1.36+:
+        without it the chart refuses to render unless runRequesterPolicy.allowUnenforced)."""
+        capabilities = [arg for api in served for arg in ("--api-versions", api)]
+        out = self.ok("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *capabilities, *args)
         return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -156,12 +165,15 @@ def scopes(grants: set[Grant]) -> set[str]:
     return {g.scope for g in grants}
 
 
+# Exactly the verbs of the operator's client calls (operator/scheduledjob_operator/kube.py, jwt_secret.py) and
+# kopf's (list/watch, patch, events): every write is a merge patch, so no `update`; CronJobs are garbage-collected
+# with their ScheduledJob, so no `delete`; the status is only patched, never read through its subresource.
 OPERATOR_NAMESPACED = {
-    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "update"},
-    (GROUP, "scheduledjobs/status"): {"get", "patch", "update"},
-    ("batch", "cronjobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch"},
+    (GROUP, "scheduledjobs/status"): {"patch"},
+    ("batch", "cronjobs"): {"get", "list", "watch", "create", "patch"},
     ("batch", "cronjobs/status"): {"patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     (GROUP, "scheduledjobruns"): {"get", "list", "watch", "patch", "delete"},
     (GROUP, "scheduledjobruns/status"): {"patch"},
     ("", "events"): {"create", "patch"},
@@ -180,10 +192,24 @@ API_NAMESPACED = {
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
 ID_SEQUENCE = {
     Grant(NAMESPACE, "", "configmaps", "create", ()),
-    *(Grant(NAMESPACE, "", "configmaps", v, (ID_SEQUENCE_CONFIGMAP,)) for v in ("get", "update", "patch")),
+    *(Grant(NAMESPACE, "", "configmaps", v, (ID_SEQUENCE_CONFIGMAP,)) for v in ("get", "patch")),
 }
-# The generated JWT Secret: created once by the operator, never read or changed by it.
+# What review 6924ed8 §3.3 found granted but never called; none may come back.
+OPERATOR_UNUSED = {
+    (GROUP, "scheduledjobs"): {"update"},
+    (GROUP, "scheduledjobs/status"): {"get", "update"},
+    ("batch", "cronjobs"): {"update", "delete"},
+    ("batch", "jobs"): {"update"},
+    ("", "configmaps"): {"update"},
+}
+# The generated JWT Secret and archive password: created once by the operator, never read or changed by it.
 GENERATED_SECRET = {Grant(NAMESPACE, "", "secrets", "create", ())}
+# The leader Lease (election.py): made once, then read and renewed by name; the release namespace only,
+# whatever the watch mode.
+LEADER_LEASE = {
+    Grant(NAMESPACE, "coordination.k8s.io", "leases", "create", ()),
+    *(Grant(NAMESPACE, "coordination.k8s.io", "leases", v, (f"{FULLNAME}-operator",)) for v in ("get", "update")),
+}
 
 
 def expand(scope: str, table: dict[tuple[str, str], set[str]]) -> set[Grant]:
@@ -200,7 +226,7 @@ def test_ci_variants_exist() -> None:
 
 @pytest.mark.parametrize("values_file", VARIANTS)
 def test_lint_strict(helm: Helm, values_file: Path | None) -> None:
-    out = helm.ok("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *values_args(values_file))
+    out = helm.ok("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *LINT_UNENFORCED, *values_args(values_file))
     assert "0 chart(s) failed" in out
     assert "[WARNING]" not in out and "[ERROR]" not in out, out
 
@@ -230,10 +256,10 @@ def test_chart_crd_is_a_byte_identical_copy() -> None:
     assert copy.read_bytes() == canonical.read_bytes(), f"run: cp {canonical} {copy}"
 
 
-def test_chart_carries_the_kopf_peering_crds() -> None:
+def test_chart_carries_our_crds_and_no_kopf_peering_ones() -> None:
     crds = [d for f in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(f.read_text()) if d]
     names = {d["metadata"]["name"] for d in crds}
-    assert {f"scheduledjobs.{GROUP}", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= names
+    assert names == {f"scheduledjobs.{GROUP}", f"scheduledjobruns.{GROUP}"}
 
 
 # --- tests: least privilege -------------------------------------------------------------------------------------------
@@ -261,8 +287,8 @@ def test_default_grants_are_exactly_what_the_components_need(helm: Helm) -> None
     assert operator == (
         expand("cluster", OPERATOR_NAMESPACED)
         | expand("cluster", CRD_READ)
-        | expand("cluster", {("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"}})
         | ID_SEQUENCE
+        | LEADER_LEASE
         | GENERATED_SECRET
     )
     assert api == expand("cluster", API_NAMESPACED)
@@ -294,11 +320,9 @@ def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) 
     operator, api = grants_of(docs, OPERATOR_SA), grants_of(docs, API_SA)
     assert operator == (
         set().union(*(expand(ns, OPERATOR_NAMESPACED) for ns in namespaces))
-        | set().union(
-            *(expand(ns, {("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}) for ns in namespaces)
-        )
         | expand("cluster", CRD_READ)
         | ID_SEQUENCE
+        | LEADER_LEASE
         | GENERATED_SECRET
     )
     assert api == set().union(*(expand(ns, API_NAMESPACED) for ns in namespaces))
@@ -306,20 +330,15 @@ def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) 
     assert [a for a in operator_args if a.startswith("--namespace")] == [f"--namespace={ns}" for ns in namespaces]
     assert "--all-namespaces" not in operator_args
     assert env_of(one(docs, "Deployment", f"{FULLNAME}-api"))["SCHEDULED_JOBS_NAMESPACES"] == "team-a,team-b"
-    peerings = by_kind(docs, "KopfPeering")
-    assert {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings} == {
-        (ns, FULLNAME) for ns in namespaces
-    }
-    assert not by_kind(docs, "ClusterKopfPeering")
 
 
 def test_namespace_globs_add_namespace_listing_only_then(helm: Helm) -> None:
     docs = helm.template("--set-json", 'watch.namespaces=["team-*","!team-legacy"]')
     operator = grants_of(docs, OPERATOR_SA)
     assert verbs(operator, "namespaces", "", "cluster") == {"list", "watch"}
-    assert verbs(operator, "kopfpeerings", "kopf.dev") == {"get", "list", "watch", "patch"}
-    assert not verbs(operator, "clusterkopfpeerings")
-    assert not by_kind(docs, "KopfPeering") and not by_kind(docs, "ClusterKopfPeering")
+    # Review 6924ed8 §2.1: glob mode needs no cluster-scoped election object, only the Lease of every mode.
+    assert {g for g in operator if g.resource == "leases"} == LEADER_LEASE
+    assert not {g for g in operator if g.group == "kopf.dev"}
 
 
 def test_aggregated_roles_for_kubectl_users(helm: Helm) -> None:
@@ -393,9 +412,6 @@ def test_the_chart_holds_no_state_from_the_cluster() -> None:
     assert [t.name for t in templates if re.search(r"\blookup\s+\"", t.read_text())] == []
 
 
-MAP_CAPABILITY = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
-
-
 def test_ledger_finalizer_policy_is_the_one_in_deploy_where_the_cluster_serves_it(helm: Helm) -> None:
     standalone = list(yaml.safe_load_all((REPO / "deploy" / "ledger-finalizer-policy.yaml").read_text()))
     rendered = [
@@ -422,8 +438,11 @@ def test_ledger_finalizer_policy_follows_the_watched_namespaces_and_can_be_left_
     ]
     selector = policy["spec"]["matchConstraints"]["namespaceSelector"]["matchExpressions"]
     assert selector == [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]
-    for args in ([], ["--api-versions", MAP_CAPABILITY, "--set", "ledgerFinalizerPolicy.create=false"]):
-        rendered = helm.template(*args)
+    for served, args in (
+        ((), ["--set", "runRequesterPolicy.allowUnenforced=true"]),
+        ((MAP_CAPABILITY,), ["--set", "ledgerFinalizerPolicy.create=false"]),
+    ):
+        rendered = helm.template(*args, served=served)
         assert not [d for d in rendered if d["metadata"]["name"].endswith("-ledger-finalizer")], args
 
 
@@ -440,19 +459,82 @@ def test_run_requester_policy_is_the_one_in_deploy_and_always_there_where_the_cl
         assert binding["spec"]["policyName"] == policy["metadata"]["name"] == f"{FULLNAME}-run-requester"
 
 
-def test_operator_deployment_is_peering_safe(helm: Helm) -> None:
+def test_without_the_policy_api_the_chart_refuses_to_render_unless_told_to_go_without(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """The review's §3.4: the requester policy was silently absent where MutatingAdmissionPolicy v1 is not served."""
+    refused = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE)
+    assert refused.returncode != 0
+    assert "runRequesterPolicy.allowUnenforced" in refused.stderr and "requestedBy" in refused.stderr
+    unenforced = helm.template("--set", "runRequesterPolicy.allowUnenforced=true", served=())
+    assert not [d for d in unenforced if d["kind"].startswith("MutatingAdmissionPolicy")]
+    # Opting out where the API is served changes nothing: the policy is there.
+    served = helm.template("--set", "runRequesterPolicy.allowUnenforced=true")
+    assert one(served, "MutatingAdmissionPolicy", f"{FULLNAME}-run-requester")
+
+    # NOTES.txt (which `helm template` does not print) warns: rendered through a probe template in a copy.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "zz-notes-probe.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-probe\ndata:\n"
+        '  notes: {{ include "scheduled-jobs/templates/NOTES.txt" . | toJson }}\n'
+    )
+
+    def notes(*args: str) -> str:
+        out = helm.ok("template", RELEASE, str(chart), "--namespace", NAMESPACE, *args)
+        probe = next(d for d in yaml.safe_load_all(out) if d and d["metadata"]["name"] == "notes-probe")
+        text: str = probe["data"]["notes"]
+        return text
+
+    warning = notes("--set", "runRequesterPolicy.allowUnenforced=true")
+    assert "WARNING: requester identity is NOT enforced (runRequesterPolicy.allowUnenforced=true)" in warning
+    assert "requester identity" not in notes("--api-versions", MAP_CAPABILITY)
+
+
+def test_the_operator_holds_no_verb_its_code_does_not_call(helm: Helm) -> None:
+    for args in ([], ["--set-json", 'watch.namespaces=["team-a"]'], ["--set-json", 'watch.namespaces=["team-*"]']):
+        operator = grants_of(helm.template(*args), OPERATOR_SA)
+        for (group, resource), unused in OPERATOR_UNUSED.items():
+            assert not verbs(operator, resource, group) & unused, (args, resource, verbs(operator, resource, group))
+
+
+def test_the_api_write_policy_admits_only_what_its_code_writes(helm: Helm) -> None:
+    """RBAC says `patch`; this policy says which fields (the API server enforces it: test_chart_install.py)."""
+    docs = helm.template()
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{FULLNAME}-api-writes")["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConditions"][0]["expression"] == (
+        f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{API_SA}"'
+    )
+    rules = {
+        (r["apiGroups"][0], r["resources"][0]): r["operations"] for r in policy["matchConstraints"]["resourceRules"]
+    }
+    assert rules == {("batch", "jobs"): ["UPDATE"], (GROUP, "scheduledjobs"): ["UPDATE"]}
+    may_change = next(v["expression"] for v in policy["variables"] if v["name"] == "mayChange")
+    job_side, scheduled_job_side = may_change.split(" ? ", 1)[1].split(" : ", 1)
+    assert json.loads(job_side) == [constants.ANNOTATION_CANCELLED_BY]
+    # Exactly the keys of the API's pause and resume patches (scheduledjob.pause) and its delete's deleted-by.
+    written = (
+        set(pause_annotations("a", "t", "r")) | set(resume_annotations("a", "t")) | {constants.ANNOTATION_DELETED_BY}
+    )
+    assert set(json.loads(scheduled_job_side)) == written
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-api-writes")
+    assert binding["spec"] == {"policyName": f"{FULLNAME}-api-writes", "validationActions": ["Deny"]}
+
+
+def test_operator_replicas_elect_one_leader_by_the_release_lease(helm: Helm) -> None:
     docs = helm.template()
     deployment = one(docs, "Deployment", f"{FULLNAME}-operator")
     assert deployment["spec"]["replicas"] == 2
     args = container(deployment)["args"]
     assert args[:2] == ["scheduledjob_operator", "--all-namespaces"]
-    assert "--standalone" not in args
-    peering = [a.split("=", 1)[1] for a in args if a.startswith("--peering=")]
-    assert [p["metadata"]["name"] for p in by_kind(docs, "ClusterKopfPeering")] == peering
+    assert f"--lease={FULLNAME}-operator" in args  # the name the Role grants (LEADER_LEASE)
+    assert not [a for a in args if a.startswith(("--peering", "--standalone", "--priority"))]
     env = env_of(deployment)
-    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}  # where the Lease is
+    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}  # the identity in the Lease
     assert container(deployment)["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert not by_kind(helm.template("--set", "peering.create=false"), "ClusterKopfPeering")
+    assert not [d for d in docs if d["apiVersion"].startswith("kopf.dev")]
 
 
 def test_api_deployment_service_and_probes(helm: Helm) -> None:
@@ -489,7 +571,7 @@ def test_generated_jwt_secret_is_created_by_the_operator_not_rendered(helm: Helm
         f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{OPERATOR_SA}"'
     )
     assert policy["spec"]["validations"][0]["expression"] == (
-        f'object.metadata.name == "{FULLNAME}-jwt" && object.type == "Opaque"'
+        f'object.metadata.name in ["{FULLNAME}-jwt","{ARCHIVE_PASSWORD_SECRET}"] && object.type == "Opaque"'
     )
     binding = one(docs, "ValidatingAdmissionPolicyBinding", f"{FULLNAME}-operator-secrets")
     assert binding["spec"] == {"policyName": f"{FULLNAME}-operator-secrets", "validationActions": ["Deny"]}
@@ -501,11 +583,17 @@ def test_generated_jwt_secret_is_created_by_the_operator_not_rendered(helm: Helm
     ids=["existing-secret", "identity-provider-only"],
 )
 def test_without_a_generated_secret_the_operator_gets_no_secret_access(helm: Helm, values: list[str]) -> None:
-    docs = helm.template(*values)
+    docs = helm.template(*values, "--set", "archive.existingSecret=archive-dsn")  # no evaluation database either
     assert not verbs(grants_of(docs, OPERATOR_SA), "secrets")
     operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
     assert "SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME" not in operator_env
-    assert not by_kind(docs, "ValidatingAdmissionPolicy")
+    assert "SCHEDULED_JOBS_GENERATED_ARCHIVE_SECRET_NAME" not in operator_env
+    assert [p["metadata"]["name"] for p in by_kind(docs, "ValidatingAdmissionPolicy")] == [f"{FULLNAME}-api-writes"]
+    # With the evaluation database but no generated JWT secret: its password Secret alone.
+    docs = helm.template(*values)
+    assert verbs(grants_of(docs, OPERATOR_SA), "secrets") == {"create"}
+    policy = one(docs, "ValidatingAdmissionPolicy", f"{FULLNAME}-operator-secrets")
+    assert f'["{ARCHIVE_PASSWORD_SECRET}"]' in policy["spec"]["validations"][0]["expression"]
 
 
 def test_existing_secret_and_jwks(helm: Helm) -> None:
@@ -529,7 +617,9 @@ def test_identity_provider_only(helm: Helm) -> None:
     env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
     assert "SCHEDULED_JOBS_JWT_SECRET" not in env
     assert env["SCHEDULED_JOBS_JWT_PUBLIC_KEY"] == "-----BEGIN PUBLIC KEY-----"
-    result = helm.run("template", RELEASE, str(CHART), "--set", "auth.generateSecret=false")
+    result = helm.run(
+        "template", RELEASE, str(CHART), "--api-versions", MAP_CAPABILITY, "--set", "auth.generateSecret=false"
+    )
     assert result.returncode != 0 and "auth" in result.stderr
 
 
@@ -537,7 +627,16 @@ def test_identity_provider_only(helm: Helm) -> None:
 
 
 def test_servicemonitor_and_networkpolicy(helm: Helm) -> None:
-    assert not [d for d in helm.template() if d["kind"] in {"ServiceMonitor", "NetworkPolicy"}]
+    default = helm.template()
+    assert not by_kind(default, "ServiceMonitor")
+    # On by default (checkov CKV2_K8S_6): ingress to the API port from anywhere, to the operator's health port.
+    assert {p["metadata"]["name"] for p in by_kind(default, "NetworkPolicy")} == {
+        f"{FULLNAME}-api",
+        f"{FULLNAME}-operator",
+        f"{FULLNAME}-archive",
+    }
+    off = helm.template("--set", "networkPolicy.enabled=false")
+    assert [p["metadata"]["name"] for p in by_kind(off, "NetworkPolicy")] == [f"{FULLNAME}-archive"]  # always
     docs = helm.template("--values", str(CHART / "ci" / "monitoring-values.yaml"))
     monitor = one(docs, "ServiceMonitor", f"{FULLNAME}-api")
     service = one(docs, "Service", f"{FULLNAME}-api")
@@ -580,10 +679,11 @@ def test_archive_defaults_to_the_evaluation_postgresql_for_operator_and_api(helm
     one(docs, "Service", f"{FULLNAME}-archive")
     assert statefulset["spec"]["replicas"] == 1
     assert container(statefulset)["image"].startswith("postgres:")
-    url = f"postgresql+asyncpg://postgres@{FULLNAME}-archive.{NAMESPACE}.svc:5432/postgres"
+    url = f"postgresql+asyncpg://scheduledjobs@{FULLNAME}-archive.{NAMESPACE}.svc:5432/scheduledjobs"
     operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
     api_env = env_of(one(docs, "Deployment", f"{FULLNAME}-api"))
     assert operator_env["SCHEDULED_JOBS_ARCHIVE_URL"] == api_env["SCHEDULED_JOBS_ARCHIVE_URL"] == url
+    assert operator_env["SCHEDULED_JOBS_ARCHIVE_PASSWORD_FILE"] == api_env["SCHEDULED_JOBS_ARCHIVE_PASSWORD_FILE"]
     assert operator_env["SCHEDULED_JOBS_ARCHIVE_RETENTION_DAYS"] == "90"
     assert "SCHEDULED_JOBS_ARCHIVE_RETENTION_DAYS" not in api_env  # only the operator prunes
 
@@ -591,12 +691,24 @@ def test_archive_defaults_to_the_evaluation_postgresql_for_operator_and_api(helm
 def test_archive_from_an_existing_secret_renders_no_database(helm: Helm) -> None:
     docs = helm.template("--set", "archive.existingSecret=archive-dsn", "--set", "archive.retention.perJob=50")
     assert not by_kind(docs, "StatefulSet")
+    assert [p["metadata"]["name"] for p in by_kind(docs, "NetworkPolicy")] == [
+        f"{FULLNAME}-api",
+        f"{FULLNAME}-operator",
+    ]
     for name in ("operator", "api"):
-        env = env_of(one(docs, "Deployment", f"{FULLNAME}-{name}"))
+        deployment = one(docs, "Deployment", f"{FULLNAME}-{name}")
+        env = env_of(deployment)
         assert env["SCHEDULED_JOBS_ARCHIVE_URL"] == {"secretKeyRef": {"name": "archive-dsn", "key": "url"}}
+        assert (
+            "SCHEDULED_JOBS_ARCHIVE_PASSWORD_FILE" not in env
+            and "SCHEDULED_JOBS_GENERATED_ARCHIVE_SECRET_NAME" not in env
+        )
+        assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["tmp"]
     assert env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))["SCHEDULED_JOBS_ARCHIVE_RETENTION_PER_JOB"] == "50"
 
 
 def test_archive_without_a_database_is_refused(helm: Helm) -> None:
-    result = helm.run("template", RELEASE, str(CHART), "--set", "archive.postgresql.enabled=false")
+    result = helm.run(
+        "template", RELEASE, str(CHART), "--api-versions", MAP_CAPABILITY, "--set", "archive.postgresql.enabled=false"
+    )
     assert result.returncode != 0 and "archive.existingSecret" in result.stderr

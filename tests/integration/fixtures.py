@@ -3,13 +3,14 @@ it behind Toxiproxy in its place."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from devrun.install import STATE_NAMESPACE, install_operator_prerequisites
-from devrun.processes import Service, operator_service
+from devrun.processes import LEASE_LOST_EXIT, Service, operator_service
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import KubeCluster
 
@@ -37,20 +38,48 @@ def archive_url(postgres: PostgresServer) -> str:
     return postgres.create_database()
 
 
+class Restarts:
+    """What Kubernetes does for the operator's container: an operator that exited because it lost its
+    leader Lease (an API server away longer than the renew deadline) is started again at once, with
+    the same identity (POD_ID), as a restarted container of the same Pod. One killed or stopped by a
+    test stays down."""
+
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.restarted: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="operator-restarts", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.1):
+            for service in list(self.services):
+                if service.restart_if_lease_lost():
+                    self.restarted.append(service.name)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 @pytest.fixture(scope="session")
 def operator(kube_cluster: KubeCluster, crds: None, log_dir: Path, archive_url: str) -> Iterator[Service]:
-    """The operator as a real process (kopf peering on), shared by the session; tests may kill it."""
-    env = {"SCHEDULED_JOBS_ARCHIVE_URL": archive_url}
+    """The operator as a real process (it leads by the Lease), shared by the session; tests may kill it."""
+    env = {"SCHEDULED_JOBS_ARCHIVE_URL": archive_url, "POD_ID": "operator"}
     service = operator_service(kube_cluster.kubeconfig, STATE_NAMESPACE, log_dir, env=env)
+    restarts = Restarts()
+    restarts.services.append(service)
     service.start()
     yield service
+    restarts.close()
     service.stop()
 
 
 @pytest.fixture
 def running_operator(operator: Service) -> Service:
-    """The session operator, restarted first if an earlier test killed it."""
-    if operator.process is None or operator.process.poll() is not None:
+    """The session operator, restarted first if an earlier test killed it (one that lost its Lease is
+    restarted by `Restarts`)."""
+    if operator.process is None or operator.process.poll() not in (None, LEASE_LOST_EXIT):
         operator.start()
     return operator
 
@@ -68,27 +97,29 @@ OperatorFactory = Callable[..., Service]
 def operators(
     kube_cluster: KubeCluster, apiserver_link: Proxy, no_session_operator: None, tmp_path: Path, archive_url: str
 ) -> Iterator[OperatorFactory]:
-    """`operators("a", priority=10)` starts a replica that reaches the API server through the proxy and
-    writes the session's archive (PostgreSQL), as the operator it replaces; `archive=` gives another URL
-    of that archive (e.g. through `database_link`). Its peering identity is name and priority, so a
-    replica restarted after a kill is the same peer again, like a restarted container."""
+    """`operators("a")` starts a replica that reaches the API server through the proxy and writes the
+    session's archive (PostgreSQL), as the operator it replaces; `archive=` gives another URL of that
+    archive (e.g. through `database_link`). Its identity in the leader Lease is its name, so a replica
+    started again after a kill is the same Pod's restarted container; one that lost the Lease is
+    restarted (`Restarts`)."""
     kubeconfig = apiserver_link.kubeconfig(kube_cluster.kubeconfig, tmp_path / "proxied.kubeconfig")
-    started: list[Service] = []
+    restarts = Restarts()
 
     def start(
-        name: str = "operator", priority: int = 100, env: dict[str, str] | None = None, archive: str | None = None
+        name: str = "operator", *extra: str, env: dict[str, str] | None = None, archive: str | None = None
     ) -> Service:
-        service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, f"--priority={priority}")
+        service = operator_service(kubeconfig, STATE_NAMESPACE, tmp_path, *extra)
         service.name = name
         service.log_path = tmp_path / f"{name}.log"
         database = {"SCHEDULED_JOBS_ARCHIVE_URL": archive or archive_url}  # every replica writes the same one
-        service.env.update({**REPLICA_ENV, **database, **(env or {}), "POD_ID": f"{name}-{priority}"})
+        service.env.update({**REPLICA_ENV, **database, **(env or {}), "POD_ID": name})
         service.start()
-        started.append(service)
+        restarts.services.append(service)
         return service
 
     yield start
-    for service in started:
+    restarts.close()
+    for service in restarts.services:
         service.stop()
 
 

@@ -30,8 +30,7 @@ def audit_log(kube_cluster: KubeCluster) -> Path:
 
 
 def audited_requests(log: Path, *, namespace: str | None = None, writes_only: bool = False) -> list[Audited]:
-    """The audited requests in order, kopf's peering keepalives left out (every replica writes those,
-    by design)."""
+    """The audited requests in order (the leader Lease's included: resource `leases`)."""
     found: list[Audited] = []
     with log.open("rb") as stream:
         for line in stream:
@@ -41,8 +40,6 @@ def audited_requests(log: Path, *, namespace: str | None = None, writes_only: bo
                 continue
             ref = event.get("objectRef") or {}
             resource = str(ref.get("resource", ""))
-            if resource in ("clusterkopfpeerings", "kopfpeerings"):
-                continue
             if namespace is not None and ref.get("namespace") != namespace:
                 continue
             verb = str(event.get("verb", ""))

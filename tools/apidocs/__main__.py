@@ -35,7 +35,9 @@ def _parameters(operation: dict[str, Any]) -> list[str]:
     for parameter in operation.get("parameters", []):
         schema = parameter.get("schema", {})
         kind = schema.get("type") or " or ".join(str(s.get("type")) for s in schema.get("anyOf", []) if s.get("type"))
-        bounds = ", ".join(f"{key} {schema[key]}" for key in ("minimum", "maximum", "maxLength") if key in schema)
+        members = [schema, *schema.get("anyOf", [])]  # an optional parameter's bounds are on its non-null member
+        keys = ("minimum", "maximum", "maxLength")
+        bounds = ", ".join(f"{key} {member[key]}" for member in members for key in keys if key in member)
         allowed = ", ".join(f"`{value}`" for value in schema.get("enum", []))
         detail = " ".join(part for part in (parameter.get("description", ""), bounds, allowed) if part)
         default = f"`{schema['default']}`" if "default" in schema else ""

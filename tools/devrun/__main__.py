@@ -53,27 +53,64 @@ def _port_free(port: int) -> bool:
 
 def claim(state_dir: Path, port: int) -> IO[str]:
     """The state directory's lock (held until this process exits) once the port is free too; else
-    SystemExit(1) with a message, before anything was started."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lock = (state_dir / LOCK_FILE).open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
-        lock.close()
-        raise SystemExit(
-            f"make run: {state_dir} is in use by another `make run` (pid {holder}); stop that one (Ctrl-C) "
-            "or give this one its own STATE_DIR= and PORT="
-        ) from None
+    SystemExit(1) with a message, before anything was started.
+
+    A refused run leaves the state directory as it found it: it never creates `run.lock` (nor the
+    directory) for a port it cannot have, and never writes to or removes the lock another run holds.
+    `release` removes the file when the run ends, so `run.lock` exists only while a run holds it."""
+    path = state_dir / LOCK_FILE
+    while True:
+        created = False
+        try:
+            lock = path.open("r+")  # not created here: held, it is another run's; free, a stale one
+        except FileNotFoundError:
+            if not _port_free(port):  # checked before anything is created
+                raise SystemExit(_port_in_use(port)) from None
+            state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                lock, created = path.open("x+"), True
+            except FileExistsError:
+                continue  # another run created it just now: look again
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise SystemExit(
+                f"make run: {state_dir} is in use by another `make run` (pid {holder}); stop that one (Ctrl-C) "
+                "or give this one its own STATE_DIR= and PORT="
+            ) from None
+        if _same_file(path, lock):
+            break
+        lock.close()  # released and removed by its run between our open and our flock: start over
     if not _port_free(port):
+        if created:
+            path.unlink()  # this attempt's own file: not left behind
         lock.close()
-        raise SystemExit(f"make run: port {port} is already in use (another `make run`?); stop it or use PORT=")
+        raise SystemExit(_port_in_use(port))
     lock.seek(0)
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+def _same_file(path: Path, lock: IO[str]) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _port_in_use(port: int) -> str:
+    return f"make run: port {port} is already in use (another `make run`?); stop it or use PORT="
+
+
+def release(lock: IO[str]) -> None:
+    """Ends a `claim`: removes `run.lock` while still holding it (a run waiting on it starts over with a
+    new file), then lets it go."""
+    Path(lock.name).unlink(missing_ok=True)
+    lock.close()
 
 
 def ensure_cluster(state_dir: Path) -> tuple[Path, bool]:
@@ -233,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         watch = ClusterWatch(url)
         while not stopping:
             for service in services:
-                if service.process is not None and service.process.poll() is not None:
+                if service.restart_if_lease_lost():  # e.g. after the laptop slept: it stands by, then leads
+                    print(f"{service.name} lost its leader Lease; restarted", file=sys.stderr)
+                elif service.process is not None and service.process.poll() is not None:
                     print(f"{service.name} exited ({service.process.returncode}):\n{service.tail()}", file=sys.stderr)
                     stopping = True
             if not stopping:
@@ -246,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             service.stop()
         if started_cluster:
             _launcher("down", "--state-dir", str(state_dir))  # stops it; etcd data and ids stay for the next run
-        lock.close()
+        release(lock)
         print("stopped", flush=True)
 
 

@@ -1,5 +1,5 @@
-"""Installs what the operator needs on a cluster: the CRDs, the ledger-finalizer admission policy,
-kopf's peering object and a state namespace."""
+"""Installs what the operator needs on a cluster: the CRDs, the ledger-finalizer admission policy and a
+state namespace (where the operator keeps its id sequence and its leader Lease)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ CRD_DIR = ROOT / "crds"
 SAMPLES_DIR = CRD_DIR / "samples"
 LEDGER_FINALIZER_POLICY = ROOT / "deploy" / "ledger-finalizer-policy.yaml"
 RUN_REQUESTER_POLICY = ROOT / "deploy" / "run-requester-policy.yaml"
+SCHEDULE_POLICY = ROOT / "deploy" / "schedule-policy.yaml"  # a ValidatingAdmissionPolicy: refuses bad schedules
 FIELD_MANAGER = "scheduled-jobs-devrun"
-PEERING_NAME = "scheduled-jobs"
 STATE_NAMESPACE = "scheduled-jobs-system"
 
 
@@ -71,14 +71,13 @@ async def _create_if_missing(create: Any, *args: Any) -> None:
 
 
 async def install_operator_prerequisites(api: client.ApiClient) -> None:
-    """CRDs, the ClusterKopfPeering through which operator replicas elect one active instance, and
-    the namespace holding the id sequence."""
+    """CRDs, the admission policies, and the namespace holding the id sequence and the leader Lease
+    (the operator makes the Lease itself)."""
     await apply_crds(api)
     await apply_ledger_finalizer_policy(api)
     await apply_ledger_finalizer_policy(api, RUN_REQUESTER_POLICY)  # same mechanism: a MutatingAdmissionPolicy
-    custom: Any = client.CustomObjectsApi(api)
-    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING_NAME}}
-    await _create_if_missing(custom.create_cluster_custom_object, "kopf.dev", "v1", "clusterkopfpeerings", peering)
+    await apply_ledger_finalizer_policy(api, SCHEDULE_POLICY)  # refuses a malformed schedule at apply, in words
+    await _wait_schedule_policy(api)
     core: Any = client.CoreV1Api(api)
     await _create_if_missing(core.create_namespace, {"metadata": {"name": STATE_NAMESPACE}})
 
@@ -91,6 +90,8 @@ async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDG
     writers = {
         "MutatingAdmissionPolicy": admission.patch_mutating_admission_policy,
         "MutatingAdmissionPolicyBinding": admission.patch_mutating_admission_policy_binding,
+        "ValidatingAdmissionPolicy": admission.patch_validating_admission_policy,
+        "ValidatingAdmissionPolicyBinding": admission.patch_validating_admission_policy_binding,
     }
     try:
         for doc in _documents_of(path):
@@ -102,6 +103,30 @@ async def apply_ledger_finalizer_policy(api: client.ApiClient, path: Path = LEDG
             "this cluster does not serve MutatingAdmissionPolicy v1: scheduled runs that come and go while no "
             "operator is up are not recorded (docs/reliability.md)"
         )
+
+
+async def _wait_schedule_policy(api: client.ApiClient, within: float = 15) -> None:
+    """The API server compiles a new admission policy a moment after it is created: until it refuses a
+    bad schedule (a server-side dry run), a ScheduledJob created right away could slip past it."""
+    custom: Any = client.CustomObjectsApi(api)
+    pod = {"restartPolicy": "Never", "containers": [{"name": "probe", "image": "probe"}]}
+    body = {
+        "apiVersion": f"{c.GROUP}/{c.VERSION}",
+        "kind": "ScheduledJob",
+        "metadata": {"name": "schedule-policy-probe"},
+        "spec": {"schedule": "61 * * * *", "jobTemplate": {"spec": {"template": {"spec": pod}}}},
+    }
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            await custom.create_namespaced_custom_object(c.GROUP, c.VERSION, "default", c.PLURAL, body, dry_run="All")
+        except ApiException as error:
+            if "ValidatingAdmissionPolicy" in str(error.body):
+                return
+            if error.status == 404:  # no default namespace, or no policy API: nothing to wait for
+                return
+        await asyncio.sleep(0.2)
+    logger.warning("the schedule admission policy did not take effect within %.0f s", within)
 
 
 async def apply_samples(api: client.ApiClient, namespace: str, skip: Collection[str] = ()) -> list[str]:

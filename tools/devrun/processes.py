@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The operator's exit status when it lost its leader Lease (scheduledjob_operator.election).
+LEASE_LOST_EXIT = os.EX_TEMPFAIL
 
 
 def free_port() -> int:
@@ -40,6 +42,14 @@ class Service:
             start_new_session=True,
         )
 
+    def restart_if_lease_lost(self) -> bool:
+        """Restarts an operator that exited because it lost its leader Lease, as Kubernetes restarts the
+        container (it then stands by, or takes the Lease again); one killed or stopped stays down."""
+        if self.process is not None and self.process.poll() == LEASE_LOST_EXIT:
+            self.start()
+            return True
+        return False
+
     def kill(self) -> None:
         """SIGKILL: no cleanup at all, like an OOM kill or a node loss."""
         if self.process and self.process.poll() is None:
@@ -64,7 +74,8 @@ def operator_service(
     kubeconfig: Path, state_namespace: str, log_dir: Path, *extra: str, env: dict[str, str] | None = None
 ) -> Service:
     env = {"KUBECONFIG": str(kubeconfig), "SCHEDULED_JOBS_STATE_NAMESPACE": state_namespace, **(env or {})}
-    argv = [sys.executable, "-m", "scheduledjob_operator", "--all-namespaces", *extra]
+    scoped = any(arg.startswith(("-n", "--namespace")) for arg in extra)
+    argv = [sys.executable, "-m", "scheduledjob_operator", *([] if scoped else ["--all-namespaces"]), *extra]
     return Service("operator", argv, env, log_dir)
 
 

@@ -68,7 +68,14 @@ async def get_execution_logs(
     limit_bytes: Annotated[
         int | None, Query(alias="limitBytes", ge=1, le=MAX_LIMIT_BYTES, description="Bytes per container.")
     ] = None,
-    container: Annotated[str | None, Query(max_length=63, description="Only this container (follow).")] = None,
+    container: Annotated[
+        str | None,
+        Query(
+            max_length=63,
+            description="Only this container's output (with `follow`: the one streamed; default the first). "
+            "A name the run does not have is a 400 that lists its containers.",
+        ),
+    ] = None,
 ) -> Response:
     if follow:
         chunks = await logs.stream(jobId, executionId, container, tail_lines, limit_bytes)
@@ -77,4 +84,4 @@ async def get_execution_logs(
         tail_lines=Bounds.tail_lines if tail_lines is None else tail_lines,
         max_bytes=Bounds.max_bytes if limit_bytes is None else limit_bytes,
     )
-    return respond(request, await logs.logs(jobId, executionId, bounds))
+    return respond(request, await logs.logs(jobId, executionId, bounds, container))

@@ -25,7 +25,10 @@ from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, READ, Principal, 
 from scheduledjob_api.service import ScheduledJobService
 
 PREFIX: Final = "/cms-api/v1/admin/scheduled-jobs"
-MAX_PAGE_SIZE: Final = 100
+# One paging contract (README "Paging"): `pageSize` 1..the listing's cap, default 20; without `page` and
+# `pageSize` the answer is page 1 at the cap, so the `pageSize` it reports is one a client may send.
+MAX_PAGE_SIZE: Final = LIST_ALL_LIMIT
+DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE: Final = 2**31 - 1  # an int32 in the OpenAPI schema; beyond it is a malformed request, not a page
 
 router = APIRouter(prefix=PREFIX, tags=["scheduled jobs"])
@@ -54,12 +57,19 @@ async def list_scheduled_jobs(
         Query(
             ge=1,
             le=MAX_PAGE,
-            description=f"1-based page number. Without `page` and `pageSize`: every matching job, at most "
-            f"{LIST_ALL_LIMIT} (`totalCount` tells when there are more: then page with `page`/`pageSize`).",
+            description=f"1-based page number (default 1). Without `page` and `pageSize`: every matching job, "
+            f"at most {LIST_ALL_LIMIT} (page 1 with `pageSize` {LIST_ALL_LIMIT}; `totalCount` tells when there are "
+            "more: then page with `page`/`pageSize`).",
         ),
     ] = None,
     page_size: Annotated[
-        int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Jobs per page (default 20).")
+        int | None,
+        Query(
+            alias="pageSize",
+            ge=1,
+            le=MAX_PAGE_SIZE,
+            description=f"Jobs per page: 1-{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE} when `page` is given.",
+        ),
     ] = None,
     search: Annotated[
         str | None,
@@ -83,7 +93,7 @@ async def list_scheduled_jobs(
     everything = page is None and page_size is None  # the original backend's "all" list
     query = ListQuery(
         page=page or 1,
-        page_size=LIST_ALL_LIMIT if everything else page_size or 20,
+        page_size=LIST_ALL_LIMIT if everything else page_size or DEFAULT_PAGE_SIZE,
         search=search,
         name=name or None,
         status=status,

@@ -6,16 +6,18 @@ Included before the scheduled-jobs router so `/transactions` is not taken for a 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from dataclasses import dataclass, replace
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BeforeValidator
+from scheduledjob.limits import SUBJECT
 from scheduledjob.models import RecordStatus, Trigger
 
-from scheduledjob_api.envelope import respond
-from scheduledjob_api.history import UNPAGED_CAP, Filters, History
-from scheduledjob_api.routers.scheduled_jobs import _EVERY_ENDPOINT, MAX_PAGE, MAX_PAGE_SIZE, PREFIX, JobId
+from scheduledjob_api.envelope import only, respond
+from scheduledjob_api.history import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, UNPAGED_CAP, Filters, History
+from scheduledjob_api.routers.scheduled_jobs import _EVERY_ENDPOINT, MAX_PAGE, PREFIX, JobId
 from scheduledjob_api.schemas import JobTransaction, Transaction, TransactionDetail, errors, ok, ok_archive_paged
 from scheduledjob_api.security import READ, Principal, require
 
@@ -28,16 +30,32 @@ def get_history(request: Request) -> History:
 
 
 HistoryDep = Annotated[History, Depends(get_history)]
+# The list's paging contract with the archive's cap: `pageSize` 1..UNPAGED_CAP, and without `page` and
+# `pageSize` page 1 at UNPAGED_CAP (so the reported `pageSize` is one a client may send).
+MAX_PAGE_SIZE: Final = UNPAGED_CAP
 Page = Annotated[
     int | None,
-    Query(ge=1, le=MAX_PAGE, description=f"1-based page. Without page and pageSize: the newest {UNPAGED_CAP}."),
+    Query(
+        ge=1,
+        le=MAX_PAGE,
+        description=f"1-based page (default 1). Without `page`, `pageSize` and `cursor`: the newest {UNPAGED_CAP} "
+        f"(page 1 with `pageSize` {UNPAGED_CAP}). Ignored with `cursor` (the cursor knows its page).",
+    ),
 ]
-PageSize = Annotated[int | None, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE, description="Records per page (20).")]
+PageSize = Annotated[
+    int | None,
+    Query(
+        alias="pageSize",
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description=f"Records per page: 1-{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE} with `page` or `cursor`.",
+    ),
+]
 StatusQ = Annotated[
     RecordStatus | None, Query(description="Only records with this status (an outcome, or skipped/paused/resumed).")
 ]
 TriggerQ = Annotated[Trigger | None, Query(description="Only scheduled or only manual runs.")]
-UserQ = Annotated[str | None, Query(max_length=253, description="Who requested or cancelled the run.")]
+UserQ = Annotated[str | None, Query(max_length=SUBJECT, description="Who requested or cancelled the run.")]
 
 
 def _rfc3339(value: object) -> object:
@@ -57,12 +75,42 @@ CursorQ = Annotated[
     str | None,
     Query(
         max_length=1024,
-        description="The next page: `meta.pagination.nextCursor` of the previous one, unchanged (instead of "
-        "`page`). Costs the same at any depth; `page=N` reads N x pageSize index entries first.",
+        description="The next page: `meta.pagination.nextCursor` of the previous one, unchanged; it takes "
+        "precedence over `page` (which is then ignored). Costs the same at any depth; `page=N` reads "
+        "N x pageSize index entries first. Its shape is `{page}.{startedAt, microseconds since 1970 UTC}.{uid}` "
+        "of the last record before the page; anything else is a 400.",
+        json_schema_extra={"pattern": CURSOR_PATTERN},  # checked by history.Cursor, with its own message
     ),
 ]
 
 _LISTING_ERRORS = errors(400, *_EVERY_ENDPOINT)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The query both transactions listings take (one job's, every job's): filters and the page."""
+
+    filters: Filters
+    page: int | None
+    page_size: int | None
+    cursor: str | None
+
+
+def _listing(
+    page: Page = None,
+    page_size: PageSize = None,
+    status: StatusQ = None,
+    trigger: TriggerQ = None,
+    user: UserQ = None,
+    started_from: FromQ = None,
+    started_to: ToQ = None,
+    cursor: CursorQ = None,
+) -> Listing:
+    filters = Filters(status, trigger, user or None, started_from or None, started_to or None)
+    return Listing(filters, page, page_size, cursor)
+
+
+ListingQ = Annotated[Listing, Depends(_listing)]
 
 
 @router.get(
@@ -76,22 +124,23 @@ async def list_all_transactions(
     request: Request,
     principal: Annotated[Principal, Depends(require(READ))],
     history: HistoryDep,
-    page: Page = None,
-    page_size: PageSize = None,
-    status: StatusQ = None,
-    trigger: TriggerQ = None,
-    user: UserQ = None,
-    started_from: FromQ = None,
-    started_to: ToQ = None,
-    cursor: CursorQ = None,
+    listing: ListingQ,
     namespace: Annotated[str | None, Query(max_length=253, description="The ScheduledJob's namespace.")] = None,
     name: Annotated[str | None, Query(max_length=253, description="The ScheduledJob's name.")] = None,
 ) -> JSONResponse:
-    filters = Filters(
-        status, trigger, user or None, started_from or None, started_to or None, namespace or None, name or None
-    )
-    data, pagination = await history.across_jobs(filters, page, page_size, cursor)
+    filters = replace(listing.filters, namespace=namespace or None, name=name or None)
+    data, pagination = await history.across_jobs(filters, listing.page, listing.page_size, listing.cursor)
     return respond(request, data, pagination=pagination)
+
+
+# `/transactions` is not a job id: without this, `DELETE /transactions` reached `DELETE /{jobId}` (a 404)
+# and a 405's `Allow` advertised DELETE here (found by schemathesis' allow-header check).
+router.add_api_route(
+    "/transactions",
+    only("GET"),
+    methods=["HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
 
 
 @router.get(
@@ -105,24 +154,16 @@ async def get_transactions(
     jobId: JobId,
     principal: Annotated[Principal, Depends(require(READ))],
     history: HistoryDep,
-    page: Page = None,
-    page_size: PageSize = None,
-    status: StatusQ = None,
-    trigger: TriggerQ = None,
-    user: UserQ = None,
-    started_from: FromQ = None,
-    started_to: ToQ = None,
-    cursor: CursorQ = None,
+    listing: ListingQ,
 ) -> JSONResponse:
-    filters = Filters(status, trigger, user or None, started_from or None, started_to or None)  # `from=` is absent
-    data, pagination = await history.for_job(jobId, filters, page, page_size, cursor)
+    data, pagination = await history.for_job(jobId, listing.filters, listing.page, listing.page_size, listing.cursor)
     return respond(request, data, pagination=pagination)
 
 
 @router.get(
     "/{jobId}/transactions/{executionId}",
     summary="One execution with everything known about it",
-    responses={**ok(TransactionDetail), **errors(404, *_EVERY_ENDPOINT)},
+    responses={**ok(TransactionDetail), **errors(400, 404, *_EVERY_ENDPOINT)},
 )
 async def get_transaction(
     request: Request,

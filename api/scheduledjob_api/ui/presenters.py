@@ -7,20 +7,26 @@ UTC) is what a browser without JavaScript shows, and `ui.js` rewrites it to the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from cron_descriptor import FormatError, MissingFieldError, Options, WrongArgumentError, get_description
 from markupsafe import Markup, escape
 from scheduledjob.cron import MACROS
+from scheduledjob.models import ExecutionStatus, RecordStatus
 from scheduledjob.timefmt import parse_utc
 
 STRIP_RUNS: Final = 20  # bars in a job's recent-runs strip
 HEIGHT_STEPS: Final = 20  # bar heights are CSS classes h0..h20 (5 % each): no inline styles, strict CSP
 STRIP_UNAVAILABLE: Final = Markup('<span class="none">history unavailable (archive not reachable)</span>')
+# The ledger's records are runs (a Job each) or not: an admin's pause or resume, a slot that did not run.
+# The others are never counted, drawn or linked as runs (no duration, no logs).
+RUN_STATUSES: Final[tuple[RecordStatus, ...]] = get_args(ExecutionStatus)
+ACTION_STATUSES: Final[tuple[RecordStatus, ...]] = tuple(s for s in get_args(RecordStatus) if s not in RUN_STATUSES)
+TREND_STATUSES: Final[tuple[RecordStatus, ...]] = ("succeeded", "failed")
 
 
 @dataclass(frozen=True)
@@ -47,12 +53,86 @@ _RUN_STATES: Final = {
 }
 
 
+_ACTIONS: Final = {
+    "paused": Badge("‖", "Paused", "neutral"),
+    "resumed": Badge("↻", "Resumed", "neutral"),
+    "skipped": Badge("↷", "Skipped slot", "neutral"),
+}
+
+
 def job_badge(state: str | None) -> Badge:
     return _JOB_STATES.get(state or "", Badge("?", str(state or "Unknown").capitalize(), "neutral"))
 
 
 def run_badge(status: str | None) -> Badge:
     return _RUN_STATES.get(status or "", Badge("?", str(status or "Unknown").capitalize(), "neutral"))
+
+
+def is_action(record: Mapping[str, Any]) -> bool:
+    """A pause, a resume or a skipped slot: a ledger record that is not a run."""
+    return record.get("status") in ACTION_STATUSES
+
+
+def action_badge(status: str | None) -> Badge:
+    return _ACTIONS.get(status or "", Badge("•", str(status or "Unknown").capitalize(), "neutral"))
+
+
+def action_words(record: Mapping[str, Any]) -> str:
+    """'Paused by alice: DB maintenance', 'Resumed by bob', 'Slot 2026-01-05 02:00:00 UTC skipped: …'."""
+    status, who = record.get("status"), record.get("requested_by")
+    if status in ("paused", "resumed"):
+        reason = record.get("request_reason")
+        return f"{str(status).capitalize()}{f' by {who}' if who else ''}{f': {reason}' if reason else ''}"
+    slot = parse_time(record.get("scheduled_at") or record.get("started_at"))
+    reason = record.get("reason")
+    return f"Slot {utc_text(slot) if slot else ''} skipped{f': {reason}' if reason else ''}".replace("  ", " ")
+
+
+def record_href(job_id: Any, record: Mapping[str, Any]) -> str:
+    """A run's page (its logs) or an action's (what, who, why): never a run page for a pause."""
+    kind = "actions" if is_action(record) else "runs"
+    return f"/ui/jobs/{job_id}/{kind}/{escape(str(record.get('execution_id') or ''))}"
+
+
+def run_title(record: Mapping[str, Any]) -> str:
+    """'Run #7', or the Job's name while the archive has not numbered it yet (transaction_id None)."""
+    number = record.get("transaction_id")
+    return f"Run #{number}" if number is not None else f"Run {record.get('execution_id')}"
+
+
+@dataclass(frozen=True)
+class Control:
+    """A job page button: usable now, or disabled with the reason shown beside it (and as its description)."""
+
+    enabled: bool
+    reason: str = ""
+
+
+def controls(
+    job: Mapping[str, Any], may: Callable[[str], bool], permissions: Mapping[str, str], execute_refusal: str | None
+) -> dict[str, Control]:
+    """What each of the job page's buttons can do now: the permission first (the server enforces it),
+    then what the service would refuse (`execute_refusal`: service.execute_refusal), then the job's state.
+    The server still decides: a page may be seconds old."""
+
+    def control(permission: str, refusal: str | None) -> Control:
+        if not may(permissions[permission]):
+            return Control(False, f"Needs {permissions[permission]}")
+        return Control(False, refusal) if refusal else Control(True)
+
+    paused_by = job.get("paused_by")
+    not_paused = None
+    if not job.get("paused"):
+        manifest = bool((job.get("configuration") or {}).get("suspend"))
+        not_paused = "Not paused by an admin (spec.suspend in the manifest holds it)" if manifest else "Not paused"
+    already_paused = f"Already paused{f' by {paused_by}' if paused_by else ''}" if job.get("paused") else None
+    return {
+        "execute": control("execute", execute_refusal),
+        "cancel": control("cancel", None if job.get("active_executions") else "Nothing is running"),
+        "pause": control("pause", already_paused),
+        "resume": control("pause", not_paused),
+        "delete": control("delete", None),
+    }
 
 
 # ---- schedules --------------------------------------------------------------------------------
@@ -235,21 +315,28 @@ def _length(run: dict[str, Any], now: datetime) -> int | None:
     return None
 
 
-def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, list[float | None]]:
+def trend(transactions: Iterable[dict[str, Any]]) -> dict[str, Sequence[float | None]]:
     """uPlot's columns for the duration chart: start (epoch seconds, ascending) and seconds, per
-    succeeded and per failed run (two series; a missing value is null, as uPlot expects)."""
+    succeeded and per failed run (two series; a missing value is null, as uPlot expects), and the
+    axes' ranges: time from the first to the last run plus a margin (at least a minute each side, so
+    one run is not drawn on an axis of years), seconds from 0 to a little above the longest."""
     points = []
     for run in transactions:
         started = parse_time(run.get("started_at"))
         runtime = run.get("runtime")
-        if started is None or not isinstance(runtime, int) or run.get("status") not in ("succeeded", "failed"):
+        if started is None or not isinstance(runtime, int) or run.get("status") not in TREND_STATUSES:
             continue
         points.append((started.timestamp(), runtime / 1000, run["status"]))
     points.sort(key=lambda point: point[0])
+    x = [p[0] for p in points]
+    margin = max((x[-1] - x[0]) * 0.05, 60.0) if x else 0.0
+    longest = max((p[1] for p in points), default=0.0)
     return {
-        "x": [p[0] for p in points],
+        "x": x,
         "succeeded": [p[1] if p[2] == "succeeded" else None for p in points],
         "failed": [p[1] if p[2] == "failed" else None for p in points],
+        "x_range": [x[0] - margin, x[-1] + margin] if x else [],
+        "y_range": [0.0, max(round(longest * 1.15, 3), 1.0)] if x else [],
     }
 
 
@@ -258,7 +345,7 @@ def trend_summary(transactions: Iterable[dict[str, Any]]) -> str:
     lengths = sorted(
         run["runtime"]
         for run in transactions
-        if isinstance(run.get("runtime"), int) and run.get("status") in ("succeeded", "failed")
+        if isinstance(run.get("runtime"), int) and run.get("status") in TREND_STATUSES
     )
     if not lengths:
         return "No finished runs yet."

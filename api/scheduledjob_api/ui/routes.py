@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -42,6 +42,7 @@ PAGE_SIZES: Final = (10, 20, 50, 100)
 HISTORY_PAGE_SIZE: Final = 20
 TREND_RUNS: Final = 200  # the duration chart's window: the newest runs, however long the archive
 FAILURES_SHOWN: Final = 50
+ACTIONS_SHOWN: Final = 10  # the newest pauses, resumes and skipped slots on a job page
 UPCOMING_SHOWN: Final = 5
 LOG_TAIL_LINES: Final = 200  # a run page shows the END of each container's output, never all of it
 LOG_TAIL_BYTES: Final = 64 * 1024
@@ -60,13 +61,18 @@ templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+PERMISSIONS: Final = {"read": READ, "execute": EXECUTE, "cancel": CANCEL, "delete": DELETE, "pause": PAUSE}
 templates.globals.update(
     job_badge=p.job_badge,
     run_badge=p.run_badge,
+    action_badge=p.action_badge,
+    action_words=p.action_words,
+    record_href=p.record_href,
+    run_title=p.run_title,
     schedule_words=p.schedule_words,
     duration=p.duration,
     success_rate=p.success_rate,
-    PERMISSIONS={"read": READ, "execute": EXECUTE, "cancel": CANCEL, "delete": DELETE, "pause": PAUSE},
+    PERMISSIONS=PERMISSIONS,
 )
 
 # Same-origin only: scripts, styles, fetches and images from this server; nothing inline, no frames.
@@ -267,7 +273,8 @@ async def _jobs_context(request: Request, query: ListQuery, now: datetime) -> di
         query = ListQuery(**{**query.__dict__, "page": listing["totalPages"]})
         listing = service.list_jobs(query)
     try:  # every shown job's strip in one archive query
-        recent = await _history(request).recent([int(job["id"]) for job in listing["jobs"]], p.STRIP_RUNS)
+        shown = [int(job["id"]) for job in listing["jobs"]]
+        recent = await _history(request).recent(shown, p.STRIP_RUNS, p.RUN_STATUSES)  # runs, never pauses
     except ApiError:  # the archive down: the list still shows, the strips say why they are missing
         recent = None
     rows = []
@@ -365,6 +372,7 @@ class HistoryQuery:
     def filters(self) -> Filters:
         return Filters(
             status=self.status,
+            statuses=p.RUN_STATUSES,  # the history of runs; pauses and skipped slots are listed apart
             trigger=self.trigger,
             user=self.user,
             started_from=_moment(self.started_from),
@@ -408,11 +416,18 @@ def _moment(text: str | None) -> datetime | None:
 
 async def _history_page(request: Request, job_id: str, query: HistoryQuery) -> dict[str, Any]:
     rows, pagination = await _history(request).for_job(job_id, query.filters(), query.page, HISTORY_PAGE_SIZE)
+    actions, counted = await _history(request).for_job(job_id, Filters(statuses=p.ACTION_STATUSES), 1, ACTIONS_SHOWN)
     total_pages = pagination["totalPages"]
+    # The count and the page are two statements: a record written between them (READ COMMITTED) must not
+    # show "1 in all" above two rows; the next refresh counts it anyway.
+    shown = (query.page - 1) * HISTORY_PAGE_SIZE + len(rows)
     return {
+        "actions": actions,
+        "actions_total": max(counted["totalCount"], len(actions)),
+        "actions_exact": counted["totalCountExact"],
         "rows": rows,
         "page": query.page,
-        "total_count": pagination["totalCount"],
+        "total_count": max(pagination["totalCount"], shown),
         "total_exact": pagination["totalCountExact"],
         "total_pages": total_pages,
         "query": query,
@@ -424,25 +439,26 @@ async def _history_page(request: Request, job_id: str, query: HistoryQuery) -> d
     }
 
 
-async def _job_context(request: Request, job_id: str) -> dict[str, Any]:
+async def _job_context(request: Request, session: Session, job_id: str) -> dict[str, Any]:
     service = _service(request)
     detail = service.detail(job_id)
     shown_state = "running" if detail["active_executions"] and detail["status"] == "idle" else detail["status"]
     history = await _history_page(request, job_id, HistoryQuery.of(request.query_params))
-    return {"job": detail, "state": shown_state, "history": history}
+    controls = p.controls(detail, session.may, PERMISSIONS, service.execute_refusal(job_id))
+    return {"job": detail, "state": shown_state, "history": history, "controls": controls}
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        return render(request, "job.html", session, **await _full_job_context(request, job_id), message=None)
+        return render(request, "job.html", session, **await _full_job_context(request, session, job_id), message=None)
 
     return await _reader(request, page)
 
 
-async def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
-    context = await _job_context(request, job_id)
-    window, _ = await _history(request).for_job(job_id, Filters(), 1, TREND_RUNS)
+async def _full_job_context(request: Request, session: Session, job_id: str) -> dict[str, Any]:
+    context = await _job_context(request, session, job_id)
+    window, _ = await _history(request).for_job(job_id, Filters(statuses=p.TREND_STATUSES), 1, TREND_RUNS)
     try:  # the API's schedule preview (GET .../schedule): one implementation, DST flags included
         preview = _service(request).schedule(job_id, UPCOMING_SHOWN)
         upcoming, preview_error = p.upcoming_runs(preview), None
@@ -460,7 +476,7 @@ async def _full_job_context(request: Request, job_id: str) -> dict[str, Any]:
 @router.get("/fragments/jobs/{job_id}/live")
 async def job_live(request: Request, job_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        return render(request, "_job_live.html", session, **await _job_context(request, job_id))
+        return render(request, "_job_live.html", session, **await _job_context(request, session, job_id))
 
     return await _reader(request, page)
 
@@ -494,10 +510,16 @@ def _message_page(
     return render(request, "error.html", session, status=status, error=text, title=_title(status))
 
 
-Action = Callable[[ScheduledJobService, Session, dict[str, str]], Awaitable[str]]
+# An action answers with its message (the job page shows it), or with a response of its own (a redirect).
+Action = Callable[[ScheduledJobService, Session, dict[str, str]], Awaitable[str | Response]]
 
 
-async def _act(request: Request, job_id: str, permission: str, action: Action) -> Response:
+async def _act(
+    request: Request, job_id: str, permission: str, action: Action, *, errors_in: str | None = None
+) -> Response:
+    """Every mutation: session, CSRF token and permission checked, the action run with the caller as
+    its principal, the job page (or its live part, for htmx) answered with the outcome. `errors_in`: a
+    refusal goes to that message line instead (the delete dialog's)."""
     session = await sessions.current(request)
     refusal = await _refused(request, session, permission)
     if refusal is not None:
@@ -506,18 +528,24 @@ async def _act(request: Request, job_id: str, permission: str, action: Action) -
     fields: dict[str, str] = request.state.ui_form
     service = _service(request)
     try:
-        message, tone, status = await action(service, session, fields), "ok", 200
+        outcome = await action(service, session, fields)
     except ApiError as error:
+        if errors_in is not None:
+            return _message_page(request, session, error.status, error.error, target=errors_in)
         if error.status == 404:
             return _error_page(request, session, error)
         message, tone, status = error.error, "bad", error.status
+    else:
+        if isinstance(outcome, Response):
+            return outcome
+        message, tone, status = outcome, "ok", 200
     if _is_htmx(request):
         return render(
-            request, "_job_live.html", session, status=status, **await _job_context(request, job_id),
+            request, "_job_live.html", session, status=status, **await _job_context(request, session, job_id),
             oob_message={"text": message, "tone": tone},
         )  # fmt: skip
     return render(
-        request, "job.html", session, status=status, **await _full_job_context(request, job_id),
+        request, "job.html", session, status=status, **await _full_job_context(request, session, job_id),
         message={"text": message, "tone": tone},
     )  # fmt: skip
 
@@ -562,24 +590,17 @@ async def resume(request: Request, job_id: str) -> Response:
 
 @router.post("/jobs/{job_id}/delete")
 async def delete(request: Request, job_id: str) -> Response:
-    session = await sessions.current(request)
-    refusal = await _refused(request, session, DELETE)
-    if refusal is not None:
-        return refusal
-    assert session is not None
-    fields: dict[str, str] = request.state.ui_form
-    service = _service(request)
-    try:
+    async def run(service: ScheduledJobService, session: Session, fields: dict[str, str]) -> Response:
         name = service.detail(job_id)["name"]
         if fields.get("confirm", "").strip() != name:
             raise ApiError(400, f"Not deleted: type the job's name, {name}, to confirm.")
-        await service.delete(job_id)
-    except ApiError as error:
-        return _message_page(request, session, error.status, error.error, target="delete-message")
-    location = f"{PREFIX}/?{urlencode({'deleted': name})}"
-    if _is_htmx(request):
-        return Response(status_code=200, headers={**SECURITY_HEADERS, "HX-Redirect": location})
-    return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
+        await service.delete(job_id, session.principal)  # recorded as deleted by the caller
+        location = f"{PREFIX}/?{urlencode({'deleted': name})}"
+        if _is_htmx(request):
+            return Response(status_code=200, headers={**SECURITY_HEADERS, "HX-Redirect": location})
+        return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
+
+    return await _act(request, job_id, DELETE, run, errors_in="delete-message")
 
 
 # ---- one run -----------------------------------------------------------------------------------
@@ -609,6 +630,8 @@ async def _log_tail(request: Request, job_id: str, execution_id: str) -> tuple[d
 async def run_page(request: Request, job_id: str, execution_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
         run = await _history(request).one(job_id, execution_id)
+        if p.is_action(run):  # a pause, a resume, a skipped slot: no run, no logs; its own page says what it was
+            return _elsewhere(job_id, "actions", execution_id)
         run.pop("logs", None)  # the archive's full capture: the page shows the bounded tail below instead
         job = _run_job(request, job_id, run)
         logs, logs_missing = await _log_tail(request, job_id, execution_id)
@@ -619,6 +642,25 @@ async def run_page(request: Request, job_id: str, execution_id: str) -> Response
         )  # fmt: skip
 
     return await _reader(request, page)
+
+
+@router.get("/jobs/{job_id}/actions/{execution_id}")
+async def action_page(request: Request, job_id: str, execution_id: str) -> Response:
+    """An admin's pause or resume, or a slot that did not run: what, who, when and why (no logs)."""
+
+    async def page(request: Request, session: Session) -> Response:
+        record = await _history(request).one(job_id, execution_id)
+        if not p.is_action(record):
+            return _elsewhere(job_id, "runs", execution_id)
+        record.pop("logs", None)
+        return render(request, "action.html", session, job=_run_job(request, job_id, record), action=record)
+
+    return await _reader(request, page)
+
+
+def _elsewhere(job_id: str, kind: Literal["runs", "actions"], execution_id: str) -> Response:
+    location = f"{PREFIX}/jobs/{quote(job_id, safe='')}/{kind}/{quote(execution_id, safe='')}"
+    return RedirectResponse(location, status_code=303, headers=SECURITY_HEADERS)
 
 
 def _plain(chunks: Any, filename: str | None = None) -> StreamingResponse:

@@ -108,8 +108,9 @@ Watch mode: "cluster" (no namespaces), "glob" (some entry is a kopf glob or nega
 {{- .Values.watch.namespaces | uniq | toJson }}
 {{- end }}
 
-{{- define "scheduled-jobs.peeringName" -}}
-{{- default (include "scheduled-jobs.fullname" .) .Values.peering.name }}
+{{/* The operator replicas' leader Lease, in the release namespace (one per release). */}}
+{{- define "scheduled-jobs.leaseName" -}}
+{{- include "scheduled-jobs.fullname" . }}-operator
 {{- end }}
 
 {{- define "scheduled-jobs.jwtSecretName" -}}
@@ -160,5 +161,21 @@ tolerations:
 {{- with .c.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+checkov (tests/chart/test_chart_checkov.py) findings the chart accepts, each with its reason, as checkov's own
+skip annotations on the workload. Everything else checkov reports on a rendered variant fails that test.
+*/}}
+{{- define "scheduled-jobs.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_11=No CPU limit on purpose - requests reserve CPU and a limit only throttles; memory is limited
+checkov.io/skip2: CKV_K8S_43=The image is chosen by values - pin a digest with image.tag set to tag@sha256:...
+checkov.io/skip3: CKV_K8S_15=IfNotPresent by default as image tags are immutable releases - image.pullPolicy is a value
+{{- if .token }}
+checkov.io/skip4: CKV_K8S_38=This component talks to the Kubernetes API with its ServiceAccount token (least-privilege RBAC)
+{{- end }}
+{{- with .more }}
+{{ . }}
 {{- end }}
 {{- end }}

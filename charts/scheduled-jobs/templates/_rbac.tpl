@@ -4,15 +4,18 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 
 {{/* Operator, per watched namespace (or cluster-wide when watching all namespaces). */}}
 {{- define "scheduled-jobs.rbac.operatorNamespacedRules" -}}
+# Only the verbs its code calls (operator/scheduledjob_operator/kube.py, jwt_secret.py) and kopf's own
+# (list/watch of what it handles, patch for its annotations): all writes are merge patches, never `update`;
+# CronJobs go with their ScheduledJob by garbage collection, never by a delete of the operator's.
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [batch]
   resources: [cronjobs]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 # Adopting a manual run into status.active, so the CronJob controller's Forbid/Replace count it.
 - apiGroups: [batch]
   resources: [cronjobs/status]
@@ -20,7 +23,7 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 # create: manual runs (only the operator starts them); delete: cancelled, replaced and refused runs.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Execution requests: decided (status), owned by their ScheduledJob (patch), deleted after their TTL.
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobruns]
@@ -41,13 +44,6 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]
-{{- end }}
-
-{{/* kopf peering objects: cluster-wide or per namespace, as the operator's watch scope. */}}
-{{- define "scheduled-jobs.rbac.operatorPeeringRules" -}}
-- apiGroups: [kopf.dev]
-  resources: [{{ .resource }}]
-  verbs: [get, list, watch, patch]
 {{- end }}
 
 {{/* kopf discovers served resources by scanning CRDs (cluster-scoped, so always a ClusterRole). */}}
@@ -73,10 +69,19 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [{{ include "scheduled-jobs.idSequenceConfigMap" . }}]
-  verbs: [get, update, patch]
-{{- if include "scheduled-jobs.generatedJwtSecret" . }}
-# The generated JWT Secret is created once if absent (409 = it exists). Create only: the operator can read,
-# list or change no Secret, this one included.
+  verbs: [get, patch]
+# The leader Lease (one active replica, whatever the watch mode): made once, then read and renewed by name.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "scheduled-jobs.leaseName" . }}]
+  verbs: [get, update]
+{{- if or (include "scheduled-jobs.generatedJwtSecret" .) (include "scheduled-jobs.archive.passwordSecret" .) }}
+# The generated JWT Secret and the evaluation database's password are created once if absent (409 = it exists).
+# Create only: the operator can read, list or change no Secret, these included (generated-secret-policy.yaml
+# narrows the create to these names).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]

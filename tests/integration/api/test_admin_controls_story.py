@@ -8,6 +8,7 @@ The two schedule stories wait for `* * * * *` minute boundaries, so they run sid
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,10 +121,65 @@ async def forbid_skips_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) -> N
     (first, *_) = await eventually(skipped_records, timeout=260, what="a slot skipped under Forbid", interval=2)
     assert "still running" in first["reason"] and "Forbid" in first["reason"], first
     assert first["trigger"] == "schedule" and first["runtime"] is None
-    detail = ok(await admin.get(f"/{job_id}"))
-    assert detail["skipped_count"] >= 1
+    async def skip_counted() -> dict[str, Any] | None:  # the archive has it a moment before the status
+        detail: dict[str, Any] = ok(await admin.get(f"/{job_id}"))
+        return detail if detail["skipped_count"] >= 1 else None
+
+    detail = await eventually(skip_counted, timeout=30, what="the skipped slot counted in the detail")
     assert detail["failure_count"] == 0
     await eventually(lambda: has_events(jobs, "importer", {"Skipped"}), timeout=30, what="a Skipped Event")
+    await one_number_per_record_in_every_view(admin, jobs, job_id, "importer")
+
+
+async def one_number_per_record_in_every_view(
+    admin: httpx.AsyncClient, jobs: ScheduledJobs, job_id: int, name: str
+) -> None:
+    """Runs, a skipped slot, a pause and a resume of one job: each record has one transaction id, the
+    same in the detail, /transactions, status.history, the Events and the dashboard."""
+
+    async def has_record(status: str) -> bool:
+        return any(record["status"] == status for record in (await jobs.status(name)).get("history") or [])
+
+    ok(await admin.post(f"/{job_id}/pause", json={"reason": "numbering"}, headers=as_manager()))
+    await eventually(lambda: has_record("paused"), timeout=30, what="the pause recorded")  # then a resume is one
+    ok(await admin.post(f"/{job_id}/resume", headers=as_manager()))
+
+    async def everything_recorded() -> dict[str, int] | None:
+        history = (await jobs.status(name)).get("history") or []
+        kinds = {record["status"] for record in history}
+        if not {"paused", "resumed", "skipped"} <= kinds or not kinds & {"running", "succeeded"}:
+            return None
+        return {record["executionId"]: int(record["transactionId"]) for record in history}
+
+    in_status = await eventually(everything_recorded, timeout=30, what="runs, a skip, a pause and a resume")
+    in_archive = {row["execution_id"]: row["transaction_id"] for row in ok(await admin.get(f"/{job_id}/transactions"))}
+    detail = ok(await admin.get(f"/{job_id}"))
+    in_detail = {row["execution_id"]: row["transaction_id"] for row in detail["transactions"]}
+    assert in_archive == in_status, "/transactions and status.history number the records differently"
+    assert in_detail.items() <= in_status.items(), "the detail numbers the records differently"
+    assert len(set(in_status.values())) == len(in_status), f"one number, two records: {in_status}"
+
+    async with httpx.AsyncClient(base_url=str(admin.base_url).split("/cms-api")[0], timeout=30) as browser:
+        login = await browser.post("/ui/login", data={"token": token("alice", (READ,)), "next": "/ui/"})
+        assert login.status_code == 303, login.text
+        page = (await browser.get(f"/ui/jobs/{job_id}")).text
+    shown = {execution: int(number) for number, execution in re.findall(r"#(\d+) <code>([^<]+)</code>", page)}
+    assert shown and shown.items() <= in_status.items(), f"the dashboard shows {shown}, the status {in_status}"
+    paused = next(execution for execution, number in in_status.items() if execution.startswith("pause-"))
+    assert paused == f"pause-{in_status[paused]}", "a pause is named after its number"
+
+    async def numbered_events() -> dict[str, int] | None:
+        found: dict[str, int] = {}
+        for event in await jobs.events(name):
+            number = re.match(r"(?:Execution )?#(\d+) (\S+)", event.message or "")
+            if number and event.reason in ("Started", "Succeeded"):
+                found[number.group(2)] = int(number.group(1))
+            elif number and event.reason == "Paused":
+                found[paused] = int(number.group(1))
+        return found if paused in found else None
+
+    in_events = await eventually(numbered_events, timeout=30, what="numbered Events")
+    assert in_events.items() <= in_status.items(), f"the Events say {in_events}, the status {in_status}"
 
 
 async def test_a_paused_job_is_not_scheduled_and_forbid_skips_are_on_record(

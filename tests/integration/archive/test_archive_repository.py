@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.diagnostics import ContainerLog, Diagnostics
 from scheduledjob.executions import JobObservation
 from scheduledjob.timefmt import format_utc
 from scheduledjob_archive.records import Owner, TransactionQuery
@@ -36,16 +36,17 @@ def run(n: int, status: str = "succeeded", **fields: Any) -> JobObservation:
     return JobObservation(**values)
 
 
-class Found:
-    exit_code = 3
-    reason = "Error"
-    container = "main"
-    container_message = "boom"
-    pod_name = "cleanup-1-abcde"
-    node_name = "node-1"
-    attempts = 2
-    scheduled_at = at(0.9)
-    start_delay_ms = 1500
+FOUND = Diagnostics(
+    exit_code=3,
+    reason="Error",
+    container="main",
+    container_message="boom",
+    pod_name="cleanup-1-abcde",
+    node_name="node-1",
+    attempts=2,
+    scheduled_at=at(0.9),
+    start_delay_ms=1500,
+)
 
 
 async def test_a_run_seen_running_then_finished_is_one_row_that_never_goes_back(archive: Archive) -> None:
@@ -81,7 +82,7 @@ async def test_transaction_ids_count_runs_per_job_in_arrival_order(archive: Arch
 
 
 async def test_diagnostics_are_kept_and_a_replay_without_them_does_not_erase_them(archive: Archive) -> None:
-    await archive.save(run(1, "failed"), OWNER, Found())
+    await archive.save(run(1, "failed"), OWNER, FOUND)
     await archive.save(run(1, "failed"), OWNER)
     row = await archive.get("uid-0001")
     assert row is not None
@@ -242,13 +243,13 @@ async def test_retention_by_age_then_count_in_batches_at_every_prune(
 
 async def test_the_archive_tells_the_ledger_which_stages_it_has_counted_already(archive: Archive) -> None:
     # A run evicted from the short status.history must not be counted again when its event is replayed.
-    assert await archive.save(run(1, "running"), OWNER) is True
+    assert (await archive.save(run(1, "running"), OWNER)).uncounted is True
     await archive.ledgered(run(1, "running"))
-    assert await archive.save(run(1, "running"), OWNER) is False  # the start, replayed
-    assert await archive.save(run(1), OWNER) is True  # the finish is new
+    assert (await archive.save(run(1, "running"), OWNER)).uncounted is False  # the start, replayed
+    assert (await archive.save(run(1), OWNER)).uncounted is True  # the finish is new
     await archive.ledgered(run(1))
-    assert await archive.save(run(1), OWNER) is False  # the finish, replayed
-    assert await archive.save(run(1, "running"), OWNER) is False  # a stale start after the finish
+    assert (await archive.save(run(1), OWNER)).uncounted is False  # the finish, replayed
+    assert (await archive.save(run(1, "running"), OWNER)).uncounted is False  # a stale start after the finish
     # Saved but not yet counted (the operator died between the two): still to count.
-    assert await archive.save(run(2), OWNER) is True
-    assert await archive.save(run(2), OWNER) is True
+    assert (await archive.save(run(2), OWNER)).uncounted is True
+    assert (await archive.save(run(2), OWNER)).uncounted is True

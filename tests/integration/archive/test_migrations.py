@@ -7,6 +7,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from scheduledjob.diagnostics import Diagnostics
 from scheduledjob.executions import JobObservation
 from scheduledjob_archive import migrate
 from scheduledjob_archive.records import Owner, TransactionQuery
@@ -51,13 +52,7 @@ async def test_a_database_at_the_previous_revision_reaches_head_keeping_its_rows
         uid="old-uid", name="cleanup-1", trigger="schedule", status="succeeded", started_at="2026-06-01T10:00:00Z"
     )
 
-    class Exit:
-        exit_code = 0
-        reason = "Completed"
-        container = pod_name = node_name = container_message = scheduled_at = None
-        attempts = start_delay_ms = None
-
-    await archive.save(finished, Owner("shop", "cleanup", 7), Exit())
+    await archive.save(finished, Owner("shop", "cleanup", 7), Diagnostics(exit_code=0, reason="Completed"))
     assert (await archive.page(TransactionQuery(scheduled_job_id=7))).items[0].reason == "Completed"
 
 

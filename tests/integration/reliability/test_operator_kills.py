@@ -487,7 +487,7 @@ async def test_a_scheduled_run_that_starts_ends_and_is_pruned_while_no_operator_
             async def in_ledger() -> bool:
                 return run.uid in ledger(await scheduled_jobs.status("pruned"))
 
-            # Longer than the operator's start plus the peering lifetime a killed replica leaves behind.
+            # Longer than the operator's start (restarted as the same Pod, it takes its leader Lease back at once).
             await eventually(in_ledger, timeout=30, what="the pruned scheduled run in the ledger")
             assert ledger(await scheduled_jobs.status("pruned"))[run.uid] == "succeeded"
 

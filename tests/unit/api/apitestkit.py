@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +20,16 @@ from scheduledjob.executions import JobObservation, observe_job
 from scheduledjob.models import ScheduledJobSpec
 from scheduledjob.run_requests import accepted_status, decide, job_name_for, read_run, rejected_status
 from scheduledjob.timefmt import format_utc
-from scheduledjob_api.cluster import ClusterError, ClusterNotFound, EventType, Kind, Obj, ObjectList, WatchEvent
+from scheduledjob_api.cluster import (
+    ClusterConflict,
+    ClusterError,
+    ClusterNotFound,
+    EventType,
+    Kind,
+    Obj,
+    ObjectList,
+    WatchEvent,
+)
 from scheduledjob_api.security import ALL_PERMISSIONS
 from scheduledjob_api.settings import Settings
 from scheduledjob_archive.records import Owner
@@ -220,8 +229,10 @@ class FakeCluster:
         self.decides_late = False  # with operator_answers False: decided just after the API stopped waiting
         self.cancelled: list[tuple[str, str, str]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.deleted_by: list[str | None] = []  # who, as the API passed it, per delete
         self.closed = False
         self.calls: list[str] = []  # order of writes, e.g. ["cancel:job-a", "create:job-b"]
+        self.before_annotate: Callable[[], None] | None = None  # runs once, just before the next annotate
 
     # ---- seeding, as another client of the API server would ---------------------------------
 
@@ -371,12 +382,22 @@ class FakeCluster:
         self.cancelled.append((namespace, name, cancelled_by))
         self._suspend(namespace, name, c.ANNOTATION_CANCELLED_BY, cancelled_by)
 
-    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Obj:
+    async def annotate_scheduled_job(
+        self, namespace: str, name: str, annotations: dict[str, str | None], resource_version: str | None = None
+    ) -> Obj:
         if self.write_error is not None:
             raise self.write_error
+        if self.before_annotate is not None:  # another writer gets in between the API's read and its write
+            hook, self.before_annotate = self.before_annotate, None
+            hook()
         current = self.objects[Kind.SCHEDULED_JOBS].get((namespace, name))
         if current is None:
             raise ClusterNotFound(f'scheduledjobs "{name}" not found')
+        if resource_version is not None and current["metadata"]["resourceVersion"] != resource_version:
+            self.calls.append(f"conflict:{name}")
+            raise ClusterConflict(
+                f'Operation cannot be fulfilled on scheduledjobs "{name}": the object has been modified'
+            )
         self.calls.append(f"annotate:{name}")
         changed = copy.deepcopy(current)
         kept = changed["metadata"].setdefault("annotations", {})
@@ -387,12 +408,18 @@ class FakeCluster:
                 kept[key] = value
         return copy.deepcopy(self.put(Kind.SCHEDULED_JOBS, changed))
 
+    async def get_scheduled_job(self, namespace: str, name: str) -> Obj | None:
+        self.calls.append(f"get:{name}")
+        current = self.objects[Kind.SCHEDULED_JOBS].get((namespace, name))
+        return copy.deepcopy(current) if current is not None else None
+
     async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
         if self.write_error is not None:
             raise self.write_error
         if (namespace, name) not in self.objects[Kind.SCHEDULED_JOBS]:
             raise ClusterNotFound(f'scheduledjobs "{name}" not found')
         self.deleted.append((namespace, name))
+        self.deleted_by.append(deleted_by)
         self.remove(Kind.SCHEDULED_JOBS, namespace, name)
 
     async def probe(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from scheduledjob import constants as c
+from scheduledjob.limits import REASON
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.security import EXECUTE, MANAGE, READ
 
@@ -115,7 +116,7 @@ async def test_a_bad_count_is_a_400_naming_it(cluster: FakeCluster, client: http
 
 async def test_a_bad_reason_body_is_a_400_naming_the_field(cluster: FakeCluster, client: httpx.AsyncClient) -> None:
     await seeded(cluster)
-    for body in ({"reason": "x" * 501}, {"reason": 7}, {"why": "typo"}):
+    for body in ({"reason": "x" * (REASON + 1)}, {"reason": 7}, {"why": "typo"}):
         error = data(await client.post(f"{BASE}/1/pause", json=body, headers=ADMIN), 400)["error"]
         assert "reason" in error or "why" in error
     assert not cluster.calls

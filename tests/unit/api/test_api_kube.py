@@ -51,6 +51,8 @@ class FakeApiServer:
         # The generated client sends Python booleans as "True"; the API server reads any case.
         if request.method == "GET" and request.query.get("watch", "").lower() == "true":
             return await self.watch(request)
+        if request.method == "GET" and "limit" not in request.query:  # a GET of one object
+            return web.json_response(sj(request.path.rsplit("/", 1)[-1]))
         if request.method == "GET":
             return self.list(request)
         if request.method == "POST":
@@ -190,6 +192,20 @@ async def test_a_delete_by_the_api_first_annotates_who_deleted(api: tuple[FakeAp
     assert (annotate["method"], annotate["path"]) == ("PATCH", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
     assert annotate["body"] == {"metadata": {"annotations": {c.ANNOTATION_DELETED_BY: "alice"}}}
     assert (delete["method"], delete["path"]) == ("DELETE", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
+
+
+async def test_a_conditional_annotate_carries_the_resource_version(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    fake, cluster = api
+    await cluster.annotate_scheduled_job("ns", "cleanup", {c.ANNOTATION_PAUSED_BY: "alice"}, "7")
+    await cluster.annotate_scheduled_job("ns", "cleanup", {c.ANNOTATION_PAUSED_BY: None})
+    assert (await cluster.get_scheduled_job("ns", "cleanup") or {})["metadata"]["name"] == "cleanup"
+    conditional, plain, read = fake.requests
+    assert conditional["content_type"] == "application/merge-patch+json"
+    assert conditional["body"] == {
+        "metadata": {"annotations": {c.ANNOTATION_PAUSED_BY: "alice"}, "resourceVersion": "7"}
+    }
+    assert plain["body"] == {"metadata": {"annotations": {c.ANNOTATION_PAUSED_BY: None}}}
+    assert (read["method"], read["path"]) == ("GET", f"{SJ_PATH}/namespaces/ns/scheduledjobs/cleanup")
 
 
 async def test_wait_run_follows_one_request_from_its_version(api: tuple[FakeApiServer, KubeCluster]) -> None:

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from scheduledjob import constants as c
 from scheduledjob.executions import observe_job, recorded_stage
+from scheduledjob.limits import SUBJECT
 
 from tests.unit.domain.factories import job
 
@@ -72,4 +73,4 @@ def test_a_replaced_run_says_by_which_execution_and_whom_and_is_not_cancelled_by
 
 def test_who_cancelled_is_cut_to_the_subject_limit() -> None:
     observation = observe_job(job(cancelled_by="x" * 10_000, deleted_at="2026-01-10T02:10:00Z"), NOW)
-    assert observation.cancelled_by == "x" * c.MAX_SUBJECT_LENGTH
+    assert observation.cancelled_by == "x" * (SUBJECT - 1) + "…"

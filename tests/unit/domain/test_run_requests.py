@@ -5,6 +5,7 @@ from typing import Any
 
 from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job
+from scheduledjob.limits import SUBJECT
 from scheduledjob.run_requests import (
     ABANDONED_AFTER_SECONDS,
     abandoned,
@@ -42,7 +43,7 @@ def test_the_api_asks_for_a_scheduled_job_on_behalf_of_its_caller_until_a_deadli
 
 def test_a_long_subject_is_cut_not_refused() -> None:
     run = build_run("cms", "x", "u", "y" * 1000, NOW)
-    assert run["spec"]["requestedBy"] == "y" * c.MAX_SUBJECT_LENGTH
+    assert run["spec"]["requestedBy"] == "y" * (SUBJECT - 1) + "…"
 
 
 def test_forbid_refuses_while_something_runs_and_names_it() -> None:

@@ -42,3 +42,15 @@ def test_uninstalling_the_release_collects_it_with_the_id_sequence_configmap() -
 def test_without_the_configmap_it_is_created_unowned() -> None:
     metadata = generated_secret("jwt", "key", "value", None)["metadata"]
     assert metadata == {"name": "jwt"}
+
+
+def test_the_archive_password_secret_is_labelled_as_the_archive() -> None:
+    secret = generated_secret("sj-scheduled-jobs-archive-password", "password", "pw", OWNER, component="archive")
+    assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "archive"
+    assert base64.b64decode(secret["data"]["password"]) == b"pw"
+
+
+async def test_without_the_variable_no_archive_secret_is_made() -> None:
+    from scheduledjob_operator.jwt_secret import ensure_generated_archive_secret
+
+    await ensure_generated_archive_secret(None, "ns", environ={})  # type: ignore[arg-type]  # never touches the API

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from scheduledjob.diagnostics import ContainerLog
+from scheduledjob.diagnostics import ContainerLog, Diagnostics
 from scheduledjob.executions import JobObservation
 from scheduledjob_api.cluster import Kind
 from scheduledjob_api.ui import STATIC
@@ -38,13 +38,18 @@ def history(count: int, fail_every: int = 4) -> list[dict[str, Any]]:
     ]
 
 
-class Exited:
+def exited(n: int) -> Diagnostics:
     """What the operator read off a failed run's pod."""
-
-    def __init__(self, n: int) -> None:
-        self.exit_code, self.reason, self.container, self.container_message = 3, "Error", "main", None
-        self.pod_name, self.node_name, self.attempts = f"job-{n}-abcde", "node-a", 1
-        self.scheduled_at, self.start_delay_ms = f"2025-01-{n:02d}T02:00:00Z", 0
+    return Diagnostics(
+        exit_code=3,
+        reason="Error",
+        container="main",
+        pod_name=f"job-{n}-abcde",
+        node_name="node-a",
+        attempts=1,
+        scheduled_at=f"2025-01-{n:02d}T02:00:00Z",
+        start_delay_ms=0,
+    )
 
 
 async def archive_runs(archive: Archive, owner: Owner, records: list[dict[str, Any]]) -> None:
@@ -61,7 +66,7 @@ async def archive_runs(archive: Archive, owner: Owner, records: list[dict[str, A
             requested_by=item.get("requestedBy"),
         )
         failed = item["status"] == "failed"
-        await archive.save(observation, owner, Exited(item["transactionId"]) if failed else None)
+        await archive.save(observation, owner, exited(item["transactionId"]) if failed else None)
 
 
 async def seed(cluster: FakeCluster, archive: Archive) -> None:

@@ -100,3 +100,75 @@ def test_relative_times_and_durations_are_short() -> None:
         "1 min 1 s",
         "1 h 2 min",
     ]
+
+
+def action(status: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"transaction_id": n, "execution_id": f"{status[:-1]}-{n}", "status": status, **extra}
+
+
+def test_pauses_resumes_and_skipped_slots_are_actions_in_their_own_words_and_links() -> None:
+    paused = action("paused", 5, requested_by="alice", request_reason="DB maintenance", runtime=0)
+    resumed = action("resumed", 6, requested_by="bob")
+    skipped = action("skipped", 7, started_at="2025-01-05T02:00:00Z", reason="not started: job-4 was still running")
+    assert p.action_words(paused) == "Paused by alice: DB maintenance"
+    assert p.action_words(resumed) == "Resumed by bob"
+    assert p.action_words(action("paused", 8)) == "Paused"  # a hand-set annotation may name nobody
+    assert p.action_words(skipped) == "Slot 2025-01-05 02:00:00 UTC skipped: not started: job-4 was still running"
+    assert [p.is_action(r) for r in (paused, resumed, skipped, run(1), run(2, "running"))] == [1, 1, 1, 0, 0]
+    assert (
+        p.record_href(3, paused) == "/ui/jobs/3/actions/pause-5" and p.record_href(3, run(1)) == "/ui/jobs/3/runs/job-1"
+    )
+    assert {p.action_badge(s).icon for s in ("paused", "resumed", "skipped")} == {"‖", "↻", "↷"}
+    assert "?" not in {p.action_badge(s).icon for s in p.ACTION_STATUSES}
+    assert set(p.RUN_STATUSES) | set(p.ACTION_STATUSES) == {
+        "running", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"
+    }  # fmt: skip
+    assert not set(p.RUN_STATUSES) & set(p.ACTION_STATUSES)
+
+
+def test_a_run_not_yet_numbered_by_the_archive_is_named_by_its_job() -> None:
+    assert p.run_title(run(7)) == "Run #7"
+    assert p.run_title({**run(7), "transaction_id": None}) == "Run job-7"
+
+
+PERMISSIONS = {"execute": "x", "cancel": "c", "pause": "m", "delete": "d"}
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    return {"active_executions": [], "paused": False, "paused_by": None, "configuration": {"suspend": False}, **fields}
+
+
+def test_each_button_says_why_it_cannot_work_now_the_permission_first() -> None:
+    every = p.controls(job(), lambda _: True, PERMISSIONS, None)
+    assert every["execute"] == p.Control(True) and every["pause"] == p.Control(True)
+    assert every["cancel"] == p.Control(False, "Nothing is running")
+    assert every["resume"] == p.Control(False, "Not paused")
+    running = p.controls(job(active_executions=["j-1"]), lambda _: True, PERMISSIONS, "already running (Forbid)")
+    assert running["execute"] == p.Control(False, "already running (Forbid)") and running["cancel"].enabled
+    paused = p.controls(job(paused=True, paused_by="alice"), lambda _: True, PERMISSIONS, None)
+    assert paused["pause"] == p.Control(False, "Already paused by alice") and paused["resume"].enabled
+    manifest = p.controls(job(configuration={"suspend": True}), lambda _: True, PERMISSIONS, None)
+    assert manifest["resume"].reason == "Not paused by an admin (spec.suspend in the manifest holds it)"
+    viewer = p.controls(job(active_executions=["j-1"]), lambda perm: perm == "r", PERMISSIONS, "refused")
+    assert {name: c.reason for name, c in viewer.items()} == {
+        "execute": "Needs x", "cancel": "Needs c", "pause": "Needs m", "resume": "Needs m", "delete": "Needs d"
+    }  # fmt: skip
+
+
+def test_the_duration_chart_spans_its_runs_with_one_two_or_two_hundred() -> None:
+    one = p.trend([run(1, runtime=5000)])
+    start = datetime(2025, 1, 1, 2, tzinfo=UTC).timestamp()
+    assert one["x_range"] == [start - 60, start + 60]  # a minute each side, not years
+    assert one["y_range"] == [0.0, 5.75]  # from zero, a little above the longest
+    two = p.trend([run(2, runtime=1000), run(1, "failed", 3000)])
+    day = 86400.0
+    assert two["x_range"] == [start - 0.05 * day, start + day + 0.05 * day] and two["y_range"] == [0.0, 3.45]
+    many = [run(n, runtime=1000 + n, started=f"2025-01-01T{n // 60:02d}:{n % 60:02d}:00Z") for n in range(200)]
+    wide = p.trend(many)
+    span = 199 * 60.0
+    first = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    assert len(wide["x"]) == 200 and wide["x_range"] == [first - 0.05 * span, first + span + 0.05 * span]
+    tiny = p.trend([run(1, runtime=10)])
+    assert tiny["y_range"] == [0.0, 1.0]  # at least a second: a 10 ms run is not drawn at the top of a 0.0115 s axis
+    assert p.trend([action("paused", 3, started_at="2025-01-03T02:00:00Z", runtime=0)])["x"] == []  # not a run
+    assert p.trend([])["x_range"] == []

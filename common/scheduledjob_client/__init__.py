@@ -1,0 +1,51 @@
+"""How both processes (the operator and the API) open their Kubernetes client: one precedence for the
+kubeconfig, one aiohttp session setting. Each process keeps its own adapter (deadlines, retries, error
+taxonomy) on top; this is only the part that must not differ between them."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+
+__all__ = ["kubeconfig_path", "load_configuration", "skip_environment_lookups"]
+
+
+def kubeconfig_path() -> str | None:
+    """KUBECONFIG, else ~/.kube/config if it exists, else None (meaning: use the in-cluster account).
+    Outside a cluster a missing ~/.kube/config is the error worth reporting, so its path is returned."""
+    if kubeconfig := os.environ.get("KUBECONFIG"):
+        return kubeconfig
+    default_path = os.path.expanduser("~/.kube/config")
+    if os.path.exists(default_path) or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return default_path
+    return None
+
+
+async def load_configuration() -> client.Configuration:
+    """KUBECONFIG (or ~/.kube/config) when present, else the in-cluster service account."""
+    configuration = client.Configuration()
+    path = kubeconfig_path()
+    if path is None:
+        incluster: Any = config.load_incluster_config  # untyped in kubernetes_asyncio
+        incluster(client_configuration=configuration)
+    else:
+        await config.load_kube_config(config_file=path, client_configuration=configuration)
+    return configuration
+
+
+def skip_environment_lookups(api: client.ApiClient) -> None:
+    """Stops aiohttp from looking up ~/.netrc and the proxy variables on every request.
+
+    Performance (bench/, `execute_p50_ratio_vs_raw_create`): kubernetes_asyncio opens its aiohttp
+    session with `trust_env=True`, so each request first runs a netrc lookup and a proxy lookup in
+    worker threads: two thread hops, about 1 ms per request on an idle machine and several under load.
+    Without proxy variables there is nothing to find (the client authenticates by certificate or
+    bearer token, never netrc), so the session stops looking; with a proxy configured nothing changes.
+    """
+    session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
+    if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
+        session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x

@@ -1,0 +1,153 @@
+"""As an admin I expect the operator to stay calm when things around it fail: a single throttled or
+failed request does not make it re-list every CronJob and Job in the cluster (review 6924ed8 §2.8), and a
+database outage does not stall the loop that repairs CronJobs and retries reconciles for minutes per
+unrecorded Job (§2.9). Decisions of the resync loop (handlers.py) and of the adapter's outage detector
+(kube.Cluster.outages); tests/integration/faults/test_archive_down.py proves the loop on the real control
+plane with PostgreSQL behind Toxiproxy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from scheduledjob import constants as c
+from scheduledjob_archive.repository import Archive
+from scheduledjob_operator import handlers, kube
+from scheduledjob_operator.catalog import Catalog
+from scheduledjob_operator.kube import Cluster
+from scheduledjob_operator.runs import RunControl
+
+from tests.unit.operator.test_ledger_sync import World, archive  # noqa: F401  (the archive fixture)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def cluster() -> AsyncIterator[Cluster]:
+    api = client.ApiClient()  # never connects: the calls below are stand-ins
+    yield Cluster(api, "state")
+    await api.close()
+
+
+def failing_for(seconds: float) -> Any:
+    """A request that fails (503) until `seconds` after its first attempt, then answers."""
+    began: list[float] = []
+
+    async def call(*_: Any, **__: Any) -> dict[str, Any]:
+        began.append(time.monotonic())
+        if time.monotonic() - began[0] < seconds:
+            raise ApiException(status=503)
+        return {}
+
+    return call
+
+
+async def test_a_single_throttled_request_is_no_outage(cluster: Cluster) -> None:
+    await cluster._call(failing_for(0.01))
+    assert (cluster.transient_failures, cluster.outages) == (1, 0)
+
+
+async def test_requests_failing_for_a_while_then_working_count_one_outage(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "OUTAGE_SECONDS", 0.3)
+    await cluster._call(failing_for(0.5))
+    assert cluster.outages == 1
+
+
+class Context:
+    """What the catalog-check timer reads of the operator's context."""
+
+    def __init__(self, clock: Ticks) -> None:
+        self.catalog = Catalog(clock=clock)
+        self.cluster = type("Outages", (), {"outages": 0, "transient_failures": 0})()
+
+
+def test_without_a_relist_the_first_check_comes_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "CATALOG_CHECK_SECONDS", 900.0)
+    ticks = Ticks()
+    timer = handlers._CheckTimer(Context(ticks), clock=ticks)  # type: ignore[arg-type]
+    ticks.now += 899
+    assert not timer.due()
+    ticks.now += 1
+    assert timer.due()
+
+
+def test_the_catalog_check_follows_relists_and_outages_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "CATALOG_CHECK_SECONDS", 900.0)
+    monkeypatch.setattr(handlers, "CATALOG_CHECK_MIN_SECONDS", 30.0)
+    ticks = Ticks()
+    context: Any = Context(ticks)
+    timer = handlers._CheckTimer(context, clock=ticks)
+    assert not timer.due()
+
+    context.catalog.relisted()  # kopf's first LIST
+    ticks.now += handlers.RELIST_QUIET_SECONDS
+    assert timer.due()
+
+    context.cluster.transient_failures += 1  # one 429: nothing to check
+    ticks.now += 10
+    assert not timer.due()
+
+    context.cluster.outages += 1  # an outage ended: due, but not before the interval since the last check
+    assert not timer.due()
+    ticks.now += 20
+    assert timer.due()
+    assert not timer.due(), "asked once, checked once"
+
+    ticks.now += 900
+    assert timer.due()  # and every CATALOG_CHECK_SECONDS
+
+
+async def test_with_the_archive_down_a_pass_reconciles_and_leaves_twenty_jobs_queued(
+    archive: Archive,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World(archive)
+    monkeypatch.setattr(handlers, "RESYNC_ARCHIVE_SECONDS", 0.2)
+    context = world.context
+    for number in range(20):
+        started = world.start_run(f"cache-cleanup-m{number}")
+        context.unrecorded.add((started["metadata"]["namespace"], started["metadata"]["name"]))
+    saves: list[str] = []
+
+    async def down(observation: Any, *_: Any) -> None:
+        saves.append(observation.name)
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(world.archive, "save", down)
+    reconciled: list[str] = []
+
+    async def reconcile(obj: dict[str, Any], _: Any) -> None:
+        reconciled.append(obj["metadata"]["name"])
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    context.retry.add(("cms", "cache-cleanup"))  # its CronJob was edited by hand: to be repaired
+    timer = handlers._CheckTimer(context)
+    context.catalog.relisted()  # and a catalog check is due too
+    monkeypatch.setattr(handlers, "RELIST_QUIET_SECONDS", 0.0)
+
+    began = time.monotonic()
+    await handlers._resync_once(context, RunControl(context), None, timer, [True])
+
+    assert time.monotonic() - began < 2.0, "bounded: not 300 s per Job"
+    assert reconciled == ["cache-cleanup"]
+    assert len(saves) == 1, "the archive was tried once, then left alone for the rest of the pass"
+    assert len(context.unrecorded) == 20 and not context.unrecorded.take_due(), "all queued, with backoff"
+    for number in range(20):
+        job = world.job(f"cache-cleanup-m{number}")
+        assert job is not None and c.LEDGER_FINALIZER in job["metadata"]["finalizers"]

@@ -1,0 +1,117 @@
+"""As an admin I expect a ScheduledJob's status to hold every recorded run exactly once, however many
+finish together and whoever else writes the status meanwhile: the status writer's decisions (coalesce,
+re-read on a conflict, give up loudly, tell a gone ScheduledJob), against a fake of the operator's own
+adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from scheduledjob import constants as c
+from scheduledjob_operator.status_writer import Pending, StatusWriter
+
+from tests.unit.domain.factories import scheduled_job
+from tests.unit.operator.fakecluster import FakeCluster
+
+KEY = ("cms", "cache-cleanup")
+
+
+Update = Callable[[dict[str, Any], Pending], Awaitable[tuple[dict[str, Any] | None, Callable[[], None]]]]
+
+
+def counting(seen: list[int]) -> Update:
+    """A status update that adds the pending observations (their count stands for them) to status.count."""
+
+    async def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
+        if not pending.observations and pending.readiness is None:
+            return None, lambda: None
+        count = int((current.get("status") or {}).get("count") or 0) + len(pending.observations)
+        return {"count": count}, lambda: seen.append(count)
+
+    return update
+
+
+def writer_with(cluster: FakeCluster, seen: list[int], max_attempts: int = 50) -> StatusWriter:
+    fake: Any = cluster
+    return StatusWriter(fake, counting(seen), max_attempts=max_attempts)
+
+
+async def test_many_records_at_once_become_few_writes_and_each_counts_once() -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job())
+    writer = writer_with(cluster, seen)
+
+    results = await asyncio.gather(*(writer.record(KEY, observation=object()) for _ in range(50)))  # type: ignore[arg-type]
+
+    assert all(results)
+    assert cluster.get(c.KIND, *KEY)["status"]["count"] == 50  # type: ignore[index]
+    assert len([m for m, _ in cluster.calls if m == "patch_status"]) <= 3  # coalesced, not 50 writes
+
+
+async def test_a_concurrent_write_is_read_again_and_nothing_is_lost() -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job(status={"count": 0}))
+    writer = writer_with(cluster, seen)
+    raced = [False]
+
+    def someone_else_writes() -> None:
+        if not raced[0]:
+            raced[0] = True
+            obj = cluster.get(c.KIND, *KEY)
+            assert obj is not None
+            obj["status"]["count"] = 10
+            cluster.put(c.KIND, obj)  # a new resourceVersion: our write conflicts
+
+    cluster.before["patch_status"] = someone_else_writes
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]
+
+    assert cluster.get(c.KIND, *KEY)["status"]["count"] == 11  # type: ignore[index]
+    assert seen == [11], "its Events are posted once, for the write that landed"
+
+
+async def test_a_gone_scheduled_job_is_told_not_written() -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    assert await writer_with(cluster, seen).record(KEY, observation=object()) is False  # type: ignore[arg-type]
+    assert seen == []
+
+
+async def test_endless_conflicts_give_up_with_an_error_for_every_waiter() -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job())
+
+    def always_changed() -> None:
+        obj = cluster.get(c.KIND, *KEY)
+        assert obj is not None
+        cluster.put(c.KIND, obj)
+
+    cluster.before["patch_status"] = always_changed
+    writer = writer_with(cluster, seen, max_attempts=3)
+
+    results = await asyncio.gather(
+        *(writer.record(KEY, observation=object()) for _ in range(2)),  # type: ignore[arg-type]
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, RuntimeError) for result in results), results
+    assert seen == []
+
+
+async def test_nothing_to_write_costs_no_write() -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job())
+    assert await writer_with(cluster, seen).record(KEY)
+    assert [m for m, _ in cluster.calls] == ["get_scheduled_job"]
+
+
+@pytest.mark.parametrize("recent_is_stale", [False, True])
+async def test_an_object_just_read_saves_the_read_unless_it_is_stale(recent_is_stale: bool) -> None:
+    cluster, seen = FakeCluster(), list[int]()
+    recent = cluster.put(c.KIND, scheduled_job())
+    if recent_is_stale:
+        cluster.put(c.KIND, cluster.get(c.KIND, *KEY))  # type: ignore[arg-type]
+    assert await writer_with(cluster, seen).record(KEY, observation=object(), recent=recent)  # type: ignore[arg-type]
+    calls = [m for m, _ in cluster.calls]
+    assert calls == (["patch_status", "get_scheduled_job", "patch_status"] if recent_is_stale else ["patch_status"])

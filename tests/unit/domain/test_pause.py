@@ -89,3 +89,28 @@ def test_kubectl_users_pause_with_the_documented_annotation_alone() -> None:
 def test_a_reason_alone_is_not_a_pause() -> None:
     assert pause_of({"annotations": {c.ANNOTATION_PAUSE_REASON: "left over"}}) is None
     assert pause_of({"annotations": {c.ANNOTATION_PAUSED_BY: "  "}}) is None
+
+
+def test_pausing_and_resuming_twice_within_one_second_makes_four_records_with_four_keys() -> None:
+    """The same admin, the same second (the annotations have seconds): each change is a record of its own,
+    under a key of its own (the archive stores records by that key), and the key holds the job's UID."""
+    obj = scheduled_job(status={"id": 1})
+    at = "2026-01-10T08:00:00Z"
+    for annotations in (
+        pause_annotations("alice", at, None),
+        resume_annotations("alice", at),
+        pause_annotations("alice", at, None),
+        resume_annotations("alice", at),
+    ):
+        obj = annotated(obj, annotations)
+        obj = {**obj, "status": status_after(obj).to_wire()}
+    history = ScheduledJobStatus.model_validate(obj["status"]).history
+    assert [record.status for record in history] == ["resumed", "paused", "resumed", "paused"]
+    assert len({record.uid for record in history}) == 4
+    assert all(obj["metadata"]["uid"] in record.uid for record in history)
+
+
+def test_a_record_judged_again_for_a_retried_write_keeps_its_key() -> None:
+    obj = annotated(scheduled_job(status={"id": 1}), pause_annotations("alice", "2026-01-10T08:00:00Z", None))
+    first, again = next_status(obj, [], NOW), next_status(obj, [], NOW)
+    assert [t.record.uid for t in first.transitions] == [t.record.uid for t in again.transitions]

@@ -96,13 +96,13 @@ def test_pausing_and_resuming_twice_within_one_second_makes_four_records_with_fo
     under a key of its own (the archive stores records by that key), and the key holds the job's UID."""
     obj = scheduled_job(status={"id": 1})
     at = "2026-01-10T08:00:00Z"
-    for annotations in (
+    for change in (
         pause_annotations("alice", at, None),
         resume_annotations("alice", at),
         pause_annotations("alice", at, None),
         resume_annotations("alice", at),
     ):
-        obj = annotated(obj, annotations)
+        obj = annotated(obj, change)
         obj = {**obj, "status": status_after(obj).to_wire()}
     history = ScheduledJobStatus.model_validate(obj["status"]).history
     assert [record.status for record in history] == ["resumed", "paused", "resumed", "paused"]

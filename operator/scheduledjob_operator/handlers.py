@@ -301,6 +301,7 @@ async def _resync_once(
         )
     if timer.due():
         await _check_catalog(context, runs, namespaces, this_pass)
+        await _reconcile_due(context)  # the ScheduledJobs whose CronJob the check found gone
 
     async def record(job: dict[str, Any]) -> Exception | None:
         return await _record_in_pass(job, context, this_pass)

@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob_archive.repository import Archive
-from scheduledjob_operator import handlers, kube
+from scheduledjob_operator import handlers, kube, ledger_sync
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.runs import RunControl
@@ -151,3 +151,22 @@ async def test_with_the_archive_down_a_pass_reconciles_and_leaves_twenty_jobs_qu
     for number in range(20):
         job = world.job(f"cache-cleanup-m{number}")
         assert job is not None and c.LEDGER_FINALIZER in job["metadata"]["finalizers"]
+
+
+async def test_the_catalog_check_closes_archived_runs_whose_job_is_gone(
+    archive: Archive,  # noqa: F811
+) -> None:
+    """A run the archive holds as `running` whose Job no longer exists (its finalizer removed by hand, or
+    gone while no operator ran) gets an outcome and why; a run whose Job is still there stays open."""
+    world = World(archive)
+    gone, kept = world.start_run("cache-cleanup-m1"), world.start_run("cache-cleanup-m2")
+    for job in (gone, kept):
+        await ledger_sync.record_job(job, deleted=False, context=world.context)
+    world.cluster.remove("Job", "cms", "cache-cleanup-m1")
+
+    await handlers._check_catalog(world.context, RunControl(world.context), None, handlers._Pass())
+
+    closed, open_ = await archive.get(gone["metadata"]["uid"]), await archive.get(kept["metadata"]["uid"])
+    assert closed is not None and (closed.status, closed.message) == ("cancelled", handlers.VANISHED_MESSAGE)
+    assert closed.finished_at is not None
+    assert open_ is not None and open_.status == "running"

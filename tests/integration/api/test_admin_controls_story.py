@@ -121,6 +121,7 @@ async def forbid_skips_story(admin: httpx.AsyncClient, jobs: ScheduledJobs) -> N
     (first, *_) = await eventually(skipped_records, timeout=260, what="a slot skipped under Forbid", interval=2)
     assert "still running" in first["reason"] and "Forbid" in first["reason"], first
     assert first["trigger"] == "schedule" and first["runtime"] is None
+
     async def skip_counted() -> dict[str, Any] | None:  # the archive has it a moment before the status
         detail: dict[str, Any] = ok(await admin.get(f"/{job_id}"))
         return detail if detail["skipped_count"] >= 1 else None

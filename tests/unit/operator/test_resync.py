@@ -170,3 +170,22 @@ async def test_the_catalog_check_closes_archived_runs_whose_job_is_gone(
     assert closed is not None and (closed.status, closed.message) == ("cancelled", handlers.VANISHED_MESSAGE)
     assert closed.finished_at is not None
     assert open_ is not None and open_.status == "running"
+
+
+async def test_a_deleted_scheduled_job_leaves_no_per_object_memory_behind(
+    archive: Archive,  # noqa: F811
+) -> None:
+    world = World(archive)
+    context, runs = world.context, RunControl(world.context)
+    async with context.locks[("cms", "cache-cleanup")]:
+        pass
+    started = world.start_run()
+    await ledger_sync.record_job(started, deleted=False, context=context)  # takes the archive's lock of job 7
+    runs._remember(world.cronjob)
+    assert 7 in archive._job_locks
+
+    handlers._forget(context, runs, world.scheduled_job)
+
+    assert ("cms", "cache-cleanup") not in context.locks
+    assert ("cms", "cache-cleanup") not in runs._cronjobs and ("cms", "cache-cleanup") not in runs._locks
+    assert 7 not in archive._job_locks

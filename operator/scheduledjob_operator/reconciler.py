@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -24,6 +25,9 @@ from scheduledjob_operator.kube import Conflict, Rejected
 from scheduledjob_operator.status_writer import Pending, StatusUpdate
 
 logger = logging.getLogger(__name__)
+# How long a status write waits for the archive to number its pauses, resumes and skipped slots (the
+# archive retries an unreachable database for minutes; the resync loop must not wait that long).
+ARCHIVE_NUMBERING_SECONDS = 15.0
 
 _EVENT_TYPES = {
     "started": "Normal",
@@ -166,7 +170,14 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
         if actions and archive is not None:
             owner = _archive_owner(current, pending.assigned_id)
             floor = highest_transaction_id(ScheduledJobStatus.model_validate(current.get("status") or {}))
-            change = judge({record.uid: await archive.save_record(record, owner, floor) for record in actions})
+            try:  # bounded: while the archive is down this write fails and is retried with backoff
+                async with asyncio.timeout(ARCHIVE_NUMBERING_SECONDS):
+                    numbers = {record.uid: await archive.save_record(record, owner, floor) for record in actions}
+            except TimeoutError as error:
+                raise RuntimeError(
+                    f"the archive did not number {len(actions)} record(s) within {ARCHIVE_NUMBERING_SECONDS:g} s"
+                ) from error
+            change = judge(numbers)
         previous = _ready_message(current)
 
         def after_write() -> None:

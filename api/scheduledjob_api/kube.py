@@ -310,13 +310,17 @@ class KubeCluster:
         return True
 
     async def get_run(self, namespace: str, name: str) -> Obj | None:
+        return await self._read_custom(c.RUN_PLURAL, namespace, name)
+
+    async def _read_custom(self, plural: str, namespace: str, name: str) -> Obj | None:
+        """One of our custom objects, or None if it does not exist."""
         try:
             return await self._json(
                 lambda api: _custom(api).get_namespaced_custom_object(
                     c.GROUP,
                     c.VERSION,
                     namespace,
-                    c.RUN_PLURAL,
+                    plural,
                     name,
                     _preload_content=False,
                     _request_timeout=self._timeout,
@@ -365,21 +369,7 @@ class KubeCluster:
         )
 
     async def get_scheduled_job(self, namespace: str, name: str) -> Obj | None:
-        try:
-            return await self._json(
-                lambda api: _custom(api).get_namespaced_custom_object(
-                    c.GROUP,
-                    c.VERSION,
-                    namespace,
-                    c.PLURAL,
-                    name,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                ),
-                self._timeout,
-            )
-        except ClusterNotFound:
-            return None
+        return await self._read_custom(c.PLURAL, namespace, name)
 
     async def delete_scheduled_job(self, namespace: str, name: str, deleted_by: str | None = None) -> None:
         if deleted_by is not None:  # the operator reads who deleted it from the object it sees go (archive)

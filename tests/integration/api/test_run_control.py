@@ -73,14 +73,16 @@ async def test_the_schedule_sees_manual_runs_and_execute_sees_scheduled_ones(
     """One minute slot proves three things: Forbid skips it for a manual run, Replace replaces the manual
     run, and a scheduled run makes execute answer 409 under Forbid."""
     every_minute = {"schedule": "* * * * *", "jobTemplate": hanging()}
+    # The executes must come before the jobs' first slot: start early in a minute. (Waiting after the
+    # creates, past the slot, let the first scheduled run start first, and Forbid refused the execute.)
+    if datetime.now(UTC).second >= 40:
+        await asyncio.sleep(61 - datetime.now(UTC).second)
     await scheduled_jobs.create("forbid", {**every_minute, "concurrencyPolicy": "Forbid"})
     await scheduled_jobs.create("replace", {**every_minute, "concurrencyPolicy": "Replace"})
     await scheduled_jobs.create("scheduled", {**every_minute, "concurrencyPolicy": "Forbid"})
     forbid_id = await job_id_of(admin, scheduled_jobs.namespace, "forbid")
     replace_id = await job_id_of(admin, scheduled_jobs.namespace, "replace")
     scheduled_id = await job_id_of(admin, scheduled_jobs.namespace, "scheduled")
-    if datetime.now(UTC).second >= 50:  # keep the executes clearly before the next slot
-        await asyncio.sleep(62 - datetime.now(UTC).second)
     manual_forbid = (await admin.post(f"/{forbid_id}/execute")).json()["data"]["execution_id"]
     manual_replace = (await admin.post(f"/{replace_id}/execute")).json()["data"]["execution_id"]
 

@@ -11,7 +11,7 @@ from scheduledjob_api.cluster import PodLogs
 from scheduledjob_api.envelope import respond
 from scheduledjob_api.execution_logs import Bounds, ExecutionLogs
 from scheduledjob_api.log_store import LogStore, NoLogStore
-from scheduledjob_api.routers.scheduled_jobs import PREFIX, JobId
+from scheduledjob_api.routers.scheduled_jobs import NO_NUL, PREFIX, JobId, NoNul
 from scheduledjob_api.schemas import ExecutionLogs as ExecutionLogsBody
 from scheduledjob_api.schemas import errors, ok
 from scheduledjob_api.security import READ, Principal, require
@@ -37,7 +37,11 @@ def get_logs(request: Request) -> ExecutionLogs:
 _OK = ok(ExecutionLogsBody, "Success, in the SelfHelp envelope; with `follow=true` the output as `text/plain`.")
 _OK[200]["content"] = {"text/plain": {"schema": {"type": "string"}}}
 
-ExecutionId = Annotated[str, Path(description="The execution's `execution_id` (its Job's name).", max_length=253)]
+ExecutionId = Annotated[
+    str,
+    NoNul,
+    Path(description="The execution's `execution_id` (its Job's name).", max_length=253, json_schema_extra=NO_NUL),
+]
 
 
 @router.get(

@@ -31,6 +31,20 @@ MAX_PAGE_SIZE: Final = LIST_ALL_LIMIT
 DEFAULT_PAGE_SIZE: Final = 20
 MAX_PAGE: Final = 2**31 - 1  # an int32 in the OpenAPI schema; beyond it is a malformed request, not a page
 
+# PostgreSQL keeps no NUL character in text: a filter or an id with one is a malformed request (a 400
+# naming the field), never a query the archive refuses (a 503; found by schemathesis on the real stack).
+NO_NUL_PATTERN: Final = "^[^\\x00]*$"
+
+
+def _no_nul(value: object) -> object:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+NoNul = BeforeValidator(_no_nul)
+NO_NUL: Final = {"pattern": NO_NUL_PATTERN}  # json_schema_extra: the document says it too
+
 router = APIRouter(prefix=PREFIX, tags=["scheduled jobs"])
 
 

@@ -17,7 +17,7 @@ from scheduledjob.models import RecordStatus, Trigger
 
 from scheduledjob_api.envelope import only, respond
 from scheduledjob_api.history import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, UNPAGED_CAP, Filters, History
-from scheduledjob_api.routers.scheduled_jobs import _EVERY_ENDPOINT, MAX_PAGE, PREFIX, JobId
+from scheduledjob_api.routers.scheduled_jobs import _EVERY_ENDPOINT, MAX_PAGE, NO_NUL, PREFIX, JobId, NoNul
 from scheduledjob_api.schemas import JobTransaction, Transaction, TransactionDetail, errors, ok, ok_archive_paged
 from scheduledjob_api.security import READ, Principal, require
 
@@ -55,7 +55,11 @@ StatusQ = Annotated[
     RecordStatus | None, Query(description="Only records with this status (an outcome, or skipped/paused/resumed).")
 ]
 TriggerQ = Annotated[Trigger | None, Query(description="Only scheduled or only manual runs.")]
-UserQ = Annotated[str | None, Query(max_length=SUBJECT, description="Who requested or cancelled the run.")]
+UserQ = Annotated[
+    str | None,
+    NoNul,
+    Query(max_length=SUBJECT, description="Who requested or cancelled the run.", json_schema_extra=NO_NUL),
+]
 
 
 def _rfc3339(value: object) -> object:
@@ -125,8 +129,12 @@ async def list_all_transactions(
     principal: Annotated[Principal, Depends(require(READ))],
     history: HistoryDep,
     listing: ListingQ,
-    namespace: Annotated[str | None, Query(max_length=253, description="The ScheduledJob's namespace.")] = None,
-    name: Annotated[str | None, Query(max_length=253, description="The ScheduledJob's name.")] = None,
+    namespace: Annotated[
+        str | None, NoNul, Query(max_length=253, description="The ScheduledJob's namespace.", json_schema_extra=NO_NUL)
+    ] = None,
+    name: Annotated[
+        str | None, NoNul, Query(max_length=253, description="The ScheduledJob's name.", json_schema_extra=NO_NUL)
+    ] = None,
 ) -> JSONResponse:
     filters = replace(listing.filters, namespace=namespace or None, name=name or None)
     data, pagination = await history.across_jobs(filters, listing.page, listing.page_size, listing.cursor)
@@ -168,7 +176,9 @@ async def get_transactions(
 async def get_transaction(
     request: Request,
     jobId: JobId,
-    executionId: Annotated[str, Path(max_length=253, description="The Job's name (`execution_id`).")],
+    executionId: Annotated[
+        str, NoNul, Path(max_length=253, description="The Job's name (`execution_id`).", json_schema_extra=NO_NUL)
+    ],
     principal: Annotated[Principal, Depends(require(READ))],
     history: HistoryDep,
 ) -> JSONResponse:

@@ -19,7 +19,7 @@ from schemathesis.engine import events, from_schema
 from tests.integration.api.conftest import job_id_of, token
 from tests.support.kube import ScheduledJobs, job_template
 
-MAX_EXAMPLES = 8  # per operation and phase
+MAX_EXAMPLES = 30  # per operation and phase
 SEED = 21
 
 
@@ -82,4 +82,5 @@ async def test_the_real_api_does_what_its_openapi_document_says(
 
 
 def _describe(failure: Failure) -> str:
-    return f"{failure.code} {failure.operation}: {failure.title}: {failure.message.splitlines()[0]}"
+    first = (failure.message or "").splitlines()[:1]
+    return f"{failure.code} {failure.operation}: {failure.title}: {first[0] if first else ''}"

@@ -223,22 +223,23 @@ class Archive:
     async def _upsert(self, values: dict[str, Any], floor: int, named: Callable[[int], str] | None) -> _Stored:
         async with self.engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            c = executions.c
+            mine = c.uid == values["uid"]
+            # One round trip (a slow database link pays per statement): the row's number and counted
+            # stage if it exists, and the job's highest number.
             known = (
                 await connection.execute(
-                    select(executions.c.transaction_id, executions.c.ledgered_rank).where(
-                        executions.c.uid == values["uid"]
+                    select(
+                        select(c.transaction_id).where(mine).scalar_subquery(),
+                        select(c.ledgered_rank).where(mine).scalar_subquery(),
+                        select(func.coalesce(func.max(c.transaction_id), 0))
+                        .where(c.scheduled_job_id == values["scheduled_job_id"])
+                        .scalar_subquery(),
                     )
                 )
-            ).first()
-            if known is None:
-                highest = await connection.scalar(
-                    select(func.coalesce(func.max(executions.c.transaction_id), 0)).where(
-                        executions.c.scheduled_job_id == values["scheduled_job_id"]
-                    )
-                )
-                number = max(int(highest or 0), floor) + 1
-            else:
-                number = int(known.transaction_id)
+            ).one()
+            existing, ledgered, highest = known[0], known[1], known[2]
+            number = int(existing) if existing is not None else max(int(highest or 0), floor) + 1
             if named is not None:
                 values = {**values, "execution_id": named(number)}
             insert = dialect.insert(executions).values(**values, transaction_id=number)
@@ -253,7 +254,7 @@ class Archive:
             await connection.execute(
                 insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
             )
-            return _Stored(number=number, ledgered=None if known is None else known.ledgered_rank)
+            return _Stored(number=number, ledgered=None if existing is None else ledgered)
 
     async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
         """Replaces the captured logs of one execution, unless nothing could be read this time and

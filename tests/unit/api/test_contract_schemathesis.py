@@ -21,11 +21,9 @@ import schemathesis
 from pydantic import SecretStr
 from scheduledjob_api.app import create_app
 from scheduledjob_api.settings import Settings
-from schemathesis.core.failures import Failure
-from schemathesis.engine import events, from_schema
-from schemathesis.engine.recorder import ScenarioRecorder
 from schemathesis.python import asgi
 
+from tests.support import contract
 from tests.unit.api.apitestkit import SECRET, migrated_archive, token
 from tests.unit.api.test_fuzz_openapi import OPENAPI, archived_runs, seeded_cluster
 
@@ -37,21 +35,7 @@ MAX_EXAMPLES = 40  # per operation and phase; about 1,500 requests in all
 def api_schema(tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
     archive = migrated_archive(tmp_path / "archive.sqlite", seed=archived_runs())
     app = create_app(Settings(jwt_secret=SecretStr(SECRET)), seeded_cluster(), archive)
-    config = schemathesis.Config.from_dict(
-        {
-            "seed": SEED,
-            "workers": 1,  # Hypothesis' lambda-source cache is not thread-safe (a worker race, not a finding)
-            "checks": {"enabled": True},  # all of them, as `--checks all`
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": True},
-            },
-            "generation": {"max-examples": MAX_EXAMPLES},
-            "headers": {"Authorization": f"Bearer {token()}"},
-        }
-    )
+    config = contract.all_checks_config(SEED, MAX_EXAMPLES, token())
     api_schema = schemathesis.openapi.from_asgi(OPENAPI, app, config=config)
     with asgi.get_client(cast(Any, app)) as http:
         deadline = time.monotonic() + 10
@@ -63,42 +47,6 @@ def api_schema(tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
 
 
 def test_schemathesis_with_all_checks_and_phases_finds_no_mismatch(api_schema: schemathesis.BaseSchema) -> None:
-    started = time.monotonic()
-    phases: set[str] = set()
-    errors: list[str] = []
-    finished: events.EngineFinished | None = None
-    failures: list[str] = []
-    scenarios = 0
-    for event in from_schema(api_schema).execute():
-        if isinstance(event, events.PhaseFinished):
-            phases.add(f"{event.phase.name.value}:{event.status.value}")
-        elif isinstance(event, events.ScenarioFinished):
-            scenarios += 1
-            failures += _failures(event.recorder)
-        elif isinstance(event, events.NonFatalError):
-            errors.append(f"{event.label}: {event.value!r}")
-        elif isinstance(event, events.FatalError):
-            errors.append(f"fatal: {event.exception!r}")
-        elif isinstance(event, events.EngineFinished):
-            finished = event
-    elapsed = time.monotonic() - started
-    print(f"\nschemathesis: {scenarios} scenarios in {elapsed:.1f}s; phases {sorted(phases)}")
-    assert finished is not None
-    failures += [_describe(failure) for failure in finished.failures]
-    assert sorted(set(failures)) == []
-    assert errors == []
-    for phase in ("examples", "coverage", "fuzzing", "stateful"):
-        assert f"{phase}:success" in phases, phases
-
-
-def _describe(failure: Failure) -> str:
-    return f"{failure.code} {failure.operation}: {failure.title}: {failure.message.splitlines()[0]}"
-
-
-def _failures(recorder: ScenarioRecorder) -> list[str]:
-    return [
-        _describe(check.failure_info.failure)
-        for checks in recorder.checks.values()
-        for check in checks
-        if check.failure_info is not None
-    ]
+    outcome = contract.run(api_schema)
+    print(f"\nschemathesis: {outcome.scenarios} scenarios in {outcome.seconds:.1f}s; phases {sorted(outcome.phases)}")
+    outcome.assert_clean()

@@ -336,7 +336,9 @@ class Archive:
         closes those whose Job the cluster no longer has (read before it lists the Jobs, so a run that
         starts meanwhile is in that listing). One attempt: the next check reads again."""
         c = executions.c
-        statement = select(c.uid, c.namespace, c.execution_id).where(c.status_rank == RANK_RUNNING)
+        # By `status` (a running row's status is "running"): ix_executions_status_started serves it, where
+        # `status_rank` has no index and read every row of the archive at each catalog check.
+        statement = select(c.uid, c.namespace, c.execution_id).where(c.status == "running")
         if namespaces is not None:
             statement = statement.where(c.namespace.in_(list(namespaces)))
         async with self._reads.connect() as connection:

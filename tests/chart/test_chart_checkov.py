@@ -38,10 +38,13 @@ ACCEPTED = {
 
 @pytest.fixture(scope="session")
 def checkov() -> Path:
-    installed = subprocess.run(
-        [str(VENV / "bin" / "python"), "-m", "pip", "show", "checkov"], capture_output=True, text=True, check=False
-    )
-    if f"Version: {CHECKOV_VERSION}" not in installed.stdout:
+    python = VENV / "bin" / "python"
+    installed = ""
+    if python.exists():  # a clean checkout has no venv yet
+        installed = subprocess.run(
+            [str(python), "-m", "pip", "show", "checkov"], capture_output=True, text=True, check=False
+        ).stdout
+    if f"Version: {CHECKOV_VERSION}" not in installed:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
         pip = subprocess.run(
             [str(VENV / "bin" / "pip"), "install", "--quiet", f"checkov=={CHECKOV_VERSION}"],

@@ -37,6 +37,9 @@ ANNOTATION_REPLACED_BY: Final = f"{GROUP}/replaced-by"  # "<execution id> (reque
 # Annotations under this prefix are the group's own: never copied from a user's jobTemplate.
 RESERVED_ANNOTATION_PREFIX: Final = f"{GROUP}/"
 
+# Who the operator's own actions are recorded as (a pause after spec.monitoring.pauseAfterFailures).
+OPERATOR_SUBJECT: Final = "system:scheduledjob-operator"
+
 # Length limits (subjects, reasons, messages, names): scheduledjob.limits.
 
 # Keeps a Job (and so its outcome) until the operator has written it to the ledger.

@@ -117,6 +117,9 @@ def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: Jo
                 setattr(record, name, _cut(value, _TEXT_BOUNDS[name]) if isinstance(value, str) else value)
     if observation.status == "succeeded":
         status.success_count += 1
+        last = status.last_successful_time
+        if last is None or parse_utc(last) < parse_utc(record.finished_at):
+            status.last_successful_time = record.finished_at
     elif observation.status == "failed":
         status.failure_count += 1
         _note_failure(status, record)

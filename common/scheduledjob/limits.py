@@ -79,6 +79,7 @@ SCHEDULED_JOB_CRD: Final[Mapping[str, int]] = MappingProxyType(
         "status.pausedBy": SUBJECT,
         "status.pausedAt": TIMESTAMP,
         "status.pauseReason": REASON,
+        "status.healthReason": MESSAGE,
         "status.active[]": EXECUTION_ID,
         "status.history[].executionId": EXECUTION_ID,
         "status.history[].uid": UID,

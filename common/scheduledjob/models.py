@@ -14,6 +14,7 @@ State = Literal["idle", "running", "suspended", "error"]
 Trigger = Literal["schedule", "manual"]
 ExecutionStatus = Literal["running", "succeeded", "failed", "cancelled"]
 # A ledger record is an execution, a slot the CronJob controller did not start, or an admin's pause/resume.
+HealthState = Literal["new", "healthy", "late", "failing", "overrunning", "paused"]
 RecordStatus = Literal["running", "succeeded", "failed", "cancelled", "skipped", "paused", "resumed"]
 
 
@@ -24,6 +25,16 @@ class _Wire(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class Monitoring(_Wire):
+    """spec.monitoring: how the job's health is judged (scheduledjob.health)."""
+
+    start_grace_seconds: int = Field(default=300, ge=0)
+    max_duration_seconds: int | None = Field(default=None, ge=1)
+    min_duration_seconds: int | None = Field(default=None, ge=1)
+    failure_threshold: int = Field(default=1, ge=1, le=MAX_HISTORY_LIMIT)
+    pause_after_failures: int | None = Field(default=None, ge=1, le=MAX_HISTORY_LIMIT)
 
 
 class ScheduledJobSpec(_Wire):
@@ -37,6 +48,7 @@ class ScheduledJobSpec(_Wire):
     successful_jobs_history_limit: int | None = Field(default=None, ge=0)
     failed_jobs_history_limit: int | None = Field(default=None, ge=0)
     history_limit: int = Field(default=DEFAULT_HISTORY_LIMIT, ge=1, le=MAX_HISTORY_LIMIT)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
 
 
 class ExecutionRecord(_Wire):
@@ -110,6 +122,16 @@ class ScheduledJobStatus(_Wire):
     paused_by: str | None = None
     paused_at: str | None = None
     pause_reason: str | None = None
+    # Health (scheduledjob.health): the state, why, since when; slots before monitoredSince are not
+    # judged (the first judgement, or the end of the last pause); judged again at nextHealthCheck even
+    # if nothing happens.
+    health: HealthState | None = None
+    health_reason: str | None = None
+    health_since: str | None = None
+    monitored_since: str | None = None
+    next_health_check: str | None = None
+    # When the newest succeeded run finished (kept when status.history no longer holds it).
+    last_successful_time: str | None = None
 
     def ready_condition(self) -> Condition | None:
         return next((c for c in self.conditions if c.type == "Ready"), None)

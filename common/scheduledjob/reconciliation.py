@@ -7,17 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scheduledjob import health, limits
 from scheduledjob.conditions import derive_state, set_condition
 from scheduledjob.cron import next_run
 from scheduledjob.executions import JobObservation
 from scheduledjob.ledger import Transition, record_executions, record_pause_change, record_skipped
-from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
+from scheduledjob.models import HealthState, ScheduledJobSpec, ScheduledJobStatus
 from scheduledjob.pause import pause_of, resume_of
 from scheduledjob.skipped import ControllerView, judge_slots
 from scheduledjob.timefmt import format_utc, parse_utc
 from scheduledjob.validation import SpecProblem, parse_spec
 
 READY = "Ready"
+HEALTHY = "Healthy"
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,19 @@ def readiness_of(spec: ScheduledJobSpec | SpecProblem) -> Readiness:
 
 
 @dataclass(frozen=True)
+class HealthChange:
+    """The health moved from one state to another (an Event says so)."""
+
+    previous: HealthState | None
+    state: HealthState
+    reason: str
+
+
+@dataclass(frozen=True)
 class StatusChange:
     status: dict[str, Any] | None  # None: nothing changed, nothing to write
     transitions: list[Transition]
+    health: HealthChange | None = None
 
 
 def next_status(
@@ -85,9 +97,41 @@ def next_status(
         new.next_execution = format_utc(next_run(spec.schedule, spec.time_zone, now))
     else:
         new.next_execution = None
+    health = (
+        _judge_health(new, spec, suspended, generation, now) if valid and isinstance(spec, ScheduledJobSpec) else None
+    )
     if new == current:
-        return StatusChange(None, transitions)
-    return StatusChange(status_patch(new), transitions)
+        return StatusChange(None, transitions, health)
+    return StatusChange(status_patch(new), transitions, health)
+
+
+def _judge_health(
+    status: ScheduledJobStatus, spec: ScheduledJobSpec, paused: bool, generation: int | None, now: datetime
+) -> HealthChange | None:
+    """Writes health, healthReason, healthSince, the Healthy condition and when to judge again into
+    `status`; returns the change of state, if any. Slots are judged from monitoredSince: set at the first
+    judgement and again when a pause ends, cleared while paused (a deliberate stop makes nothing late)."""
+    if paused:
+        status.monitored_since = None
+    elif status.monitored_since is None:
+        status.monitored_since = format_utc(now)
+    since = parse_utc(status.monitored_since) if status.monitored_since else now
+    judged = health.judge(spec, status, paused=paused, since=since, now=now)
+    previous = status.health
+    if judged.state != previous or status.health_since is None:
+        status.health_since = format_utc(judged.since or now)
+    status.health, status.health_reason = judged.state, limits.cut(judged.reason, limits.MESSAGE)
+    status.next_health_check = format_utc(judged.check_at) if judged.check_at else None
+    status.conditions = set_condition(
+        status.conditions,
+        type_=HEALTHY,
+        status="Unknown" if judged.state == "paused" else "False" if judged.state in health.TROUBLE else "True",
+        reason=judged.state.capitalize(),
+        message=judged.reason,
+        generation=generation,
+        now=now,
+    )
+    return None if judged.state == previous else HealthChange(previous, judged.state, judged.reason)
 
 
 def _judge_slots(

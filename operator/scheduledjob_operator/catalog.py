@@ -37,6 +37,7 @@ class Schedule:
 
     next_execution: str | None
     suspended: bool
+    next_health_check: str | None = None  # the health would change then with no event (scheduledjob.health)
 
 
 class Catalog:
@@ -70,7 +71,9 @@ class Catalog:
     def see_scheduled_job(self, obj: dict[str, Any]) -> None:
         self._note_id(obj)
         status, spec = obj.get("status") or {}, obj.get("spec") or {}
-        self._schedules[_key(obj)] = Schedule(status.get("nextExecution"), bool(spec.get("suspend")))
+        self._schedules[_key(obj)] = Schedule(
+            status.get("nextExecution"), bool(spec.get("suspend")), status.get("nextHealthCheck")
+        )
 
     def forget_scheduled_job(self, key: Key) -> None:
         self._schedules.pop(key, None)
@@ -124,12 +127,10 @@ class Catalog:
         return self._highest_id
 
     def overdue(self, now: datetime) -> list[Key]:
-        """ScheduledJobs whose nextExecution has passed (the CronJob skipped or missed a run)."""
-        return [
-            key
-            for key, schedule in self._schedules.items()
-            if schedule.next_execution and not schedule.suspended and parse_utc(schedule.next_execution) < now
-        ]
+        """ScheduledJobs whose nextExecution has passed (the CronJob skipped or missed a run), or whose
+        health must be judged again (a start grace expired, a run passed its maximum duration): one scan
+        per resync pass, no timer per object."""
+        return [key for key, schedule in self._schedules.items() if _due(schedule, now)]
 
     def expire_hints(self) -> list[Key]:
         """Drops CronJobs the watch never confirmed; returns the known ScheduledJobs to reconcile again."""
@@ -143,6 +144,12 @@ class Catalog:
         job_id = (obj.get("status") or {}).get("id")
         if isinstance(job_id, int) and job_id > self._highest_id:
             self._highest_id = job_id
+
+
+def _due(schedule: Schedule, now: datetime) -> bool:
+    if schedule.next_health_check and parse_utc(schedule.next_health_check) <= now:
+        return True
+    return bool(schedule.next_execution and not schedule.suspended and parse_utc(schedule.next_execution) < now)
 
 
 def _key(obj: Mapping[str, Any]) -> Key:

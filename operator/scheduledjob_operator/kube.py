@@ -28,6 +28,8 @@ from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 from scheduledjob_client import load_configuration, skip_environment_lookups
 
+from scheduledjob_operator import metrics
+
 MERGE_PATCH = "application/merge-patch+json"
 # Each request of the operator's own client: 5 s to open a socket, 20 s between reads, 60 s in all.
 # Not aiohttp's `connect` (a tuple's first value): that one also counts the wait for a free pooled
@@ -94,7 +96,7 @@ def transient_retry(seconds: float = TRANSIENT_RETRY_SECONDS) -> tenacity.AsyncR
         retry=tenacity.retry_if_exception(is_transient),
         wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5.0),
         stop=tenacity.stop_after_delay(seconds),
-        before_sleep=tenacity.before_sleep_log(logger, logging.INFO),
+        before_sleep=metrics.counting_retries(tenacity.before_sleep_log(logger, logging.INFO)),
         reraise=True,
     )
 
@@ -321,6 +323,19 @@ class Cluster:
             _content_type=MERGE_PATCH,
         )
         return result
+
+    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """Merges `annotations` in (None removes one), e.g. the operator's own pause."""
+        await self._call(
+            self._custom.patch_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"metadata": {"annotations": annotations}},
+            _content_type=MERGE_PATCH,
+        )
 
     # --- CronJobs ------------------------------------------------------------------------------
     async def create_cronjob(self, cronjob: dict[str, Any]) -> None:

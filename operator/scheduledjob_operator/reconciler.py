@@ -11,15 +11,18 @@ from typing import Any, cast
 import kopf
 from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob, drifted
+from scheduledjob.health import TROUBLE, pause_due
 from scheduledjob.ledger import NOT_RUNS, Transition, highest_transaction_id
 from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
-from scheduledjob.pause import pause_of
-from scheduledjob.reconciliation import Readiness, StatusChange, next_status, readiness_of
+from scheduledjob.pause import pause_annotations, pause_of
+from scheduledjob.reconciliation import HealthChange, Readiness, StatusChange, next_status, readiness_of
 from scheduledjob.skipped import controller_view
+from scheduledjob.timefmt import format_utc, parse_utc
 from scheduledjob.validation import parse_spec
 from scheduledjob_archive.records import Owner
 from scheduledjob_archive.repository import Archive
 
+from scheduledjob_operator import metrics
 from scheduledjob_operator.context import OperatorContext
 from scheduledjob_operator.kube import Conflict, Rejected
 from scheduledjob_operator.status_writer import Pending, StatusUpdate
@@ -68,6 +71,7 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
     log line."""
     for transition in transitions:
         record = transition.record
+        metrics.note_transition(transition)  # a scheduled run's start delay, once per run
         if transition.kind in NOT_RUNS:
             text = record.message or transition.kind
             why = record.reason or record.request_reason  # a skipped slot's cause, or a pause's reason
@@ -129,6 +133,8 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
         obj = recent = await context.cluster.label_scheduled_job(namespace, name, {c.LABEL_ID: str(job_id)})
 
     spec = parse_spec(obj.get("spec") or {})
+    if isinstance(spec, ScheduledJobSpec) and await _pause_after_failures(obj, spec, context):
+        return  # the pause's own event reconciles it, paused
     readiness = readiness_of(spec)
     actual = context.catalog.cronjob((namespace, name))
     if isinstance(spec, ScheduledJobSpec):
@@ -147,6 +153,30 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
     )
     if written and assigned_id is not None:
         context.assigned[uid] = assigned_id
+
+
+async def _pause_after_failures(obj: dict[str, Any], spec: ScheduledJobSpec, context: OperatorContext) -> bool:
+    """spec.monitoring.pauseAfterFailures: after N failed runs in a row (since the last resume) the job is
+    paused as an admin would pause it through the API, by the operator, with the reason; the pause is
+    recorded, numbered and announced like any other. True if it paused the job now."""
+    meta, status = obj["metadata"], ScheduledJobStatus.model_validate(obj.get("status") or {})
+    if status.monitored_since is None:
+        return False  # not judged since the last pause: no run counts yet
+    paused = spec.suspend or pause_of(meta) is not None
+    reason = pause_due(spec, status, paused=paused, since=parse_utc(status.monitored_since))
+    if reason is None:
+        return False
+    # The event may be older than a pause this judged already (a status write queued behind it): the
+    # object itself says whether it is paused, so one run of failures makes one pause.
+    fresh = await context.cluster.get_scheduled_job(meta["namespace"], meta["name"])
+    if fresh is None or pause_of(fresh["metadata"]) is not None or (fresh.get("spec") or {}).get("suspend"):
+        return fresh is not None
+    at = format_utc(context.clock())
+    await context.cluster.annotate_scheduled_job(
+        meta["namespace"], meta["name"], dict(pause_annotations(c.OPERATOR_SUBJECT, at, reason))
+    )
+    logger.warning("%s/%s: %s", meta["namespace"], meta["name"], reason)
+    return True
 
 
 def status_update(clock: Callable[[], datetime], archive: Archive | None = None) -> StatusUpdate:
@@ -182,12 +212,37 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
 
         def after_write() -> None:
             post_transitions(current, change.transitions)
+            if change.health is not None:
+                announce_health(current, change.health)
             if pending.readiness is not None:
                 _announce(current, pending.readiness, previous)
 
         return change.status, after_write
 
     return update
+
+
+_HEALTH_REASONS = {"late": "Late", "failing": "Failing", "overrunning": "Overrunning", "paused": "HealthPaused"}
+
+
+def announce_health(obj: dict[str, Any], change: HealthChange) -> None:
+    """An Event per health transition: Warning into late, failing or overrunning; Normal otherwise
+    ("Recovered" when it leaves one of them). A job's first judgement is announced only if it is trouble
+    (a new job's "New" would be one more write per ScheduledJob created)."""
+    trouble = change.state in TROUBLE
+    if change.previous is None and not trouble:
+        return
+    if change.state == "healthy" and change.previous in TROUBLE:
+        reason = "Recovered"
+    else:
+        reason = _HEALTH_REASONS.get(change.state, change.state.capitalize())
+    was = f" (was {change.previous})" if change.previous else ""
+    _event(
+        obj,
+        type="Warning" if trouble else "Normal",
+        reason=reason,
+        message=f"Health {change.state}{was}: {change.reason}",
+    )
 
 
 def _archive_owner(obj: dict[str, Any], assigned_id: int | None) -> Owner:

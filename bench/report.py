@@ -25,6 +25,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "api_rss_mb": (200.0, "MB"),
     "ui_jobs_page_p50_ms": (50.0, "ms"),
     "transactions_page_p50_ms": (10.0, "ms"),
+    "health_judge_lag_p95_seconds": (15.0, "s"),
 }
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
@@ -43,6 +44,7 @@ CONTEXT: dict[str, list[str]] = {
     ],
     "api_rss_mb": ["api_peak_rss_mb", "population_status_history_per_job"],
     "ui_jobs_page_p50_ms": ["ui_jobs_page_p99_ms", "ui_job_page_p50_ms", "ui_job_page_p99_ms", "ui_jobs_page_bars"],
+    "health_judge_lag_p95_seconds": ["health_judge_lag_p50_seconds", "health_judge_jobs"],
     "transactions_page_p50_ms": [
         "transactions_page_p99_ms",
         "transactions_cross_job_p50_ms",

@@ -128,6 +128,12 @@ class Archive:
         if self._own_reads:
             await self._reads.dispose()
 
+    async def ping(self) -> None:
+        """One round trip to the database (`SELECT 1` on a read connection), tried once, no retry: raises
+        whatever the driver raises when it does not answer (the operator's archive_up metric)."""
+        async with self._reads.connect() as connection:
+            await connection.execute(select(literal(1)))
+
     # ---- writes (the operator) -----------------------------------------------------------------
 
     async def save(self, observation: JobObservation, owner: Owner, diagnostics: Diagnostics | None = None) -> Saved:

@@ -12,12 +12,13 @@ import signal
 import socket
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 import kopf
 import uvloop
 from aiohttp import web
 
-from scheduledjob_operator import handlers
+from scheduledjob_operator import handlers, metrics
 from scheduledjob_operator.election import DEFAULT_LEASE_NAME, Elector
 from scheduledjob_operator.kube import Leases, connect, state_namespace
 
@@ -34,7 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_LEASE_NAME,
         help="name of the leader Lease in the state namespace (SCHEDULED_JOBS_STATE_NAMESPACE, else POD_NAMESPACE)",
     )
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz; the same server answers /metrics (Prometheus)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -94,6 +99,7 @@ async def serve(args: argparse.Namespace) -> None:
     lease_client = await connect(identity)
     lease = Leases(lease_client, state_namespace(), args.lease)
     elector = Elector(lease, identity, f"{lease.namespace}/{lease.name}")
+    follow_state(elector, memo)
     # Healthy (live and ready): a standby once it has read the Lease; the leader once kopf's startup handler
     # has run (handlers.start: the catalog is warm, the archive open), as kopf's own endpoint said.
     health = await serve_health(
@@ -127,10 +133,25 @@ async def serve(args: argparse.Namespace) -> None:
             await health.cleanup()
 
 
+def follow_state(elector: Elector, memo: Any) -> None:
+    """The operator's state gauges (metrics.State) read this process: whether it holds the Lease, and, once
+    handlers.start has made the leader's context, its Jobs waiting to be recorded and its archive."""
+
+    def context() -> Any:
+        return getattr(memo, "context", None)
+
+    metrics.follow(
+        leading=lambda: elector.leading,
+        unrecorded=lambda: context().unrecorded.pending() if context() is not None else 0,
+        archive=lambda: context().archive if context() is not None else None,
+    )
+
+
 async def serve_health(endpoint: str | None, healthy: Callable[[], bool]) -> web.AppRunner | None:
     """The liveness and readiness endpoint, served from the start (kopf's own serves only once kopf runs,
     which a standby never does: its probes would fail, and a rolling update would wait for ever). A
-    replica that lost its Lease has exited; a stalled one is ended by the elector's watchdog."""
+    replica that lost its Lease has exited; a stalled one is ended by the elector's watchdog. The same
+    server answers Prometheus at metrics.PATH (/metrics), a standby too (leader 0)."""
     if not endpoint:
         return None
     where = urllib.parse.urlsplit(endpoint)
@@ -138,8 +159,13 @@ async def serve_health(endpoint: str | None, healthy: Callable[[], bool]) -> web
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"healthy": healthy()}, status=200 if healthy() else 503)
 
+    async def scrape(request: web.Request) -> web.Response:
+        body, content_type = await metrics.exposition(request.headers.get(metrics.SCRAPE_TIMEOUT_HEADER))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     app = web.Application()
     app.router.add_get(where.path or "/healthz", healthz)
+    app.router.add_get(metrics.PATH, scrape)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, where.hostname, where.port).start()

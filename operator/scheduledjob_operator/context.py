@@ -64,6 +64,11 @@ class Backoff:
     def __contains__(self, key: object) -> bool:
         return key in self._due
 
+    def pending(self) -> int:
+        """Keys not done yet: due, backing off, or taken by `take_due` and being worked on (a metric of the
+        backlog must not drop while a retry is under way)."""
+        return len(self._due.keys() | self._failures.keys())
+
     def __len__(self) -> int:
         return len(self._due)
 

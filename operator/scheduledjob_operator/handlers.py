@@ -18,6 +18,7 @@ from scheduledjob import constants as c
 from scheduledjob.executions import recorded_stage
 from scheduledjob.memory import release_free_memory
 
+from scheduledjob_operator import metrics
 from scheduledjob_operator.archiving import note_deletion, note_deletions_while_away, open_archive, prune_forever
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
@@ -225,6 +226,7 @@ async def _reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> No
         logger.info("%s/%s: its namespace is being deleted; nothing to reconcile", *key)
         context.retry.succeeded(key)
     except Exception:
+        metrics.reconcile_failed()
         delay = context.retry.failed(key)
         logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)
 

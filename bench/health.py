@@ -2,8 +2,10 @@
 5,000-job population in place.
 
 Nothing reports a late job: the operator must see it from the clock and the schedule alone (one scan of
-its catalog per resync pass). Here a ResourceQuota of zero Jobs makes the CronJob controller's Job
-creation fail, so `* * * * *` jobs with a 5 s start grace turn late at their first slot. The moment each
+its catalog per resync pass). Here an admission policy that refuses every Job makes the CronJob controller's Job
+creation fail, so `* * * * *` jobs with a 5 s start grace turn late at their first slot. (The
+refusal is a ValidatingAdmissionPolicy bound to the namespace: the local control plane runs no quota
+controller, and a quota without its status refuses nothing.) The moment each
 should have turned late is in its own status (`healthSince` = the slot + the grace); the lag is from
 then until the benchmark's watch sees `health: late`.
 """
@@ -11,16 +13,45 @@ then until the benchmark's watch sees `health: late`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 from scheduledjob.timefmt import parse_utc
 
 from bench import population
-from bench.harness import SJ_PATH, Bench, Obj, background, percentile, scheduled_job
+from bench.harness import SJ_PATH, Bench, KubeError, Obj, background, percentile, scheduled_job
 
 JOBS = 20
+POLICY = "bench-health-no-jobs"
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 GRACE_SECONDS = 5
+
+
+async def _refuse_jobs(bench: Bench, namespace: str) -> None:
+    policy = {
+        "metadata": {"name": POLICY},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}
+                ]
+            },
+            "validations": [{"expression": "false", "message": "no Jobs in this namespace (bench: health)"}],
+        },
+    }
+    binding = {
+        "metadata": {"name": POLICY},
+        "spec": {
+            "policyName": POLICY,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }
+    await bench.kube.request("POST", f"{ADMISSION}/validatingadmissionpolicies", policy)
+    await bench.kube.request("POST", f"{ADMISSION}/validatingadmissionpolicybindings", binding)
+    await asyncio.sleep(3)  # the API server picks policies up within a second or so
 
 
 class Late:
@@ -47,8 +78,7 @@ class Late:
 async def run(bench: Bench) -> dict[str, Any]:
     await population.ensure(bench)
     namespace = await bench.kube.create_namespace("bench-health")
-    quota = {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}}
-    await bench.kube.request("POST", f"/api/v1/namespaces/{namespace}/resourcequotas", quota)
+    await _refuse_jobs(bench, namespace)
     names = {f"late-{index}" for index in range(JOBS)}
     tracker = Late(names)
     path = f"{SJ_PATH}/namespaces/{namespace}/scheduledjobs"
@@ -62,6 +92,9 @@ async def run(bench: Bench) -> dict[str, Any]:
             bench.log(f"health: {JOBS} jobs whose Jobs a quota refuses; waiting for them to turn late")
             await tracker.wait(240)
     finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            with contextlib.suppress(KubeError):
+                await bench.kube.request("DELETE", f"{ADMISSION}/{kind}/{POLICY}")
         await bench.kube.delete_namespace(namespace, wait=300)
     lags = list(tracker.lag.values())
     bench.log(f"health: late seen {percentile(lags, 50):.1f}s (p50) / {percentile(lags, 95):.1f}s (p95) after grace")

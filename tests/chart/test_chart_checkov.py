@@ -94,3 +94,21 @@ def test_checkov_finds_nothing_unexplained(helm: Helm, checkov: Path, values_fil
     if values_file is None:  # the evaluation database's skip is its UID alone
         archive = {s["check_id"] for s in skipped if s["resource"].startswith("StatefulSet.")}
         assert "CKV_K8S_40" in archive and "CKV_K8S_38" not in archive, archive
+
+
+def test_checkov_finds_nothing_unexplained_in_the_monitoring_objects(helm: Helm, checkov: Path, tmp_path: Path) -> None:
+    """The monitoring variant with the PrometheusRule, which only renders where the cluster serves it (issue 22)."""
+    rendered = helm.ok(
+        "template", RELEASE, str(CHART), "-n", NAMESPACE, "--api-versions", MAP_CAPABILITY,
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+        "--values", str(CHART / "ci" / "monitoring-values.yaml"), "--set", "monitoring.prometheusRule.enabled=true",
+    )  # fmt: skip
+    for kind in ("PrometheusRule", "ServiceMonitor", "ConfigMap"):
+        assert f"\nkind: {kind}\n" in rendered, kind
+    manifest = tmp_path / "chart.yaml"
+    manifest.write_text(rendered)
+    report = scan(checkov, manifest)
+    failed = [(r["check_id"], r["resource"], r["check_name"]) for r in report["results"]["failed_checks"]]
+    assert not failed, "checkov: " + "\n".join(map(str, failed))
+    assert report["summary"]["parsing_errors"] == 0, report["summary"]
+    assert {s["check_id"] for s in report["results"]["skipped_checks"]} <= ACCEPTED

@@ -629,7 +629,7 @@ def test_identity_provider_only(helm: Helm) -> None:
 def test_servicemonitor_and_networkpolicy(helm: Helm) -> None:
     default = helm.template()
     assert not by_kind(default, "ServiceMonitor")
-    # On by default (checkov CKV2_K8S_6): ingress to the API port from anywhere, to the operator's health port.
+    # On by default (checkov CKV2_K8S_6): ingress to the API port from anywhere, to the operator's HTTP port.
     assert {p["metadata"]["name"] for p in by_kind(default, "NetworkPolicy")} == {
         f"{FULLNAME}-api",
         f"{FULLNAME}-operator",
@@ -647,8 +647,8 @@ def test_servicemonitor_and_networkpolicy(helm: Helm) -> None:
     api_policy = policies[f"{FULLNAME}-api"]["spec"]
     assert api_policy["policyTypes"] == ["Ingress"]
     assert api_policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert len(api_policy["ingress"][0]["from"]) == 2
-    assert policies[f"{FULLNAME}-operator"]["spec"]["ingress"] == [{"ports": [{"port": "health", "protocol": "TCP"}]}]
+    assert len(api_policy["ingress"][0]["from"]) == 1  # the backend; Prometheus by its own rule (test_chart_monitoring)
+    assert policies[f"{FULLNAME}-operator"]["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
 
 
 # --- tests: values.schema.json ----------------------------------------------------------------------------------------

@@ -64,3 +64,21 @@ def test_the_schedule_has_no_pattern_so_a_refusal_is_never_the_raw_regex() -> No
     assert "pattern" not in schedule
     assert (schedule["minLength"], schedule["maxLength"]) == (1, 256)
     assert "schedule admission policy" in schedule["description"]
+
+
+SCHEMA_KEYWORDS = {
+    "type", "format", "description", "properties", "items", "required", "enum", "default", "minimum", "maximum",
+    "maxLength", "minLength", "maxItems", "minItems", "pattern", "nullable", "additionalProperties",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string", "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys", "x-kubernetes-map-type", "anyOf", "oneOf", "allOf", "not", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "maxProperties", "minProperties", "uniqueItems", "title", "example",
+    "externalDocs", "x-kubernetes-embedded-resource",
+}  # fmt: skip
+
+
+def test_every_schema_node_holds_only_schema_keywords() -> None:
+    """A flow-style `{description: a, b}` splits at the comma into a key the API server refuses."""
+    strays = [
+        (path, sorted(set(node) - SCHEMA_KEYWORDS)) for path, node in _fields(_schema()) if set(node) - SCHEMA_KEYWORDS
+    ]
+    assert strays == []

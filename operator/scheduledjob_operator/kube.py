@@ -312,6 +312,15 @@ class Cluster:
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""
+        return await self._patch_scheduled_job_metadata(namespace, name, {"labels": labels})
+
+    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """Merges `annotations` in (None removes one), e.g. the operator's own pause."""
+        await self._patch_scheduled_job_metadata(namespace, name, {"annotations": annotations})
+
+    async def _patch_scheduled_job_metadata(
+        self, namespace: str, name: str, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self._call(
             self._custom.patch_namespaced_custom_object,
             c.GROUP,
@@ -319,23 +328,10 @@ class Cluster:
             namespace,
             c.PLURAL,
             name,
-            {"metadata": {"labels": labels}},
+            {"metadata": metadata},
             _content_type=MERGE_PATCH,
         )
         return result
-
-    async def annotate_scheduled_job(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
-        """Merges `annotations` in (None removes one), e.g. the operator's own pause."""
-        await self._call(
-            self._custom.patch_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURAL,
-            name,
-            {"metadata": {"annotations": annotations}},
-            _content_type=MERGE_PATCH,
-        )
 
     # --- CronJobs ------------------------------------------------------------------------------
     async def create_cronjob(self, cronjob: dict[str, Any]) -> None:

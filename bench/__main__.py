@@ -23,7 +23,7 @@ from devrun.install import install_operator_prerequisites
 from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher.testing import session_cluster
 
-from bench import archive, burst, execute, health, idle, ledger, listing, population, report, ui
+from bench import archive, burst, execute, health, idle, ledger, listing, metrics, population, report, ui
 from bench.harness import FULL, QUICK, ApiHttp, Bench, KubeHttp, Processes, Sizes
 from tests.support.postgres import postgres_server
 
@@ -37,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ledger": ledger.run,
     "list": listing.run,
     "ui": ui.run,
+    "metrics": metrics.run,
     "idle": idle.run,
     "health": health.run,  # beside the population: a late slot seen by the operator's scan
     "archive": archive.run,  # no cluster: its own PostgreSQL with 1,000,000 archived runs

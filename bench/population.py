@@ -55,8 +55,10 @@ def ledger(rng: random.Random, job_id: int, now: datetime, runs: int = LEDGER) -
 
 
 def status_of(records: list[Obj]) -> Obj:
-    """The status the operator writes for these runs: the short history and exact counters."""
+    """The status the operator writes for these runs: the short history, exact counters and when the
+    newest success finished (kept beyond the history)."""
     counts = {name: sum(1 for r in records if r["status"] == name) for name in ("succeeded", "failed", "cancelled")}
+    succeeded = [r["finishedAt"] for r in records if r["status"] == "succeeded"]
     return {
         "history": records[: c.DEFAULT_HISTORY_LIMIT],
         "executionCount": len(records),
@@ -64,6 +66,7 @@ def status_of(records: list[Obj]) -> Obj:
         "failureCount": counts["failed"],
         "cancelledCount": counts["cancelled"],
         "lastExecution": records[0]["startedAt"],
+        **({"lastSuccessfulTime": max(succeeded)} if succeeded else {}),
     }
 
 

@@ -26,6 +26,7 @@ TARGETS: dict[str, tuple[float, str]] = {
     "ui_jobs_page_p50_ms": (50.0, "ms"),
     "transactions_page_p50_ms": (10.0, "ms"),
     "health_judge_lag_p95_seconds": (15.0, "s"),
+    "metrics_scrape_p50_ms": (250.0, "ms"),
 }
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
@@ -50,6 +51,12 @@ CONTEXT: dict[str, list[str]] = {
         "transactions_cross_job_p50_ms",
         "transactions_cross_job_cursor_p50_ms",
         "transactions_cross_job_any_page_p50_ms",
+    ],
+    "metrics_scrape_p50_ms": [
+        "metrics_scrape_p99_ms",
+        "metrics_scrape_jobs",
+        "metrics_scrape_job_series",
+        "metrics_scrape_bytes",
     ],
 }
 

@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from scheduledjob.constants import LABEL_SCHEDULED_JOB
 from scheduledjob.memory import release_free_memory
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
+from scheduledjob_api.job_metrics import JobSeries, series_of
 from scheduledjob_api.listing import Key, ListIndex, ListQuery
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class ClusterCache:
         self._objects: dict[Kind, dict[Key, Any]] = {kind: {} for kind in Kind}
         self._synced_scopes: dict[Kind, set[str | None]] = {kind: set() for kind in Kind}
         self._index = ListIndex()
+        self._series: dict[Key, JobSeries] = {}  # the /metrics rows of listed ScheduledJobs (job_metrics)
         # owner -> (the CronJob's key, the CronJob). Only execute reads a CronJob, so it is kept Packed, a
         # fifth of the same nested dicts (bench/: `api_rss_mb`).
         self._cronjob_by_owner: dict[Key, tuple[Key, Packed]] = {}
@@ -133,6 +135,10 @@ class ClusterCache:
 
     def page(self, query: ListQuery) -> dict[str, Any]:
         return self._index.page(query)
+
+    def job_series(self) -> Iterable[JobSeries]:
+        """The metrics rows of the listed ScheduledJobs (read within one scrape, without awaiting)."""
+        return self._series.values()
 
     def scheduled_job(self, job_id: int) -> Obj | None:
         """The listed ScheduledJob with this id (one being deleted or without an id is not)."""
@@ -237,6 +243,8 @@ class ClusterCache:
             obj = {"metadata": {"namespace": key[0], "name": key[1], "labels": (meta or {}).get("labels") or {}}}
         if kind is Kind.SCHEDULED_JOBS:
             self._index.upsert(key, obj)  # the list's row, derived before the object is packed
+            if (series := series_of(obj)) is not None:  # _drop above removed the old one
+                self._series[key] = series
             self._objects[kind][key] = Packed(obj)
             return
         self._objects[kind][key] = obj
@@ -249,6 +257,7 @@ class ClusterCache:
             return
         if kind is Kind.SCHEDULED_JOBS:
             self._index.remove(key)
+            self._series.pop(key, None)
             return
         owner = _owner_key(old)
         if owner is None:

@@ -11,10 +11,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from scheduledjob.models import HealthState
+
 from scheduledjob_api.cluster import Obj
 from scheduledjob_api.views import is_listed, job_id_of, list_item
 
 StatusFilter = Literal["idle", "running", "suspended", "error"]
+HealthFilter = HealthState  # status.health: new, healthy, late, failing, overrunning, paused
 SortField = Literal[
     "id",
     "name",
@@ -46,6 +49,7 @@ class ListQuery:
     search: str | None = None
     name: str | None = None  # exact: the one job with this metadata.name (per namespace)
     status: StatusFilter | None = None
+    health: HealthFilter | None = None
     namespace: str | None = None
     sort: SortField = "id"
     direction: SortDirection = "asc"
@@ -99,6 +103,8 @@ def _matches(row: Row, query: ListQuery, term: str | None) -> bool:
     item = row.item
     if query.status is not None and item["status"] != query.status:
         return False
+    if query.health is not None and item["health"] != query.health:
+        return False
     if query.namespace is not None and item["namespace"] != query.namespace:
         return False
     if query.name is not None and item["name"] != query.name:
@@ -108,7 +114,8 @@ def _matches(row: Row, query: ListQuery, term: str | None) -> bool:
 
 def page_of(ordered: list[Row], query: ListQuery) -> dict[str, Any]:
     term = query.search.strip().casefold() if query.search and query.search.strip() else None
-    if term is None and query.status is None and query.namespace is None and query.name is None:
+    filters = (query.status, query.health, query.namespace, query.name)
+    if term is None and all(value is None for value in filters):
         matched = ordered
     else:
         matched = [row for row in ordered if _matches(row, query, term)]

@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route template and status, latency, and the cache's size and sync.
+"""Prometheus metrics: requests by route template and status, latency, the cache's size and sync, and
+every listed ScheduledJob's series (job_metrics: `scheduledjob_*`).
 
 Each app gets its own registry, so several apps in one process (tests) never clash.
 """
@@ -8,13 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Kind
+from scheduledjob_api.job_metrics import JobCollector
 
 UNMATCHED = "<unmatched>"  # one label value for every unknown path keeps cardinality bounded
 
@@ -52,6 +54,12 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(CacheCollector(cache))
+        # Not in the registry: its thousands of samples are written by its own fast `exposition`.
+        self.jobs = JobCollector(cache.job_series)
+
+    def exposition(self) -> bytes:
+        """What `GET /metrics` answers (the Prometheus text format): the registry's families, then the jobs'."""
+        return generate_latest(self.registry) + self.jobs.exposition()
 
 
 class MetricsMiddleware:

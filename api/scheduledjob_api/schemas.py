@@ -11,7 +11,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from scheduledjob import limits
-from scheduledjob.models import ConcurrencyPolicy, ExecutionStatus, RecordStatus, State, Trigger
+from scheduledjob.models import ConcurrencyPolicy, ExecutionStatus, HealthState, RecordStatus, State, Trigger
 
 T = TypeVar("T")
 
@@ -111,6 +111,13 @@ class JobSummary(_Closed):
     schedule: str
     time_zone: str
     suspended: bool = Field(description="Nothing is scheduled: `suspend` in the manifest, or paused by an admin.")
+    health: HealthState | None = Field(
+        description="The operator's judgement (`status.health`): `new` (no slot due and no run yet), `healthy`, "
+        "`late` (a due slot started no run within the start grace), `failing` (the last runs failed), "
+        "`overrunning` (a run is active longer than allowed) or `paused`; null until it first judged the job."
+    )
+    health_reason: str | None = Field(description="Why the job has this health, in words (`status.healthReason`).")
+    health_since: Timestamp | None = Field(description="Since when the job has this health (`status.healthSince`).")
 
 
 class JobPage(_Closed):

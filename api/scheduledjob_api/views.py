@@ -6,7 +6,7 @@ of objects into list items and must stay cheap; missing fields simply show as nu
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from pydantic.alias_generators import to_camel
 from scheduledjob.constants import (
@@ -15,11 +15,14 @@ from scheduledjob.constants import (
     DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
 )
 from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS
+from scheduledjob.models import HealthState
 from scheduledjob.pause import pause_of
 
 from scheduledjob_api.cluster import Obj
 
 RECENT_TRANSACTIONS: Final = 20
+HEALTH_STATES: Final[tuple[HealthState, ...]] = get_args(HealthState)
+_HEALTH: Final[dict[str, HealthState]] = {state: state for state in HEALTH_STATES}
 
 
 def _section(obj: Obj, name: str) -> dict[str, Any]:
@@ -41,12 +44,28 @@ def _int(value: Any, default: int | None = 0) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+def is_suspended(scheduled_job: Obj) -> bool:
+    """Nothing is scheduled: spec.suspend (the manifest's) or an admin's pause (annotations)."""
+    spec, meta = _section(scheduled_job, "spec"), _section(scheduled_job, "metadata")
+    return bool(spec.get("suspend")) or pause_of(meta) is not None
+
+
+def health_of(status: dict[str, Any]) -> HealthState | None:
+    """status.health as the operator judged it; None before its first judgement (or for a value this
+    API does not know, which the documented enum could not carry)."""
+    value = status.get("health")
+    return _HEALTH.get(value) if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def list_item(scheduled_job: Obj) -> dict[str, Any]:
     meta = _section(scheduled_job, "metadata")
     spec = _section(scheduled_job, "spec")
     status = _section(scheduled_job, "status")
-    # spec.suspend (the manifest's) or an admin's pause (annotations): either stops the schedule.
-    suspended = bool(spec.get("suspend")) or pause_of(meta) is not None
+    suspended = is_suspended(scheduled_job)
     state = status.get("state")
     if state not in ("running", "error"):  # a pause or resume shows at once, before the operator's write
         state = "suspended" if suspended else "idle"
@@ -66,6 +85,9 @@ def list_item(scheduled_job: Obj) -> dict[str, Any]:
         "schedule": spec.get("schedule"),
         "time_zone": spec.get("timeZone") or "UTC",
         "suspended": suspended,
+        "health": health_of(status),
+        "health_reason": _text(status.get("healthReason")),
+        "health_since": _text(status.get("healthSince")),
     }
 
 

@@ -20,6 +20,9 @@ LIST_ITEM = {
     "schedule": "0 2 * * *",
     "time_zone": "UTC",
     "suspended": False,
+    "health": "healthy",
+    "health_reason": "the last run succeeded",
+    "health_since": "2025-01-22T02:02:05Z",
 }
 
 TRANSACTION = {

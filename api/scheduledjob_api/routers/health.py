@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from scheduledjob_api.envelope import envelope, respond
 from scheduledjob_api.metrics import Metrics
@@ -43,4 +43,4 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics
     assert isinstance(registry, Metrics)
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,15 @@ from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scheduledjob_api.envelope import respond
-from scheduledjob_api.listing import LIST_ALL_LIMIT, ListQuery, SortDirection, SortField, StatusFilter, casefold
+from scheduledjob_api.listing import (
+    LIST_ALL_LIMIT,
+    HealthFilter,
+    ListQuery,
+    SortDirection,
+    SortField,
+    StatusFilter,
+    casefold,
+)
 from scheduledjob_api.schemas import (
     Cancellation,
     Deletion,
@@ -96,6 +104,11 @@ async def list_scheduled_jobs(
     status: Annotated[
         StatusFilter | None, BeforeValidator(casefold), Query(description="Only jobs in this state (any case).")
     ] = None,
+    health: Annotated[
+        HealthFilter | None,
+        BeforeValidator(casefold),
+        Query(description="Only jobs with this health (any case): new, healthy, late, failing, overrunning, paused."),
+    ] = None,
     namespace: Annotated[str | None, Query(max_length=253, description="Only jobs in this namespace.")] = None,
     sort: Annotated[SortField, BeforeValidator(casefold), Query(description="Sort key (any case); ties by id.")] = "id",
     sort_direction: Annotated[
@@ -111,6 +124,7 @@ async def list_scheduled_jobs(
         search=search,
         name=name or None,
         status=status,
+        health=health,
         namespace=namespace or None,
         sort=sort,
         direction=sort_direction,

@@ -53,6 +53,17 @@ _RUN_STATES: Final = {
 }
 
 
+# The operator's judgement of a job (status.health). Late and overrunning warn, failing is an error,
+# paused is neutral again; a job not judged yet has no badge (health_badge: None).
+_HEALTH: Final = {
+    "new": Badge("✦", "New", "info"),
+    "healthy": Badge("✓", "Healthy", "ok"),
+    "late": Badge("◷", "Late", "warn"),
+    "failing": Badge("✕", "Failing", "bad"),
+    "overrunning": Badge("⚠", "Overrunning", "warn"),
+    "paused": Badge("‖", "Paused", "neutral"),
+}
+
 _ACTIONS: Final = {
     "paused": Badge("‖", "Paused", "neutral"),
     "resumed": Badge("↻", "Resumed", "neutral"),
@@ -62,6 +73,13 @@ _ACTIONS: Final = {
 
 def job_badge(state: str | None) -> Badge:
     return _JOB_STATES.get(state or "", Badge("?", str(state or "Unknown").capitalize(), "neutral"))
+
+
+def health_badge(health: str | None) -> Badge | None:
+    """A job's health as icon + text; None while the operator has not judged it."""
+    if not health:
+        return None
+    return _HEALTH.get(health, Badge("?", health.capitalize(), "neutral"))
 
 
 def run_badge(status: str | None) -> Badge:

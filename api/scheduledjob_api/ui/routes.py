@@ -29,7 +29,7 @@ from scheduledjob.timefmt import parse_utc
 from scheduledjob_api.errors import ApiError
 from scheduledjob_api.execution_logs import Bounds, ExecutionLogs
 from scheduledjob_api.history import Filters, History
-from scheduledjob_api.listing import SORT_FIELDS, ListQuery, SortDirection, SortField, StatusFilter
+from scheduledjob_api.listing import SORT_FIELDS, HealthFilter, ListQuery, SortDirection, SortField, StatusFilter
 from scheduledjob_api.routers.logs import get_logs
 from scheduledjob_api.security import CANCEL, DELETE, EXECUTE, MANAGE, READ, AuthenticationError
 from scheduledjob_api.service import ScheduledJobService
@@ -50,6 +50,8 @@ _RUN_STATUSES: Final = get_args(ExecutionStatus)
 _TRIGGERS: Final = get_args(Trigger)
 PAUSE: Final = MANAGE  # pause/resume is a change of the job's configuration
 _STATUSES: Final = get_args(StatusFilter)
+_HEALTHS: Final = get_args(HealthFilter)
+_COUNTED_HEALTHS: Final = ("late", "failing")  # the jobs page's counters: the states that need someone
 _NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 _HERE = Path(__file__).parent
@@ -64,6 +66,7 @@ templates = Environment(
 PERMISSIONS: Final = {"read": READ, "execute": EXECUTE, "cancel": CANCEL, "delete": DELETE, "pause": PAUSE}
 templates.globals.update(
     job_badge=p.job_badge,
+    health_badge=p.health_badge,
     run_badge=p.run_badge,
     action_badge=p.action_badge,
     action_words=p.action_words,
@@ -238,6 +241,7 @@ def _list_query(params: Mapping[str, str]) -> ListQuery:
         return value if value >= 1 and (allowed is None or value in allowed) else default
 
     status = params.get("status") or None
+    health = params.get("health") or None
     sort = params.get("sort") or "id"
     direction = params.get("dir") or "asc"
     return ListQuery(
@@ -245,6 +249,7 @@ def _list_query(params: Mapping[str, str]) -> ListQuery:
         page_size=number("pageSize", 20, PAGE_SIZES),
         search=(params.get("search") or "").strip()[:256] or None,
         status=status if status in _STATUSES else None,  # type: ignore[arg-type]
+        health=health if health in _HEALTHS else None,  # type: ignore[arg-type]
         namespace=(params.get("namespace") or "").strip()[:253] or None,
         sort=sort if sort in SORT_FIELDS else "id",  # type: ignore[arg-type]
         direction=direction if direction in ("asc", "desc") else "asc",  # type: ignore[arg-type]
@@ -255,6 +260,7 @@ def _query_string(query: ListQuery, **changes: Any) -> str:
     values: dict[str, Any] = {
         "search": query.search,
         "status": query.status,
+        "health": query.health,
         "namespace": query.namespace,
         "sort": query.sort,
         "dir": query.direction,
@@ -295,6 +301,7 @@ async def _jobs_context(request: Request, query: ListQuery, now: datetime) -> di
         "rows": rows,
         "sort_link": sort_link,
         "statuses": _STATUSES,
+        "healths": _HEALTHS,
         "page_sizes": PAGE_SIZES,
         "previous_href": f"{PREFIX}/?{_query_string(query, page=previous)}" if previous else None,
         "next_href": f"{PREFIX}/?{_query_string(query, page=following)}" if following else None,
@@ -304,12 +311,16 @@ async def _jobs_context(request: Request, query: ListQuery, now: datetime) -> di
 
 
 def _counters(service: ScheduledJobService) -> dict[str, int]:
-    """Jobs per state, in one pass over the (memoized, unfiltered) list rather than one filter per state."""
+    """Jobs per state, and the late and failing ones, in one pass over the (memoized, unfiltered) list
+    rather than one filter per state."""
     listing = service.list_jobs(ListQuery(page_size=2**31 - 1))
     counts = dict.fromkeys(_STATUSES, 0)
+    healths = dict.fromkeys(_COUNTED_HEALTHS, 0)
     for job in listing["jobs"]:
         counts[job["status"]] = counts.get(job["status"], 0) + 1
-    return {"total": listing["totalCount"], **counts}
+        if job["health"] in healths:
+            healths[job["health"]] += 1
+    return {"total": listing["totalCount"], **counts, **healths}
 
 
 @router.get("/")

@@ -118,37 +118,44 @@ class Visitor:
 Visit = Callable[..., Awaitable[Visitor]]
 
 
+async def open_visitor(browser: Browser, origin: str, color_scheme: str = "light") -> Visitor:
+    """A browser context on the dashboard at `origin` that refuses (and records) any request to another
+    origin and hears CSP violations; close its context and `assert_clean()` it when done."""
+    context = await browser.new_context(
+        color_scheme=color_scheme,  # type: ignore[arg-type]
+        timezone_id="Europe/Zurich",
+        locale="en-GB",
+        viewport={"width": 1280, "height": 900},
+    )
+    context.set_default_timeout(15_000)
+    page = await context.new_page()
+    visitor = Visitor(context, page, origin)
+
+    async def guard(route: Route) -> None:
+        url = route.request.url
+        if url.startswith(origin + "/") or url.startswith("data:"):
+            await route.continue_()
+        else:
+            visitor.foreign.append(url)
+            await route.abort("blockedbyclient")
+
+    def on_console(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            visitor.csp_errors.append(message.text)
+
+    await context.route("**/*", guard)
+    page.on("console", on_console)
+    page.on("dialog", lambda dialog: pytest.fail(f"unexpected browser dialog: {dialog.message}"))
+    return visitor
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def visitor(browser: Browser, api_process: str, running_operator: Service) -> AsyncIterator[Visit]:
     """Opens browser contexts on the dashboard; each refuses (and records) any request to another origin."""
     contexts: list[Visitor] = []
 
     async def open_context(color_scheme: str = "light") -> Visitor:
-        context = await browser.new_context(
-            color_scheme=color_scheme,  # type: ignore[arg-type]
-            timezone_id="Europe/Zurich",
-            locale="en-GB",
-            viewport={"width": 1280, "height": 900},
-        )
-        context.set_default_timeout(15_000)
-        page = await context.new_page()
-        visitor = Visitor(context, page, api_process)
-
-        async def guard(route: Route) -> None:
-            url = route.request.url
-            if url.startswith(api_process + "/") or url.startswith("data:"):
-                await route.continue_()
-            else:
-                visitor.foreign.append(url)
-                await route.abort("blockedbyclient")
-
-        def on_console(message: ConsoleMessage) -> None:
-            if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
-                visitor.csp_errors.append(message.text)
-
-        await context.route("**/*", guard)
-        page.on("console", on_console)
-        page.on("dialog", lambda dialog: pytest.fail(f"unexpected browser dialog: {dialog.message}"))
+        visitor = await open_visitor(browser, api_process, color_scheme)
         contexts.append(visitor)
         return visitor
 

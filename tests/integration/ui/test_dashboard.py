@@ -199,8 +199,9 @@ async def test_a_mixed_set_of_jobs_reads_at_a_glance_in_light_and_dark(
         await expect(mail).to_contain_text("0 %")
         await expect(mail.get_by_role("group")).to_have_attribute("aria-label", "Last 1 runs: 1 failed")
         weekly = page.get_by_role("row", name=re.compile("weekly-report"))
-        await expect(weekly.locator(".badge")).to_have_text(re.compile("Paused"))
-        await expect(weekly.locator(".badge")).to_have_class(re.compile("tone-neutral"))  # paused is not an error
+        state = weekly.get_by_role("cell").first.locator(".badge")  # the State column (Health is next to it)
+        await expect(state).to_have_text(re.compile("Paused"))
+        await expect(state).to_have_class(re.compile("tone-neutral"))  # paused is not an error
         await expect(page.get_by_role("row", name=re.compile("long-import")).get_by_role("group")).to_have_attribute(
             "aria-label", "Last 1 runs: 1 running", timeout=LIVE
         )

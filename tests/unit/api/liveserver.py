@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from scheduledjob_api.app import create_app
 from scheduledjob_api.server import EnvelopeHttpToolsProtocol
 from scheduledjob_api.settings import Settings
+from scheduledjob_archive.repository import Archive
 
 from tests.unit.api.apitestkit import SECRET, FakeCluster
 
@@ -26,9 +27,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def live_server() -> Iterator[str]:
-    """Yields the base URL (http://127.0.0.1:PORT) of a running server; stops it afterwards."""
-    app = create_app(Settings(jwt_secret=SecretStr(SECRET)), FakeCluster())
+def live_server(cluster: FakeCluster | None = None, archive: Archive | None = None) -> Iterator[str]:
+    """Yields the base URL (http://127.0.0.1:PORT) of a running server; stops it afterwards. Seed
+    `cluster` before: its objects are what the server's cache lists when it starts."""
+    app = create_app(Settings(jwt_secret=SecretStr(SECRET)), cluster or FakeCluster(), archive)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=_free_port(), loop="uvloop", http=EnvelopeHttpToolsProtocol, log_level="error"
     )

@@ -48,6 +48,9 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             successCount=44,
             failureCount=1,
             averageRuntimeMs=125000,
+            health="paused",
+            healthReason="suspended in the manifest (spec.suspend)",
+            healthSince="2025-01-22T08:00:00Z",
         )
     )
     await asyncio.sleep(0.05)
@@ -69,6 +72,9 @@ async def test_item_fields(cluster: FakeCluster, client: httpx.AsyncClient) -> N
             "schedule": "0 2 * * *",
             "time_zone": "UTC",
             "suspended": True,
+            "health": "paused",
+            "health_reason": "suspended in the manifest (spec.suspend)",
+            "health_since": "2025-01-22T08:00:00Z",
         }
     ]
     # Without `page`: the whole list, in one page of up to 5000.

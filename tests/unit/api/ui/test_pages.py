@@ -277,6 +277,7 @@ async def test_pause_then_resume_from_the_job_page(
     listed = (await client.get("/ui/")).text
     assert re.search(
         r'tone-neutral"><span class="icon" aria-hidden="true">‖</span> Paused</span></td>\s*'
+        r'<td>[^<]*<span class="none">not judged yet</span>\s*</td>\s*'  # the health: the operator is not here
         r'<th scope="row"><a href="/ui/jobs/1">',
         listed,
     )

@@ -69,7 +69,7 @@ chart-test: $(STAMP) helm localcluster ## Helm lint, render, dry-run, install/un
 	$(PY) -m pytest tests/chart -q
 
 test: check $(STAMP) localcluster helm ## Everything CI runs: lint, types, unit, integration and chart tests
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=25
 
 docs: $(STAMP) ## Regenerate docs/api.md from the OpenAPI document
 	$(PY) -m apidocs

@@ -22,11 +22,12 @@ from typing import Any, Final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+from scheduledjob.health import HEALTH_STATES
 from scheduledjob.models import HealthState
 from scheduledjob.timefmt import parse_utc
 
 from scheduledjob_api.cluster import Obj
-from scheduledjob_api.views import HEALTH_STATES, health_of, is_listed, is_suspended, job_id_of
+from scheduledjob_api.views import health_of, is_listed, is_suspended, job_id_of
 
 OUTCOMES: Final = ("succeeded", "failed", "cancelled")
 _FINISHED: Final = frozenset(OUTCOMES)  # ledger records that are finished runs (not skipped slots, pauses)

@@ -6,7 +6,7 @@ of objects into list items and must stay cheap; missing fields simply show as nu
 
 from __future__ import annotations
 
-from typing import Any, Final, get_args
+from typing import Any, Final
 
 from pydantic.alias_generators import to_camel
 from scheduledjob.constants import (
@@ -15,13 +15,13 @@ from scheduledjob.constants import (
     DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT,
 )
 from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS
+from scheduledjob.health import HEALTH_STATES
 from scheduledjob.models import HealthState
 from scheduledjob.pause import pause_of
 
 from scheduledjob_api.cluster import Obj
 
 RECENT_TRANSACTIONS: Final = 20
-HEALTH_STATES: Final[tuple[HealthState, ...]] = get_args(HealthState)
 _HEALTH: Final[dict[str, HealthState]] = {state: state for state in HEALTH_STATES}
 
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import get_args
 
 from scheduledjob.models import ExecutionRecord, HealthState, Monitoring, ScheduledJobSpec, ScheduledJobStatus
 from scheduledjob.schedule_preview import upcoming
 from scheduledjob.timefmt import format_utc, parse_utc
 
-HEALTH_STATES: tuple[HealthState, ...] = ("new", "healthy", "late", "failing", "overrunning", "paused")
+HEALTH_STATES: tuple[HealthState, ...] = get_args(HealthState)  # in the order of models.HealthState
 TROUBLE: frozenset[HealthState] = frozenset({"late", "failing", "overrunning"})
 _FINISHED = frozenset({"succeeded", "failed"})  # a cancelled run says nothing about the job's health
 

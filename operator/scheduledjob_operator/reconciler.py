@@ -159,6 +159,8 @@ async def _pause_after_failures(obj: dict[str, Any], spec: ScheduledJobSpec, con
     """spec.monitoring.pauseAfterFailures: after N failed runs in a row (since the last resume) the job is
     paused as an admin would pause it through the API, by the operator, with the reason; the pause is
     recorded, numbered and announced like any other. True if it paused the job now."""
+    if spec.monitoring.pause_after_failures is None:
+        return False  # most jobs: no status to read
     meta, status = obj["metadata"], ScheduledJobStatus.model_validate(obj.get("status") or {})
     if status.monitored_since is None:
         return False  # not judged since the last pause: no run counts yet

@@ -120,18 +120,19 @@ def _judge_health(
     previous = status.health
     if judged.state != previous or status.health_since is None:
         status.health_since = format_utc(judged.since or now)
-    status.health, status.health_reason = judged.state, limits.cut(judged.reason, limits.MESSAGE)
+    reason = limits.cut(judged.reason, limits.MESSAGE)
+    status.health, status.health_reason = judged.state, reason
     status.next_health_check = format_utc(judged.check_at) if judged.check_at else None
     status.conditions = set_condition(
         status.conditions,
         type_=HEALTHY,
         status="Unknown" if judged.state == "paused" else "False" if judged.state in health.TROUBLE else "True",
         reason=judged.state.capitalize(),
-        message=judged.reason,
+        message=reason,
         generation=generation,
         now=now,
     )
-    return None if judged.state == previous else HealthChange(previous, judged.state, judged.reason)
+    return None if judged.state == previous else HealthChange(previous, judged.state, reason)
 
 
 def _judge_slots(

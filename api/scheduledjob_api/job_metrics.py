@@ -9,25 +9,23 @@ status has no value). Jobs being deleted or without an id (views.is_listed) have
 Cheap at 5,000 jobs (bench/: `metrics_scrape_p50_ms`): a `JobSeries` row is read off the raw dict once
 per watch event (no model validation, as `views`), and a scrape formats the rows as text.
 prometheus_client's own path (Metric objects, then `generate_latest`) took ~370 ms for the 75,000
-samples, so `JobCollector.exposition` writes the same text format directly; `JobCollector.collect`
-yields the same families as Metric objects, and a unit test holds the two byte for byte equal.
+samples, so `JobCollector.exposition` writes the same text format directly; a unit test builds the same
+families as prometheus_client objects and holds the two byte for byte equal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from scheduledjob.health import HEALTH_STATES
 from scheduledjob.models import HealthState
 from scheduledjob.timefmt import parse_utc
 
 from scheduledjob_api.cluster import Obj
-from scheduledjob_api.views import health_of, is_listed, is_suspended, job_id_of
+from scheduledjob_api.views import health_of, is_listed, is_suspended, job_id_of, section
 
 OUTCOMES: Final = ("succeeded", "failed", "cancelled")
 _FINISHED: Final = frozenset(OUTCOMES)  # ledger records that are finished runs (not skipped slots, pauses)
@@ -75,11 +73,6 @@ class JobSeries:
     next_run: float | None  # Unix seconds
 
 
-def _section(obj: Obj, name: str) -> dict[str, Any]:
-    value = obj.get(name)
-    return value if isinstance(value, dict) else {}
-
-
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
@@ -114,9 +107,9 @@ def series_of(scheduled_job: Obj) -> JobSeries | None:
     """The job's row, or None for one the API does not list (no id yet, or being deleted)."""
     if not is_listed(scheduled_job):
         return None
-    meta = _section(scheduled_job, "metadata")
-    spec = _section(scheduled_job, "spec")
-    status = _section(scheduled_job, "status")
+    meta = section(scheduled_job, "metadata")
+    spec = section(scheduled_job, "spec")
+    status = section(scheduled_job, "status")
     job_id = job_id_of(scheduled_job)
     assert job_id is not None
     active = status.get("active")
@@ -154,42 +147,16 @@ def _header(name: str, kind: str) -> str:
     return f"# HELP {name} {HELP[name.removesuffix('_total')]}\n# TYPE {name} {kind}\n"
 
 
-class JobCollector(Collector):
+class JobCollector:
     """The job families over the rows the watch cache keeps (`ClusterCache.job_series`)."""
 
     def __init__(self, rows: Callable[[], Iterable[JobSeries]]) -> None:
         self._rows = rows
 
-    def collect(self) -> Iterator[Metric]:
-        """The families as prometheus_client objects (the reference `exposition` is checked against)."""
-        two = ["namespace", "name"]
-        info = GaugeMetricFamily(INFO, HELP[INFO], labels=[*two, "id", "schedule", "time_zone", "concurrency_policy"])
-        runs = CounterMetricFamily(RUNS, HELP[RUNS], labels=[*two, "outcome"])
-        running = GaugeMetricFamily(RUNNING, HELP[RUNNING], labels=two)
-        paused = GaugeMetricFamily(PAUSED, HELP[PAUSED], labels=two)
-        health = GaugeMetricFamily(HEALTH, HELP[HEALTH], labels=[*two, "state"])
-        last_success = GaugeMetricFamily(LAST_SUCCESS, HELP[LAST_SUCCESS], labels=two)
-        last_duration = GaugeMetricFamily(LAST_DURATION, HELP[LAST_DURATION], labels=two)
-        next_run = GaugeMetricFamily(NEXT_RUN, HELP[NEXT_RUN], labels=two)
-        for row in self._rows():
-            job = [row.namespace, row.name]
-            info.add_metric([*job, str(row.job_id), row.schedule, row.time_zone, row.concurrency_policy], 1)
-            for outcome, count in zip(OUTCOMES, (row.succeeded, row.failed, row.cancelled), strict=True):
-                runs.add_metric([*job, outcome], count)
-            running.add_metric(job, row.running)
-            paused.add_metric(job, 1 if row.paused else 0)
-            if row.health is not None:
-                for state in HEALTH_STATES:
-                    health.add_metric([*job, state], 1 if state == row.health else 0)
-            for family, value in ((last_success, row.last_success), (last_duration, row.last_duration),
-                                  (next_run, row.next_run)):  # fmt: skip
-                if value is not None:
-                    family.add_metric(job, value)
-        yield from (info, runs, running, paused, health, last_success, last_duration, next_run)
-
     def exposition(self) -> bytes:
-        """The Prometheus text format of `collect()`, written directly: labels in prometheus_client's
-        (sorted) order, values through its float formatting."""
+        """The families in the Prometheus text format, written directly: labels in prometheus_client's
+        (sorted) order, values through its float formatting (a unit test holds it byte for byte equal to
+        prometheus_client's own text of the same families)."""
         info: list[str] = []
         runs: list[str] = []
         running: list[str] = []

@@ -25,19 +25,19 @@ RECENT_TRANSACTIONS: Final = 20
 _HEALTH: Final[dict[str, HealthState]] = {state: state for state in HEALTH_STATES}
 
 
-def _section(obj: Obj, name: str) -> dict[str, Any]:
+def section(obj: Obj, name: str) -> dict[str, Any]:
     value = obj.get(name)
     return value if isinstance(value, dict) else {}
 
 
 def job_id_of(scheduled_job: Obj) -> int | None:
-    value = _section(scheduled_job, "status").get("id")
+    value = section(scheduled_job, "status").get("id")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def is_listed(scheduled_job: Obj) -> bool:
     """Shown by the API: it has its id and is not being deleted."""
-    return job_id_of(scheduled_job) is not None and not _section(scheduled_job, "metadata").get("deletionTimestamp")
+    return job_id_of(scheduled_job) is not None and not section(scheduled_job, "metadata").get("deletionTimestamp")
 
 
 def _int(value: Any, default: int | None = 0) -> int | None:
@@ -46,7 +46,7 @@ def _int(value: Any, default: int | None = 0) -> int | None:
 
 def is_suspended(scheduled_job: Obj) -> bool:
     """Nothing is scheduled: spec.suspend (the manifest's) or an admin's pause (annotations)."""
-    spec, meta = _section(scheduled_job, "spec"), _section(scheduled_job, "metadata")
+    spec, meta = section(scheduled_job, "spec"), section(scheduled_job, "metadata")
     return bool(spec.get("suspend")) or pause_of(meta) is not None
 
 
@@ -62,9 +62,9 @@ def _text(value: Any) -> str | None:
 
 
 def list_item(scheduled_job: Obj) -> dict[str, Any]:
-    meta = _section(scheduled_job, "metadata")
-    spec = _section(scheduled_job, "spec")
-    status = _section(scheduled_job, "status")
+    meta = section(scheduled_job, "metadata")
+    spec = section(scheduled_job, "spec")
+    status = section(scheduled_job, "status")
     suspended = is_suspended(scheduled_job)
     state = status.get("state")
     if state not in ("running", "error"):  # a pause or resume shows at once, before the operator's write
@@ -122,15 +122,15 @@ def diagnostics(record: dict[str, Any]) -> dict[str, Any]:
 def transactions(scheduled_job: Obj) -> list[dict[str, Any]]:
     """The ledger newest first. The operator already keeps it so; sorting again is cheap insurance.
     RFC 3339 UTC strings of one format order correctly as text."""
-    history = _section(scheduled_job, "status").get("history") or []
+    history = section(scheduled_job, "status").get("history") or []
     records = [r for r in history if isinstance(r, dict)]
     records.sort(key=lambda r: (str(r.get("startedAt") or ""), _int(r.get("transactionId")) or 0), reverse=True)
     return [transaction(r) for r in records]
 
 
 def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    job_spec = _section(_section(spec, "jobTemplate"), "spec")
-    pod_spec = _section(_section(job_spec, "template"), "spec")
+    job_spec = section(section(spec, "jobTemplate"), "spec")
+    pod_spec = section(section(job_spec, "template"), "spec")
     return [c for c in pod_spec.get("containers") or [] if isinstance(c, dict)]
 
 
@@ -139,7 +139,7 @@ def _default(value: Any, default: int) -> Any:
 
 
 def configuration(scheduled_job: Obj) -> dict[str, Any]:
-    spec = _section(scheduled_job, "spec")
+    spec = section(scheduled_job, "spec")
     containers = _containers(spec)
     first = containers[0] if containers else {}
     return {
@@ -173,9 +173,9 @@ def _condition(condition: dict[str, Any]) -> dict[str, Any]:
 
 
 def detail(scheduled_job: Obj, active_executions: list[str]) -> dict[str, Any]:
-    status = _section(scheduled_job, "status")
+    status = section(scheduled_job, "status")
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
-    pause = pause_of(_section(scheduled_job, "metadata"))
+    pause = pause_of(section(scheduled_job, "metadata"))
     return {
         **list_item(scheduled_job),
         "cancelled_count": _int(status.get("cancelledCount")),
@@ -187,5 +187,5 @@ def detail(scheduled_job: Obj, active_executions: list[str]) -> dict[str, Any]:
         "active_executions": active_executions,
         "transactions": transactions(scheduled_job)[:RECENT_TRANSACTIONS],
         "conditions": [_condition(c) for c in conditions],
-        "created_at": _section(scheduled_job, "metadata").get("creationTimestamp"),
+        "created_at": section(scheduled_job, "metadata").get("creationTimestamp"),
     }

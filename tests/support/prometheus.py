@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,7 +100,7 @@ def _ready(url: str) -> bool:
 
 @dataclass
 class Monitoring:
-    """A running Prometheus and Alertmanager; `alerts()` asks Prometheus which alerts are firing."""
+    """A running Prometheus and Alertmanager."""
 
     prometheus_url: str
     alertmanager_url: str
@@ -111,21 +110,9 @@ class Monitoring:
         with urllib.request.urlopen(self.prometheus_url + path, timeout=5) as response:
             return json.loads(response.read())["data"]
 
-    def alerts(self, alertname: str, state: str = "firing") -> list[dict[str, Any]]:
-        return [
-            alert
-            for alert in self._get("/api/v1/alerts")["alerts"]
-            if alert["labels"].get("alertname") == alertname and alert["state"] == state
-        ]
-
     def targets_up(self) -> bool:
         active = self._get("/api/v1/targets")["activeTargets"]
         return bool(active) and all(target["health"] == "up" for target in active)
-
-    def query(self, expression: str) -> list[dict[str, Any]]:
-        params = urllib.parse.urlencode({"query": expression})
-        result: list[dict[str, Any]] = self._get(f"/api/v1/query?{params}")["result"]
-        return result
 
 
 def start_monitoring(

@@ -1,37 +1,17 @@
-"""How archived executions are shown by the API: pure functions of the archive's records."""
+"""How archived executions are shown by the API: pure functions of the archive's records. A record's own
+shape (transaction, diagnostics, job_transaction) lives in scheduledjob_archive.views, so the operator's
+webhooks show it exactly as `/transactions` does."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS, ContainerLog
+from scheduledjob.diagnostics import ContainerLog
 from scheduledjob.timefmt import format_utc
 from scheduledjob_archive.records import ArchivedExecution, Deletion, RecentRun
+from scheduledjob_archive.views import diagnostics, job_transaction, transaction
 
-
-def _time(moment: datetime | None) -> str | None:
-    return format_utc(moment) if moment is not None else None
-
-
-def transaction(row: ArchivedExecution) -> dict[str, Any]:
-    """The original backend's transaction shape (as views.transaction gives for status.history)."""
-    return {
-        "transaction_id": row.transaction_id,
-        "execution_id": row.execution_id,
-        "trigger": row.trigger,
-        "transaction_by": "by_user" if row.trigger == "manual" else "by_cron_job",
-        "user": row.requested_by or row.cancelled_by,
-        "requested_by": row.requested_by,
-        "cancelled_by": row.cancelled_by,
-        "status": row.status,
-        "started_at": _time(row.started_at),
-        "finished_at": _time(row.finished_at),
-        "runtime": row.runtime_ms,
-        "message": row.message,
-        "request_reason": row.request_reason,
-        **diagnostics(row),
-    }
+__all__ = ["detail", "diagnostics", "job_transaction", "recent_run", "transaction"]
 
 
 def recent_run(run: RecentRun) -> dict[str, Any]:
@@ -43,16 +23,6 @@ def recent_run(run: RecentRun) -> dict[str, Any]:
         "started_at": run.started_at,
         "runtime": run.runtime_ms,
     }
-
-
-def diagnostics(row: ArchivedExecution) -> dict[str, Any]:
-    """Why a finished run ended as it did (scheduledjob.diagnostics); nulls while it runs."""
-    found = {name: getattr(row, name) for name in DIAGNOSTIC_FIELDS}
-    return {**found, "scheduled_at": _time(row.scheduled_at)}  # a datetime in the archive, text on the wire
-
-
-def job_transaction(row: ArchivedExecution) -> dict[str, Any]:
-    return {**transaction(row), "job_id": row.scheduled_job_id, "name": row.scheduled_job, "namespace": row.namespace}
 
 
 def detail(row: ArchivedExecution, logs: list[ContainerLog], deleted: Deletion | None) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, Literal
 
 from scheduledjob.models import RecordStatus, Trigger
 
@@ -120,7 +121,89 @@ class PruneResult:
     by_count: int = 0
     logs: int = 0
     deletions: int = 0
+    events: int = 0  # outbox events (with their deliveries)
 
     @property
     def total(self) -> int:
-        return self.by_age + self.by_count + self.logs + self.deletions
+        return self.by_age + self.by_count + self.logs + self.deletions + self.events
+
+
+# ---- the outbox (scheduledjob_archive.outbox) ----------------------------------------------------
+
+# pending: to be tried at next_attempt_at; delivered: a 2xx; failed: the retry schedule ran out;
+# abandoned: the notifier is gone or answered 410.
+DeliveryState = Literal["pending", "delivered", "failed", "abandoned"]
+
+
+def webhook_id(event_key: str, notifier_uid: str) -> str:
+    """The Standard Webhooks message id of one event for one notifier: the same on every retry and on a
+    repeated fan-out, so a receiver can drop duplicates."""
+    digest = hashlib.sha256(f"{event_key}\n{notifier_uid}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """Something a notifier may be told, written in the transaction of the record that caused it."""
+
+    id: int
+    key: str  # deterministic: a replay of what caused it writes nothing
+    type: str  # run.failed, job.late, ... (without the payload's "scheduledjob." prefix)
+    namespace: str
+    job_name: str
+    job_uid: str | None
+    job_id: int | None
+    execution_uid: str | None
+    payload: dict[str, Any]  # the webhook's `data` without the log tail and the link
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """One event for one notifier, as the fan-out decides it."""
+
+    event_id: int
+    event_key: str
+    notifier_uid: str
+    notifier: str  # namespace/name
+    next_attempt_at: datetime
+
+    @property
+    def webhook_id(self) -> str:
+        return webhook_id(self.event_key, self.notifier_uid)
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    id: int
+    notifier_uid: str
+    notifier: str
+    webhook_id: str
+    attempts: int  # made so far
+    event: OutboxEvent
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    """A notifier's deliveries at a glance (its status)."""
+
+    last_attempt_at: datetime | None
+    last_status: int | None  # the HTTP status of that attempt (None: no answer, or no attempt yet)
+    last_delivered_at: datetime | None
+    pending: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    webhook_id: str
+    type: str
+    state: DeliveryState
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    occurred_at: datetime  # the event's

@@ -20,7 +20,7 @@ from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS, ContainerLog, Diagnostic
 from scheduledjob.executions import JobObservation
 from scheduledjob.ledger import action_execution_id
 from scheduledjob.limits import DIAGNOSTICS_TEXT, REASON, SUBJECT, cut
-from scheduledjob.models import ExecutionRecord
+from scheduledjob.models import ExecutionRecord, HealthState
 from scheduledjob.timefmt import parse_utc
 from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from scheduledjob_archive import outbox
 from scheduledjob_archive.engine import create_engine, is_sqlite
 from scheduledjob_archive.records import (
     ArchivedExecution,
@@ -107,6 +108,12 @@ class Archive:
         self._retry_seconds = retry_seconds
         # One writer process; this serialises the per-job ordinal (transaction_id) within it.
         self._job_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._outbox = outbox.Outbox(engine, self._reads, clock, self._retrying)
+
+    @property
+    def outbox(self) -> outbox.Outbox:
+        """What notifiers are to be told (events written with the records that cause them)."""
+        return self._outbox
 
     @classmethod
     def from_settings(cls, settings: ArchiveSettings | None = None, **kwargs: Any) -> Archive:
@@ -231,8 +238,8 @@ class Archive:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             c = executions.c
             mine = c.uid == values["uid"]
-            # One round trip (a slow database link pays per statement): the row's number and counted
-            # stage if it exists, and the job's highest number.
+            # One round trip (a slow database link pays per statement): the row's number, counted
+            # stage and status if it exists, and the job's highest number.
             known = (
                 await connection.execute(
                     select(
@@ -241,10 +248,11 @@ class Archive:
                         select(func.coalesce(func.max(c.transaction_id), 0))
                         .where(c.scheduled_job_id == values["scheduled_job_id"])
                         .scalar_subquery(),
+                        select(c.status).where(mine).scalar_subquery(),
                     )
                 )
             ).one()
-            existing, ledgered, highest = known[0], known[1], known[2]
+            existing, ledgered, highest, previous = known[0], known[1], known[2], known[3]
             number = int(existing) if existing is not None else max(int(highest or 0), floor) + 1
             if named is not None:
                 values = {**values, "execution_id": named(number)}
@@ -257,9 +265,16 @@ class Archive:
                 current.status_rank < new.status_rank,
                 and_(current.status_rank == new.status_rank, current.status == new.status),
             )
-            await connection.execute(
-                insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
-            )
+            upsert = insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
+            if values["status"] not in outbox.RECORD_EVENTS or previous == values["status"]:
+                await connection.execute(upsert)  # no event: no row to read back
+            else:
+                # New, or a new status: the event (one more round trip) shows the row as this statement
+                # left it; none when the row did not move (a stale observation).
+                row = (await connection.execute(upsert.returning(*executions.c))).mappings().first()
+                event = outbox.record_event(_execution(row)) if row is not None else None
+                if event is not None:
+                    await outbox.insert_event(connection, event)
             return _Stored(number=number, ledgered=None if existing is None else ledgered)
 
     async def save_logs(self, uid: str, logs: Sequence[ContainerLog]) -> None:
@@ -314,9 +329,41 @@ class Archive:
                     deleted_by=cut(deleted_by, SUBJECT),
                     deleted_at=deleted_at,
                 )
-                await connection.execute(insert.on_conflict_do_nothing(index_elements=[deletions.c.scheduled_job_uid]))
+                result = await connection.execute(
+                    insert.on_conflict_do_nothing(index_elements=[deletions.c.scheduled_job_uid])
+                )
+                if result.rowcount:  # the first note only
+                    event = outbox.deletion_event(
+                        uid=uid, job_id=job_id, namespace=namespace, name=name, deleted_at=deleted_at
+                    )
+                    await outbox.insert_event(connection, event)
 
         await self._retrying(write)
+
+    async def record_health_event(
+        self,
+        *,
+        owner: Owner,
+        state: HealthState,
+        reason: str,
+        since: str | None,
+        previous: HealthState | None,
+        previous_since: str | None,
+        occurred_at: datetime,
+    ) -> bool:
+        """The event of a health transition into trouble (job.late, job.failing, job.overrunning) or
+        out of it (job.recovered): written before the status that shows it, so a replay (the status
+        write failed) finds its key and writes nothing. True if it was written."""
+        event = outbox.health_event(
+            owner,
+            state=state,
+            reason=reason,
+            since=since,
+            previous=previous,
+            previous_since=previous_since,
+            occurred_at=occurred_at,
+        )
+        return event is not None and await self._outbox.add(event)
 
     async def owners_without_deletion(self, namespaces: Sequence[str] | None = None) -> list[Owner]:
         """The ScheduledJobs (by id: ids are never reused) with runs in the archive and no deletion
@@ -362,19 +409,29 @@ class Archive:
             if started_at is None:
                 return False
             runtime_ms = max(0, round((finished_at - started_at).total_seconds() * 1000))
-            result = await connection.execute(
-                executions.update()
-                .where(c.uid == uid, c.status_rank == RANK_RUNNING)
-                .values(
-                    status=status,
-                    status_rank=RANK_FINISHED,
-                    finished_at=finished_at,
-                    runtime_ms=runtime_ms,
-                    message=message,
-                    archived_at=self._clock(),
+            closed = (
+                (
+                    await connection.execute(
+                        executions.update()
+                        .where(c.uid == uid, c.status_rank == RANK_RUNNING)
+                        .values(
+                            status=status,
+                            status_rank=RANK_FINISHED,
+                            finished_at=finished_at,
+                            runtime_ms=runtime_ms,
+                            message=message,
+                            archived_at=self._clock(),
+                        )
+                        .returning(*executions.c)
+                    )
                 )
+                .mappings()
+                .first()
             )
-        return bool(result.rowcount)
+            event = outbox.record_event(_execution(closed)) if closed is not None else None
+            if event is not None:  # the run's end, as any other (its start was told)
+                await outbox.insert_event(connection, event)
+        return closed is not None
 
     def forget_job(self, scheduled_job_id: int) -> None:
         """Drops the per-job write lock of a deleted ScheduledJob (unless a write holds it)."""
@@ -520,7 +577,8 @@ class Archive:
 
     async def prune(self) -> PruneResult:
         """Deletes, a batch per statement, runs older than the retention age, runs beyond the
-        per-job count, logs older than the logs' retention, and deletion notes with no runs left."""
+        per-job count, logs older than the logs' retention, deletion notes with no runs left, and
+        outbox events settled (outbox.Outbox.prune)."""
         now = self._clock()
         settings = self.settings
         by_age = await self._in_batches(
@@ -532,7 +590,8 @@ class Archive:
         logs_cutoff = now - timedelta(days=settings.logs_retention_days)
         logs = await self._delete_logs(logs_cutoff)
         gone = await self._delete_orphan_deletions()
-        result = PruneResult(by_age=by_age, by_count=by_count, logs=logs, deletions=gone)
+        events = await self._outbox.prune(now, timedelta(days=settings.retention_days), settings.prune_batch)
+        result = PruneResult(by_age=by_age, by_count=by_count, logs=logs, deletions=gone, events=events)
         if result.total:
             logger.info("archive pruned: %s", result)
         return result

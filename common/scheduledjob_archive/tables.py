@@ -147,3 +147,56 @@ deletions = Table(
     Column("deleted_at", UtcDateTime, nullable=False),
 )
 Index("ix_scheduled_job_deletions_id", deletions.c.scheduled_job_id)
+
+# ---- the outbox (scheduledjob_archive.outbox) -----------------------------------------------------
+
+# An event's key: a record's uid and its status, a ScheduledJob's uid and a health transition; longer
+# keys (never made by the product) are cut with a digest so they still fit (outbox.event_key).
+OUTBOX_KEY: Final = UID * 2
+EVENT_TYPE: Final = 32
+WEBHOOK_ID: Final = 64
+DELIVERY_STATE: Final = 16
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key", String(OUTBOX_KEY), nullable=False),
+    Column("type", String(EVENT_TYPE), nullable=False),
+    Column("namespace", String(NAME), nullable=False),
+    Column("job_name", String(NAME), nullable=False),
+    Column("job_uid", String(UID), nullable=True),
+    Column("job_id", BigInteger, nullable=True),
+    Column("execution_uid", String(UID), nullable=True),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("fanned_out", Boolean, nullable=False, default=False),
+)
+Index("uq_outbox_events_key", outbox_events.c.key, unique=True)
+# The fan-out's queue: the events not yet fanned out, oldest first.
+Index("ix_outbox_events_fanned_out_id", outbox_events.c.fanned_out, outbox_events.c.id)
+Index("ix_outbox_events_occurred_at", outbox_events.c.occurred_at)  # prune
+
+outbox_deliveries = Table(
+    "outbox_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, ForeignKey("outbox_events.id", ondelete="CASCADE"), nullable=False),
+    Column("notifier_uid", String(UID), nullable=False),
+    Column("notifier", String(NAME * 2), nullable=False),  # namespace/name
+    Column("webhook_id", String(WEBHOOK_ID), nullable=False),
+    Column("state", String(DELIVERY_STATE), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+)
+# One delivery per event and notifier (a repeated fan-out adds none); also serves the cascade and prune.
+Index(
+    "uq_outbox_deliveries_event_notifier", outbox_deliveries.c.event_id, outbox_deliveries.c.notifier_uid, unique=True
+)
+# What is due; a notifier's deliveries, newest first (its status).
+Index("ix_outbox_deliveries_state_next", outbox_deliveries.c.state, outbox_deliveries.c.next_attempt_at)
+Index("ix_outbox_deliveries_notifier", outbox_deliveries.c.notifier_uid, outbox_deliveries.c.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -37,21 +37,8 @@ from scheduledjob_archive.records import (
 )
 from scheduledjob_archive.tables import OUTBOX_KEY, outbox_deliveries, outbox_events
 
-__all__ = ["EVENT_TYPES", "NewEvent", "Outbox", "webhook_id"]
+__all__ = ["NewEvent", "Outbox", "webhook_id"]
 
-EVENT_TYPES: Final = (
-    "run.started",
-    "run.succeeded",
-    "run.failed",
-    "run.cancelled",
-    "job.late",
-    "job.failing",
-    "job.overrunning",
-    "job.recovered",
-    "job.paused",
-    "job.resumed",
-    "job.deleted",
-)
 # A record's status and the event its arrival makes (a skipped slot makes none).
 RECORD_EVENTS: Final = {
     "running": "run.started",
@@ -266,15 +253,18 @@ class Outbox:
 
         await self._retried(write)
 
-    async def due(self, now: datetime, limit: int = 100) -> list[DueDelivery]:
-        """Pending deliveries whose attempt is due, the longest waiting first, with their events."""
+    async def due(self, now: datetime, limit: int = 100, *, skip: Collection[str] = ()) -> list[DueDelivery]:
+        """Pending deliveries whose attempt is due, the longest waiting first, with their events. `skip`:
+        notifiers (uids) the caller has no room for now, so one slow receiver's backlog cannot fill the
+        window and hide the others' due deliveries."""
         d = outbox_deliveries.c
+        skipping = [d.notifier_uid.not_in(list(skip))] if skip else []
 
         async def read() -> list[DueDelivery]:
             statement = (
                 select(d.id, d.notifier_uid, d.notifier, d.webhook_id, d.attempts, *_event_columns())
                 .join_from(outbox_deliveries, outbox_events, outbox_events.c.id == d.event_id)
-                .where(d.state == _PENDING, d.next_attempt_at <= now)
+                .where(d.state == _PENDING, d.next_attempt_at <= now, *skipping)
                 .order_by(d.next_attempt_at, d.id)
                 .limit(limit)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -21,6 +22,7 @@ from aiohttp import web
 from scheduledjob_operator import handlers, metrics
 from scheduledjob_operator.election import DEFAULT_LEASE_NAME, Elector
 from scheduledjob_operator.kube import Leases, connect, state_namespace
+from scheduledjob_operator.webhooks import WebhookSettings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +41,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--liveness",
         default=None,
         help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz; the same server answers /metrics (Prometheus)",
+    )
+    webhooks = WebhookSettings.from_env()
+    parser.add_argument(
+        "--dashboard-url",
+        default=webhooks.dashboard_url,
+        help="the dashboard's base URL for the links in webhooks (SCHEDULED_JOBS_DASHBOARD_URL); empty: no links",
+    )
+    parser.add_argument(
+        "--allow-private-networks",
+        action="store_true",
+        default=webhooks.allow_private_networks,
+        help="let notifiers send to private, loopback and CGNAT addresses (SCHEDULED_JOBS_ALLOW_PRIVATE_NETWORKS); "
+        "link-local and cloud metadata addresses stay refused",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -91,6 +106,11 @@ async def serve(args: argparse.Namespace) -> None:
         patterns=list(args.namespace),
         clusterwide=not args.namespace,
         identity=identity,
+        webhook_settings=dataclasses.replace(
+            WebhookSettings.from_env(),
+            dashboard_url=args.dashboard_url,
+            allow_private_networks=args.allow_private_networks,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

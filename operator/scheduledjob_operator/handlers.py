@@ -25,9 +25,11 @@ from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
 from scheduledjob_operator.jwt_secret import ensure_generated_archive_secret, ensure_generated_jwt_secret
 from scheduledjob_operator.kube import Cluster, NamespaceTerminating, connect, state_namespace
 from scheduledjob_operator.ledger_sync import ArchiveUnavailable, DeletionNotNoted, record_job
+from scheduledjob_operator.notifiers import Notifiers
 from scheduledjob_operator.reconciler import reconcile, status_update
 from scheduledjob_operator.runs import RunControl
 from scheduledjob_operator.status_writer import StatusWriter
+from scheduledjob_operator.webhooks import JobLabels, Webhooks, WebhookSettings
 
 logger = logging.getLogger(__name__)
 RESYNC_SECONDS = 10.0
@@ -86,13 +88,19 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
+    labels = JobLabels()  # for the notifiers' selectors (webhooks.py)
+    webhook_settings: WebhookSettings = getattr(memo, "webhook_settings", None) or WebhookSettings.from_env()
+    notifiers = Notifiers(cluster, webhook_settings.allow_private_networks)
     try:
         await ensure_generated_jwt_secret(api, state)  # the API's Secret, once (the chart renders none)
         await ensure_generated_archive_secret(api, state)  # the evaluation database's password, once
         async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
             catalog.note_ids(scheduled_jobs)
+            for scheduled_job in scheduled_jobs:
+                labels.see(scheduled_job)
         async for cronjobs in cluster.cronjob_pages(namespaces):
             catalog.hint_cronjobs(cronjobs)
+        await notifiers.load(namespaces)  # so a delivery whose notifier is unknown is one whose notifier is gone
     except Exception:
         await api.close()  # the retry connects again
         raise
@@ -110,15 +118,19 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     memo.runs = RunControl(memo.context)
     memo.resync = asyncio.create_task(_resync_forever(memo))
     memo.retention = asyncio.create_task(prune_forever(archive))
+    memo.notifiers = notifiers
+    memo.webhooks = Webhooks(archive, cluster, notifiers, labels, webhook_settings)
+    memo.delivery = asyncio.create_task(memo.webhooks.run())
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     await memo.runs.close()
-    for task in (memo.resync, memo.retention):
+    for task in (memo.resync, memo.retention, memo.delivery):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await memo.webhooks.close()
     await memo.api.close()
     await memo.context.archive.close()
     # kopf's watches and handlers have ended, and so have our loops: a successor may lead at once.
@@ -133,9 +145,11 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
         context.assigned.pop(body["metadata"]["uid"], None)
         context.allocated.pop(body["metadata"]["uid"], None)
         _forget(context, memo.runs, _plain(body))
+        memo.webhooks.labels.forget(body)
         await note_deletion(_plain(body), context)
         return
     obj = _plain(body)
+    memo.webhooks.labels.see(obj)
     if context.handler_context is None:  # kopf's Event queue lives in handler contexts
         context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(obj)

@@ -12,6 +12,7 @@ Conflicts (409) are not transient in that sense: the caller must read again, so 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -26,6 +27,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
+from scheduledjob.notifications import PLURAL as NOTIFIERS
 from scheduledjob_client import load_configuration, skip_environment_lookups
 
 from scheduledjob_operator import metrics
@@ -617,6 +619,51 @@ class Cluster:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    # --- notifiers (ScheduledJobNotifiers and the Secrets they name) ---------------------------
+    def notifier_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every ScheduledJobNotifier in these namespaces (None: all), a page at a time."""
+
+        def page(namespace: str | None, **options: Any) -> Any:
+            if namespace is None:
+                return self._call(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, NOTIFIERS, **options)
+            return self._call(
+                self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, NOTIFIERS, **options
+            )
+
+        return _pages(page, namespaces, self.in_scope)
+
+    async def get_secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded (`get` of that Secret: the operator may not list them). None if the
+        Secret or the key is missing; Forbidden if RBAC does not let the operator read it."""
+        try:
+            secret = await self._call(self._core.read_namespaced_secret, name, namespace, _preload_content=False)
+            body = await _parsed(secret)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _translate(error) from error
+        value = (body.get("data") or {}).get(key)
+        return base64.b64decode(value).decode(errors="replace") if isinstance(value, str) else None
+
+    async def patch_notifier_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merges `status` into the notifier's (the operator is its only writer); False if it is gone."""
+        try:
+            await self._call(
+                self._custom.patch_namespaced_custom_object_status,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                NOTIFIERS,
+                name,
+                {"status": status},
+                _content_type=MERGE_PATCH,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _translate(error) from error
+        return True
 
 
 class Leases:

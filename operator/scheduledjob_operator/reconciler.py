@@ -14,6 +14,7 @@ from scheduledjob.builders import build_cronjob, drifted
 from scheduledjob.health import TROUBLE, pause_due
 from scheduledjob.ledger import NOT_RUNS, Transition, highest_transaction_id
 from scheduledjob.models import ScheduledJobSpec, ScheduledJobStatus
+from scheduledjob.notifications import health_event
 from scheduledjob.pause import pause_annotations, pause_of
 from scheduledjob.reconciliation import HealthChange, Readiness, StatusChange, next_status, readiness_of
 from scheduledjob.skipped import controller_view
@@ -210,6 +211,8 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
                     f"the archive did not number {len(actions)} record(s) within {ARCHIVE_NUMBERING_SECONDS:g} s"
                 ) from error
             change = judge(numbers)
+        if change.health is not None and archive is not None:
+            await _record_health_event(archive, current, pending.assigned_id, change, now)
         previous = _ready_message(current)
 
         def after_write() -> None:
@@ -222,6 +225,32 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
         return change.status, after_write
 
     return update
+
+
+async def _record_health_event(
+    archive: Archive, current: dict[str, Any], assigned_id: int | None, change: StatusChange, now: datetime
+) -> None:
+    """A health transition that notifiers hear of (into late, failing or overrunning, or recovered) goes to
+    the archive's outbox before the status that shows it is written: a crash between the two replays the
+    write, whose event has the same key (the state and the healthSince it leaves), so it is kept once."""
+    health = change.health
+    if health is None or health_event(health.previous, health.state) is None:
+        return
+    try:  # bounded like the numbering: while the archive is down this write fails and is retried with backoff
+        async with asyncio.timeout(ARCHIVE_NUMBERING_SECONDS):
+            await archive.record_health_event(
+                owner=_archive_owner(current, assigned_id),
+                state=health.state,
+                reason=health.reason,
+                since=(change.status or {}).get("healthSince"),
+                previous=health.previous,
+                previous_since=(current.get("status") or {}).get("healthSince"),
+                occurred_at=now,
+            )
+    except TimeoutError as error:
+        raise RuntimeError(
+            f"the archive did not take the health event within {ARCHIVE_NUMBERING_SECONDS:g} s"
+        ) from error
 
 
 _HEALTH_REASONS = {"late": "Late", "failing": "Failing", "overrunning": "Overrunning", "paused": "HealthPaused"}

@@ -36,6 +36,7 @@ from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher.testing import KubeCluster, Manifest
 from pydantic import SecretStr
 from scheduledjob import constants as c
+from scheduledjob import notifications
 from scheduledjob_api.devtoken import make_token
 from scheduledjob_api.routers.scheduled_jobs import PREFIX
 from scheduledjob_api.security import ALL_PERMISSIONS
@@ -51,6 +52,7 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 CHART_CRDS = {
     f"{c.PLURAL}.{c.GROUP}",
     f"{c.RUN_PLURAL}.{c.GROUP}",
+    f"{notifications.PLURAL}.{c.GROUP}",
 }
 # Objects of these kinds can only be dry-run where their CRD is installed; prometheus-operator is not here.
 OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
@@ -502,6 +504,30 @@ async def test_the_charts_service_accounts_run_the_full_story(
     assert sequence.metadata.labels[INSTANCE_LABEL] == release.name
 
     custom: Any = client.CustomObjectsApi(api_client)
+    # Webhooks: a notifier is checked with a `get` of the one Secret it names and marked Ready in its status
+    # (suspended, so nothing leaves the test).
+    secret = {"metadata": {"name": "ops-webhook"}, "stringData": {"secret": "whsec_" + "A" * 32}}
+    await core.create_namespaced_secret(release.watched, secret)
+    notifier = {
+        "apiVersion": c.API_VERSION,
+        "kind": notifications.KIND,
+        "metadata": {"name": "ops"},
+        "spec": {
+            "url": "https://hooks.example.com/jobs",
+            "secretRef": {"name": "ops-webhook", "key": "secret"},
+            "suspend": True,
+        },
+    }
+    await custom.create_namespaced_custom_object(c.GROUP, c.VERSION, release.watched, notifications.PLURAL, notifier)
+
+    async def ready() -> dict[str, Any] | None:
+        got = await custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, release.watched, notifications.PLURAL, "ops"
+        )
+        return next((x for x in (got.get("status") or {}).get("conditions") or [] if x["status"] == "True"), None)
+
+    condition = await eventually(ready, timeout=60, what="the notifier Ready")
+    assert condition["reason"] == notifications.ACCEPTED, condition
     # The operator leads by the release's Lease, with nothing but the Role the chart grants for it.
     coordination: Any = client.CoordinationV1Api(api_client)
     lease = await coordination.read_namespaced_lease(f"{release.fullname}-operator", release.namespace)
@@ -626,6 +652,25 @@ async def test_the_charts_service_accounts_are_refused_everything_else(
                 f"{component}: list Secrets in the watched namespace", core.list_namespaced_secret(release.watched)
             )
             await forbidden(f"{component}: list Secrets everywhere", core.list_secret_for_all_namespaces())
+            await forbidden(
+                f"{component}: watch Secrets in the watched namespace",
+                core.list_namespaced_secret(release.watched, watch=True, timeout_seconds=1),
+            )
+            # A notifier's signing secret: the operator may `get` a Secret by name where it serves notifiers
+            # (so a missing one answers 404, not 403), the API may not, and neither anywhere else.
+            if component == "operator":
+                try:
+                    await core.read_namespaced_secret("no-such-secret", release.watched)
+                except ApiException as error:
+                    assert error.status == 404, f"operator: get a Secret in the watched namespace: {error.status}"
+            else:
+                await forbidden(
+                    f"{component}: get a Secret in the watched namespace",
+                    core.read_namespaced_secret("no-such-secret", release.watched),
+                )
+            await forbidden(
+                f"{component}: get a Secret outside", core.read_namespaced_secret("no-such-secret", release.outside)
+            )
             # Pods: listed (and their logs read) only in the watched namespace; never changed.
             await core.list_namespaced_pod(release.watched)
             try:  # allowed, so the answer is about the pod (there is none), not about permission

@@ -180,6 +180,9 @@ OPERATOR_NAMESPACED = {
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "pods"): {"list"},  # log capture: a finished run's pods ...
     ("", "pods/log"): {"get"},  # ... and their logs
+    (GROUP, "scheduledjobnotifiers"): {"list", "watch"},  # webhooks: kopf's watch and the startup LIST ...
+    (GROUP, "scheduledjobnotifiers/status"): {"patch"},  # ... Ready and the delivery counts
+    ("", "secrets"): {"get"},  # a notifier's signing secret, by the name its spec gives: never list or watch
 }
 API_NAMESPACED = {
     (GROUP, "scheduledjobs"): {"list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
@@ -259,7 +262,7 @@ def test_chart_crd_is_a_byte_identical_copy() -> None:
 def test_chart_carries_our_crds_and_no_kopf_peering_ones() -> None:
     crds = [d for f in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(f.read_text()) if d]
     names = {d["metadata"]["name"] for d in crds}
-    assert names == {f"scheduledjobs.{GROUP}", f"scheduledjobruns.{GROUP}"}
+    assert names == {f"scheduledjobs.{GROUP}", f"scheduledjobruns.{GROUP}", f"scheduledjobnotifiers.{GROUP}"}
 
 
 # --- tests: least privilege -------------------------------------------------------------------------------------------
@@ -275,8 +278,11 @@ def test_rbac_names_every_group_resource_and_verb(helm: Helm, values_file: Path 
             assert not any("*" in item for item in rule.get(field, [])), rule
         assert "nonResourceURLs" not in rule
         assert not {"pods/exec", "pods/attach", "serviceaccounts/token"} & set(rule["resources"]), rule
-        if "secrets" in rule["resources"]:  # only the operator's create of the generated one; never a read
-            assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}, rule
+        if "secrets" in rule["resources"]:  # the operator's create of the generated ones, its get of a notifier's
+            assert rule in (
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+            ), rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
 
 
@@ -308,8 +314,13 @@ def test_the_api_can_neither_create_nor_delete_jobs_and_only_the_operator_writes
     assert "delete" not in verbs(operator, "scheduledjobs") and "create" not in verbs(operator, "scheduledjobs")
     assert not verbs(api, "configmaps") and not verbs(api, "events") and not verbs(api, "scheduledjobs/status")
     assert {g.scope for g in operator if g.resource == "configmaps"} == {NAMESPACE}
-    assert not verbs(api, "secrets") and verbs(operator, "secrets") <= {"create"}
-    assert {g.scope for g in operator if g.resource == "secrets"} <= {NAMESPACE}
+    # Secrets: the API none; the operator creates the generated ones in its namespace and reads a notifier's by
+    # name where it serves notifiers (as their namespaces' editors name it), and may list or watch none anywhere.
+    assert not verbs(api, "secrets") and verbs(operator, "secrets") <= {"create", "get"}
+    assert {g.scope for g in operator if g.resource == "secrets" and g.verb == "create"} <= {NAMESPACE}
+    assert {g.scope for g in operator if g.resource == "secrets" and g.verb == "get"} == {
+        g.scope for g in operator if g.resource == "scheduledjobnotifiers"
+    }
     assert not verbs(operator, "namespaces") and not verbs(api, "namespaces")
     assert not {g for g in api if g.scope == "cluster" and g.resource == "customresourcedefinitions"}
 
@@ -356,6 +367,12 @@ def test_aggregated_roles_for_kubectl_users(helm: Helm) -> None:
         assert {g for r in role["rules"] for g in r["apiGroups"]} == {GROUP}
     assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
     assert {v for r in edit["rules"] for v in r["verbs"]} == {"create", "update", "patch", "delete"}
+    # Webhooks are set up with kubectl (GitOps): read with view, written with edit; their status is the operator's.
+    assert {"scheduledjobnotifiers", "scheduledjobnotifiers/status"} <= {
+        x for r in view["rules"] for x in r["resources"]
+    }
+    edited = {x for r in edit["rules"] for x in r["resources"]}
+    assert "scheduledjobnotifiers" in edited and "scheduledjobnotifiers/status" not in edited
     no_aggregation = helm.template("--set", "rbac.aggregateToDefaultRoles=false")
     assert not [d for d in no_aggregation if d["metadata"]["name"] in {f"{FULLNAME}-view", f"{FULLNAME}-edit"}]
 
@@ -584,14 +601,14 @@ def test_generated_jwt_secret_is_created_by_the_operator_not_rendered(helm: Helm
 )
 def test_without_a_generated_secret_the_operator_gets_no_secret_access(helm: Helm, values: list[str]) -> None:
     docs = helm.template(*values, "--set", "archive.existingSecret=archive-dsn")  # no evaluation database either
-    assert not verbs(grants_of(docs, OPERATOR_SA), "secrets")
+    assert verbs(grants_of(docs, OPERATOR_SA), "secrets") == {"get"}  # a notifier's signing secret, by name
     operator_env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
     assert "SCHEDULED_JOBS_GENERATED_JWT_SECRET_NAME" not in operator_env
     assert "SCHEDULED_JOBS_GENERATED_ARCHIVE_SECRET_NAME" not in operator_env
     assert [p["metadata"]["name"] for p in by_kind(docs, "ValidatingAdmissionPolicy")] == [f"{FULLNAME}-api-writes"]
     # With the evaluation database but no generated JWT secret: its password Secret alone.
     docs = helm.template(*values)
-    assert verbs(grants_of(docs, OPERATOR_SA), "secrets") == {"create"}
+    assert verbs(grants_of(docs, OPERATOR_SA), "secrets") == {"create", "get"}
     policy = one(docs, "ValidatingAdmissionPolicy", f"{FULLNAME}-operator-secrets")
     assert f'["{ARCHIVE_PASSWORD_SECRET}"]' in policy["spec"]["validations"][0]["expression"]
 
@@ -621,6 +638,27 @@ def test_identity_provider_only(helm: Helm) -> None:
         "template", RELEASE, str(CHART), "--api-versions", MAP_CAPABILITY, "--set", "auth.generateSecret=false"
     )
     assert result.returncode != 0 and "auth" in result.stderr
+
+
+# --- tests: webhooks -------------------------------------------------------------------------------------------------
+
+
+def test_notifications_values_reach_the_operator_and_private_receivers_are_off_by_default(helm: Helm) -> None:
+    env = env_of(one(helm.template(), "Deployment", f"{FULLNAME}-operator"))
+    assert (env["SCHEDULED_JOBS_ALLOW_PRIVATE_NETWORKS"], env["SCHEDULED_JOBS_DASHBOARD_URL"]) == ("false", "")
+    docs = helm.template(
+        "--set",
+        "notifications.allowPrivateNetworks=true",
+        "--set",
+        "notifications.dashboardUrl=https://jobs.example.com",
+    )
+    env = env_of(one(docs, "Deployment", f"{FULLNAME}-operator"))
+    assert (env["SCHEDULED_JOBS_ALLOW_PRIVATE_NETWORKS"], env["SCHEDULED_JOBS_DASHBOARD_URL"]) == (
+        "true",
+        "https://jobs.example.com",
+    )
+    refused = helm.run("template", RELEASE, str(CHART), "--set", "notifications.dashboardUrl=jobs.example.com")
+    assert refused.returncode != 0 and "dashboardUrl" in refused.stderr
 
 
 # --- tests: optional monitoring and network policy --------------------------------------------------------------------

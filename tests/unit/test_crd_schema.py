@@ -82,3 +82,82 @@ def test_every_schema_node_holds_only_schema_keywords() -> None:
         (path, sorted(set(node) - SCHEMA_KEYWORDS)) for path, node in _fields(_schema()) if set(node) - SCHEMA_KEYWORDS
     ]
     assert strays == []
+
+
+# --- ScheduledJobNotifier ---------------------------------------------------------------------------------------------
+
+NOTIFIER_CRD = CRD.with_name("scheduledjobnotifiers.scheduling.selfhelp.io.yaml")
+
+
+def _notifier() -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.safe_load(NOTIFIER_CRD.read_text())
+    return crd
+
+
+def _notifier_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = _notifier()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_the_notifier_crd_is_described_field_by_field_with_schema_keywords_only() -> None:
+    fields = _fields(_notifier_schema())
+    assert [path for path, node in fields if not node.get("description") and path != ".metadata"] == []
+    assert [path for path, node in fields if set(node) - SCHEMA_KEYWORDS] == []
+    for path, node in fields:
+        if "default" in node:
+            assert f"default {str(node['default']).lower()}" in node["description"].lower(), path
+
+
+def test_the_notifier_crd_names_and_columns_are_the_ones_kubectl_users_type_and_read() -> None:
+    from scheduledjob import notifications
+
+    crd = _notifier()
+    names = crd["spec"]["names"]
+    assert (crd["spec"]["group"], names["kind"], names["plural"], names["shortNames"]) == (
+        c.GROUP,
+        notifications.KIND,
+        notifications.PLURAL,
+        ["sjn"],
+    )
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == c.VERSION and version["subresources"] == {"status": {}}
+    shown = [col["name"].upper() for col in version["additionalPrinterColumns"] if not col.get("priority")]
+    assert shown == ["READY", "URL", "LAST-STATUS", "PENDING", "FAILED", "AGE"]
+
+
+def test_the_notifier_crd_takes_exactly_the_event_types_and_formats_the_operator_knows() -> None:
+    from scheduledjob import notifications
+
+    spec = _notifier_schema()["properties"]["spec"]
+    assert spec["required"] == ["url", "secretRef"]
+    assert tuple(spec["properties"]["events"]["items"]["enum"]) == notifications.EVENT_TYPES
+    assert spec["properties"]["events"]["maxItems"] == len(notifications.EVENT_TYPES)
+    assert spec["properties"]["format"]["enum"] == ["standard", "slack"]
+    status = _notifier_schema()["properties"]["status"]["properties"]
+    assert status["recentDeliveries"]["maxItems"] == notifications.RECENT_DELIVERIES
+    reasons = status["conditions"]["description"]
+    for reason in (
+        notifications.ACCEPTED,
+        notifications.FORBIDDEN_DESTINATION,
+        notifications.SECRET_MISSING,
+        notifications.INVALID_SECRET,
+        notifications.INVALID_SPEC,
+        notifications.GONE,
+    ):
+        assert reason in reasons
+
+
+def test_the_notifier_crd_has_no_cel_rules_and_the_chart_carries_it_byte_for_byte() -> None:
+    assert "x-kubernetes-validations" not in NOTIFIER_CRD.read_text()
+    copy = CRD.parents[1] / "charts" / "scheduled-jobs" / "crds" / NOTIFIER_CRD.name
+    assert copy.read_bytes() == NOTIFIER_CRD.read_bytes(), f"run: cp {NOTIFIER_CRD} {copy}"
+
+
+def test_the_sample_notifier_is_one_the_operator_accepts() -> None:
+    from scheduledjob import notifications
+
+    sample = yaml.safe_load((CRD.parent / "samples" / "notifiers" / "ops-webhook.yaml").read_text())
+    assert (sample["apiVersion"], sample["kind"]) == (c.API_VERSION, notifications.KIND)
+    assert set(sample["spec"]) <= set(_notifier_schema()["properties"]["spec"]["properties"])
+    spec = notifications.parse_notifier(sample["spec"])
+    assert notifications.destination_problem(spec.url, allow_private=False) is None

@@ -256,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         # The archive (SQLite) lives in the state directory, so it survives a restart like the cluster.
         archive_env = {"SCHEDULED_JOBS_ARCHIVE_URL": default_url(state_dir)}
         dev_env = {"SCHEDULED_JOBS_DEV_MODE": "true", **archive_env}
-        operator = operator_service(kubeconfig, STATE_NAMESPACE, log_dir, env=archive_env)
+        url = f"http://127.0.0.1:{args.port}"
+        # Webhooks to receivers on this machine (a local test server) are allowed, and link to this dashboard.
+        webhooks = {"SCHEDULED_JOBS_ALLOW_PRIVATE_NETWORKS": "true", "SCHEDULED_JOBS_DASHBOARD_URL": url}
+        operator = operator_service(kubeconfig, STATE_NAMESPACE, log_dir, env={**archive_env, **webhooks})
         api = api_service(kubeconfig, args.port, dev_env, log_dir)
         services += [operator, api]
         for service in services:
             service.start()
-        url = f"http://127.0.0.1:{args.port}"
         wait_http_ok(f"{url}/readyz", api, timeout=60)
         token = dev_token(dev_env)
         first = job_id(url, token, samples[0], args.namespace) if samples else "1"

@@ -37,6 +37,13 @@ class Package:
 PACKAGES = (
     # htmx 2.0.x, not 4: 4 swaps error responses and changes attribute inheritance (research A2).
     Package("htmx.org", "2.0.11", {"dist/htmx.min.js": "htmx.min.js", "LICENSE": "htmx.LICENSE"}, UI_VENDOR),
+    # The pages' live updates (/ui/events); 2.2.x is the line for htmx 2.
+    Package(
+        "htmx-ext-sse",
+        "2.2.4",
+        {"dist/sse.min.js": "htmx-ext-sse.min.js", "LICENSE": "htmx-ext-sse.LICENSE"},
+        UI_VENDOR,
+    ),
     Package(
         "uplot",
         "1.6.32",

@@ -16,7 +16,9 @@ STATIC = Path(__file__).parent / "static"
 
 def install_ui(app: FastAPI) -> None:
     """Mounts the dashboard's static files and pages on the app."""
+    from scheduledjob_api.ui import stream
     from scheduledjob_api.ui.routes import PREFIX, router
 
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="ui-static")
     app.include_router(router)
+    app.include_router(stream.router)

@@ -487,7 +487,14 @@ async def _full_job_context(request: Request, session: Session, job_id: str) -> 
 @router.get("/fragments/jobs/{job_id}/live")
 async def job_live(request: Request, job_id: str) -> Response:
     async def page(request: Request, session: Session) -> Response:
-        return render(request, "_job_live.html", session, **await _job_context(request, session, job_id))
+        try:
+            context = await _job_context(request, session, job_id)
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            # The page was open on it, so it existed: it was deleted (the stream's `deleted` asks for this).
+            return render(request, "_job_gone.html", session, status=404)
+        return render(request, "_job_live.html", session, **context)
 
     return await _reader(request, page)
 
@@ -644,13 +651,30 @@ async def run_page(request: Request, job_id: str, execution_id: str) -> Response
         if p.is_action(run):  # a pause, a resume, a skipped slot: no run, no logs; its own page says what it was
             return _elsewhere(job_id, "actions", execution_id)
         run.pop("logs", None)  # the archive's full capture: the page shows the bounded tail below instead
-        job = _run_job(request, job_id, run)
         logs, logs_missing = await _log_tail(request, job_id, execution_id)
         base = f"{PREFIX}/jobs/{job_id}/runs/{execution_id}/logs"
         return render(
-            request, "run.html", session, job=job, run=run, logs=logs, logs_missing=logs_missing,
-            tail_lines=LOG_TAIL_LINES, follow_url=f"{base}?follow=true", download_url=f"{base}.txt",
+            request, "run.html", session, **_run_live_context(request, job_id, execution_id, run), logs=logs,
+            logs_missing=logs_missing, tail_lines=LOG_TAIL_LINES, follow_url=f"{base}?follow=true",
+            download_url=f"{base}.txt",
         )  # fmt: skip
+
+    return await _reader(request, page)
+
+
+def _run_live_context(request: Request, job_id: str, execution_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    live_url = f"{PREFIX}/fragments/jobs/{quote(job_id, safe='')}/runs/{quote(execution_id, safe='')}/live"
+    return {"job": _run_job(request, job_id, run), "run": run, "live_url": live_url}
+
+
+@router.get("/fragments/jobs/{job_id}/runs/{execution_id}/live")
+async def run_live(request: Request, job_id: str, execution_id: str) -> Response:
+    """A run page's refreshed part: its state and diagnostics (its logs follow on their own)."""
+
+    async def page(request: Request, session: Session) -> Response:
+        run = await _history(request).one(job_id, execution_id)
+        run.pop("logs", None)
+        return render(request, "_run_live.html", session, **_run_live_context(request, job_id, execution_id, run))
 
     return await _reader(request, page)
 

@@ -4,7 +4,7 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 
 {{/* Operator, per watched namespace (or cluster-wide when watching all namespaces). */}}
 {{- define "scheduled-jobs.rbac.operatorNamespacedRules" -}}
-# Only the verbs its code calls (operator/scheduledjob_operator/kube.py, jwt_secret.py) and kopf's own
+# Only the verbs its code calls (operator/scheduledjob_operator/kube.py, jwt_secret.py, notifiers.py) and kopf's own
 # (list/watch of what it handles, patch for its annotations): all writes are merge patches, never `update`;
 # CronJobs go with their ScheduledJob by garbage collection, never by a delete of the operator's.
 - apiGroups: [scheduling.selfhelp.io]
@@ -37,6 +37,19 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Webhooks: notifiers are watched (kopf's event handlers only: no annotations written) and listed at start;
+# their Ready condition and delivery counts are written to their status.
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobnotifiers]
+  verbs: [list, watch]
+- apiGroups: [scheduling.selfhelp.io]
+  resources: [scheduledjobnotifiers/status]
+  verbs: [patch]
+# A notifier's signing secret: a `get` of the one Secret its spec names. No list or watch: the operator can read
+# only a Secret whose name it is given, and learns of none.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 # Log capture: a finished run's pods (diagnostics) and the end of each container's log.
 - apiGroups: [""]
   resources: [pods]

@@ -1,4 +1,5 @@
-// The dashboard's own script: local times, the delete dialog, the duration chart, the dev login link.
+// The dashboard's own script: local times, the delete dialog, the duration chart, the dev login link,
+// the live pages' refreshes.
 // No inline script anywhere (strict CSP); everything here also runs again on content htmx swaps in.
 "use strict";
 (function () {
@@ -144,17 +145,98 @@
     if (section.getAttribute("data-follow")) follow(section);
   }
 
+  // A live page (<body sse-connect>: htmx's SSE extension on /ui/events, one stream per tab) fetches its
+  // [data-live] part again, the fragment its timed refresh fetches, when an event that part names arrives
+  // (data-live-execution: only that run's `execution` events). A burst of events is one refresh per
+  // COALESCE_MS, and the last event of a burst is always followed by one. Every (re)connection refreshes
+  // too: whatever happened while no stream was open (the page's own load, a drop, a `reset`) is not sent
+  // again, the refresh shows it. The timed refresh runs only while no stream is open.
+  // The events come from the ScheduledJob, but a job page also shows the Jobs the API's cache holds
+  // ("Running now", what the buttons allow), watched apart: one more refresh SETTLE_MS after a burst
+  // shows them once that watch has caught up too.
+  const COALESCE_MS = 400;
+  const SETTLE_MS = 1500;
+  const EVENTS = ["job", "execution", "deleted", "reset"];
+  const stream = { open: false, events: 0 };
+  window.sjStream = stream;  // read by the browser tests
+  const heard = new WeakSet();
+  let timer = null;
+  let settle = null;
+  let last = 0;
+  let deferred = false;
+
+  function livePart() {
+    return document.querySelector("[data-live]");
+  }
+
+  function concerns(part, type, data) {
+    if (type === "reset") return true;  // the server dropped what this page missed: show the present
+    if (!part.getAttribute("data-live").split(" ").includes(type)) return false;
+    const run = part.getAttribute("data-live-execution");
+    if (!run || type !== "execution") return true;
+    try {
+      return JSON.parse(data).execution_id === run;
+    } catch (error) {
+      return true;
+    }
+  }
+
+  function refresh() {
+    timer = null;
+    const part = livePart();
+    if (!part) return;
+    // Never from under the keyboard: once focus leaves the part (focusout below).
+    if (part.contains(document.activeElement)) { deferred = true; return; }
+    // An answer on its way may predate the event: ask again once it is in.
+    if (part.classList.contains("htmx-request")) { timer = setTimeout(refresh, 100); return; }
+    last = Date.now();
+    htmx.trigger(part, "sj-refresh");
+  }
+
+  function refreshSoon() {
+    if (timer === null) timer = setTimeout(refresh, Math.max(0, last + COALESCE_MS - Date.now()));
+  }
+
+  document.addEventListener("htmx:sseOpen", (event) => {
+    const source = event.detail.source;
+    stream.open = true;
+    if (!heard.has(source)) {  // the browser's own reconnections keep the source: listen once
+      heard.add(source);
+      EVENTS.forEach((type) => source.addEventListener(type, (message) => {
+        stream.events += 1;
+        const part = livePart();
+        if (!part || !concerns(part, type, message.data)) return;
+        refreshSoon();
+        clearTimeout(settle);
+        settle = setTimeout(refreshSoon, SETTLE_MS);
+      }));
+    }
+    refreshSoon();
+  });
+  // The extension reconnects (with backoff) after an error; `sse-close` closes for good.
+  document.addEventListener("htmx:sseError", () => { stream.open = false; });
+  document.addEventListener("htmx:sseClose", () => { stream.open = false; });
+  document.addEventListener("focusout", (event) => {
+    const part = livePart();
+    if (deferred && part && !part.contains(event.relatedTarget)) { deferred = false; refreshSoon(); }
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     chart(document);
     devLogin(document);
     logs(document);
-    // A periodic refresh never pulls content from under the keyboard: skip it while focus is inside.
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       const source = event.detail.elt;
-      if (source.hasAttribute("data-poll") && source.contains(document.activeElement)) event.preventDefault();
+      if (!source.hasAttribute("data-poll")) return;
+      // A periodic refresh never pulls content from under the keyboard: skip it while focus is inside.
+      // And none while the stream is open: the stream's events refresh (a poll has no triggering event).
+      const timed = !event.detail.requestConfig.triggeringEvent;
+      if (source.contains(document.activeElement) || (timed && stream.open)) event.preventDefault();
     });
   });
   // Called for the page once loaded and for every piece of content htmx swaps in.
   if (typeof htmx !== "undefined") htmx.onLoad(localTimes);
   else document.addEventListener("DOMContentLoaded", () => localTimes(document));
+  // "in 3 minutes" ages while a quiet stream refreshes nothing: keep the relative times current here.
+  setInterval(() => localTimes(document), 30000);
 })();

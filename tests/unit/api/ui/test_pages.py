@@ -327,13 +327,14 @@ async def test_pages_allow_only_this_origin_and_reference_nothing_outside_it(
         csp = response.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert response.headers["cache-control"] == "no-store"
-        for url in re.findall(r'(?:src|href|action|hx-get|hx-post)="([^"]*)"', response.text):
+        for url in re.findall(r'(?:src|href|action|hx-get|hx-post|sse-connect)="([^"]*)"', response.text):
             assert url.startswith(("/ui/", "#")), (path, url)
         assert "style=" not in response.text and "<script>" not in response.text  # nothing inline for the CSP
 
 
 async def test_static_files_are_served_from_the_package(client: httpx.AsyncClient) -> None:
-    for name in ("ui.js", "ui.css", "vendor/htmx.min.js", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
+    vendored = ("htmx.min.js", "htmx-ext-sse.min.js", "uPlot.iife.min.js", "uPlot.min.css")
+    for name in ("ui.js", "ui.css", *(f"vendor/{file}" for file in vendored)):
         response = await client.get(f"/ui/static/{name}")
         assert response.status_code == 200 and response.content == (STATIC / name).read_bytes(), name
 

@@ -1,0 +1,60 @@
+"""`/ui/events`: the API's event stream (event_stream.py) for a dashboard session, which the API's own
+endpoint does not take (it wants a bearer token). The same events, ids, replay and filters; ui.js turns
+them into refreshes of the page's live part."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from scheduledjob_api.errors import ApiError
+from scheduledjob_api.event_stream import event_response, last_event_id
+from scheduledjob_api.events import EventHub, StreamQuery
+from scheduledjob_api.security import READ
+from scheduledjob_api.ui import session as sessions
+from scheduledjob_api.ui.routes import PREFIX, SECURITY_HEADERS
+
+_MAX_IDS: Final = 100  # a page filters by its one job; a longer list is not a dashboard's
+_MAX_TEXT: Final = 253  # a namespace or a name: a DNS subdomain at most
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+
+def _text(status: int, text: str) -> Response:
+    """What an EventSource that cannot have the stream gets: it stops, and the page's timed refresh runs
+    (and answers an expired session with the login page)."""
+    return Response(f"{text}\n", status_code=status, media_type="text/plain", headers=SECURITY_HEADERS)
+
+
+def stream_query(request: Request) -> StreamQuery:
+    """`namespace`, `name` and the repeatable `id` of the URL; a malformed one is a 400 naming it."""
+    params = request.query_params
+    texts: dict[str, str | None] = {}
+    for key in ("namespace", "name"):
+        value = params.get(key) or None
+        if value is not None and (len(value) > _MAX_TEXT or "\x00" in value):
+            raise ApiError(400, f"Invalid query parameter '{key}': at most {_MAX_TEXT} characters, no NUL")
+        texts[key] = value
+    raw_ids = params.getlist("id")
+    if len(raw_ids) > _MAX_IDS or not all(raw.isascii() and raw.isdigit() and len(raw) <= 18 for raw in raw_ids):
+        raise ApiError(400, f"Invalid query parameter 'id': at most {_MAX_IDS} job ids, each a whole number")
+    return StreamQuery(namespace=texts["namespace"], name=texts["name"], ids=frozenset(int(raw) for raw in raw_ids))
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    session = await sessions.current(request)
+    if session is None:
+        return _text(401, "Log in first.")
+    if not session.may(READ):
+        return _text(403, f"Needs {READ}.")
+    hub: EventHub = request.app.state.events
+    try:
+        response = event_response(request, hub, stream_query(request), last_event_id(request))
+    except ApiError as error:
+        return _text(error.status, error.error)
+    # The stream's own Cache-Control (no-cache) stays; the dashboard's other headers are added.
+    response.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"})
+    return response

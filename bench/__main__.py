@@ -23,7 +23,21 @@ from devrun.install import install_operator_prerequisites
 from kubernetes_asyncio.config import new_client_from_config
 from localcluster_launcher.testing import session_cluster
 
-from bench import archive, burst, execute, health, idle, ledger, listing, metrics, population, report, ui
+from bench import (
+    archive,
+    burst,
+    execute,
+    health,
+    idle,
+    ledger,
+    listing,
+    metrics,
+    population,
+    report,
+    stream,
+    ui,
+    webhooks,
+)
 from bench.harness import FULL, QUICK, ApiHttp, Bench, KubeHttp, Processes, Sizes
 from tests.support.postgres import postgres_server
 
@@ -35,6 +49,8 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": burst.run,
     "execute": execute.run,
     "ledger": ledger.run,
+    "stream": stream.run,  # a finished Job seen on the API's event stream; 1,000 idle subscribers' memory
+    "webhooks": webhooks.run,  # restarts the operator (private receivers allowed), then puts it back
     "list": listing.run,
     "ui": ui.run,
     "metrics": metrics.run,

@@ -27,6 +27,9 @@ TARGETS: dict[str, tuple[float, str]] = {
     "transactions_page_p50_ms": (10.0, "ms"),
     "health_judge_lag_p95_seconds": (15.0, "s"),
     "metrics_scrape_p50_ms": (250.0, "ms"),
+    "stream_event_lag_p95_ms": (1000.0, "ms"),
+    "stream_rss_per_1000_subscribers_mb": (50.0, "MB"),
+    "webhook_delivery_p95_seconds": (2.0, "s"),
 }
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
@@ -51,6 +54,17 @@ CONTEXT: dict[str, list[str]] = {
         "transactions_cross_job_p50_ms",
         "transactions_cross_job_cursor_p50_ms",
         "transactions_cross_job_any_page_p50_ms",
+    ],
+    "stream_event_lag_p95_ms": ["stream_event_lag_p50_ms", "stream_event_lag_max_ms", "stream_event_jobs"],
+    "stream_rss_per_1000_subscribers_mb": [
+        "stream_subscribers_connect_seconds",
+        "stream_api_rss_with_subscribers_mb",
+        "stream_api_rss_after_subscribers_left_mb",
+    ],
+    "webhook_delivery_p95_seconds": [
+        "webhook_delivery_p50_seconds",
+        "webhook_delivery_max_seconds",
+        "webhook_deliveries",
     ],
     "metrics_scrape_p50_ms": [
         "metrics_scrape_p99_ms",

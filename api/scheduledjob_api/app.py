@@ -17,12 +17,13 @@ from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Cluster
 from scheduledjob_api.docs import install_docs, install_root
 from scheduledjob_api.envelope import install_error_handlers
+from scheduledjob_api.events import EventHub
 from scheduledjob_api.history import History
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.log_store import ArchiveLogStore
 from scheduledjob_api.metrics import Metrics, MetricsMiddleware
 from scheduledjob_api.readiness import Readiness
-from scheduledjob_api.routers import admin_controls, health, logs, scheduled_jobs, transactions
+from scheduledjob_api.routers import admin_controls, events, health, logs, scheduled_jobs, transactions
 from scheduledjob_api.security import TokenVerifier
 from scheduledjob_api.service import ScheduledJobService
 from scheduledjob_api.settings import Settings
@@ -46,7 +47,8 @@ def create_app(
     settings.refuse_dev_secret_in_pod(os.environ)  # before anything is built or listens
     cluster = cluster or KubeCluster(settings)
     archive = archive or Archive.from_settings(ArchiveSettings())
-    cache = ClusterCache(cluster, settings.namespaces)
+    hub = EventHub()
+    cache = ClusterCache(cluster, settings.namespaces, hub)  # feeds the event stream from its watches
     verifier = TokenVerifier(settings)
 
     @asynccontextmanager
@@ -77,6 +79,7 @@ def create_app(
     app.state.settings = settings
     app.state.cluster = cluster
     app.state.cache = cache
+    app.state.events = hub
     app.state.readiness = Readiness(cluster, cache)
     app.state.verifier = verifier
     app.state.service = service = ScheduledJobService(
@@ -88,6 +91,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees the final status, 500s too
     app.include_router(transactions.router)  # first: `/transactions` is not a job id
+    app.include_router(events.router)  # and `/events` neither
     app.include_router(scheduled_jobs.router)
     app.include_router(admin_controls.router)
     app.include_router(logs.router)  # app.state.log_store (the archive's LogStore) serves finished runs

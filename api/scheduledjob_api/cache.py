@@ -3,6 +3,9 @@
 One list-then-watch loop per kind and namespace scope (like a client-go informer): the API answers
 reads from here and never LISTs the API server per request. On 410 Gone it re-lists at once; on any
 other failure it re-lists with capped, jittered backoff and keeps serving what it has meanwhile.
+
+It also feeds the event stream (events.py): each change of a ScheduledJob is compared with what was
+held before it, once, here; subscribers only read the events.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from scheduledjob.constants import LABEL_SCHEDULED_JOB
 from scheduledjob.memory import release_free_memory
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
+from scheduledjob_api.events import EventHub, changed_runs, execution, run_records, run_statuses, runs_mark
 from scheduledjob_api.job_metrics import JobSeries, series_of
-from scheduledjob_api.listing import Key, ListIndex, ListQuery
+from scheduledjob_api.listing import Key, ListIndex, ListQuery, Row
+from scheduledjob_api.views import job_id_of
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +82,12 @@ def _uid(obj: Obj) -> str | None:
 
 
 class ClusterCache:
-    def __init__(self, cluster: Cluster, namespaces: Sequence[str] = ()) -> None:
+    def __init__(self, cluster: Cluster, namespaces: Sequence[str] = (), events: EventHub | None = None) -> None:
         self._cluster = cluster
+        self._events = events
+        # Per ScheduledJob, an 8-byte fingerprint of its runs' (uid, status) (events.runs_mark): the event
+        # stream decodes and compares the previous history only when it changed, without a copy of it.
+        self._run_marks: dict[Key, bytes] = {}
         self._scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
         # ScheduledJobs as Packed; CronJobs as the stub that indexes them (see _cronjob_by_owner); Jobs as dicts.
         self._objects: dict[Kind, dict[Key, Any]] = {kind: {} for kind in Kind}
@@ -189,13 +198,17 @@ class ClusterCache:
             self._put(Kind.SCHEDULED_JOBS, _key(obj), obj)
 
     def replace(self, kind: Kind, scope: str | None, items: list[Obj]) -> None:
-        """The result of a LIST for one scope (None = all namespaces) replaces what that scope held."""
+        """The result of a LIST for one scope (None = all namespaces) replaces what that scope held.
+
+        The first LIST of a scope announces nothing on the event stream (a start is not thousands of
+        changes); a LIST after a broken watch announces what changed meanwhile."""
         store = self._objects[kind]
         fresh = {_key(obj): obj for obj in items}
+        announce = scope in self._synced_scopes[kind]
         for key in [k for k in store if (scope is None or k[0] == scope) and k not in fresh]:
             self._drop(kind, key)
         for key, obj in fresh.items():
-            self._put(kind, key, obj)
+            self._put(kind, key, obj, announce=announce)
         if kind is Kind.SCHEDULED_JOBS:
             live = {_uid(obj) for obj in items}
             for uid in [u for u in self._tombstones if u not in live]:
@@ -218,7 +231,7 @@ class ClusterCache:
         elif event.type in ("ADDED", "MODIFIED"):
             self._put(kind, key, event.object)
 
-    def _put(self, kind: Kind, key: Key, obj: Obj) -> None:
+    def _put(self, kind: Kind, key: Key, obj: Obj, *, announce: bool = True) -> None:
         if kind is Kind.SCHEDULED_JOBS and _uid(obj) in self._tombstones:
             return
         # Memory (bench/, `api_rss_mb`): managedFields is half of every object's JSON and nothing
@@ -232,6 +245,9 @@ class ClusterCache:
                 annotations.pop(LAST_APPLIED, None)
         if kind is Kind.CRONJOBS:
             obj.pop("status", None)
+        if kind is Kind.SCHEDULED_JOBS:
+            self._put_scheduled_job(key, obj, announce)
+            return
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         owner = _owner_key(obj)
         if kind is Kind.CRONJOBS:
@@ -241,23 +257,63 @@ class ClusterCache:
                 if uid := _uid(obj):
                     self._cronjob_uid[owner] = uid
             obj = {"metadata": {"namespace": key[0], "name": key[1], "labels": (meta or {}).get("labels") or {}}}
-        if kind is Kind.SCHEDULED_JOBS:
-            self._index.upsert(key, obj)  # the list's row, derived before the object is packed
-            if (series := series_of(obj)) is not None:  # _drop above removed the old one
-                self._series[key] = series
-            self._objects[kind][key] = Packed(obj)
-            return
         self._objects[kind][key] = obj
         if kind is Kind.JOBS and owner is not None:
             self._jobs_by_owner.setdefault(owner, {})[key[1]] = obj
 
-    def _drop(self, kind: Kind, key: Key) -> None:
+    def _put_scheduled_job(self, key: Key, obj: Obj, announce: bool) -> None:
+        before = self._index.row(key)
+        old: Packed | None = self._objects[Kind.SCHEDULED_JOBS].get(key)
+        old_mark = self._run_marks.get(key)
+        self._drop(Kind.SCHEDULED_JOBS, key, announce=False)
+        self._index.upsert(key, obj)  # the list's row, derived before the object is packed
+        if (series := series_of(obj)) is not None:  # _drop above removed the old one
+            self._series[key] = series
+        self._objects[Kind.SCHEDULED_JOBS][key] = Packed(obj)
+        if self._events is not None:
+            self._announce(key, obj, before, old, old_mark, announce)
+
+    def _announce(
+        self, key: Key, obj: Obj, before: Row | None, old: Packed | None, old_mark: bytes | None, announce: bool
+    ) -> None:
+        """The stream's events for one new version of a ScheduledJob: runs that appeared or changed
+        status, then its list item if that changed (or `deleted` if it left the list)."""
+        assert self._events is not None
+        records = run_records(obj)
+        mark = runs_mark(records)
+        self._run_marks[key] = mark
+        if not announce:
+            return
+        namespace, name = key
+        job_id = job_id_of(obj)
+        if mark != old_mark and job_id is not None:
+            seen = run_statuses(old.decode()) if old is not None else {}  # decoded only for a changed history
+            for record in changed_runs(records, seen):
+                data = execution(record, job_id, namespace, name)
+                self._events.publish("execution", data, namespace=namespace, job_name=name, job_id=job_id)
+        after = self._index.row(key)
+        if after is not None and (before is None or before.item != after.item):
+            self._events.publish("job", after.item, namespace=namespace, job_name=name, job_id=after.id)
+        elif after is None and before is not None:
+            self._deleted(before)
+
+    def _deleted(self, row: Row) -> None:
+        assert self._events is not None
+        namespace, name = row.key
+        data = {"id": row.id, "namespace": namespace, "name": name}
+        self._events.publish("deleted", data, namespace=namespace, job_name=name, job_id=row.id)
+
+    def _drop(self, kind: Kind, key: Key, *, announce: bool = True) -> None:
         old = self._objects[kind].pop(key, None)
         if old is None:
             return
         if kind is Kind.SCHEDULED_JOBS:
+            row = self._index.row(key)
             self._index.remove(key)
             self._series.pop(key, None)
+            self._run_marks.pop(key, None)
+            if announce and row is not None and self._events is not None:
+                self._deleted(row)
             return
         owner = _owner_key(old)
         if owner is None:

@@ -159,6 +159,10 @@ class ListIndex:
         row = self._by_id.get(job_id)
         return row.key if row else None
 
+    def row(self, key: Key) -> Row | None:
+        """The listed row of this ScheduledJob (the event stream compares a change's row with the last)."""
+        return self._rows.get(key)
+
     def page(self, query: ListQuery) -> dict[str, Any]:
         order_key = (query.sort, query.direction)
         ordered = self._orders.get(order_key)

@@ -34,6 +34,7 @@ MAX_TOKEN_LENGTH: Final = 16 * 1024
 class Principal:
     subject: str
     permissions: frozenset[str]
+    expires_at: float | None = None  # the token's `exp` (Unix time): a stream it opened ends then
 
 
 class AuthenticationError(Exception):
@@ -99,7 +100,12 @@ class TokenVerifier:
             raise AuthenticationError("Token issuer is not accepted") from exc
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise AuthenticationError("Invalid token") from exc
-        return Principal(subject=_subject(claims), permissions=self._permissions(claims))
+        expires = claims.get("exp")
+        return Principal(
+            subject=_subject(claims),
+            permissions=self._permissions(claims),
+            expires_at=float(expires) if isinstance(expires, int | float) else None,
+        )
 
     async def _key_for(self, algorithm: str, header: dict[str, Any]) -> Any:
         if algorithm in HMAC_ALGORITHMS:

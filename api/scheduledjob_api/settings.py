@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         le=120,
         description="How long execute waits for the operator's decision; then 503 and the request expires.",
     )
+    # The event stream's comment heartbeat (`: ping`): well under the read timeouts of proxies in front of the
+    # API (nginx's proxy_read_timeout is 60 s by default), so a quiet stream is never cut as idle.
+    stream_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="Seconds without an event after which the stream sends `: ping`."
+    )
 
     @field_validator("jwt_algorithms", "namespaces", mode="before")
     @classmethod

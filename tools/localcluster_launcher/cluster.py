@@ -34,16 +34,23 @@ CONTROLLERS = (
     "clusterrole-aggregation-controller",
 )
 
-# Requests (no watches) of the clients the tests run, not of the control plane's own components; metadata only.
+# Requests of the clients the tests run, not of the control plane's own components; metadata only.
 # Leases are audited too: the operator's leader Lease shows when each replica took it (its first successful write).
+# A watch is logged once, when it opens (ResponseStarted): who watches what (the API's event stream proves its
+# subscribers add none, tests/integration/api/test_event_stream.py). Other requests once, when answered.
 AUDIT_POLICY: dict[str, Any] = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
-    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "omitStages": ["RequestReceived"],
     "rules": [
         {"level": "None", "userGroups": ["system:serviceaccounts", "system:nodes"]},
         {"level": "None", "users": ["system:kube-controller-manager", "system:apiserver"]},
-        {"level": "Metadata", "verbs": ["get", "list", "create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "Metadata", "verbs": ["watch"], "omitStages": ["ResponseComplete"]},
+        {
+            "level": "Metadata",
+            "verbs": ["get", "list", "create", "update", "patch", "delete", "deletecollection"],
+            "omitStages": ["ResponseStarted"],
+        },
         {"level": "None"},
     ],
 }

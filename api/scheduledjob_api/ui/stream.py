@@ -52,7 +52,9 @@ async def events(request: Request) -> Response:
         return _text(403, f"Needs {READ}.")
     hub: EventHub = request.app.state.events
     try:
-        response = event_response(request, hub, stream_query(request), last_event_id(request))
+        response = event_response(
+            request, hub, stream_query(request), last_event_id(request), session.principal.expires_at
+        )
     except ApiError as error:
         return _text(error.status, error.error)
     # The stream's own Cache-Control (no-cache) stays; the dashboard's other headers are added.

@@ -93,8 +93,8 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   verbs: [get, update]
 {{- if or (include "scheduled-jobs.generatedJwtSecret" .) (include "scheduled-jobs.archive.passwordSecret" .) }}
 # The generated JWT Secret and the evaluation database's password are created once if absent (409 = it exists).
-# Create only: the operator can read, list or change no Secret, these included (generated-secret-policy.yaml
-# narrows the create to these names).
+# Create only: the operator can list or change no Secret, these included (generated-secret-policy.yaml narrows
+# the create to these names); it reads one only by the name a notifier gives (above).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]

@@ -38,6 +38,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 
+from tests.support import contract
 from tests.unit.api.apitestkit import (
     SECRET,
     FakeCluster,
@@ -69,7 +70,8 @@ GENERATION = schemathesis.Config.from_dict(
             "allow-extra-parameters": False,
             # The token is chosen per request below, from the callers, not generated.
             "with-security-parameters": False,
-        }
+        },
+        "operations": contract.STREAMS,
     }
 )
 # Mostly full rights, so most requests get past authentication into the endpoint's own logic.
@@ -225,7 +227,7 @@ def test_a_thousand_generated_requests_get_documented_answers_and_no_5xx(
     for label, count in sorted(tally.by_operation.items()):
         print(f"  {count:5d}  {label}")
     print("  statuses: " + ", ".join(f"{status}: {n}" for status, n in sorted(tally.statuses.items())))
-    assert len(operations) == 14, [operation.label for operation in operations]
+    assert len(operations) == 15, [operation.label for operation in operations]
     assert set(tally.by_operation) == {operation.label for operation in operations}
     assert tally.requests >= MIN_REQUESTS
     assert not [status for status in tally.statuses if status >= 500]

@@ -9,8 +9,10 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from scheduledjob_api.envelope import only
+from scheduledjob_api.errors import ApiError
 from scheduledjob_api.event_stream import (
     LAST_EVENT_ID_HEADER,
     LAST_EVENT_ID_QUERY,
@@ -148,7 +150,8 @@ async def stream_events(
         ),
     ] = None,
     ids: Annotated[
-        list[int] | None, Query(alias="id", description="Only these jobs (by `id`); repeatable: `?id=1&id=7`.")
+        list[Annotated[int, Field(ge=0)]] | None,
+        Query(alias="id", description="Only these jobs (by `id`); repeatable: `?id=1&id=7`."),
     ] = None,
     last_event_id_query: Annotated[
         str | None,
@@ -162,6 +165,9 @@ async def stream_events(
 ) -> Response:
     # event_stream.last_event_id reads both: the query parameter is declared for its documentation and
     # checks, the header in _HEADER (as a FastAPI parameter its schema would allow `null`, which no header is).
+    for single in ("namespace", "name", LAST_EVENT_ID_QUERY):  # FastAPI would take the last one silently
+        if len(request.query_params.getlist(single)) > 1:
+            raise ApiError(400, f"Invalid query parameter '{single}': give it once (only `id` repeats)")
     query = StreamQuery(namespace or None, name or None, frozenset(ids or ()))
     return event_response(request, hub, query, last_event_id(request), principal.expires_at)
 

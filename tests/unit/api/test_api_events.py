@@ -409,6 +409,9 @@ async def test_no_token_or_no_read_permission_is_the_envelope_before_any_stream(
         ({"lastEventId": "yesterday"}, {}, "query parameter 'lastEventId'"),
         ({"lastEventId": "ab-" + "1" * 70}, {}, "query parameter 'lastEventId'"),
         ({"namespace": "a\x00b"}, {}, "query parameter 'namespace'"),
+        ({"id": "-3"}, {}, "query parameter 'id.0'"),
+        ({"name": ["a", "b"]}, {}, "query parameter 'name': give it once"),
+        ({"namespace": ["a", "b"]}, {}, "query parameter 'namespace': give it once"),
     ],
 )
 async def test_a_malformed_parameter_is_a_400_naming_it(

@@ -49,13 +49,15 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": burst.run,
     "execute": execute.run,
     "ledger": ledger.run,
-    "stream": stream.run,  # a finished Job seen on the API's event stream; 1,000 idle subscribers' memory
     "webhooks": webhooks.run,  # restarts the operator (private receivers allowed), then puts it back
     "list": listing.run,
     "ui": ui.run,
     "metrics": metrics.run,
     "idle": idle.run,
     "health": health.run,  # beside the population: a late slot seen by the operator's scan
+    # Beside the population too: 1,000 idle subscribers leave their arenas with the API process, which the
+    # memory scenarios above (api_rss_mb) must not measure; and a Job's event among 5,000 jobs' is the lag.
+    "stream": stream.run,
     "archive": archive.run,  # no cluster: its own PostgreSQL with 1,000,000 archived runs
 }
 

@@ -32,9 +32,11 @@ from scheduledjob_api.cluster import Obj
 
 # The window a reconnecting client can be replayed from: at least the newest KEEP_EVENTS and everything
 # younger than KEEP_SECONDS, never more than MAX_EVENTS (a burst of changes to every one of 20,000 jobs).
+# The cap is the window's memory: a run's frame is ~0.8 KB, so a full window holds ~17 MB; at 50,000 it
+# was 40 MB of the API's RSS at 5,000 jobs (bench/: `api_rss_mb`, ledgers seeded with 20 records each).
 KEEP_EVENTS: Final = 10_000
 KEEP_SECONDS: Final = 600.0
-MAX_EVENTS: Final = 50_000
+MAX_EVENTS: Final = 20_000
 # Events waiting for one subscriber. A client this far behind is told to reload (`reset`) and is closed:
 # catching it up event by event would cost more than the reload, and the API must not hold an
 # unbounded backlog per slow client.

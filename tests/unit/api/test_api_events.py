@@ -133,7 +133,7 @@ async def test_an_id_the_window_no_longer_covers_or_from_another_process_is_a_re
             parse_event_id(text)
 
 
-def test_the_window_keeps_ten_thousand_events_and_ten_minutes_but_never_more_than_fifty_thousand() -> None:
+def test_the_window_keeps_ten_thousand_events_and_ten_minutes_but_never_more_than_twenty_thousand() -> None:
     now = [0.0]
     hub = EventHub(clock=lambda: now[0])
     for _ in range(KEEP_EVENTS + 500):

@@ -255,6 +255,16 @@ class Cluster:
                 return None
             raise
 
+    async def _written(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> bool:
+        """A write through `call` (`_call` or `_run_call`): False if its object is gone (404)."""
+        try:
+            await call(*args, **kwargs)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise _translate(error) from error
+        return True
+
     # --- ScheduledJobs -------------------------------------------------------------------------
     async def get_scheduled_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get_or_none(
@@ -361,13 +371,9 @@ class Cluster:
     ) -> bool:
         """Sets finalizers and annotations if the Job is still at `resource_version`. False if it is gone."""
         body = {"metadata": {"resourceVersion": resource_version, "finalizers": finalizers, "annotations": annotations}}
-        try:
-            await self._call(self._batch.patch_namespaced_job, name, namespace, body, _content_type=MERGE_PATCH)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _translate(error) from error
-        return True
+        return await self._written(
+            self._call, self._batch.patch_namespaced_job, name, namespace, body, _content_type=MERGE_PATCH
+        )
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -548,13 +554,9 @@ class Cluster:
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""
-        try:
-            await self._run_call(self._batch.patch_namespaced_job, name, namespace, patch, _content_type=MERGE_PATCH)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _translate(error) from error
-        return True
+        return await self._written(
+            self._run_call, self._batch.patch_namespaced_job, name, namespace, patch, _content_type=MERGE_PATCH
+        )
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Deletes a Job and its pods (Background); a Job already gone is fine."""
@@ -568,22 +570,17 @@ class Cluster:
         """Reports a decision once: only if the request is still at `resource_version` (else Conflict).
         False if the request is gone."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-        try:
-            await self._run_call(
-                self._custom.patch_namespaced_custom_object_status,
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.RUN_PLURAL,
-                name,
-                body,
-                _content_type=MERGE_PATCH,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _translate(error) from error
-        return True
+        return await self._written(
+            self._run_call,
+            self._custom.patch_namespaced_custom_object_status,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.RUN_PLURAL,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+        )
 
     async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get_or_none(
@@ -648,22 +645,17 @@ class Cluster:
 
     async def patch_notifier_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Merges `status` into the notifier's (the operator is its only writer); False if it is gone."""
-        try:
-            await self._call(
-                self._custom.patch_namespaced_custom_object_status,
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                NOTIFIERS,
-                name,
-                {"status": status},
-                _content_type=MERGE_PATCH,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise _translate(error) from error
-        return True
+        return await self._written(
+            self._call,
+            self._custom.patch_namespaced_custom_object_status,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            NOTIFIERS,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,
+        )
 
 
 class Leases:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devrun.processes import free_port
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 _CONF = """
@@ -25,22 +27,15 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-{servers}
+{tls}{servers}
 }}
 """
 _SERVER = """    server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
         location / {{
 {location}
         }}
     }}"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -56,22 +51,24 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextmanager
-def nginx(directory: Path, *locations: str) -> Iterator[list[str]]:
+def nginx(directory: Path, *locations: str, tls: tuple[Path, Path] | None = None) -> Iterator[list[str]]:
     """nginx in the foreground, one server per `locations` entry (the directives of its `location /`);
-    yields their base URLs (http://127.0.0.1:PORT) in the same order."""
+    yields their base URLs (http://127.0.0.1:PORT, or https:// with `tls` = (certificate, key)) in order."""
     assert Path(NGINX).exists(), "nginx not found: apt-get install -y nginx (see .ci/run)"
     directory.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in locations]
+    ssl = " ssl" if tls else ""
     servers = "\n".join(
-        _SERVER.format(port=port, location=location) for port, location in zip(ports, locations, strict=True)
+        _SERVER.format(port=port, ssl=ssl, location=location) for port, location in zip(ports, locations, strict=True)
     )
+    certificates = f"    ssl_certificate {tls[0]};\n    ssl_certificate_key {tls[1]};\n" if tls else ""
     conf = directory / "nginx.conf"
-    conf.write_text(_CONF.format(d=directory, servers=servers))
+    conf.write_text(_CONF.format(d=directory, tls=certificates, servers=servers))
     process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         for port in ports:
             _wait_listening(port, process, directory / "error.log")
-        yield [f"http://127.0.0.1:{port}" for port in ports]
+        yield [f"{'https' if tls else 'http'}://127.0.0.1:{port}" for port in ports]
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import shutil
-import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,25 +26,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from devrun.processes import free_port
 from pydantic import SecretStr
 from scheduledjob_api.__main__ import proxy_options
 from scheduledjob_api.app import create_app
 from scheduledjob_api.server import EnvelopeHttpToolsProtocol
 from scheduledjob_api.settings import Settings
 
+from tests.support.nginx import nginx
 from tests.unit.api.apitestkit import SECRET, FakeCluster, token
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # nginx connects to the API from this address, as a remote ingress controller would (not 127.0.0.1, which
 # uvicorn trusted by default already).
 PROXY_ADDRESS = "127.0.0.2"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -99,43 +90,12 @@ def api_server(forwarded_allow_ips: str | None) -> tuple[uvicorn.Server, threadi
     return server, thread, config.port
 
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    ssl_certificate {cert};
-    ssl_certificate_key {key};
-    server {{
-        listen 127.0.0.1:{trusted_port} ssl;
-        location / {{
-            proxy_bind {proxy_address};
-            proxy_pass http://127.0.0.1:{trusted_api};
+# What the proxy adds in front of each API: the client's scheme and address, as an ingress does.
+PROXIED = """            proxy_bind {proxy_address};
+            proxy_pass http://127.0.0.1:{api};
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-    }}
-    server {{
-        listen 127.0.0.1:{untrusted_port} ssl;
-        location / {{
-            proxy_bind {proxy_address};
-            proxy_pass http://127.0.0.1:{untrusted_api};
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-    }}
-}}
-"""
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"""
 
 
 @dataclass(frozen=True)
@@ -145,47 +105,16 @@ class Proxies:
     tls: ssl.SSLContext
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"nginx exited:\n{log.read_text() if log.exists() else ''}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nginx does not listen on {port}")
-
-
 @pytest.fixture(scope="module")
 def proxies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxies]:
-    assert shutil.which(NGINX), "nginx not found: apt-get install -y nginx (see .ci/run)"
     directory = tmp_path_factory.mktemp("nginx")
     cert, key = self_signed(directory)
     servers = [api_server(PROXY_ADDRESS), api_server(None)]  # the second: the default, as before the setting
-    trusted_port, untrusted_port = free_port(), free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(
-            d=directory,
-            cert=cert,
-            key=key,
-            trusted_port=trusted_port,
-            untrusted_port=untrusted_port,
-            trusted_api=servers[0][2],
-            untrusted_api=servers[1][2],
-            proxy_address=PROXY_ADDRESS,
-        )
-    )
-    process = subprocess.Popen([NGINX, "-p", str(directory), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    locations = [PROXIED.format(proxy_address=PROXY_ADDRESS, api=port) for _, _, port in servers]
     try:
-        for port in (trusted_port, untrusted_port):
-            wait_listening(port, process, directory / "error.log")
-        tls = ssl.create_default_context(cafile=str(cert))
-        yield Proxies(f"https://127.0.0.1:{trusted_port}", f"https://127.0.0.1:{untrusted_port}", tls)
+        with nginx(directory, *locations, tls=(cert, key)) as (trusted, untrusted):
+            yield Proxies(trusted, untrusted, ssl.create_default_context(cafile=str(cert)))
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         for server, thread, _ in servers:
             server.should_exit = True
             thread.join(timeout=10)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
+from scheduledjob.health import TROUBLE
 from scheduledjob.timefmt import format_utc
 
 KIND: Final = "ScheduledJobNotifier"
@@ -153,10 +154,9 @@ def takes(spec: NotifierSpec, event_type: str, labels: Mapping[str, str]) -> boo
 def health_event(previous: str | None, state: str) -> str | None:
     """The webhook event of a health transition: into late, failing or overrunning, or back to healthy from
     one of them. Anything else (new, paused, healthy from new) is none: pauses have their own events."""
-    trouble = ("late", "failing", "overrunning")
-    if state in trouble and state != previous:
+    if state in TROUBLE and state != previous:
         return f"job.{state}"
-    if state == "healthy" and previous in trouble:
+    if state == "healthy" and previous in TROUBLE:
         return "job.recovered"
     return None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
-from scheduledjob.health import TROUBLE
+from scheduledjob import notifications
 from scheduledjob.models import HealthState
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -133,11 +133,8 @@ def health_event(
     """job.late, job.failing, job.overrunning on entering trouble; job.recovered on leaving it for
     healthy; nothing for any other move (new, paused: the pause record says so). Keyed by the state
     left's since, which a replay of the same judgement (its status write failed) sees again."""
-    if state in TROUBLE and state != previous:
-        kind = f"job.{state}"
-    elif state == "healthy" and previous in TROUBLE:
-        kind = "job.recovered"
-    else:
+    kind = notifications.health_event(previous, state)
+    if kind is None:
         return None
     return NewEvent(
         key=event_key(owner.uid or f"id:{owner.id}", "health", state, previous_since or "-"),

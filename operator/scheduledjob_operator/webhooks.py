@@ -399,7 +399,3 @@ def _recent(row: DeliveryRow) -> dict[str, Any]:
         "error": (row.last_error or "")[:256] or None,
     }
     return {key: value for key, value in entry.items() if value is not None}
-
-
-def _url(notifier: Notifier) -> str:
-    return notifier.spec.url if notifier.spec is not None else notifier.key

@@ -28,6 +28,31 @@ LAST_EVENT_ID_HEADER: Final = "Last-Event-ID"
 LAST_EVENT_ID_QUERY: Final = "lastEventId"
 
 
+MAX_IDS: Final = 100  # `id` repeats; a client following more jobs than this follows a namespace
+MAX_TEXT: Final = 253  # a namespace or a name: a DNS subdomain at most
+_ID_DIGITS: Final = 18  # a job id, as the other endpoints take one (history._JOB_ID_DIGITS)
+MAX_JOB_ID: Final = 10**_ID_DIGITS - 1
+
+
+def stream_query(request: Request) -> StreamQuery:
+    """`namespace`, `name` and the repeatable `id` of the URL (both routes read them here); a malformed or
+    repeated one is a 400 naming it."""
+    params = request.query_params
+    texts: dict[str, str | None] = {}
+    for key in ("namespace", "name", LAST_EVENT_ID_QUERY):
+        if len(params.getlist(key)) > 1:  # a framework would take the last one silently
+            raise ApiError(400, f"Invalid query parameter '{key}': give it once (only `id` repeats)")
+    for key in ("namespace", "name"):
+        value = params.get(key) or None
+        if value is not None and (len(value) > MAX_TEXT or "\x00" in value):
+            raise ApiError(400, f"Invalid query parameter '{key}': at most {MAX_TEXT} characters, no NUL")
+        texts[key] = value
+    raw_ids = params.getlist("id")
+    if len(raw_ids) > MAX_IDS or not all(raw.isascii() and raw.isdigit() and len(raw) <= _ID_DIGITS for raw in raw_ids):
+        raise ApiError(400, f"Invalid query parameter 'id': at most {MAX_IDS} job ids, each a whole number")
+    return StreamQuery(namespace=texts["namespace"], name=texts["name"], ids=frozenset(int(raw) for raw in raw_ids))
+
+
 def last_event_id(request: Request) -> str | None:
     """Where the client resumes: the `Last-Event-ID` header (a reconnecting EventSource sends it), else
     `?lastEventId=`. A malformed query parameter is a 400 naming it (a person or a program wrote it); a

@@ -4,20 +4,15 @@ them into refreshes of the page's live part."""
 
 from __future__ import annotations
 
-from typing import Final
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from scheduledjob_api.errors import ApiError
-from scheduledjob_api.event_stream import event_response, last_event_id
-from scheduledjob_api.events import EventHub, StreamQuery
+from scheduledjob_api.event_stream import event_response, last_event_id, stream_query
+from scheduledjob_api.events import EventHub
 from scheduledjob_api.security import READ
 from scheduledjob_api.ui import session as sessions
 from scheduledjob_api.ui.routes import PREFIX, SECURITY_HEADERS
-
-_MAX_IDS: Final = 100  # a page filters by its one job; a longer list is not a dashboard's
-_MAX_TEXT: Final = 253  # a namespace or a name: a DNS subdomain at most
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -26,21 +21,6 @@ def _text(status: int, text: str) -> Response:
     """What an EventSource that cannot have the stream gets: it stops, and the page's timed refresh runs
     (and answers an expired session with the login page)."""
     return Response(f"{text}\n", status_code=status, media_type="text/plain", headers=SECURITY_HEADERS)
-
-
-def stream_query(request: Request) -> StreamQuery:
-    """`namespace`, `name` and the repeatable `id` of the URL; a malformed one is a 400 naming it."""
-    params = request.query_params
-    texts: dict[str, str | None] = {}
-    for key in ("namespace", "name"):
-        value = params.get(key) or None
-        if value is not None and (len(value) > _MAX_TEXT or "\x00" in value):
-            raise ApiError(400, f"Invalid query parameter '{key}': at most {_MAX_TEXT} characters, no NUL")
-        texts[key] = value
-    raw_ids = params.getlist("id")
-    if len(raw_ids) > _MAX_IDS or not all(raw.isascii() and raw.isdigit() and len(raw) <= 18 for raw in raw_ids):
-        raise ApiError(400, f"Invalid query parameter 'id': at most {_MAX_IDS} job ids, each a whole number")
-    return StreamQuery(namespace=texts["namespace"], name=texts["name"], ids=frozenset(int(raw) for raw in raw_ids))
 
 
 @router.get("/events")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -203,13 +204,8 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
         if actions and archive is not None:
             owner = _archive_owner(current, pending.assigned_id)
             floor = highest_transaction_id(ScheduledJobStatus.model_validate(current.get("status") or {}))
-            try:  # bounded: while the archive is down this write fails and is retried with backoff
-                async with asyncio.timeout(ARCHIVE_NUMBERING_SECONDS):
-                    numbers = {record.uid: await archive.save_record(record, owner, floor) for record in actions}
-            except TimeoutError as error:
-                raise RuntimeError(
-                    f"the archive did not number {len(actions)} record(s) within {ARCHIVE_NUMBERING_SECONDS:g} s"
-                ) from error
+            async with _archive_bound(f"number {len(actions)} record(s)"):
+                numbers = {record.uid: await archive.save_record(record, owner, floor) for record in actions}
             change = judge(numbers)
         if change.health is not None and archive is not None:
             await _record_health_event(archive, current, pending.assigned_id, change, now)
@@ -236,21 +232,27 @@ async def _record_health_event(
     health = change.health
     if health is None or health_event(health.previous, health.state) is None:
         return
-    try:  # bounded like the numbering: while the archive is down this write fails and is retried with backoff
+    async with _archive_bound("take the health event"):
+        await archive.record_health_event(
+            owner=_archive_owner(current, assigned_id),
+            state=health.state,
+            reason=health.reason,
+            since=(change.status or {}).get("healthSince"),
+            previous=health.previous,
+            previous_since=(current.get("status") or {}).get("healthSince"),
+            occurred_at=now,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _archive_bound(what: str) -> AsyncIterator[None]:
+    """The archive's writes before a status write, bounded: while the archive is down the status write
+    fails (RuntimeError naming `what`) and is retried with backoff, instead of waiting out its retries."""
+    try:
         async with asyncio.timeout(ARCHIVE_NUMBERING_SECONDS):
-            await archive.record_health_event(
-                owner=_archive_owner(current, assigned_id),
-                state=health.state,
-                reason=health.reason,
-                since=(change.status or {}).get("healthSince"),
-                previous=health.previous,
-                previous_since=(current.get("status") or {}).get("healthSince"),
-                occurred_at=now,
-            )
+            yield
     except TimeoutError as error:
-        raise RuntimeError(
-            f"the archive did not take the health event within {ARCHIVE_NUMBERING_SECONDS:g} s"
-        ) from error
+        raise RuntimeError(f"the archive did not {what} within {ARCHIVE_NUMBERING_SECONDS:g} s") from error
 
 
 _HEALTH_REASONS = {"late": "Late", "failing": "Failing", "overrunning": "Overrunning", "paused": "HealthPaused"}

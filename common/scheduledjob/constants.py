@@ -3,7 +3,7 @@
 from typing import Final
 
 GROUP: Final = "scheduling.selfhelp.io"
-VERSION: Final = "v1alpha1"
+VERSION: Final = "v1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 KIND: Final = "ScheduledJob"
 PLURAL: Final = "scheduledjobs"

@@ -84,7 +84,7 @@ async def test_a_refused_apply_names_the_field_without_the_rules_not_checked_lin
     kube_cluster: KubeCluster, crds: None, namespace: str, change: dict[str, object], expected: str
 ) -> None:
     spec = {"schedule": "@daily", "jobTemplate": job_template(), **change}
-    body = {"apiVersion": "scheduling.selfhelp.io/v1alpha1", "kind": "ScheduledJob", "metadata": {"name": "bad"}}
+    body = {"apiVersion": "scheduling.selfhelp.io/v1", "kind": "ScheduledJob", "metadata": {"name": "bad"}}
     manifest = json.dumps({**body, "spec": spec})
     applied = await _refused_apply(kube_cluster, namespace, manifest, expected)
     assert NOISE not in applied.stderr, applied.stderr
@@ -126,7 +126,7 @@ async def test_a_malformed_schedule_is_refused_at_apply_in_words_naming_the_fiel
 ) -> None:
     """Issue 21: the API server refused a malformed schedule with the raw regex of the CRD's pattern, and
     took `61 * * * *` (the operator only said "not a valid cron expression" in status)."""
-    body = {"apiVersion": "scheduling.selfhelp.io/v1alpha1", "kind": "ScheduledJob", "metadata": {"name": "bad"}}
+    body = {"apiVersion": "scheduling.selfhelp.io/v1", "kind": "ScheduledJob", "metadata": {"name": "bad"}}
     manifest = json.dumps({**body, "spec": {"schedule": schedule, "jobTemplate": job_template()}})
     applied = await _refused_apply(kube_cluster, namespace, manifest, f"spec.schedule: {sentence}")
     assert "should match" not in applied.stderr and "^(" not in applied.stderr, applied.stderr
@@ -136,7 +136,7 @@ async def test_a_malformed_schedule_is_refused_at_apply_in_words_naming_the_fiel
 async def test_a_valid_schedule_with_names_steps_and_ranges_is_taken(
     kube_cluster: KubeCluster, crds: None, namespace: str
 ) -> None:
-    body = {"apiVersion": "scheduling.selfhelp.io/v1alpha1", "kind": "ScheduledJob", "metadata": {"name": "good"}}
+    body = {"apiVersion": "scheduling.selfhelp.io/v1", "kind": "ScheduledJob", "metadata": {"name": "good"}}
     for schedule in ("*/15 9-17 * jan-mar mon-fri", " 0 1 * * MON-FRI ", "0 0 1,15 * *", "@weekly", "0 2 31 2 *"):
         manifest = json.dumps({**body, "spec": {"schedule": schedule, "jobTemplate": job_template()}})
         applied = await _kubectl(kube_cluster, "apply", "-n", namespace, "--dry-run=server", "-f", "-", stdin=manifest)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 from scheduledjob.builders import controller_uid
 from scheduledjob.constants import LABEL_SCHEDULED_JOB
-from scheduledjob.memory import release_free_memory
+from scheduledjob.memory import Packed, release_free_memory
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
 from scheduledjob_api.events import EventHub, changed_runs, execution, run_records, run_statuses, runs_mark
@@ -31,22 +30,6 @@ from scheduledjob_api.listing import Key, ListIndex, ListQuery, Row
 from scheduledjob_api.views import job_id_of
 
 log = logging.getLogger(__name__)
-
-
-class Packed:
-    """An object kept as its compact JSON and decoded when read. At 5,000 ScheduledJobs with 20 history
-    records each (bench/population.py) the nested dicts were most of the API's memory: a ScheduledJob
-    is ~13 KB as dicts and ~6 KB as this text. Reads of a whole object are rare (a job's detail, execute,
-    logs); the list is served from the rows the index derives when the object arrives."""
-
-    __slots__ = ("_json",)
-
-    def __init__(self, obj: Obj) -> None:
-        self._json = json.dumps(obj, separators=(",", ":"))
-
-    def decode(self) -> Obj:
-        obj: Obj = json.loads(self._json)
-        return obj
 
 
 INITIAL_BACKOFF_SECONDS = 0.5

@@ -1,4 +1,12 @@
-"""Gives freed heap memory back to the OS (glibc only; elsewhere a no-op).
+"""Memory per object and per process: objects kept packed, and freed heap memory given back to the OS.
+
+`Packed`: what the API's watch cache and the operator's catalog keep of every ScheduledJob and CronJob
+is read rarely (a job's detail, execute, a drift check) and held always, so it is kept as zlib-compressed
+compact JSON and decoded when read. A ScheduledJob with 20 history records is ~13 KB as nested dicts,
+~6.3 KB as compact JSON and ~1.3 KB packed (level 6: ~75 us to pack, ~25 us to decode); its CronJob
+~1.3 KB as JSON, ~0.6 KB packed (docs/limits.md, `rss_per_job_kib_api`).
+
+`release_free_memory` (glibc only; elsewhere a no-op):
 
 After a burst (thousands of ScheduledJobs applied at once), the event bodies and reconciles in flight
 are freed, but glibc keeps the pages, so the RSS stays at the burst's high-water mark and a container
@@ -12,8 +20,30 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import zlib
 from collections.abc import Callable
 from functools import cache
+from typing import Any
+
+PACK_LEVEL = 6  # zlib: 1 packs ~8 % larger for no measurable gain in time at these sizes
+
+
+class Packed:
+    """A JSON object kept as zlib-compressed compact JSON; `decode()` returns a fresh copy each time."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self._data = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), PACK_LEVEL)
+
+    def decode(self) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(zlib.decompress(self._data))
+        return obj
+
+    def __len__(self) -> int:
+        """Bytes held."""
+        return len(self._data)
 
 
 @cache

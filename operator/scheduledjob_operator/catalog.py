@@ -18,13 +18,13 @@ Two things follow:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scheduledjob.memory import Packed
 from scheduledjob.timefmt import parse_utc
 
 Key = tuple[str, str]  # (namespace, name); a CronJob has the name of its ScheduledJob
@@ -44,9 +44,9 @@ class Catalog:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._schedules: dict[Key, Schedule] = {}
-        # Only what the drift check compares (labels and spec), as compact JSON: a fifth of the memory
-        # of the same nested dicts (bench/: `operator_rss_mb`).
-        self._cronjobs: dict[Key, str] = {}
+        # Only what the drift check compares (labels and spec), packed (scheduledjob.memory.Packed): a
+        # twelfth of the memory of the same nested dicts (docs/limits.md, `rss_per_job_kib_operator`).
+        self._cronjobs: dict[Key, Packed] = {}
         self._hints: dict[Key, float] = {}  # CronJobs known from the warm-up LIST only: since when
         self._highest_id = 0
         self._relisted_at: float | None = None  # when kopf last delivered a CronJob from a LIST
@@ -114,13 +114,13 @@ class Catalog:
     # ---- questions ---------------------------------------------------------------------------
     def cronjob_uid(self, key: Key) -> str | None:
         """The UID of the CronJob of that name as last seen, or None if it is not known."""
-        compact = self._cronjobs.get(key)
-        return None if compact is None else json.loads(compact)["metadata"].get("uid")
+        packed = self._cronjobs.get(key)
+        return None if packed is None else packed.decode()["metadata"].get("uid")
 
     def cronjob(self, key: Key) -> dict[str, Any] | None:
         """The CronJob's labels and spec, or None if it is not known to exist."""
-        compact = self._cronjobs.get(key)
-        return None if compact is None else dict(json.loads(compact))
+        packed = self._cronjobs.get(key)
+        return None if packed is None else packed.decode()
 
     def highest_id(self) -> int:
         """The highest id ever seen; it never goes down, as ids are never handed out again."""
@@ -157,7 +157,7 @@ def _key(obj: Mapping[str, Any]) -> Key:
     return (str(meta["namespace"]), str(meta["name"]))
 
 
-def _compact(cronjob: Mapping[str, Any]) -> str:
+def _compact(cronjob: Mapping[str, Any]) -> Packed:
     meta = cronjob.get("metadata") or {}
     kept = {"labels": meta.get("labels") or {}, "uid": meta.get("uid")}  # uid: whose Jobs are whose (ledger_sync)
     # Of the status only what judging skipped slots reads (scheduledjob.skipped.controller_view).
@@ -167,4 +167,4 @@ def _compact(cronjob: Mapping[str, Any]) -> str:
         "active": [{"name": ref.get("name")} for ref in status.get("active") or [] if isinstance(ref, Mapping)],
     }
     compact = {"metadata": kept, "spec": cronjob.get("spec") or {}, "status": seen}
-    return json.dumps(compact, separators=(",", ":"))
+    return Packed(compact)

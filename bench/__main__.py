@@ -34,6 +34,7 @@ from bench import (
     metrics,
     population,
     report,
+    scale,
     stream,
     ui,
     webhooks,
@@ -60,11 +61,16 @@ SCENARIOS: dict[str, Scenario] = {
     "stream": stream.run,
     "archive": archive.run,  # no cluster: its own PostgreSQL with 1,000,000 archived runs
 }
+# `--scale` (make bench-scale): 2,000 -> 20,000 ScheduledJobs; its keys are merged into bench/results.json.
+SCALE_SCENARIOS: dict[str, Scenario] = {"scale": scale.run}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
+    parser.add_argument(
+        "--scale", action="store_true", help="only the 2,000 -> 20,000 job scale run; merged into bench/results.json"
+    )
     parser.add_argument(
         "--scenario", action="append", choices=list(SCENARIOS), help="run only this one (repeatable; default all)"
     )
@@ -113,7 +119,7 @@ async def run(
                 processes.profile(name)
                 began = time.monotonic()
                 try:
-                    metrics.update(await SCENARIOS[name](bench))
+                    metrics.update(await {**SCENARIOS, **SCALE_SCENARIOS}[name](bench))
                 except Exception as error:
                     traceback.print_exc()
                     errors[name] = repr(error)
@@ -138,8 +144,10 @@ async def run(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = [name for name in SCENARIOS if not args.scenario or name in args.scenario]
+    if args.scale:
+        names = list(SCALE_SCENARIOS)
     sizes = sizes_from(args)
-    full = sizes == FULL and names == list(SCENARIOS)
+    full = sizes == FULL and (names == list(SCENARIOS) or args.scale)
     output: Path = args.output or HERE / ("results.json" if full else "results.partial.json")
     if args.py_spy:
         args.py_spy.mkdir(parents=True, exist_ok=True)
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if args.scale:
+        results = report.merge_scale(output, results)
     report.write(output, results)
     print()
     print(report.table(metrics))

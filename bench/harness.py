@@ -440,12 +440,15 @@ class Processes:
         ]
         self._profilers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    def stop(self) -> None:
-        self.unprofile()
-        self.stop_operator()
+    def stop_api(self) -> None:
         if self.api is not None:
             self.api.stop()
             self.api = None
+
+    def stop(self) -> None:
+        self.unprofile()
+        self.stop_operator()
+        self.stop_api()
 
     def pid(self, name: str) -> int:
         service = self.operator if name == "operator" else self.api
@@ -465,6 +468,9 @@ class Sizes:
     list_pages: int = 15
     idle_settle: float = 30.0  # seconds of quiet before the idle window
     idle_window: float = 60.0
+    scale_small: int = 2000  # bench-scale (bench/scale.py): the slope of RSS per job between these sizes
+    scale_large: int = 20000
+    scale_due: int = 1000  # of scale_large, due in the same minute
 
 
 FULL = Sizes()
@@ -477,6 +483,9 @@ QUICK = Sizes(
     list_rounds=10,
     idle_settle=10.0,
     idle_window=15.0,
+    scale_small=200,
+    scale_large=2000,
+    scale_due=100,
 )
 
 

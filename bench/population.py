@@ -97,12 +97,12 @@ def archive_rows(namespace: str, name: str, job_id: int, records: list[Obj], now
     return rows
 
 
-async def _seed_ledgers(bench: Bench, namespace: str) -> None:
+async def _seed_ledgers(bench: Bench, namespace: str, names: set[str]) -> None:
     jobs: list[Obj] = []
     page = 1
     while True:
         found = (await bench.api.list_page(namespace=namespace, pageSize=100, page=page, sort="name"))["jobs"]
-        jobs += found
+        jobs += [job for job in found if job["name"] in names]
         if len(found) < 100:
             break
         page += 1
@@ -132,25 +132,39 @@ async def ensure(bench: Bench) -> str:
     if KEY in bench.shared:
         namespace: str = bench.shared[KEY]
         return namespace
-    n = bench.sizes.population
+    ns = await bench.kube.create_namespace("bench-scale")
+    reconciled = await _add(bench, ns, 0, bench.sizes.population)
+    bench.shared[KEY] = ns
+    bench.shared["population_reconcile_seconds"] = round(reconciled, 1)
+    return ns
+
+
+async def grow(bench: Bench, total: int) -> float:
+    """Adds ScheduledJobs (with their ledgers) to the population until it holds `total`; returns the
+    seconds from the first create until all were reconciled."""
+    ns = await ensure(bench)
+    have = (await bench.api.list_page(namespace=ns, pageSize=1))["totalCount"]
+    return await _add(bench, ns, have, total)
+
+
+async def _add(bench: Bench, ns: str, first: int, stop: int) -> float:
+    """Creates job-{first}..job-{stop - 1} in `ns`, waits until the operator reconciled and the API lists
+    them, and seeds their ledgers. Returns the seconds from the first create until all were reconciled."""
     kube = bench.kube
-    ns = await kube.create_namespace("bench-scale")
-    names = [f"job-{i:05d}" for i in range(n)]
+    names = [f"job-{i:05d}" for i in range(first, stop)]
     tracker = Reconciled(set(names))
     async with background(*tracker.watches(kube, ns)):
         began = time.monotonic()
         await bounded(
             bench.sizes.concurrency,
-            [partial(kube.create_scheduled_job, ns, scheduled_job(name, i)) for i, name in enumerate(names)],
+            [partial(kube.create_scheduled_job, ns, scheduled_job(name, i)) for i, name in enumerate(names, first)],
         )
-        bench.log(f"population: {n} ScheduledJobs created in {time.monotonic() - began:.1f}s; reconciling")
+        bench.log(f"population: {len(names)} ScheduledJobs created in {time.monotonic() - began:.1f}s; reconciling")
         done_at = await tracker.wait(RECONCILE_WITHIN, bench.log)
     reconciled = done_at - began
-    bench.log(f"population: {n} reconciled after {reconciled:.1f}s; waiting for the API to list them")
+    bench.log(f"population: {stop} reconciled ({reconciled:.1f}s for {len(names)}); waiting for the API to list them")
     async with asyncio.timeout(300):
-        while (await bench.api.list_page(namespace=ns, pageSize=1))["totalCount"] < n:  # noqa: ASYNC110
+        while (await bench.api.list_page(namespace=ns, pageSize=1))["totalCount"] < stop:  # noqa: ASYNC110
             await asyncio.sleep(0.5)
-    await _seed_ledgers(bench, ns)
-    bench.shared[KEY] = ns
-    bench.shared["population_reconcile_seconds"] = round(reconciled, 1)
-    return ns
+    await _seed_ledgers(bench, ns, set(names))
+    return reconciled

@@ -30,7 +30,33 @@ TARGETS: dict[str, tuple[float, str]] = {
     "stream_event_lag_p95_ms": (1000.0, "ms"),
     "stream_rss_per_1000_subscribers_mb": (50.0, "MB"),
     "webhook_delivery_p95_seconds": (2.0, "s"),
+    # bench-scale (bench/scale.py): 2,000 -> 20,000 ScheduledJobs
+    "rss_per_job_kib_operator": (6.0, "KiB"),
+    "rss_per_job_kib_api": (6.0, "KiB"),
+    "operator_population_peak_ratio_20k": (1.3, "x"),
+    "api_population_peak_ratio_20k": (1.3, "x"),
+    "operator_restart_seconds_20k": (30.0, "s"),
+    "api_ready_seconds_20k": (30.0, "s"),
+    "schedule_delay_p99_seconds_20k": (10.0, "s"),
+    "list_p50_ratio_vs_apiserver_list_20k": (0.2, "x"),
+    "ui_jobs_page_p50_ms_20k": (50.0, "ms"),
 }
+# What describes a run rather than measures it (kept apart when a scale run is merged in).
+RUN_KEYS = (
+    "machine",
+    "git",
+    "kubernetes",
+    "clients",
+    "sizes",
+    "scenarios",
+    "scenario_seconds",
+    "errors",
+    "started_at",
+    "finished_at",
+    "targets",
+    "met",
+)
+SCALE_KEYS = tuple(key for key in TARGETS if key.startswith("rss_per_job") or key.endswith("_20k"))
 
 # Figures shown beside each target (the raw baselines and the absolute numbers behind a ratio).
 CONTEXT: dict[str, list[str]] = {
@@ -66,6 +92,17 @@ CONTEXT: dict[str, list[str]] = {
         "webhook_delivery_max_seconds",
         "webhook_deliveries",
     ],
+    "rss_per_job_kib_operator": ["operator_rss_mb_2k", "operator_rss_mb_20k"],
+    "rss_per_job_kib_api": ["api_rss_mb_2k", "api_rss_mb_20k"],
+    "operator_restart_seconds_20k": ["operator_rss_after_restart_mb_20k", "operator_restart_seconds"],
+    "schedule_delay_p99_seconds_20k": [
+        "schedule_delay_p50_seconds_20k",
+        "schedule_controller_delay_p99_seconds_20k",
+        "schedule_delay_jobs_20k",
+        "schedule_delay_unrecorded_20k",
+    ],
+    "list_p50_ratio_vs_apiserver_list_20k": ["list_p50_ms_20k", "apiserver_list_p50_ms_20k"],
+    "ui_jobs_page_p50_ms_20k": ["ui_jobs_page_p99_ms_20k", "ui_job_page_p50_ms_20k"],
     "metrics_scrape_p50_ms": [
         "metrics_scrape_p99_ms",
         "metrics_scrape_jobs",
@@ -112,6 +149,18 @@ def verdicts(metrics: dict[str, Any]) -> dict[str, bool]:
     return {
         key: metrics[key] <= target for key, (target, _) in TARGETS.items() if isinstance(metrics.get(key), int | float)
     }
+
+
+def merge_scale(path: Path, scale: dict[str, Any]) -> dict[str, Any]:
+    """The results in `path` (a full `make bench`) with the scale run's metrics merged in, its run described
+    under `scale_run`; verdicts over both."""
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    run = {key: scale.pop(key) for key in RUN_KEYS if key in scale}
+    results.update(scale)
+    results["scale_run"] = run
+    results["targets"] = {key: target for key, (target, _) in TARGETS.items()}
+    results["met"] = verdicts(results)
+    return results
 
 
 def write(path: Path, results: dict[str, Any]) -> None:

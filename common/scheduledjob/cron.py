@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +29,13 @@ def time_zone(name: str) -> ZoneInfo:
         raise ScheduleError("spec.timeZone", f"unknown time zone {name!r}") from error
 
 
+# Both are pure and asked for every ScheduledJob at every reconcile (twice: the spec's validation and the
+# status's next run), while an installation has far fewer distinct schedules than jobs; an invalid one
+# raises each time (lru_cache keeps no exceptions). A cache of this size costs ~1 MB (docs/limits.md).
+SCHEDULE_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=SCHEDULE_CACHE_SIZE)
 def expression(schedule: str) -> str:
     """The croniter expression for a CronJob schedule (macros mapped), or ScheduleError."""
     text = schedule.strip()
@@ -102,6 +110,7 @@ def _part_problem(part: str, name: str, low: int, high: int, names: tuple[str, .
 _PROBE_FROM = datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC"))
 
 
+@functools.lru_cache(maxsize=SCHEDULE_CACHE_SIZE)
 def validate_schedule(schedule: str, zone_name: str) -> None:
     """Raises ScheduleError unless the schedule is valid AND has a next time (31 February has none)."""
     expression(schedule)

@@ -1,0 +1,182 @@
+"""`make bench-scale`: the cost per ScheduledJob and what 20,000 of them do to restarts, schedules and reads.
+
+With a population of `scale_small` (2,000) ScheduledJobs, each with a realistic ledger (bench/population.py:
+20 records in status, 100 archived), then grown to `scale_large` (20,000):
+
+- `rss_per_job_kib_operator` / `rss_per_job_kib_api`: the slope of steady RSS between the two sizes (each
+  the highest sample of a window after a quiet spell, as `operator_rss_mb`), in KiB per ScheduledJob; and
+  `*_population_peak_ratio_20k`: the highest RSS while the 18,000 were added over the steady RSS after.
+- `operator_restart_seconds_20k`: from the operator's process start, with 20,000 in place, until a
+  ScheduledJob created then has its id, nextExecution and CronJob (bench/idle.py, same measure).
+- `api_ready_seconds_20k`: from the API's process start until its `/readyz` answers 200.
+- `list_*_20k`, `ui_*_20k`: the list and dashboard scenarios (bench/listing.py, bench/ui.py) at 20,000.
+- `schedule_delay_p99_seconds_20k`: `scale_due` (1,000) of the 20,000 made due in the same minute; from
+  that slot until the bench's own watch sees the run recorded as started in the ScheduledJob's status.
+  `schedule_controller_delay_p99_seconds_20k` beside it: slot until the CronJob controller's Job appears
+  (the Kubernetes share of the delay, which no operator can shorten).
+
+The results are merged into bench/results.json (`python -m bench --scale`), and docs/limits.md is made from
+them (`python -m bench.limits`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import psutil
+from scheduledjob import constants as c
+
+from bench import idle, listing, population, ui
+from bench.harness import SJ_PATH, Bench, Obj, background, bounded, percentile
+
+MIB = 1024 * 1024
+SAMPLE_SECONDS = 0.5
+DUE_LEAD_SECONDS = 100  # the due jobs' CronJobs are patched well before their shared slot
+RECORDED_WITHIN = 600.0
+DUE_LABEL = "bench.selfhelp.io/due"
+
+
+class RssPeaks:
+    """The highest RSS of the operator and the API, sampled while something runs."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+        self.peak = {"operator": 0.0, "api": 0.0}
+
+    async def sample(self) -> None:
+        while True:
+            for name in self.peak:
+                rss = psutil.Process(self._bench.processes.pid(name)).memory_info().rss / MIB
+                self.peak[name] = max(self.peak[name], rss)
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+
+async def steady_rss(bench: Bench) -> dict[str, float]:
+    """After `idle_settle` quiet seconds, the highest RSS of each process over `idle_window` / 2."""
+    await asyncio.sleep(bench.sizes.idle_settle)
+    highest = {"operator": 0.0, "api": 0.0}
+    until = time.monotonic() + bench.sizes.idle_window / 2
+    while time.monotonic() < until:
+        for name in highest:
+            rss = psutil.Process(bench.processes.pid(name)).memory_info().rss / MIB
+            highest[name] = max(highest[name], rss)
+        await asyncio.sleep(1.0)
+    return highest
+
+
+async def run(bench: Bench) -> dict[str, Any]:
+    sizes = bench.sizes
+    small, large = sizes.scale_small, sizes.scale_large
+    bench.sizes = replace(sizes, population=small)
+    try:
+        await population.ensure(bench)
+        at_small = await steady_rss(bench)
+        bench.log(f"scale: at {small}: operator {at_small['operator']:.1f} MB, API {at_small['api']:.1f} MB")
+        peaks = RssPeaks(bench)
+        async with background(peaks.sample()):
+            grown = await population.grow(bench, large)
+        bench.sizes = replace(sizes, population=large)
+        at_large = await steady_rss(bench)
+        bench.log(f"scale: at {large}: operator {at_large['operator']:.1f} MB, API {at_large['api']:.1f} MB")
+        results: dict[str, Any] = {
+            "rss_per_job_kib_operator": _slope(at_small["operator"], at_large["operator"], large - small),
+            "rss_per_job_kib_api": _slope(at_small["api"], at_large["api"], large - small),
+            "operator_rss_mb_2k": round(at_small["operator"], 1),
+            "api_rss_mb_2k": round(at_small["api"], 1),
+            "operator_rss_mb_20k": round(at_large["operator"], 1),
+            "api_rss_mb_20k": round(at_large["api"], 1),
+            "operator_population_peak_ratio_20k": round(peaks.peak["operator"] / at_large["operator"], 2),
+            "api_population_peak_ratio_20k": round(peaks.peak["api"] / at_large["api"], 2),
+            "population_grow_seconds_20k": round(grown, 1),
+            "scale_jobs_small": small,
+            "scale_jobs_large": large,
+        }
+        restart = await idle._restart_operator(bench)
+        results["operator_restart_seconds_20k"] = restart["operator_restart_seconds"]
+        results["operator_rss_after_restart_mb_20k"] = restart["operator_rss_after_restart_mb"]
+        results["api_ready_seconds_20k"] = await _restart_api(bench)
+        bench.sizes = replace(bench.sizes, list_rounds=min(bench.sizes.list_rounds, 10))
+        results.update(_suffixed(await listing.run(bench), "list_", "apiserver_list_"))
+        results.update(_suffixed(await ui.run(bench), "ui_jobs_page_", "ui_job_page_"))
+        results.update(await _schedule_delay(bench))
+        return results
+    finally:
+        bench.sizes = sizes
+
+
+def _slope(small_mb: float, large_mb: float, jobs: int) -> float:
+    return round((large_mb - small_mb) * 1024 / jobs, 2)
+
+
+def _suffixed(metrics: dict[str, Any], *prefixes: str) -> dict[str, Any]:
+    return {f"{key}_20k": value for key, value in metrics.items() if key.startswith(prefixes)}
+
+
+async def _restart_api(bench: Bench) -> float:
+    bench.processes.stop_api()
+    began = time.monotonic()
+    await asyncio.to_thread(bench.processes.start_api)  # returns once /readyz answered 200
+    seconds = time.monotonic() - began
+    bench.log(f"scale: the API answered /readyz 200 {seconds:.1f}s after its start")
+    return round(seconds, 2)
+
+
+async def _schedule_delay(bench: Bench) -> dict[str, Any]:
+    """`scale_due` ScheduledJobs of the population made due at one minute; how late each run started,
+    as the ledger records it and as the CronJob controller made its Job."""
+    namespace = await population.ensure(bench)
+    names = [f"job-{i:05d}" for i in range(bench.sizes.scale_due)]
+    now = datetime.now(UTC)
+    slot = (now + timedelta(seconds=DUE_LEAD_SECONDS + 60)).replace(second=0, microsecond=0)
+    schedule = f"{slot.minute} {slot.hour} * * *"
+    slot_mono = time.monotonic() + (slot - now).total_seconds()
+    recorded: dict[str, float] = {}
+    created: dict[str, float] = {}
+    done = asyncio.Event()
+    wanted = set(names)
+
+    def on_scheduled_job(kind: str, obj: Obj, at: float) -> None:
+        name = obj["metadata"]["name"]
+        if name not in wanted or name in recorded or at < slot_mono - 5:
+            return
+        history = (obj.get("status") or {}).get("history") or []
+        since = slot.strftime("%Y-%m-%dT%H:%M:%S")  # records' startedAt are ...Z: compared as text
+        if any(r.get("trigger") == c.TRIGGER_SCHEDULE and (r.get("startedAt") or "") >= since for r in history):
+            recorded[name] = at
+            if len(recorded) == len(wanted):
+                done.set()
+
+    def on_job(kind: str, obj: Obj, at: float) -> None:
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(c.LABEL_SCHEDULED_JOB)
+        if kind == "ADDED" and owner in wanted and owner not in created and at >= slot_mono - 5:
+            created[owner] = at
+
+    path = f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}"
+    due = {"metadata": {"labels": {DUE_LABEL: "1"}}, "spec": {"schedule": schedule}}
+    patch = partial(bench.kube.request, "PATCH")
+    await bounded(bench.sizes.concurrency, [partial(patch, f"{path}/{name}", due) for name in names])
+    bench.log(f"scale: {len(names)} jobs due at {slot.isoformat()} ({schedule!r})")
+    async with background(
+        bench.kube.watch(path, on_scheduled_job, label_selector=f"{DUE_LABEL}=1"),  # not all 20,000
+        bench.kube.watch(f"/apis/batch/v1/namespaces/{namespace}/jobs", on_job),
+    ):
+        try:
+            await asyncio.wait_for(done.wait(), timeout=(slot_mono - time.monotonic()) + RECORDED_WITHIN)
+        except TimeoutError:
+            bench.log(f"scale: only {len(recorded)}/{len(names)} runs recorded as started in time")
+    delays = [at - slot_mono for at in recorded.values()]
+    controller = [at - slot_mono for at in created.values()]
+    missing = len(names) - len(recorded)
+    return {
+        "schedule_delay_p99_seconds_20k": round(percentile(delays, 99), 2) if not missing else None,
+        "schedule_delay_p50_seconds_20k": round(percentile(delays, 50), 2) if delays else None,
+        "schedule_delay_max_seconds_20k": round(max(delays), 2) if delays else None,
+        "schedule_controller_delay_p99_seconds_20k": round(percentile(controller, 99), 2) if controller else None,
+        "schedule_delay_jobs_20k": len(names),
+        "schedule_delay_unrecorded_20k": missing,
+    }

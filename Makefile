@@ -47,7 +47,7 @@ cluster-down: $(STAMP) ## Stop the local control plane (its data stays in STATE_
 cluster-status: $(STAMP) ## Show the local control plane's components and health ("not running" is exit 0)
 	$(PY) -m localcluster_launcher status --state-dir $(STATE_DIR)
 
-helm: ## Build Helm 3 from its Go module into bin/helm (cached)
+helm: ## Build Helm 4 from its Go module into bin/helm (cached)
 	tools/helm/build.sh
 
 lint: $(STAMP) ## ruff lint and format check

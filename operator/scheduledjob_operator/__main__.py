@@ -21,7 +21,7 @@ from aiohttp import web
 
 from scheduledjob_operator import handlers, metrics
 from scheduledjob_operator.election import DEFAULT_LEASE_NAME, Elector
-from scheduledjob_operator.kopf_memories import EventOnlyMemories
+from scheduledjob_operator.kopf_event_only import EventOnlyMemories
 from scheduledjob_operator.kube import Leases, connect, state_namespace
 from scheduledjob_operator.webhooks import WebhookSettings
 
@@ -145,7 +145,7 @@ async def serve(args: argparse.Namespace) -> None:
                 namespaces=args.namespace,
                 standalone=True,
                 stop_flag=stop,
-                memories=EventOnlyMemories(),  # event handlers only: no per-object memory (kopf_memories)
+                memories=EventOnlyMemories(),  # event handlers only: no per-object memory (kopf_event_only)
             )
         finally:
             await elector.release()  # if kopf ended before its cleanup did (a failed startup)

@@ -1,6 +1,7 @@
 """The Helm chart on the real control plane, as a cluster admin and as the chart's own ServiceAccounts.
 
-As a cluster admin I dry-run every variant against the apiserver, install the chart and uninstall it again.
+As a cluster admin I dry-run every variant against the apiserver, install the chart (its CRDs are release objects,
+annotated keep) and uninstall it again: the CRDs and the ScheduledJobs in them stay.
 As the operator and the API (run as local processes: the local control plane simulates pods, no container runs)
 holding nothing but TokenRequest tokens of the chart's ServiceAccounts, with the chart's own args and env, I run
 the whole product story: create -> id and CronJob -> run on demand -> cancel -> run on schedule -> delete. That proves
@@ -28,7 +29,6 @@ import httpx
 import pytest
 import pytest_asyncio
 import yaml
-from devrun.install import apply_crds
 from devrun.processes import Service, free_port, wait_http_ok
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -54,6 +54,7 @@ CHART_CRDS = {
     f"{c.RUN_PLURAL}.{c.GROUP}",
     f"{notifications.PLURAL}.{c.GROUP}",
 }
+KEEP_POLICY = "helm.sh/resource-policy"
 # Objects of these kinds can only be dry-run where their CRD is installed; prometheus-operator is not here.
 OPTIONAL_CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 # Every kind the chart creates, plus what its Deployments spawn: nothing of it may outlive `helm uninstall`.
@@ -107,10 +108,15 @@ def cluster_helm(helm: Helm, kube_cluster: KubeCluster) -> Helm:
     return Helm(helm.binary, {**helm.env, "KUBECONFIG": str(kube_cluster.kubeconfig)})
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def chart_crds(api_client: client.ApiClient) -> None:
-    """The chart's CRDs, Established (what `helm install` puts there when they are absent)."""
-    await apply_crds(api_client, CHART / "crds")
+@pytest.fixture(scope="session")
+def chart_crds(kubectl: Kubectl) -> None:
+    """HEAD's CRDs, Established, applied as the chart applies them: server-side, field manager `helm` (Helm 4's).
+    Every install below finds them there and takes them over (`--take-ownership`), as a release does from whoever
+    applied crds/ before it (on an empty cluster a plain `helm install` creates them)."""
+    files = sorted((REPO / "crds").glob("*.yaml"))
+    args = [arg for path in files for arg in ("-f", str(path))]
+    kubectl.ok("apply", "--server-side", "--force-conflicts", "--field-manager=helm", *args)
+    kubectl.ok("wait", "--for=condition=Established", "--timeout=60s", *args)
 
 
 class Namespaces:
@@ -183,7 +189,7 @@ async def test_every_variant_passes_a_server_side_dry_run(
 ) -> None:
     release_namespace = await namespaces.create("dry-run")
     rendered = cluster_helm.ok(
-        "template", "sj", str(CHART), "--namespace", release_namespace, "--include-crds",
+        "template", "sj", str(CHART), "--namespace", release_namespace,
         "--api-versions", MAP_CAPABILITY, *values_args(values_file),
     )  # fmt: skip
     docs = documents(rendered)
@@ -203,7 +209,7 @@ async def test_every_variant_passes_a_server_side_dry_run(
     assert len(lines) == len(applied) and all(line.endswith("(server dry run)") for line in lines), out
 
 
-# --- story 2: install, then uninstall leaves nothing but the CRDs -----------------------------------------------------
+# --- story 2: install, then uninstall leaves nothing but the CRDs and the ScheduledJobs in them -----------------------
 
 
 async def leftovers(kubectl: Kubectl, release: str) -> list[str]:
@@ -213,25 +219,54 @@ async def leftovers(kubectl: Kubectl, release: str) -> list[str]:
     return out.split()
 
 
+async def chart_crds_live(api: client.ApiClient) -> dict[str, Any]:
+    """The chart's three CRDs as the API server holds them, by name (each must be there)."""
+    extensions: Any = client.ApiextensionsV1Api(api)
+    return {name: await extensions.read_custom_resource_definition(name) for name in sorted(CHART_CRDS)}
+
+
+def assert_release_owns_and_keeps(crds: dict[str, Any], release: str, namespace: str) -> None:
+    """Helm's ownership metadata (what `--take-ownership` writes) and the keep policy, on every CRD."""
+    for name, crd in crds.items():
+        annotations, labels = crd.metadata.annotations or {}, crd.metadata.labels or {}
+        assert annotations.get(KEEP_POLICY) == "keep", (name, annotations)
+        assert annotations.get("meta.helm.sh/release-name") == release, (name, annotations)
+        assert annotations.get("meta.helm.sh/release-namespace") == namespace, (name, annotations)
+        assert labels.get("app.kubernetes.io/managed-by") == "Helm", (name, labels)
+
+
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
-async def test_install_succeeds_and_uninstall_leaves_only_the_crds(
-    cluster_helm: Helm, kubectl: Kubectl, api_client: client.ApiClient, namespaces: Namespaces, variant: str
+async def test_install_owns_the_crds_and_uninstall_leaves_them_and_the_scheduled_jobs_in_them(
+    cluster_helm: Helm,
+    kubectl: Kubectl,
+    api_client: client.ApiClient,
+    chart_crds: None,
+    namespaces: Namespaces,
+    variant: str,
 ) -> None:
     release_namespace = await namespaces.create("install")
     release = release_name()
     args: list[str] = []
+    jobs_namespace = release_namespace
     if variant == "namespaced":
-        watched = await namespaces.create("watched")
+        jobs_namespace = watched = await namespaces.create("watched")
         args = ["--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}"]
+    crd_uids = {name: crd.metadata.uid for name, crd in (await chart_crds_live(api_client)).items()}
 
-    # No --wait: the local kubelet plays pods but runs no probes, so nothing would ever turn Ready.
-    out = cluster_helm.ok("install", release, str(CHART), "--namespace", release_namespace, *args)
+    # No --wait: the local kubelet plays pods but runs no probes, so nothing would ever turn Ready. The CRDs are
+    # there already (chart_crds): the release takes them over, as it would from an earlier release or from crds/.
+    out = cluster_helm.ok("install", release, str(CHART), "--namespace", release_namespace, "--take-ownership", *args)
     assert "STATUS: deployed" in out and "1. Get a token." in out, out
     status = json.loads(cluster_helm.ok("status", release, "--namespace", release_namespace, "--output", "json"))
     assert status["info"]["status"] == "deployed"
     manifest = documents(cluster_helm.ok("get", "manifest", release, "--namespace", release_namespace))
     live = kubectl.ok("get", "-f", "-", "-o", "name", stdin=yaml.safe_dump_all(manifest)).split()
     assert len(live) == len(manifest), live
+    # The CRDs are release objects now: applied (server-side) by every upgrade, owned by this release, kept.
+    assert {d["metadata"]["name"] for d in manifest if d["kind"] == "CustomResourceDefinition"} == CHART_CRDS
+    assert_release_owns_and_keeps(await chart_crds_live(api_client), release, release_namespace)
+    metadata = cluster_helm.ok("get", "metadata", release, "--namespace", release_namespace)
+    assert "APPLY_METHOD: server-side apply" in metadata, metadata
 
     # The apiserver admits the restricted pod templates with the chart's ServiceAccounts.
     replicas = sum(d["spec"]["replicas"] for d in manifest if d["kind"] == "Deployment")
@@ -253,8 +288,13 @@ async def test_install_succeeds_and_uninstall_leaves_only_the_crds(
 
     await eventually(edit_role_aggregated, timeout=30, what="scheduledjobs aggregated into ClusterRole edit")
 
+    jobs = ScheduledJobs(api_client, jobs_namespace)
+    created = await jobs.create("kept", {"schedule": "@yearly", "jobTemplate": job_template()})
+
     out = cluster_helm.ok("uninstall", release, "--namespace", release_namespace)
     assert "uninstalled" in out, out
+    kept = out.split("These resources were kept due to the resource policy:", 1)[-1]
+    assert all(f"[CustomResourceDefinition] {name}" in kept for name in CHART_CRDS), out
 
     async def nothing_left() -> bool:
         return not await leftovers(kubectl, release)
@@ -266,9 +306,13 @@ async def test_install_succeeds_and_uninstall_leaves_only_the_crds(
     # Helm's own release record is gone too (no --keep-history) ...
     secrets = await core.list_namespaced_secret(release_namespace, label_selector=f"owner=helm,name={release}")
     assert not secrets.items
-    # ... and the CRDs stay: Helm never deletes what it installed from crds/.
-    crds = kubectl.ok("get", "customresourcedefinitions", "-o", "name").split()
-    assert {name.split("/", 1)[1] for name in crds} >= CHART_CRDS
+    # ... the CRDs stay, the very same objects (helm.sh/resource-policy: keep) ...
+    after = await chart_crds_live(api_client)
+    assert {name: crd.metadata.uid for name, crd in after.items()} == crd_uids
+    assert all(crd.metadata.deletion_timestamp is None for crd in after.values())
+    # ... and so does the ScheduledJob in them.
+    assert (await jobs.get("kept"))["metadata"]["uid"] == created["metadata"]["uid"]
+    await jobs.delete("kept")
 
 
 # --- the chart installed in namespaced mode, with tokens of its ServiceAccounts ---------------------------------------
@@ -338,7 +382,8 @@ async def release(
         outside = await spaces.create("outside")
         name = release_name()
         values = ("--values", str(NAMESPACED_VALUES), "--set-json", f"watch.namespaces={json.dumps([watched])}")
-        cluster_helm.ok("install", name, str(CHART), "--namespace", namespace, *values)
+        # --take-ownership: the CRDs are there already (chart_crds, or an earlier release kept them).
+        cluster_helm.ok("install", name, str(CHART), "--namespace", namespace, "--take-ownership", *values)
         try:
             manifest = documents(cluster_helm.ok("get", "manifest", name, "--namespace", namespace))
             directory = tmp_path_factory.mktemp("service-accounts")
@@ -999,6 +1044,8 @@ async def test_a_gitops_re_render_resets_neither_the_id_sequence_nor_the_jwt_sec
     for sync in (1, 2):
         out = await asyncio.to_thread(kubectl.ok, "apply", "-f", "-", stdin=rendered)
         assert f"configmap/{c.ID_SEQUENCE_CONFIGMAP}" in out, out
+        # The CRDs too, client-side: kubectl copies each whole into its last-applied annotation (under 256 KiB).
+        assert all(f"customresourcedefinition.apiextensions.k8s.io/{name}" in out for name in CHART_CRDS), out
         after = await core.read_namespaced_config_map(c.ID_SEQUENCE_CONFIGMAP, release.namespace)
         assert after.data == sequence.data, f"sync {sync} changed the id sequence"
         kept = await core.read_namespaced_secret(secret_name, release.namespace)

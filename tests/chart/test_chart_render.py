@@ -1,4 +1,4 @@
-"""The Helm chart, checked offline: lint, render, least-privilege RBAC, restricted pods, schema, CRD copy.
+"""The Helm chart, checked offline: lint, render, the CRDs it renders, least-privilege RBAC, restricted pods, schema.
 
 Needs only the project-local Helm binary (built from the Go module by tools/helm/build.sh, cached); no cluster.
 Installing the chart on the real control plane is tests/integration's job.
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from scheduledjob import constants
+from scheduledjob import constants, notifications
 from scheduledjob.pause import pause_annotations, resume_annotations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,7 +185,8 @@ OPERATOR_NAMESPACED = {
     ("", "secrets"): {"get"},  # a notifier's signing secret, by the name its spec gives: never list or watch
 }
 API_NAMESPACED = {
-    (GROUP, "scheduledjobs"): {"list", "watch", "patch", "delete"},  # patch: pause/resume, deleted-by
+    # patch: pause/resume, deleted-by; get: a pause/resume that met a conflict reads the job again
+    (GROUP, "scheduledjobs"): {"get", "list", "watch", "patch", "delete"},
     ("batch", "cronjobs"): {"list", "watch"},
     ("batch", "jobs"): {"list", "watch", "patch"},
     (GROUP, "scheduledjobruns"): {"create", "get", "watch", "delete", "delegate"},
@@ -193,6 +194,21 @@ API_NAMESPACED = {
     ("", "pods/log"): {"get"},
 }
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+# Stored versions follow an upgrade (operator/scheduledjob_operator/storage_migration.py), in every watch mode: our
+# three CRDs by name (read; status.storedVersions patched), a StorageVersionMigration of each (created, read by name).
+OUR_CRDS = tuple(f"{plural}.{GROUP}" for plural in (constants.PLURAL, constants.RUN_PLURAL, notifications.PLURAL))
+STORED_VERSIONS = {
+    Grant("cluster", "apiextensions.k8s.io", "customresourcedefinitions", "get", OUR_CRDS),
+    Grant("cluster", "apiextensions.k8s.io", "customresourcedefinitions/status", "patch", OUR_CRDS),
+    Grant("cluster", "storagemigration.k8s.io", "storageversionmigrations", "create", ()),
+    Grant(
+        "cluster",
+        "storagemigration.k8s.io",
+        "storageversionmigrations",
+        "get",
+        tuple(f"{crd}-to-{constants.VERSION}" for crd in OUR_CRDS),
+    ),
+}
 ID_SEQUENCE = {
     Grant(NAMESPACE, "", "configmaps", "create", ()),
     *(Grant(NAMESPACE, "", "configmaps", v, (ID_SEQUENCE_CONFIGMAP,)) for v in ("get", "patch")),
@@ -242,6 +258,8 @@ def test_renders_the_workloads(helm: Helm, values_file: Path | None) -> None:
     one(docs, "Service", f"{FULLNAME}-api")
     assert {d["metadata"]["name"] for d in by_kind(docs, "ServiceAccount")} == {OPERATOR_SA, API_SA}
     for doc in docs:
+        if doc["kind"] == "CustomResourceDefinition":  # cluster-wide, shared by every release: the repo's crds/ as is
+            continue
         labels = doc["metadata"].get("labels", {})
         assert labels.get("app.kubernetes.io/instance") == RELEASE, (doc["kind"], doc["metadata"]["name"])
         assert len(doc["metadata"]["name"]) <= 63
@@ -253,16 +271,89 @@ def test_minimum_kubernetes_version(helm: Helm) -> None:
     assert result.returncode != 0 and "kubeVersion" in result.stderr
 
 
-def test_chart_crd_is_a_byte_identical_copy() -> None:
-    canonical = REPO / "crds" / "scheduledjobs.scheduling.selfhelp.io.yaml"
-    copy = CHART / "crds" / canonical.name
-    assert copy.read_bytes() == canonical.read_bytes(), f"run: cp {canonical} {copy}"
+# --- tests: the CRDs, rendered as release objects so that `helm upgrade` applies their schema -------------------------
+
+REPO_CRDS = sorted((REPO / "crds").glob("*.yaml"))
+CHART_CRD_FILES = CHART / "files" / "crds"
+CRD_NAMES = set(OUR_CRDS)
+KEEP = {"helm.sh/resource-policy": "keep"}
+# The most all annotations of one object may hold together; client-side `kubectl apply` copies the whole object
+# into one of them (last-applied-configuration), so a bigger CRD cannot be applied that way.
+MAX_OBJECT_BYTES = 262_144
 
 
-def test_chart_carries_our_crds_and_no_kopf_peering_ones() -> None:
-    crds = [d for f in (CHART / "crds").glob("*.yaml") for d in yaml.safe_load_all(f.read_text()) if d]
-    names = {d["metadata"]["name"] for d in crds}
-    assert names == {f"scheduledjobs.{GROUP}", f"scheduledjobruns.{GROUP}", f"scheduledjobnotifiers.{GROUP}"}
+def repo_crds() -> dict[str, Doc]:
+    """crds/*.yaml at the repository root (what `kubectl apply -f crds/` applies), parsed: anchors expanded."""
+    return {d["metadata"]["name"]: d for f in REPO_CRDS for d in yaml.safe_load_all(f.read_text()) if d}
+
+
+def crds_of(docs: list[Doc]) -> dict[str, Doc]:
+    crds = by_kind(docs, "CustomResourceDefinition")
+    by_name = {d["metadata"]["name"]: d for d in crds}
+    assert len(by_name) == len(crds), [d["metadata"]["name"] for d in crds]
+    return by_name
+
+
+def compact_json_bytes(doc: Doc) -> int:
+    return len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_the_chart_has_no_crds_folder_so_helm_never_installs_them_once_and_for_all(helm: Helm) -> None:
+    """Helm installs a chart's crds/ only when they are absent and never upgrades them: a new field's schema would
+    never arrive, and the API server would prune the field."""
+    assert not (CHART / "crds").exists()
+    assert helm.ok("show", "crds", str(CHART)).strip() == ""
+
+
+def test_the_chart_carries_the_repo_crds_byte_for_byte() -> None:
+    assert [p.name for p in REPO_CRDS] == sorted(p.name for p in CHART_CRD_FILES.iterdir())
+    for canonical in REPO_CRDS:
+        copy = CHART_CRD_FILES / canonical.name
+        assert copy.read_bytes() == canonical.read_bytes(), f"run: cp crds/*.yaml {CHART_CRD_FILES.relative_to(REPO)}/"
+
+
+@pytest.mark.parametrize("values_file", VARIANTS)
+def test_the_rendered_crds_are_the_repo_crds_with_the_keep_annotation(helm: Helm, values_file: Path | None) -> None:
+    rendered = crds_of(helm.template(*values_args(values_file)))
+    expected = repo_crds()
+    assert set(rendered) == set(expected) == CRD_NAMES  # ours, and no kopf peering ones
+    for name, crd in rendered.items():
+        assert compact_json_bytes(crd) < MAX_OBJECT_BYTES, name
+        assert crd["metadata"].pop("annotations") == KEEP, name
+        assert crd == expected[name], f"{name}: the chart renders something else than crds/ holds"
+
+
+def test_crds_install_false_renders_no_crd_and_changes_nothing_else(helm: Helm) -> None:
+    """For every release but the one that owns the CRDs, and where they are applied otherwise (GitOps, kubectl)."""
+    default = helm.template()
+    without = helm.template("--set", "crds.install=false")
+    assert not by_kind(without, "CustomResourceDefinition")
+    assert without == [d for d in default if d["kind"] != "CustomResourceDefinition"]
+
+
+def test_crds_keep_false_renders_the_repo_crds_exactly(helm: Helm) -> None:
+    rendered = crds_of(helm.template("--set", "crds.keep=false"))
+    assert all("annotations" not in crd["metadata"] for crd in rendered.values())
+    assert rendered == repo_crds()
+
+
+def test_without_crds_values_the_crds_are_rendered_and_kept(helm: Helm, tmp_path: Path) -> None:
+    """`helm upgrade --reuse-values` from chart 0.1.0 keeps 0.1.0's values, which have no `crds` (tried on the
+    control plane by tests/chart/test_chart_upgrade.py); `crds: null` removes the key the same way."""
+    values = tmp_path / "no-crds-values.yaml"
+    values.write_text("crds: null\n")
+    assert crds_of(helm.template("--values", str(values))) == crds_of(helm.template())
+
+
+def test_artifact_hub_lists_every_crd_at_its_storage_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    listed = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
+    expected = {
+        (name, crd["spec"]["names"]["kind"], next(v["name"] for v in crd["spec"]["versions"] if v["storage"]))
+        for name, crd in repo_crds().items()
+    }
+    assert {(entry["name"], entry["kind"], entry["version"]) for entry in listed} == expected
+    assert {version for _, _, version in expected} == {constants.VERSION}
 
 
 # --- tests: least privilege -------------------------------------------------------------------------------------------
@@ -296,6 +387,7 @@ def test_default_grants_are_exactly_what_the_components_need(helm: Helm) -> None
         | ID_SEQUENCE
         | LEADER_LEASE
         | GENERATED_SECRET
+        | STORED_VERSIONS
     )
     assert api == expand("cluster", API_NAMESPACED)
 
@@ -325,7 +417,7 @@ def test_the_api_can_neither_create_nor_delete_jobs_and_only_the_operator_writes
     assert not {g for g in api if g.scope == "cluster" and g.resource == "customresourcedefinitions"}
 
 
-def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) -> None:
+def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads_and_stored_versions(helm: Helm) -> None:
     namespaces = ["team-a", "team-b"]
     docs = helm.template("--set-json", f"watch.namespaces={json.dumps(namespaces)}")
     operator, api = grants_of(docs, OPERATOR_SA), grants_of(docs, API_SA)
@@ -335,6 +427,7 @@ def test_namespaced_watch_grants_nothing_cluster_wide_but_crd_reads(helm: Helm) 
         | ID_SEQUENCE
         | LEADER_LEASE
         | GENERATED_SECRET
+        | STORED_VERSIONS
     )
     assert api == set().union(*(expand(ns, API_NAMESPACED) for ns in namespaces))
     operator_args = container(one(docs, "Deployment", f"{FULLNAME}-operator"))["args"]
@@ -701,8 +794,19 @@ def test_servicemonitor_and_networkpolicy(helm: Helm) -> None:
         ["--set-json", 'watch.namespaces=["Not_A_Namespace"]'],
         ["--set", "image.pullPolicy=Sometimes"],
         ["--set", "api.service.port=0"],
+        ["--set", "crds.install=maybe"],
+        ["--set", "crds.upgrade=true"],
     ],
-    ids=["replicas-string", "unknown-top-level", "unknown-nested", "bad-namespace", "pull-policy", "port-zero"],
+    ids=[
+        "replicas-string",
+        "unknown-top-level",
+        "unknown-nested",
+        "bad-namespace",
+        "pull-policy",
+        "port-zero",
+        "crds-install-string",
+        "crds-unknown",
+    ],
 )
 def test_schema_rejects_bad_values(helm: Helm, bad: list[str]) -> None:
     for command in (["template", RELEASE], ["lint", "--strict"]):

@@ -9,13 +9,14 @@ import asyncio
 import json
 from typing import Any
 
+import kopf
 from kopf._core.reactor.inventory import ResourceMemories
 from scheduledjob import constants as c
 from scheduledjob.memory import Packed
 from scheduledjob_api.cache import LAST_APPLIED, ClusterCache
 from scheduledjob_api.cluster import Kind
 from scheduledjob_operator.catalog import Catalog
-from scheduledjob_operator.kopf_memories import EventOnlyMemories
+from scheduledjob_operator.kopf_event_only import EventOnlyMemories
 
 from tests.unit.api.apitestkit import FakeCluster, cronjob_for, job_of, scheduled_job
 
@@ -32,7 +33,7 @@ MANAGED_FIELDS = [
 
 def as_applied_by_kubectl(obj: dict[str, Any]) -> dict[str, Any]:
     """The object as the API server sends it after `kubectl apply` (client-side and server-side)."""
-    applied = json.loads(json.dumps(obj))
+    applied: dict[str, Any] = json.loads(json.dumps(obj))
     meta = applied["metadata"]
     meta["managedFields"] = MANAGED_FIELDS
     meta.setdefault("annotations", {})[LAST_APPLIED] = json.dumps(obj)
@@ -87,12 +88,12 @@ def test_the_operator_keeps_no_managed_fields_or_last_applied_annotation() -> No
 def test_kopf_keeps_no_memory_of_the_objects_it_delivered() -> None:
     """kopf's own per-object memory (a memo copy and handler state, ~1.2 KB each) lives for one event."""
     bodies = [as_applied_by_kubectl(scheduled_job(f"job-{n}", n)) for n in range(100)]
-    memobase = {"context": object()}
+    memobase = kopf.Memo(context=object())
 
     async def deliver(memories: ResourceMemories) -> int:
         for body in bodies:
             memory = await memories.recall(body, memobase=memobase, noticed_by_listing=True)  # type: ignore[arg-type]
-            assert memory.memo["context"] is memobase["context"]  # handlers still see the shared memo
+            assert getattr(memory.memo, "context", None) is memobase.context  # handlers see the shared memo
         return len(memories._items)
 
     assert asyncio.run(deliver(ResourceMemories())) == 100  # kopf's default: one per object, forever

@@ -3,9 +3,11 @@ range and default, and the defaults are the ones the operator and the API apply.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from scheduledjob import constants as c
 
@@ -149,7 +151,7 @@ def test_the_notifier_crd_takes_exactly_the_event_types_and_formats_the_operator
 
 def test_the_notifier_crd_has_no_cel_rules_and_the_chart_carries_it_byte_for_byte() -> None:
     assert "x-kubernetes-validations" not in NOTIFIER_CRD.read_text()
-    copy = CRD.parents[1] / "charts" / "scheduled-jobs" / "crds" / NOTIFIER_CRD.name
+    copy = CRD.parents[1] / "charts" / "scheduled-jobs" / "files" / "crds" / NOTIFIER_CRD.name
     assert copy.read_bytes() == NOTIFIER_CRD.read_bytes(), f"run: cp {NOTIFIER_CRD} {copy}"
 
 
@@ -161,3 +163,50 @@ def test_the_sample_notifier_is_one_the_operator_accepts() -> None:
     assert set(sample["spec"]) <= set(_notifier_schema()["properties"]["spec"]["properties"])
     spec = notifications.parse_notifier(sample["spec"])
     assert notifications.destination_problem(spec.url, allow_private=False) is None
+
+
+# --- every CRD: its size, and v1 beside the deprecated v1alpha1 ------------------------------------------------------
+
+CRDS = sorted(CRD.parent.glob("*.yaml"))
+# All annotations of one object together may hold at most 256 KiB; client-side `kubectl apply` copies the whole
+# object into one (last-applied-configuration), so a CRD above it cannot be applied that way (the field's complaint).
+MAX_OBJECT_BYTES = 262_144
+# What the chart adds to each (charts/scheduled-jobs/templates/crds.yaml; tests/chart/test_chart_render.py).
+KEEP = {"helm.sh/resource-policy": "keep"}
+# What may differ between the two versions of one CRD: nothing a client reads or writes.
+VERSION_ONLY = {"name", "storage", "deprecated", "deprecationWarning"}
+
+
+def test_there_are_the_three_crds() -> None:
+    assert [path.name for path in CRDS] == [
+        f"{plural}.{c.GROUP}.yaml" for plural in ("scheduledjobnotifiers", c.RUN_PLURAL, c.PLURAL)
+    ]
+
+
+@pytest.mark.parametrize("path", CRDS, ids=lambda path: path.name.split(".")[0])
+def test_each_crd_is_under_256_kib_as_its_file_and_as_the_object_applied(path: Path) -> None:
+    assert path.stat().st_size < MAX_OBJECT_BYTES
+    crd: dict[str, Any] = yaml.safe_load(path.read_text())  # the YAML anchors expanded, as the API server gets it
+    crd["metadata"]["annotations"] = {**crd["metadata"].get("annotations", {}), **KEEP}
+    size = len(json.dumps(crd, separators=(",", ":"), ensure_ascii=False).encode())
+    assert size < MAX_OBJECT_BYTES, f"{path.name}: {size} bytes as compact JSON"
+
+
+@pytest.mark.parametrize("path", CRDS, ids=lambda path: path.name.split(".")[0])
+def test_v1_is_the_one_storage_version_and_v1alpha1_is_served_deprecated_and_the_same(path: Path) -> None:
+    crd: dict[str, Any] = yaml.safe_load(path.read_text())
+    kind = crd["spec"]["names"]["kind"]
+    assert crd["spec"]["group"] == c.GROUP
+    assert crd["spec"].get("conversion", {"strategy": "None"}) == {"strategy": "None"}  # no webhook to run
+    versions = {version["name"]: version for version in crd["spec"]["versions"]}
+    assert list(versions) == [c.VERSION, "v1alpha1"]  # v1 first: the version kubectl and discovery prefer
+    assert [name for name, version in versions.items() if version["storage"]] == [c.VERSION]
+    v1, v1alpha1 = versions[c.VERSION], versions["v1alpha1"]
+    assert v1["served"] is True and not v1.get("deprecated") and "deprecationWarning" not in v1
+    assert (v1alpha1["served"], v1alpha1["storage"], v1alpha1["deprecated"]) == (True, False, True)
+    assert v1alpha1.get("deprecationWarning") == f"{c.GROUP}/v1alpha1 {kind} is deprecated; use {c.GROUP}/v1 {kind}"
+    # Conversion None only changes apiVersion: so the schema, subresources and printer columns must be the same.
+    for key in ("schema", "subresources", "additionalPrinterColumns"):
+        assert key in v1 and v1[key] == v1alpha1[key], f"{kind}: {key} differs between v1 and v1alpha1"
+    rest = {key: value for key, value in v1.items() if key not in VERSION_ONLY}
+    assert rest == {key: value for key, value in v1alpha1.items() if key not in VERSION_ONLY}

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Build Helm 3 from the Go module proxy into a version-keyed cache outside the repo, then link it into the
+# Build Helm 4 from the Go module proxy into a version-keyed cache outside the repo, then link it into the
 # project-local, git-ignored bin/helm. Idempotent: a cached binary built with the same flags is reused.
 #
+# Helm 4 applies server-side by default (`helm install`; `helm upgrade --server-side=true` for a release first
+# installed client-side, e.g. by Helm 3), which is how the chart's CRDs are upgraded with the chart.
+#
 # Usage: tools/helm/build.sh          prints the absolute path of bin/helm on stdout (progress goes to stderr)
-# Env:   HELM_VERSION        default v3.22.0
+# Env:   HELM_VERSION        default v4.3.2 (a Helm 4 release: the module path is helm.sh/helm/v4)
 #        SELFHELP_CACHE_DIR  default ${XDG_CACHE_HOME:-~/.cache}/selfhelp-scheduled-jobs
 set -euo pipefail
 
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+[[ "${HELM_VERSION}" =~ ^v4\. ]] || { echo "build.sh: HELM_VERSION must be a Helm 4 release (v4.x.y), got ${HELM_VERSION}" >&2; exit 1; }
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE_ROOT="${SELFHELP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/selfhelp-scheduled-jobs}"
 CACHE_DIR="${CACHE_ROOT}/helm-${HELM_VERSION}"
@@ -15,35 +19,31 @@ CACHED_BIN="${CACHE_DIR}/helm"
 STAMP="${CACHE_DIR}/build.stamp"
 LOG="${CACHE_DIR}/build.log"
 TARGET="${REPO_ROOT}/bin/helm"
+MODULE="helm.sh/helm/v4"
+# What Helm's Makefile sets. Helm 4 needs no k8sVersion ldflags (Helm 3 did): the default Kubernetes version of
+# `helm template`/`lint` without a cluster is derived at run time from the k8s.io/client-go version in the
+# binary's module build info (client-go v0.37.2 -> Kubernetes v1.37.0; `go install` keeps that info).
+LDFLAGS="-s -w -X ${MODULE}/internal/version.version=${HELM_VERSION}"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
 
 cached_ok() {
     [[ -x "${CACHED_BIN}" && -f "${STAMP}" ]] &&
+        [[ "$(cat "${STAMP}")" == "${LDFLAGS}" ]] &&
         "${CACHED_BIN}" version --template '{{.Version}}' 2>/dev/null | grep -qx "${HELM_VERSION}"
 }
 
 build() {
     command -v go >/dev/null 2>&1 || { echo "build.sh: 'go' not found on PATH" >&2; return 1; }
-    # Like Helm's Makefile: the default Kubernetes version (used by `helm template`/`lint` without a cluster)
-    # is derived from the k8s.io/client-go version Helm is built against (v0.X.Y -> 1.X); without it Helm
-    # would claim v1.20 and refuse charts with a newer kubeVersion.
-    local gomod client_go k8s_major k8s_minor ldflags
-    gomod="$(cd "${CACHE_DIR}" && go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
-        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-    client_go="$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "${gomod}")"
-    [[ "${client_go}" =~ ^v0\.([0-9]+)\. ]] || { echo "cannot read k8s.io/client-go version from ${gomod}"; return 1; }
-    k8s_major=1
-    k8s_minor="${BASH_REMATCH[1]}"
-    ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
-    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=${k8s_major}"
-    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${k8s_minor}"
-    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${k8s_major}"
-    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${k8s_minor}"
-    echo "go install -trimpath -ldflags '${ldflags}' helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-    (cd "${CACHE_DIR}" && GOBIN="${CACHE_DIR}" go install -trimpath -ldflags "${ldflags}" \
-        "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}")
-    printf '%s\n' "${ldflags}" >"${STAMP}"
+    echo "go install -trimpath -ldflags '${LDFLAGS}' ${MODULE}/cmd/helm@${HELM_VERSION}"
+    (cd "${CACHE_DIR}" && GOBIN="${CACHE_DIR}" go install -trimpath -ldflags "${LDFLAGS}" \
+        "${MODULE}/cmd/helm@${HELM_VERSION}")
+    # The default Kubernetes version must come out of the build info: without it Helm 4 fails at start.
+    local kube
+    kube="$("${CACHED_BIN}" version --template '{{.KubeClientVersion}}')"
+    [[ "${kube}" =~ ^v1\.[0-9]+$ ]] || { echo "helm reports no Kubernetes client version (got '${kube}')"; return 1; }
+    echo "helm ${HELM_VERSION}: default Kubernetes version ${kube}"
+    printf '%s\n' "${LDFLAGS}" >"${STAMP}"
 }
 
 if ! cached_ok; then

@@ -66,6 +66,30 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
   verbs: [get, list, watch]
 {{- end }}
 
+{{/* Stored versions follow an upgrade (operator/scheduledjob_operator/storage_migration.py), in every watch mode: the
+operator reads our three CRDs, asks the kube-controller-manager for a StorageVersionMigration of each and reads it
+back, or (watching all namespaces) writes every object again itself, then sets the CRD's status.storedVersions.
+Names only; the migrations are named <crd>-to-<storage version> (storage_migration.migration_name). */}}
+{{- define "scheduled-jobs.rbac.operatorStoredVersionRules" -}}
+{{- $crds := list "scheduledjobs.scheduling.selfhelp.io" "scheduledjobruns.scheduling.selfhelp.io" "scheduledjobnotifiers.scheduling.selfhelp.io" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  resourceNames: [{{ join ", " $crds }}]
+  verbs: [get]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions/status]
+  resourceNames: [{{ join ", " $crds }}]
+  verbs: [patch]
+# "create" cannot be restricted by name (the name is not known at authorization time).
+- apiGroups: [storagemigration.k8s.io]
+  resources: [storageversionmigrations]
+  verbs: [create]
+- apiGroups: [storagemigration.k8s.io]
+  resources: [storageversionmigrations]
+  resourceNames: [{{ range $i, $crd := $crds }}{{ if $i }}, {{ end }}{{ $crd }}-to-v1{{ end }}]
+  verbs: [get]
+{{- end }}
+
 {{/* kopf lists namespaces only to resolve namespace globs (the operator disables that scan for exact names). */}}
 {{- define "scheduled-jobs.rbac.operatorNamespaceGlobRules" -}}
 - apiGroups: [""]
@@ -104,11 +128,12 @@ RBAC rule sets. Named resources and verbs only; never "*". Kept here so every wa
 {{/* API: reads from a watch cache; executes by creating a request (never a Job), cancels by suspending
 (patch) a Job, deletes ScheduledJobs (patch first: annotated with who deleted them, for the archive),
 pauses/resumes them (patch: the paused-* annotations only; the spec and status stay the owner's and the
-operator's). No create or delete on Jobs: the operator alone starts and removes runs. */}}
+operator's; get: a pause or resume that met a conflict reads the job again). No create or delete on Jobs:
+the operator alone starts and removes runs. */}}
 {{- define "scheduled-jobs.rbac.apiRules" -}}
 - apiGroups: [scheduling.selfhelp.io]
   resources: [scheduledjobs]
-  verbs: [list, watch, patch, delete]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [list, watch]

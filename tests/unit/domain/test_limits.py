@@ -23,7 +23,7 @@ from scheduledjob.reconciliation import next_status
 from tests.unit.domain.factories import job, scheduled_job
 
 ROOT = Path(__file__).resolve().parents[3]
-CRD_DIRS = [ROOT / "crds", ROOT / "charts" / "scheduled-jobs" / "crds"]
+CRD_DIRS = [ROOT / "crds", ROOT / "charts" / "scheduled-jobs" / "files" / "crds"]
 TABLES: dict[str, Mapping[str, int]] = {
     "scheduledjobs.scheduling.selfhelp.io.yaml": limits.SCHEDULED_JOB_CRD,
     "scheduledjobruns.scheduling.selfhelp.io.yaml": limits.SCHEDULED_JOB_RUN_CRD,

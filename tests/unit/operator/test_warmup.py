@@ -1,0 +1,58 @@
+"""After a restart, the ScheduledJobs the operator left settled wait for a background reconcile, so one
+created meanwhile is reconciled first; anything not settled, and every later event, is handled at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from scheduledjob import constants as c
+from scheduledjob_operator.warmup import Warmup, settled
+
+
+def scheduled_job(name: str = "nightly", **changes: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "metadata": {"namespace": "team", "name": name, "generation": 3, "labels": {c.LABEL_ID: "7"}},
+        "spec": {"schedule": "0 3 * * *"},
+        "status": {"id": 7, "observedGeneration": 3, "history": [{"uid": "run-1", "status": "succeeded"}]},
+    }
+    for path, value in changes.items():
+        section, _, field = path.partition("__")
+        if value is None:
+            obj[section].pop(field, None)
+        else:
+            obj[section][field] = value
+    return obj
+
+
+def test_a_scheduled_job_the_operator_left_complete_is_settled() -> None:
+    assert settled(scheduled_job(), cronjob_known=True)
+
+
+@pytest.mark.parametrize(
+    ("why", "obj", "cronjob_known"),
+    [
+        ("its CronJob is not known (deleted while no operator ran?)", scheduled_job(), False),
+        ("it has no id yet (created while no operator ran)", scheduled_job(status__id=None), True),
+        ("its id label is missing", scheduled_job(metadata__labels={}), True),
+        ("its spec changed since the last reconcile", scheduled_job(metadata__generation=4), True),
+        ("it was never reconciled", scheduled_job(status__observedGeneration=None), True),
+        ("it is being deleted", scheduled_job(metadata__deletionTimestamp="2026-12-06T10:00:00Z"), True),
+    ],
+)
+def test_anything_else_is_reconciled_at_once(why: str, obj: dict[str, Any], cronjob_known: bool) -> None:
+    assert not settled(obj, cronjob_known=cronjob_known), why
+
+
+def test_kept_copies_come_back_oldest_first_and_a_newer_event_drops_the_stale_copy() -> None:
+    warmup = Warmup()
+    for name in ("a", "b", "c", "d"):
+        warmup.defer(("team", name), scheduled_job(name))
+    warmup.discard(("team", "b"))  # a MODIFIED event of b is being reconciled in its handler
+    warmup.defer(("team", "a"), scheduled_job("a", metadata__generation=3))  # listed again: to the back
+
+    first = warmup.take(2)
+    assert [key for key, _ in first] == [("team", "c"), ("team", "d")]
+    assert first[0][1] == scheduled_job("c")  # the whole object, as it was listed
+    assert [key for key, _ in warmup.take(10)] == [("team", "a")]
+    assert len(warmup) == 0 and warmup.take(10) == []

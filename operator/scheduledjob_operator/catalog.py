@@ -68,7 +68,7 @@ class Catalog:
             self._hints[key] = now
 
     # ---- kept current by the watch events ----------------------------------------------------
-    def see_scheduled_job(self, obj: dict[str, Any]) -> None:
+    def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
         self._note_id(obj)
         status, spec = obj.get("status") or {}, obj.get("spec") or {}
         self._schedules[_key(obj)] = Schedule(
@@ -117,6 +117,10 @@ class Catalog:
         packed = self._cronjobs.get(key)
         return None if packed is None else packed.decode()["metadata"].get("uid")
 
+    def knows_cronjob(self, key: Key) -> bool:
+        """The CronJob of that name is known to exist (seen, or listed at the start and not yet expired)."""
+        return key in self._cronjobs
+
     def cronjob(self, key: Key) -> dict[str, Any] | None:
         """The CronJob's labels and spec, or None if it is not known to exist."""
         packed = self._cronjobs.get(key)
@@ -140,7 +144,7 @@ class Catalog:
             self.forget_cronjob(key)
         return [key for key in expired if key in self._schedules]
 
-    def _note_id(self, obj: dict[str, Any]) -> None:
+    def _note_id(self, obj: Mapping[str, Any]) -> None:
         job_id = (obj.get("status") or {}).get("id")
         if isinstance(job_id, int) and job_id > self._highest_id:
             self._highest_id = job_id

@@ -16,6 +16,7 @@ from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.log_capture import CaptureLimits
 from scheduledjob_operator.status_writer import Key, StatusWriter
+from scheduledjob_operator.warmup import Warmup
 
 # A failed reconcile or recording is tried again after 10 s, then 20 s, then every 30 s, until it lands.
 BACKOFF_FIRST_SECONDS = 10.0
@@ -88,8 +89,12 @@ class OperatorContext:
     # ScheduledJobRuns (namespace, name) whose decision failed; the periodic loop reads and decides them
     # again (no further event may ever come: a kubectl user's request has nobody waiting on it).
     undecided: Backoff = field(default_factory=Backoff)
-    # One reconcile per ScheduledJob at a time: watch events and the periodic resync both reconcile.
+    # One reconcile per ScheduledJob at a time: watch events, the resync and the warm-up all reconcile.
+    # A lock nobody holds or waits for is dropped after its reconcile (handlers._reconcile_safely): an
+    # idle ScheduledJob costs no lock.
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    # Listed ScheduledJobs that were settled, waiting for their background reconcile (warmup.py).
+    warmup: Warmup = field(default_factory=Warmup)
     # uid -> id this process wrote into a status whose own watch event has not been seen yet. Events
     # older than that write are then skipped instead of re-read (bench/: burst requests per object).
     assigned: dict[str, int] = field(default_factory=dict)

@@ -235,6 +235,10 @@ class Cluster:
                 return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
+    async def request(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """`_call` for the adapter's other modules (crd_storage.py): the same deadline and retry policy."""
+        return await self._call(method, *args, **kwargs)
+
     def _failed(self, began: float) -> None:
         self.transient_failures += 1
         self._failing_since = began if self._failing_since is None else min(self._failing_since, began)

@@ -32,6 +32,10 @@ CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
     "clusterrole-aggregation-controller",
+    # StorageVersionMigrations (storagemigration.k8s.io/v1, GA in 1.37): rewrites every object of a resource at
+    # its storage version and prunes a CRD's status.storedVersions. Needs the garbage collector (its informers)
+    # and client-go's InOrderInformers and InformerResourceVersion gates (on by default in v1.37.2).
+    "storage-version-migrator-controller",
 )
 
 # Requests of the clients the tests run, not of the control plane's own components; metadata only.

@@ -11,7 +11,7 @@ import pytest_asyncio
 from scheduledjob_archive.records import ArchivedExecution
 from scheduledjob_archive.repository import Archive
 from scheduledjob_archive.settings import ArchiveSettings
-from scheduledjob_operator.handlers import VANISHED_MESSAGE
+from scheduledjob_operator.background import VANISHED_MESSAGE
 
 from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import ManualRuns

@@ -26,7 +26,7 @@ from scheduledjob.builders import build_manual_job
 from scheduledjob.diagnostics import ANNOTATION_SCHEDULED_TIMESTAMP
 from scheduledjob_archive.repository import Archive
 from scheduledjob_operator import __main__ as operator_main
-from scheduledjob_operator import handlers, metrics
+from scheduledjob_operator import background, metrics, work
 from scheduledjob_operator.context import Backoff
 from scheduledjob_operator.election import Elector
 from scheduledjob_operator.kube import Cluster
@@ -216,7 +216,7 @@ async def test_a_reconcile_that_raised_is_counted(archive: Archive) -> None:  # 
     cluster.label_scheduled_job = refused  # its id label is missing: the reconcile's first write fails
     unlabelled = world.cluster.get(c.KIND, "cms", "cache-cleanup")
     assert unlabelled is not None and c.LABEL_ID not in (unlabelled["metadata"].get("labels") or {})
-    await handlers._reconcile_safely(unlabelled, world.context)
+    await work.reconcile_safely(unlabelled, world.context)
     assert value("scheduledjobs_operator_reconcile_errors_total") - before == 1
     assert ("cms", "cache-cleanup") in world.context.retry  # and it is retried, as before
 
@@ -234,8 +234,8 @@ async def test_the_backlog_gauge_follows_the_unrecorded_queue_also_while_a_retry
     async def failing() -> None:
         raise RuntimeError("the archive is down")
 
-    for job in jobs.values():  # two recordings failed (handlers._safely queues them with backoff)
-        await handlers._safely(failing, job, context.unrecorded, "recording Job")
+    for job in jobs.values():  # two recordings failed (work.safely queues them with backoff)
+        await work.safely(failing, job, context.unrecorded, "recording Job")
     assert value(backlog) == 2
 
     seen_during_retry: list[float] = []
@@ -246,17 +246,17 @@ async def test_the_backlog_gauge_follows_the_unrecorded_queue_also_while_a_retry
     async def record(job: dict[str, Any]) -> Exception | None:
         seen_during_retry.append(value(backlog))  # taken from the queue, not recorded yet: still waiting
         if job["metadata"]["name"] == "run-2":
-            return await handlers._safely(failing, job, context.unrecorded, "recording Job")
+            return await work.safely(failing, job, context.unrecorded, "recording Job")
         context.unrecorded.succeeded(("cms", "run-1"))
         return None
 
     clock[0] += 60  # past their backoff: the resync's next pass retries both
-    await handlers._retry_due(context.unrecorded, "Job", read, record)
+    await background._retry_due(context.unrecorded, "Job", read, record)
     assert seen_during_retry == [2, 1]
     assert value(backlog) == 1, "run-1 recorded, run-2 still waiting"
 
     clock[0] += 60
-    await handlers._retry_due(context.unrecorded, "Job", lambda namespace, name: _gone(), record)
+    await background._retry_due(context.unrecorded, "Job", lambda namespace, name: _gone(), record)
     assert value(backlog) == 0, "a Job gone meanwhile was recorded by its DELETED event"
 
 

@@ -1,7 +1,7 @@
 """As an admin I expect the operator to stay calm when things around it fail: a single throttled or
 failed request does not make it re-list every CronJob and Job in the cluster (review 6924ed8 §2.8), and a
 database outage does not stall the loop that repairs CronJobs and retries reconciles for minutes per
-unrecorded Job (§2.9). Decisions of the resync loop (handlers.py) and of the adapter's outage detector
+unrecorded Job (§2.9). Decisions of the resync loop (background.py) and of the adapter's outage detector
 (kube.Cluster.outages); tests/integration/faults/test_archive_down.py proves the loop on the real control
 plane with PostgreSQL behind Toxiproxy."""
 
@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob_archive.repository import Archive
-from scheduledjob_operator import handlers, kube, ledger_sync
+from scheduledjob_operator import background, handlers, kube, ledger_sync, work
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kube import Cluster
 from scheduledjob_operator.runs import RunControl
@@ -76,9 +76,9 @@ class Context:
 
 
 def test_without_a_relist_the_first_check_comes_after_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handlers, "CATALOG_CHECK_SECONDS", 900.0)
+    monkeypatch.setattr(background, "CATALOG_CHECK_SECONDS", 900.0)
     ticks = Ticks()
-    timer = handlers._CheckTimer(Context(ticks), clock=ticks)  # type: ignore[arg-type]
+    timer = background._CheckTimer(Context(ticks), clock=ticks)  # type: ignore[arg-type]
     ticks.now += 899
     assert not timer.due()
     ticks.now += 1
@@ -88,15 +88,15 @@ def test_without_a_relist_the_first_check_comes_after_the_interval(monkeypatch: 
 def test_the_catalog_check_follows_relists_and_outages_at_most_once_per_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(handlers, "CATALOG_CHECK_SECONDS", 900.0)
-    monkeypatch.setattr(handlers, "CATALOG_CHECK_MIN_SECONDS", 30.0)
+    monkeypatch.setattr(background, "CATALOG_CHECK_SECONDS", 900.0)
+    monkeypatch.setattr(background, "CATALOG_CHECK_MIN_SECONDS", 30.0)
     ticks = Ticks()
     context: Any = Context(ticks)
-    timer = handlers._CheckTimer(context, clock=ticks)
+    timer = background._CheckTimer(context, clock=ticks)
     assert not timer.due()
 
     context.catalog.relisted()  # kopf's first LIST
-    ticks.now += handlers.RELIST_QUIET_SECONDS
+    ticks.now += background.RELIST_QUIET_SECONDS
     assert timer.due()
 
     context.cluster.transient_failures += 1  # one 429: nothing to check
@@ -118,7 +118,7 @@ async def test_with_the_archive_down_a_pass_reconciles_and_leaves_twenty_jobs_qu
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world = World(archive)
-    monkeypatch.setattr(handlers, "RESYNC_ARCHIVE_SECONDS", 0.2)
+    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 0.2)
     context = world.context
     for number in range(20):
         started = world.start_run(f"cache-cleanup-m{number}")
@@ -135,14 +135,14 @@ async def test_with_the_archive_down_a_pass_reconciles_and_leaves_twenty_jobs_qu
     async def reconcile(obj: dict[str, Any], _: Any) -> None:
         reconciled.append(obj["metadata"]["name"])
 
-    monkeypatch.setattr(handlers, "reconcile", reconcile)
+    monkeypatch.setattr(work, "reconcile", reconcile)
     context.retry.add(("cms", "cache-cleanup"))  # its CronJob was edited by hand: to be repaired
-    timer = handlers._CheckTimer(context)
+    timer = background._CheckTimer(context)
     context.catalog.relisted()  # and a catalog check is due too
-    monkeypatch.setattr(handlers, "RELIST_QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(background, "RELIST_QUIET_SECONDS", 0.0)
 
     began = time.monotonic()
-    await handlers._resync_once(context, RunControl(context), None, timer, [True])
+    await background._resync_once(context, RunControl(context), None, timer, [True])
 
     assert time.monotonic() - began < 2.0, "bounded: not 300 s per Job"
     assert reconciled == ["cache-cleanup"]
@@ -164,10 +164,10 @@ async def test_the_catalog_check_closes_archived_runs_whose_job_is_gone(
         await ledger_sync.record_job(job, deleted=False, context=world.context)
     world.cluster.remove("Job", "cms", "cache-cleanup-m1")
 
-    await handlers._check_catalog(world.context, RunControl(world.context), None, handlers._Pass())
+    await background._check_catalog(world.context, RunControl(world.context), None, background._Pass())
 
     closed, open_ = await archive.get(gone["metadata"]["uid"]), await archive.get(kept["metadata"]["uid"])
-    assert closed is not None and (closed.status, closed.message) == ("cancelled", handlers.VANISHED_MESSAGE)
+    assert closed is not None and (closed.status, closed.message) == ("cancelled", background.VANISHED_MESSAGE)
     assert closed.finished_at is not None
     assert open_ is not None and open_.status == "running"
 

@@ -113,7 +113,8 @@ def render(results: dict[str, Any]) -> str:
         f"grew by 18,000 in {v('population_grow_seconds_20k', ' s')} | |",
         f"| Runs due in the same minute | {v('schedule_delay_jobs_20k')} among {v('scale_jobs_large')} | "
         f"start recorded p99 {v('schedule_delay_p99_seconds_20k', ' s')} after the slot (the CronJob "
-        f"controller's share: p99 {v('schedule_controller_delay_p99_seconds_20k', ' s')}) | "
+        f"controller's share: p99 {v('schedule_controller_delay_p99_seconds_20k', ' s')}; the operator's, from "
+        f"the Job to the record: p99 {v('schedule_operator_delay_p99_seconds_20k', ' s')}) | "
         f"{t('schedule_delay_p99_seconds_20k', ' s')} |",
         f"| ScheduledJobs applied at once | {v('reconcile_burst_jobs')} | "
         f"{v('reconcile_burst_ratio_vs_raw', 'x')} the raw API writes | {t('reconcile_burst_ratio_vs_raw', 'x')} |",

@@ -33,6 +33,7 @@ from scheduledjob_operator.work import reconcile_safely, safely
 
 logger = logging.getLogger(__name__)
 WORKER_LIMIT = 200  # per watched kind; see start()
+WORKER_IDLE_SECONDS = 0.05
 MANAGED = {c.LABEL_SCHEDULED_JOB: kopf.PRESENT}
 
 
@@ -54,10 +55,13 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # At most this many objects of a kind are worked on at once (kopf's default: one worker per object
     # with events, unbounded). In a burst of 5,000 ScheduledJobs ~3,800 workers each held their event
     # bodies at once, and the process kept that peak's arenas afterwards (bench/: `operator_rss_mb`,
-    # 350-410 MB). More than the connection pool serves would only queue there; an idle worker gives its
-    # place up after a second instead of five.
+    # 350-410 MB). More than the connection pool serves would only queue there. An idle worker gives its
+    # place up after WORKER_IDLE_SECONDS (kopf: 5 s): a worker waits that long for its object's next event
+    # before it ends, holding one of the places meanwhile, so at most WORKER_LIMIT / WORKER_IDLE_SECONDS
+    # objects are handled per second. At 1 s that was 200 per second: a restart with 20,000 ScheduledJobs
+    # and their CronJobs spent 200 s in kopf's queue (docs/limits.md, `operator_restart_seconds_20k`).
     settings.queueing.worker_limit = WORKER_LIMIT
-    settings.queueing.idle_timeout = 1.0
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.networking.request_timeout = 30
     # This process holds the leader Lease (election.py, __main__): kopf runs standalone, and everything
     # started here runs only in the leader; a replica that loses the Lease exits.

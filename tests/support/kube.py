@@ -40,29 +40,30 @@ async def eventually(
 class ScheduledJobs:
     """The ScheduledJob resource through the real API server."""
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, version: str = c.VERSION) -> None:
         self.custom: Any = client.CustomObjectsApi(api)
         self.batch: Any = client.BatchV1Api(api)
         self.core: Any = client.CoreV1Api(api)
         self.namespace = namespace
+        self.version = version  # the API version spoken (an upgrade test speaks the previous one)
 
     async def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": {"name": name}, "spec": spec}
+        body = {"apiVersion": f"{c.GROUP}/{self.version}", "kind": c.KIND, "metadata": {"name": name}, "spec": spec}
         result: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, self.namespace, c.PLURAL, body
+            c.GROUP, self.version, self.namespace, c.PLURAL, body
         )
         return result
 
     async def get(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, self.namespace, c.PLURAL, name
+            c.GROUP, self.version, self.namespace, c.PLURAL, name
         )
         return result
 
     async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object(
             c.GROUP,
-            c.VERSION,
+            self.version,
             self.namespace,
             c.PLURAL,
             name,
@@ -71,7 +72,7 @@ class ScheduledJobs:
         )
 
     async def delete(self, name: str) -> None:
-        await self.custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, self.namespace, c.PLURAL, name)
+        await self.custom.delete_namespaced_custom_object(c.GROUP, self.version, self.namespace, c.PLURAL, name)
 
     async def status(self, name: str) -> dict[str, Any]:
         return (await self.get(name)).get("status") or {}

@@ -637,39 +637,12 @@ class Product:
         return body["data"]
 
 
-class Cluster:
+class Cluster(ScheduledJobs):
     """Our objects through the API server, at the version the CRDs serve (v1alpha1 under N-1's CRDs)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.custom: Any = client.CustomObjectsApi(api)
+        super().__init__(api, namespace, PREVIOUS_VERSION)
         self.extensions: Any = client.ApiextensionsV1Api(api)
-        self.batch: Any = client.BatchV1Api(api)
-        self.namespace = namespace
-        self.version = PREVIOUS_VERSION
-
-    async def create(self, name: str, spec: dict[str, Any]) -> None:
-        body = {"apiVersion": f"{c.GROUP}/{self.version}", "kind": c.KIND, "metadata": {"name": name}, "spec": spec}
-        await self.custom.create_namespaced_custom_object(c.GROUP, self.version, self.namespace, c.PLURAL, body)
-
-    async def get(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-            c.GROUP, self.version, self.namespace, c.PLURAL, name
-        )
-        return found
-
-    async def status(self, name: str) -> dict[str, Any]:
-        return (await self.get(name)).get("status") or {}
-
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        await self.custom.patch_namespaced_custom_object(
-            c.GROUP,
-            self.version,
-            self.namespace,
-            c.PLURAL,
-            name,
-            {"spec": spec},
-            _content_type="application/merge-patch+json",
-        )
 
     async def cronjob_suspended(self, name: str) -> bool:
         try:

@@ -12,7 +12,7 @@ HELM := bin/helm
 IMAGE ?= selfhelp/scheduled-jobs:dev
 
 .PHONY: help install run token kubectl cluster-up cluster-down cluster-status localcluster helm lint typecheck check \
-        unit integration chart-test test upgrade-test docs screenshots bench image kind-up deploy clean
+        unit integration chart-test test upgrade-test docs screenshots bench bench-scale image kind-up deploy clean
 
 help: ## List every target with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,8 +90,13 @@ docs: $(STAMP) ## Regenerate docs/api.md from the OpenAPI document
 screenshots: $(STAMP) localcluster ## Regenerate the dashboard screenshots in docs/ui/ (the browser tests take them)
 	UI_SCREENSHOTS=$(CURDIR)/docs/ui $(PY) -m pytest tests/integration/ui -q -p no:cacheprovider
 
-bench: $(STAMP) localcluster ## Benchmarks against raw apiserver operations; writes bench/results.json
+bench: $(STAMP) localcluster ## Benchmarks against raw apiserver operations; writes bench/results.json, then docs/limits.md
 	$(PY) -m bench
+	$(PY) -m bench.limits
+
+bench-scale: $(STAMP) localcluster ## 2,000 -> 20,000 ScheduledJobs (~30 min): merged into bench/results.json, then docs/limits.md
+	$(PY) -m bench --scale
+	$(PY) -m bench.limits
 
 image: ## Build the container image (needs Docker)
 	docker build -t $(IMAGE) .

@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.scale:
         results = report.merge_scale(output, results)
+    elif full:
+        results = report.keep_scale(output, results)  # a full `make bench` keeps the last scale run's figures
     report.write(output, results)
     print()
     print(report.table(metrics))

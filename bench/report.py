@@ -157,11 +157,23 @@ def merge_scale(path: Path, scale: dict[str, Any]) -> dict[str, Any]:
     under `scale_run`; verdicts over both."""
     results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     run = {key: scale.pop(key) for key in RUN_KEYS if key in scale}
+    run["metrics"] = sorted(scale)  # what a later full `make bench` keeps (keep_scale)
     results.update(scale)
     results["scale_run"] = run
     results["targets"] = {key: target for key, (target, _) in TARGETS.items()}
     results["met"] = verdicts(results)
     return results
+
+
+def keep_scale(path: Path, results: dict[str, Any]) -> dict[str, Any]:
+    """`results` (a full `make bench`) with the figures of the scale run already in `path`, if any."""
+    previous: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    if "scale_run" not in previous:
+        return results
+    run = previous["scale_run"]
+    kept = {**results, **{key: previous[key] for key in run.get("metrics", []) if key in previous}, "scale_run": run}
+    kept["met"] = verdicts(kept)
+    return kept
 
 
 def write(path: Path, results: dict[str, Any]) -> None:

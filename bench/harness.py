@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 from devrun.install import STATE_NAMESPACE
-from devrun.processes import Service, api_service, free_port, operator_service, wait_http_ok
+from devrun.processes import LEASE_LOST_EXIT, Service, api_service, free_port, operator_service, wait_http_ok
 from pydantic import SecretStr
 from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job, manual_job_name
@@ -439,6 +439,18 @@ class Processes:
             str(output),
         ]
         self._profilers.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def revive_operator(self) -> bool:
+        """Starts the operator again if it exited because it lost its leader Lease, as Kubernetes restarts the
+        container (on 2 cores the apiserver under the benchmark's own load can answer a renewal too late);
+        True if it did."""
+        if self.operator is None or self.operator.process is None:
+            return False
+        if self.operator.process.poll() != LEASE_LOST_EXIT:
+            return False
+        self.stop_operator()
+        self.start_operator()
+        return True
 
     def stop_api(self) -> None:
         if self.api is not None:

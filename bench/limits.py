@@ -192,7 +192,9 @@ def render(results: dict[str, Any]) -> str:
         f"- `make bench`: {results.get('started_at', '?')}, commit "
         f"{str((results.get('git') or {}).get('commit'))[:7]}.",
         f"- `make bench-scale`: {run.get('started_at', 'not run')}, commit "
-        f"{str((run.get('git') or {}).get('commit'))[:7]}.",
+        f"{str((run.get('git') or {}).get('commit'))[:7]}; the operator lost its leader Lease (a renewal "
+        f"answered too late by the apiserver it shares 2 cores with) and was started again: "
+        f"{', '.join(results.get('operator_lease_losses_20k') or []) or 'never'}.",
         '- No peer publishes such a table: the Kubernetes CronJob KEP says "storage bound"; the CronJob',
         "  controller v2 was shown without delay at 6,120 CronJobs; Argo users report late schedules at 500+",
         "  CronWorkflows (argo-workflows#4181).",

@@ -29,6 +29,9 @@ from bench.tracking import Reconciled
 KEY = "population"
 RECONCILE_WITHIN = 3600.0
 LEDGER = 100  # finished runs per ScheduledJob (the archive); the status keeps the newest 20
+# The ledgers' status writes (~8 KB each) in flight at once: at 50, 18,000 of them kept a 2-core machine's
+# apiserver so busy that the operator's Lease renewal came too late (bench-scale).
+SEED_CONCURRENCY = 20
 
 
 def ledger(rng: random.Random, job_id: int, now: datetime, runs: int = LEDGER) -> list[Obj]:
@@ -112,7 +115,7 @@ async def _seed_ledgers(bench: Bench, namespace: str, names: set[str]) -> None:
     path = f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}"
     began = time.monotonic()
     await bounded(
-        bench.sizes.concurrency,
+        min(bench.sizes.concurrency, SEED_CONCURRENCY),
         [
             partial(bench.kube.request, "PATCH", f"{path}/{job['name']}/status", {"status": status_of(records)})
             for job, records in ledgers

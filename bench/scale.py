@@ -53,9 +53,16 @@ class RssPeaks:
     async def sample(self) -> None:
         while True:
             for name in self.peak:
-                rss = psutil.Process(self._bench.processes.pid(name)).memory_info().rss / MIB
-                self.peak[name] = max(self.peak[name], rss)
+                self.peak[name] = max(self.peak[name], _rss_mb(self._bench, name))
             await asyncio.sleep(SAMPLE_SECONDS)
+
+
+def _rss_mb(bench: Bench, name: str) -> float:
+    """The process's RSS now; 0 if it is not running (an operator that lost its Lease, until revived)."""
+    try:
+        return float(psutil.Process(bench.processes.pid(name)).memory_info().rss) / MIB
+    except (psutil.Error, AssertionError):
+        return 0.0
 
 
 async def steady_rss(bench: Bench) -> dict[str, float]:
@@ -65,10 +72,16 @@ async def steady_rss(bench: Bench) -> dict[str, float]:
     until = time.monotonic() + bench.sizes.idle_window / 2
     while time.monotonic() < until:
         for name in highest:
-            rss = psutil.Process(bench.processes.pid(name)).memory_info().rss / MIB
-            highest[name] = max(highest[name], rss)
+            highest[name] = max(highest[name], _rss_mb(bench, name))
         await asyncio.sleep(1.0)
     return highest
+
+
+async def _revived(bench: Bench, revivals: list[str], when: str) -> None:
+    """An operator that lost its Lease meanwhile is started again (as Kubernetes would), and that is noted."""
+    if await asyncio.to_thread(bench.processes.revive_operator):
+        revivals.append(when)
+        bench.log(f"scale: the operator had lost its Lease {when}; started again")
 
 
 async def run(bench: Bench) -> dict[str, Any]:
@@ -76,13 +89,16 @@ async def run(bench: Bench) -> dict[str, Any]:
     small, large = sizes.scale_small, sizes.scale_large
     bench.sizes = replace(sizes, population=small)
     try:
+        revivals: list[str] = []
         await population.ensure(bench)
+        await _revived(bench, revivals, f"while {small} were added")
         at_small = await steady_rss(bench)
         bench.log(f"scale: at {small}: operator {at_small['operator']:.1f} MB, API {at_small['api']:.1f} MB")
         peaks = RssPeaks(bench)
         async with background(peaks.sample()):
             grown = await population.grow(bench, large)
         bench.sizes = replace(sizes, population=large)
+        await _revived(bench, revivals, f"while {large - small} more were added")
         at_large = await steady_rss(bench)
         bench.log(f"scale: at {large}: operator {at_large['operator']:.1f} MB, API {at_large['api']:.1f} MB")
         results: dict[str, Any] = {
@@ -97,6 +113,8 @@ async def run(bench: Bench) -> dict[str, Any]:
             "population_grow_seconds_20k": round(grown, 1),
             "scale_jobs_small": small,
             "scale_jobs_large": large,
+            # Each an operator that lost its leader Lease (a renewal answered too late) and was started again.
+            "operator_lease_losses_20k": revivals,
         }
         restart = await idle._restart_operator(bench)
         results["operator_restart_seconds_20k"] = restart["operator_restart_seconds"]

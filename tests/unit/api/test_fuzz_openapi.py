@@ -24,12 +24,13 @@ import httpx
 import hypothesis.strategies as st
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from pydantic import SecretStr
 from scheduledjob import constants as c
 from scheduledjob.executions import JobObservation
 from scheduledjob_api.app import create_app
 from scheduledjob_api.cluster import Kind
+from scheduledjob_api.event_stream import MAX_JOB_ID
 from scheduledjob_api.history import Cursor
 from scheduledjob_api.security import READ
 from scheduledjob_api.settings import Settings
@@ -175,6 +176,16 @@ def api_schema(tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
     asgi.shutdown_lifespans()
 
 
+def same_on_the_wire_as_valid(query: dict[str, Any] | None) -> bool:
+    """A repeatable query parameter (the stream's `id`) generated as one value instead of a list is, on the
+    wire, the valid one-item list: `?id=9` is `[9]` whatever Schemathesis meant, so its "invalid data accepted"
+    would be a false positive (found by a CI run: `GET /events?id=9`)."""
+    value = (query or {}).get("id")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return False
+    return str(value).isdigit() and int(value) <= MAX_JOB_ID
+
+
 def fuzz(operation: Any, mode: GenerationMode, tally: Tally) -> None:
     """Sends Hypothesis-generated requests for one operation and checks every answer."""
     if mode is GenerationMode.NEGATIVE and not operation.query:
@@ -199,6 +210,8 @@ def fuzz(operation: Any, mode: GenerationMode, tally: Tally) -> None:
             # A cursor is opaque: only one the API gave out is valid (and then without `page`).
             query = {k: v for k, v in case.query.items() if k != "page"}
             case.query = {**query, "cursor": CURSOR}
+        if mode is GenerationMode.NEGATIVE and same_on_the_wire_as_valid(case.query):
+            reject()
         headers = {"Authorization": f"Bearer {TOKENS[caller]}"} if caller in TOKENS else {}
         response = case.call_and_validate(headers=headers)
         tally.requests += 1

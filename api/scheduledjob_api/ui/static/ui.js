@@ -225,6 +225,14 @@
     chart(document);
     devLogin(document);
     logs(document);
+    // A refresh asked for before the keyboard came in may land after it: it must not take what is being
+    // typed (a pause reason). Its answer is dropped, and the part refreshes once focus leaves it.
+    document.body.addEventListener("htmx:beforeSwap", (event) => {
+      const part = livePart();
+      const verb = ((event.detail.requestConfig || {}).verb || "get").toLowerCase();
+      if (!part || event.detail.elt !== part || verb !== "get") return;
+      if (part.contains(document.activeElement)) { event.detail.shouldSwap = false; deferred = true; }
+    });
     document.body.addEventListener("htmx:beforeRequest", (event) => {
       const source = event.detail.elt;
       if (!source.hasAttribute("data-poll")) return;

@@ -102,7 +102,7 @@ async def warm_up_forever(memo: Any) -> None:
     context: OperatorContext = memo.context
     while True:
         await asyncio.sleep(WARMUP_PAUSE_SECONDS)
-        if not len(context.warmup):
+        if not context.warmup:
             continue
         handler_context = context.handler_context  # Events are posted from handler contexts (kopf)
         began, count = time.monotonic(), 0

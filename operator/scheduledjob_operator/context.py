@@ -90,7 +90,7 @@ class OperatorContext:
     # again (no further event may ever come: a kubectl user's request has nobody waiting on it).
     undecided: Backoff = field(default_factory=Backoff)
     # One reconcile per ScheduledJob at a time: watch events, the resync and the warm-up all reconcile.
-    # A lock nobody holds or waits for is dropped after its reconcile (handlers._reconcile_safely): an
+    # A lock nobody holds or waits for is dropped after its reconcile (work.reconcile_safely): an
     # idle ScheduledJob costs no lock.
     locks: defaultdict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     # Listed ScheduledJobs that were settled, waiting for their background reconcile (warmup.py).

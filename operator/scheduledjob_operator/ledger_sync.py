@@ -58,7 +58,7 @@ async def record_job(
 ) -> None:
     """Records the Job; a Job changed meanwhile (409 on its annotation) is read again and retried.
 
-    Other failures propagate: the caller (handlers._safely) retries them with backoff. With
+    Other failures propagate: the caller (work.safely) retries them with backoff. With
     `archive_seconds`, an archive that does not take the run within that time raises ArchiveUnavailable
     (the resync's bounded work: one pass does not wait out a database outage Job by Job).
     """

@@ -47,7 +47,7 @@ _EVENT_TYPES = {
 
 def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
     """kopf posts Events from a queue it binds to each object's handler task. Work started elsewhere
-    (the resync loop runs in a handler's copied context, see handlers.py) could still miss it: the
+    (the resync and warm-up run in a handler's copied context, see background.py) could still miss it: the
     status is written by then, so a lost Event must not turn into a failed reconcile."""
     try:
         kopf.event(kopf.Body(cast(kopf.RawBody, obj)), type=type, reason=reason, message=message)

@@ -12,7 +12,7 @@ For each undecided request, under one lock per ScheduledJob (only the active rep
 6. resume the Job.
 A crash anywhere replays from the request: the Job's name follows from the request's UID. A decision
 that fails (e.g. the API server went away mid-call) is retried by the resync with backoff
-(handlers._decide_again); a rejection or withdrawal deletes the suspended Job made for the request by
+(background._resync_once); a rejection or withdrawal deletes the suspended Job made for the request by
 any earlier attempt, also one whose create landed though its answer was lost.
 """
 
@@ -307,7 +307,7 @@ class RunControl:
     async def sweep(self, job: dict[str, Any]) -> None:
         """Deletes a suspended Job whose request is gone or rejected (run_requests.abandoned): its
         withdrawal or rejection could not delete it (no operator ran, or the call failed). Called for
-        the Jobs a catalog check lists (handlers._check_catalog); reads the request only for a Job
+        the Jobs a catalog check lists (background._check_catalog); reads the request only for a Job
         that may be abandoned."""
         if not may_be_abandoned(job, self._context.clock()):
             return

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 
-from scheduledjob_operator.kube import MERGE_PATCH, Cluster, _pages, _parsed, _translate
+from scheduledjob_operator.kube import MERGE_PATCH, Cluster, pages, parsed, translate
 
 PAGE_SIZE = 500
 SVM_GROUP = "storagemigration.k8s.io"
@@ -35,7 +35,7 @@ class CrdStorage:
     async def get_crd(self, name: str) -> dict[str, Any] | None:
         """The CustomResourceDefinition (`get`, by name); None if it is not installed."""
         try:
-            return await _parsed(
+            return await parsed(
                 await self._cluster.request(
                     self._extensions.read_custom_resource_definition, name, _preload_content=False
                 )
@@ -43,14 +43,14 @@ class CrdStorage:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _translate(error) from error
+            raise translate(error) from error
 
     async def set_stored_versions(self, name: str, versions: list[str], resource_version: str) -> None:
         """Writes `status.storedVersions` (`patch` of customresourcedefinitions/status) only if the CRD is
         still at `resource_version` (else Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": {"storedVersions": versions}}
         try:
-            await _parsed(
+            await parsed(
                 await self._cluster.request(
                     self._extensions.patch_custom_resource_definition_status,
                     name,
@@ -60,15 +60,15 @@ class CrdStorage:
                 )
             )
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
 
     # --- discovery ----------------------------------------------------------------------------
     async def serves(self, group: str, version: str) -> bool:
         """Whether the API server serves `group/version` (discovery: every authenticated user may read it)."""
         try:
-            groups = await _parsed(await self._cluster.request(self._apis.get_api_versions, _preload_content=False))
+            groups = await parsed(await self._cluster.request(self._apis.get_api_versions, _preload_content=False))
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
         return any(
             entry.get("name") == group and any(v.get("version") == version for v in entry.get("versions") or [])
             for entry in groups.get("groups") or []
@@ -83,7 +83,7 @@ class CrdStorage:
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _translate(error) from error
+            raise translate(error) from error
         return result
 
     async def create_migration(self, body: dict[str, Any]) -> bool:
@@ -95,7 +95,7 @@ class CrdStorage:
         except ApiException as error:
             if error.status == 409:
                 return False
-            raise _translate(error) from error
+            raise translate(error) from error
         return True
 
     # --- the objects of one of our kinds --------------------------------------------------------
@@ -105,7 +105,7 @@ class CrdStorage:
         def page(namespace: str | None, **options: Any) -> Any:
             return self._cluster.request(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, plural, **options)
 
-        return _pages(page, None, lambda namespace: True, limit=PAGE_SIZE)
+        return pages(page, None, lambda namespace: True, limit=PAGE_SIZE)
 
     async def rewrite(self, namespace: str, plural: str, name: str, resource_version: str) -> bool:
         """The empty write: a merge patch of the status subresource holding only the resourceVersion read, which
@@ -126,5 +126,5 @@ class CrdStorage:
         except ApiException as error:
             if error.status in (404, 409):
                 return False
-            raise _translate(error) from error
+            raise translate(error) from error
         return True

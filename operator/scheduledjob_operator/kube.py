@@ -127,7 +127,7 @@ def state_namespace() -> str:
     return os.environ.get("SCHEDULED_JOBS_STATE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default"
 
 
-async def _pages(
+async def pages(
     page: Callable[..., Awaitable[Any]],
     namespaces: list[str] | None,
     in_scope: Callable[[str], bool],
@@ -148,7 +148,7 @@ async def _pages(
                 break
 
 
-async def _parsed(response: Any) -> dict[str, Any]:
+async def parsed(response: Any) -> dict[str, Any]:
     """The JSON of an unparsed response (`_preload_content=False`), which raises nothing itself: a
     non-2xx answer becomes the ApiException the parsed call would have raised."""
     if response.status >= 300:
@@ -159,7 +159,7 @@ async def _parsed(response: Any) -> dict[str, Any]:
 
 def _status(error: ApiException) -> dict[str, Any]:
     """The Status body of an error ({} if there is none). An unparsed call's error carries the body as its
-    reason (`_parsed`)."""
+    reason (`parsed`)."""
     try:
         body = json.loads(error.body or error.reason or "{}")
     except (TypeError, ValueError):
@@ -176,7 +176,7 @@ def _message(error: ApiException) -> str:
     return str(_status(error).get("message") or error.reason)
 
 
-def _translate(error: ApiException) -> Exception:
+def translate(error: ApiException) -> Exception:
     if error.status == 403 and "NamespaceTerminating" in _causes(error):
         return NamespaceTerminating(str(error.reason))
     if error.status == 409:
@@ -266,7 +266,7 @@ class Cluster:
         except ApiException as error:
             if error.status == 404:
                 return False
-            raise _translate(error) from error
+            raise translate(error) from error
         return True
 
     # --- ScheduledJobs -------------------------------------------------------------------------
@@ -285,7 +285,7 @@ class Cluster:
                 self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
             )
 
-        return _pages(page, namespaces, self.in_scope)
+        return pages(page, namespaces, self.in_scope)
 
     def cronjob_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every CronJob of a ScheduledJob in these namespaces (None: all), a page at a time."""
@@ -296,7 +296,7 @@ class Cluster:
                 return self._call(self._batch.list_cron_job_for_all_namespaces, **options)
             return self._call(self._batch.list_namespaced_cron_job, namespace, **options)
 
-        return _pages(page, namespaces, self.in_scope)
+        return pages(page, namespaces, self.in_scope)
 
     def job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every Job of a ScheduledJob in these namespaces (None: all), a page at a time."""
@@ -307,7 +307,7 @@ class Cluster:
                 return self._call(self._batch.list_job_for_all_namespaces, **options)
             return self._call(self._batch.list_namespaced_job, namespace, **options)
 
-        return _pages(page, namespaces, self.in_scope)
+        return pages(page, namespaces, self.in_scope)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
         """Writes status only if the object is still at `resource_version` (else Conflict)."""
@@ -324,7 +324,7 @@ class Cluster:
                 _content_type=MERGE_PATCH,
             )
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""
@@ -354,7 +354,7 @@ class Cluster:
         try:
             await self._call(self._batch.create_namespaced_cron_job, cronjob["metadata"]["namespace"], cronjob)
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
 
     async def patch_cronjob(self, cronjob: dict[str, Any]) -> None:
         meta = cronjob["metadata"]
@@ -367,7 +367,7 @@ class Cluster:
                 self._batch.patch_namespaced_cron_job, meta["name"], meta["namespace"], body, _content_type=MERGE_PATCH
             )
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
 
     # --- Jobs ----------------------------------------------------------------------------------
     async def patch_job_metadata(
@@ -493,7 +493,7 @@ class Cluster:
             try:
                 await self._call(self._core.create_namespaced_config_map, namespace, body)
             except ApiException as create_error:
-                raise _translate(create_error) from create_error
+                raise translate(create_error) from create_error
             return floor + 1
         allocated = max(int((current.data or {}).get("next", "1")), floor + 1)
         patch = {
@@ -503,7 +503,7 @@ class Cluster:
         try:
             await self._call(self._core.patch_namespaced_config_map, name, namespace, patch, _content_type=MERGE_PATCH)
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
         return allocated
 
     async def _run_call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
@@ -518,7 +518,7 @@ class Cluster:
             response = await self._run_call(
                 self._batch.read_namespaced_cron_job, name, namespace, _preload_content=False
             )
-            return await _parsed(response)
+            return await parsed(response)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -539,9 +539,9 @@ class Cluster:
                 _content_type=MERGE_PATCH,
                 _preload_content=False,
             )
-            return await _parsed(response)
+            return await parsed(response)
         except ApiException as error:
-            raise _translate(error) from error
+            raise translate(error) from error
 
     async def create_job(self, job: dict[str, Any]) -> dict[str, Any] | None:
         """Creates the Job and returns it as stored; None if a Job of that name exists already. A Job the
@@ -550,11 +550,11 @@ class Cluster:
             response = await self._run_call(
                 self._batch.create_namespaced_job, job["metadata"]["namespace"], job, _preload_content=False
             )
-            return await _parsed(response)
+            return await parsed(response)
         except ApiException as error:
             if error.status == 409:
                 return None
-            raise _translate(error) from error
+            raise translate(error) from error
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patches a Job (e.g. resume, suspend + annotations). False if it is gone."""
@@ -632,18 +632,18 @@ class Cluster:
                 self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, NOTIFIERS, **options
             )
 
-        return _pages(page, namespaces, self.in_scope)
+        return pages(page, namespaces, self.in_scope)
 
     async def get_secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded (`get` of that Secret: the operator may not list them). None if the
         Secret or the key is missing; Forbidden if RBAC does not let the operator read it."""
         try:
             secret = await self._call(self._core.read_namespaced_secret, name, namespace, _preload_content=False)
-            body = await _parsed(secret)
+            body = await parsed(secret)
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise _translate(error) from error
+            raise translate(error) from error
         value = (body.get("data") or {}).get(key)
         return base64.b64decode(value).decode(errors="replace") if isinstance(value, str) else None
 
@@ -673,7 +673,7 @@ class Leases:
 
     async def read(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
         try:
-            return await _parsed(
+            return await parsed(
                 await self._coordination.read_namespaced_lease(
                     self.name, self.namespace, _preload_content=False, _request_timeout=_deadline(timeout)
                 )
@@ -702,7 +702,7 @@ class Leases:
     @staticmethod
     async def _unless_conflict(request: Awaitable[Any]) -> dict[str, Any] | None:
         try:
-            return await _parsed(await request)
+            return await parsed(await request)
         except ApiException as error:
             if error.status == 409:  # another replica wrote first (made it, or changed it since our read)
                 return None

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
-from scheduledjob_operator.kube import Conflict, Forbidden, NamespaceTerminating, Refused, Rejected, _translate
+from scheduledjob_operator.kube import Conflict, Forbidden, NamespaceTerminating, Refused, Rejected, translate
 
 # As kube-apiserver 1.36 answers a create in a namespace being deleted (seen in bench/'s operator log).
 TERMINATING = {
@@ -36,7 +36,7 @@ def _error(status: int, body: dict[str, object], *, as_reason: bool = False) -> 
 
 @pytest.mark.parametrize("as_reason", [False, True], ids=["parsed call", "unparsed call"])
 def test_a_create_in_a_namespace_being_deleted_is_namespace_terminating(as_reason: bool) -> None:
-    assert isinstance(_translate(_error(403, TERMINATING, as_reason=as_reason)), NamespaceTerminating)
+    assert isinstance(translate(_error(403, TERMINATING, as_reason=as_reason)), NamespaceTerminating)
 
 
 @pytest.mark.parametrize("as_reason", [False, True], ids=["parsed call", "unparsed call"])
@@ -49,21 +49,21 @@ def test_any_other_forbidden_is_forbidden_with_the_servers_message(as_reason: bo
         "code": 403,
         "details": {"kind": "jobs"},
     }
-    forbidden = _translate(_error(403, quota, as_reason=as_reason))
+    forbidden = translate(_error(403, quota, as_reason=as_reason))
     assert isinstance(forbidden, Forbidden) and not isinstance(forbidden, NamespaceTerminating)
     assert str(forbidden) == quota["message"]
-    not_json = _translate(ApiException(status=403, reason="Forbidden"))
+    not_json = translate(ApiException(status=403, reason="Forbidden"))
     assert isinstance(not_json, Forbidden) and str(not_json) == "Forbidden"
 
 
 def test_other_answers_stay_the_api_error_they_were() -> None:
     for status in (404, 500, 429):
         error = ApiException(status=status, reason="whatever")
-        assert _translate(error) is error
+        assert translate(error) is error
 
 
 def test_conflicts_and_invalid_objects_keep_their_meaning() -> None:
-    assert isinstance(_translate(ApiException(status=409, reason="Conflict")), Conflict)
+    assert isinstance(translate(ApiException(status=409, reason="Conflict")), Conflict)
     invalid = _error(422, {"kind": "Status", "message": "spec.schedule: Invalid value", "code": 422})
-    rejected = _translate(invalid)
+    rejected = translate(invalid)
     assert isinstance(rejected, Rejected) and isinstance(rejected, Refused) and "spec.schedule" in str(rejected)

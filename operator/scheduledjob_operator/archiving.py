@@ -77,7 +77,7 @@ async def note_deletions_while_away(context: OperatorContext, namespaces: list[s
     if not owners:
         return 0
     present: set[int] = set()
-    async for scheduled_jobs in context.cluster.scheduled_job_pages(namespaces):
+    async for scheduled_jobs in context.cluster.scheduled_job_ids(namespaces):
         for obj in scheduled_jobs:
             number = (obj.get("status") or {}).get("id")
             if isinstance(number, int):

@@ -25,6 +25,9 @@ RESYNC_SECONDS = 10.0
 # The warm-up (warmup.py) looks for listed ScheduledJobs this often, and takes this many at a time.
 WARMUP_PAUSE_SECONDS = 1.0
 WARMUP_BATCH = 100
+# What can wait (the warm-up, the first resync's archive work) waits while kopf hands over a LIST: until
+# nothing listed arrived for this long (catalog.Catalog.listing).
+LISTING_QUIET_SECONDS = 1.0
 # The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed them (kopf
 # re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
@@ -102,7 +105,7 @@ async def warm_up_forever(memo: Any) -> None:
     context: OperatorContext = memo.context
     while True:
         await asyncio.sleep(WARMUP_PAUSE_SECONDS)
-        if not context.warmup:
+        if not context.warmup or context.catalog.listing(LISTING_QUIET_SECONDS):
             continue
         handler_context = context.handler_context  # Events are posted from handler contexts (kopf)
         began, count = time.monotonic(), 0
@@ -130,11 +133,12 @@ async def _resync_once(
     within RESYNC_ARCHIVE_SECONDS, and none of it once the archive did not answer in this pass."""
     this_pass = _Pass()
     await _reconcile_due(context)
-    if not deletions_checked[0]:
+    listing = context.catalog.listing(LISTING_QUIET_SECONDS)  # then the checks below wait for a later pass
+    if not deletions_checked[0] and not listing:
         deletions_checked[0] = await _archive_work(
             this_pass, lambda: note_deletions_while_away(context, namespaces), "noting deletions made while away"
         )
-    if timer.due():
+    if not listing and timer.due():
         await _check_catalog(context, runs, namespaces, this_pass)
         await _reconcile_due(context)  # the ScheduledJobs whose CronJob the check found gone
 
@@ -205,7 +209,7 @@ async def _check_catalog(
     Jobs whose request is gone or rejected are deleted (runs.RunControl.sweep); runs the archive holds as
     running whose Job is gone are closed with an outcome and why."""
     present: set[tuple[str, str]] = set()
-    async for cronjobs in context.cluster.cronjob_pages(namespaces):
+    async for cronjobs in context.cluster.cronjob_keys(namespaces):
         present.update((cj["metadata"]["namespace"], cj["metadata"]["name"]) for cj in cronjobs)
     for key in context.catalog.missing_cronjobs(present):
         logger.info("CronJob %s/%s is gone (deleted while the watch was away); recreating", *key)

@@ -47,9 +47,12 @@ class Catalog:
         # Only what the drift check compares (labels and spec), packed (scheduledjob.memory.Packed): a
         # twelfth of the memory of the same nested dicts (docs/limits.md, `rss_per_job_kib_operator`).
         self._cronjobs: dict[Key, Packed] = {}
-        self._hints: dict[Key, float] = {}  # CronJobs known from the warm-up LIST only: since when
+        # CronJobs known from the startup LIST only: since when, and at which resourceVersion (kopf's own
+        # LIST then hands over the same version: confirmed without packing it again).
+        self._hints: dict[Key, tuple[float, str]] = {}
         self._highest_id = 0
         self._relisted_at: float | None = None  # when kopf last delivered a CronJob from a LIST
+        self._listed_at: float | None = None  # when kopf last delivered anything from a LIST (see listing)
 
     # ---- filled from the startup LIST, a page at a time ---------------------------------------
     def note_ids(self, scheduled_jobs: Iterable[dict[str, Any]]) -> None:
@@ -65,7 +68,7 @@ class Catalog:
         for cronjob in cronjobs:
             key = _key(cronjob)
             self._cronjobs[key] = _compact(cronjob)
-            self._hints[key] = now
+            self._hints[key] = (now, _version(cronjob))
 
     # ---- kept current by the watch events ----------------------------------------------------
     def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
@@ -80,14 +83,25 @@ class Catalog:
 
     def see_cronjob(self, cronjob: Mapping[str, Any]) -> None:
         key = _key(cronjob)
-        self._cronjobs[key] = _compact(cronjob)
-        self._hints.pop(key, None)
+        hint = self._hints.pop(key, None)
+        if hint is None or not hint[1] or hint[1] != _version(cronjob) or key not in self._cronjobs:
+            self._cronjobs[key] = _compact(cronjob)
 
     def forget_cronjob(self, key: Key) -> None:
         self._cronjobs.pop(key, None)
         self._hints.pop(key, None)
 
     # ---- after a re-list ------------------------------------------------------------------------
+    def listed(self) -> None:
+        """kopf delivered an object from a LIST (a ScheduledJob or a CronJob)."""
+        self._listed_at = self._clock()
+
+    def listing(self, quiet_seconds: float) -> bool:
+        """kopf is handing over a LIST (something listed arrived within `quiet_seconds`): at a start with
+        20,000 ScheduledJobs that takes a while, and a ScheduledJob created meanwhile waits behind it, so
+        what can wait (warmup.py, the first resync's archive work) waits until it is through."""
+        return self._listed_at is not None and self._clock() - self._listed_at < quiet_seconds
+
     def relisted(self) -> None:
         """kopf delivered a CronJob from a LIST (its first, or a re-list after the watch broke)."""
         self._relisted_at = self._clock()
@@ -139,7 +153,7 @@ class Catalog:
     def expire_hints(self) -> list[Key]:
         """Drops CronJobs the watch never confirmed; returns the known ScheduledJobs to reconcile again."""
         deadline = self._clock() - HINT_SECONDS
-        expired = [key for key, since in self._hints.items() if since <= deadline]
+        expired = [key for key, (since, _) in self._hints.items() if since <= deadline]
         for key in expired:
             self.forget_cronjob(key)
         return [key for key in expired if key in self._schedules]
@@ -159,6 +173,10 @@ def _due(schedule: Schedule, now: datetime) -> bool:
 def _key(obj: Mapping[str, Any]) -> Key:
     meta = obj["metadata"]
     return (str(meta["namespace"]), str(meta["name"]))
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _compact(cronjob: Mapping[str, Any]) -> Packed:

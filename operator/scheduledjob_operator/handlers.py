@@ -82,7 +82,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     try:
         await ensure_generated_jwt_secret(api, state)  # the API's Secret, once (the chart renders none)
         await ensure_generated_archive_secret(api, state)  # the evaluation database's password, once
-        async for scheduled_jobs in cluster.scheduled_job_pages(namespaces):
+        # Names, labels and ids only (a metadata-only LIST): kopf's own LIST brings the rest.
+        async for scheduled_jobs in cluster.scheduled_job_ids(namespaces):
             catalog.note_ids(scheduled_jobs)
             for scheduled_job in scheduled_jobs:
                 labels.see(scheduled_job)
@@ -149,6 +150,8 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
     if context.handler_context is None:  # kopf's Event queue lives in handler contexts
         context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(body)
+    if type is None:
+        context.catalog.listed()
     if type is None and settled(body, context.catalog.knows_cronjob(key)):
         context.warmup.defer(key, body)  # from a (re-)list and settled: reconciled soon, in the background
         return
@@ -165,6 +168,7 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
         context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
     if type is None:  # from kopf's LIST: a (re-)list is under way
         context.catalog.relisted()
+        context.catalog.listed()
     if type in ("MODIFIED", "DELETED"):
         context.retry.add((namespace or "", name))
 

@@ -33,6 +33,10 @@ from scheduledjob_client import load_configuration, skip_environment_lookups
 from scheduledjob_operator import metrics
 
 MERGE_PATCH = "application/merge-patch+json"
+# A LIST answered with each object's metadata only (no spec, no status): a tenth of a ScheduledJob's JSON
+# with its 20 history records, for the LISTs that need only names, labels and ids (docs/limits.md,
+# `operator_restart_seconds_20k`).
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # Each request of the operator's own client: 5 s to open a socket, 20 s between reads, 60 s in all.
 # Not aiohttp's `connect` (a tuple's first value): that one also counts the wait for a free pooled
 # connection, so a burst of 5,000 reconciles queueing for the pool's 100 connections timed out by the
@@ -148,6 +152,12 @@ async def pages(
                 break
 
 
+def _identity(obj: dict[str, Any]) -> dict[str, Any]:
+    """A ScheduledJob as Cluster.scheduled_job_ids gives it: its metadata and its id."""
+    job_id = (obj.get("status") or {}).get("id")
+    return {"metadata": obj["metadata"], "status": {"id": job_id if isinstance(job_id, int) else None}}
+
+
 async def parsed(response: Any) -> dict[str, Any]:
     """The JSON of an unparsed response (`_preload_content=False`), which raises nothing itself: a
     non-2xx answer becomes the ApiException the parsed call would have raised."""
@@ -194,6 +204,7 @@ class Cluster:
         self._custom: Any = client.CustomObjectsApi(api)
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
+        self._api = api
         self.state_namespace = state_namespace
         # Id requests waiting for the next compare-and-swap on the sequence (see allocate_id).
         self._id_lock = asyncio.Lock()
@@ -275,14 +286,67 @@ class Cluster:
             self._call, self._custom.get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, name
         )
 
-    def scheduled_job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+    def scheduled_job_pages(
+        self, namespaces: list[str] | None, label_selector: str | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Every ScheduledJob in these namespaces (None: all), a page at a time (kept small in memory)."""
 
         def page(namespace: str | None, **options: Any) -> Any:
+            if label_selector:
+                options["label_selector"] = label_selector
             if namespace is None:
                 return self._call(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, c.PLURAL, **options)
             return self._call(
                 self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
+            )
+
+        return pages(page, namespaces, self.in_scope)
+
+    async def scheduled_job_ids(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every ScheduledJob in these namespaces as its metadata and its id (`{"metadata": ..., "status":
+        {"id": n}}`, the id None if it has none yet), a page at a time: its name, uid, labels and id without
+        its spec and history. The id is read from the id label, which the operator writes before the id
+        reaches the status (reconciler.reconcile), with a metadata-only LIST; the few without a numeric id
+        label (not yet given an id, or the label edited by hand) are read whole."""
+        unreadable: list[tuple[str, str]] = []
+        async for items in self._metadata_pages(f"/apis/{c.GROUP}/{c.VERSION}", c.PLURAL, namespaces):
+            page = []
+            for item in items:
+                label = str((item["metadata"].get("labels") or {}).get(c.LABEL_ID, ""))
+                if label.isdecimal():
+                    page.append({"metadata": item["metadata"], "status": {"id": int(label)}})
+                elif c.LABEL_ID in (item["metadata"].get("labels") or {}):
+                    unreadable.append((item["metadata"]["namespace"], item["metadata"]["name"]))
+            yield page
+        async for objs in self.scheduled_job_pages(namespaces, label_selector=f"!{c.LABEL_ID}"):
+            yield [_identity(obj) for obj in objs]
+        for namespace, name in unreadable:
+            obj = await self.get_scheduled_job(namespace, name)
+            if obj is not None:
+                yield [_identity(obj)]
+
+    def cronjob_keys(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every CronJob of a ScheduledJob in these namespaces (None: all), its metadata only, a page at a time."""
+        return self._metadata_pages("/apis/batch/v1", "cronjobs", namespaces, c.LABEL_SCHEDULED_JOB)
+
+    def _metadata_pages(
+        self, prefix: str, plural: str, namespaces: list[str] | None, label_selector: str | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """PartialObjectMetadataList pages (METADATA_ONLY): the same `list` permission as a full LIST."""
+
+        def page(namespace: str | None, limit: int, _continue: str | None = None) -> Any:
+            path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+            query: list[tuple[str, Any]] = [("limit", limit)]
+            query += [("continue", _continue)] if _continue else []
+            query += [("labelSelector", label_selector)] if label_selector else []
+            return self._call(
+                self._api.call_api,
+                path,
+                "GET",
+                query_params=query,
+                header_params={"Accept": METADATA_ONLY},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
             )
 
         return pages(page, namespaces, self.in_scope)

@@ -157,9 +157,13 @@ class FakeCluster:
         await self._note("job_pages", "")
         yield [copy.deepcopy(obj) for (kind, _, _), obj in self.objects.items() if kind == "Job"]
 
-    async def cronjob_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[Obj]]:
-        await self._note("cronjob_pages", "")
-        yield [copy.deepcopy(obj) for (kind, _, _), obj in self.objects.items() if kind == "CronJob"]
+    async def cronjob_keys(self, namespaces: list[str] | None) -> AsyncIterator[list[Obj]]:
+        await self._note("cronjob_keys", "")
+        yield [
+            {"metadata": copy.deepcopy(obj["metadata"])}
+            for (kind, _, _), obj in self.objects.items()
+            if kind == "CronJob"
+        ]
 
     # ---- ScheduledJobRuns -------------------------------------------------------------------------
     async def get_run(self, namespace: str, name: str) -> Obj | None:

@@ -116,3 +116,43 @@ def test_a_relist_is_checked_once_it_has_been_quiet_for_a_while() -> None:
     clock.now += 1
     assert catalog.relist_settled(5)
     assert not catalog.relist_settled(5)  # once per re-list
+
+
+def test_a_hinted_cronjob_that_kopf_lists_at_the_same_version_is_confirmed_and_a_newer_one_replaces_it() -> None:
+    clock = FakeClock()
+    catalog = Catalog(clock)
+    listed = cronjob("report", "*/5 * * * *") | {}
+    listed["metadata"] = listed["metadata"] | {"resourceVersion": "10"}
+    catalog.hint_cronjobs([listed])
+    catalog.see_cronjob(listed)  # kopf's LIST: the same version, confirmed
+    clock.now += HINT_SECONDS + 1
+    assert catalog.expire_hints() == []  # no longer a hint: it is not dropped
+    edited = cronjob("report", "0 * * * *")
+    edited["metadata"] = edited["metadata"] | {"resourceVersion": "11"}
+    catalog.see_cronjob(edited)
+    assert catalog.cronjob(("team", "report"))["spec"]["schedule"] == "0 * * * *"
+
+
+def test_a_hint_at_another_version_is_replaced_by_what_kopf_lists() -> None:
+    catalog = Catalog()
+    hinted = cronjob("report", "*/5 * * * *")
+    hinted["metadata"] = hinted["metadata"] | {"resourceVersion": "10"}
+    catalog.hint_cronjobs([hinted])
+    changed = cronjob("report", "0 4 * * *")
+    changed["metadata"] = changed["metadata"] | {"resourceVersion": "12"}
+    catalog.see_cronjob(changed)
+    assert catalog.cronjob(("team", "report"))["spec"]["schedule"] == "0 4 * * *"
+
+
+def test_listing_holds_while_kopf_hands_over_a_list_and_ends_after_a_quiet_spell() -> None:
+    clock = FakeClock()
+    catalog = Catalog(clock)
+    assert not catalog.listing(1.0)  # nothing listed yet
+    catalog.listed()
+    clock.now += 0.5
+    assert catalog.listing(1.0)
+    catalog.listed()
+    clock.now += 0.9
+    assert catalog.listing(1.0)
+    clock.now += 0.2
+    assert not catalog.listing(1.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import getpass
 import logging
 import os
@@ -135,7 +136,7 @@ async def serve(args: argparse.Namespace) -> None:
             acquiring.cancel()
             return
         acquiring.result()
-        elector.renew_in_background()
+        elector.renew_in_background(functools.partial(Leases.connected, identity, lease.namespace, lease.name))
         memo.elector = elector  # handlers.stop releases the Lease once kopf's handlers and our loops ended
         try:
             await kopf.operator(

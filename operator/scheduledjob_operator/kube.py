@@ -735,6 +735,17 @@ class Leases:
         self._coordination: Any = client.CoordinationV1Api(api)
         self.namespace, self.name = namespace, name
 
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def connected(identity: str, namespace: str, name: str) -> AsyncIterator[Leases]:
+        """The Lease through a client made for the event loop it runs in (election.py renews it from a
+        thread of its own), closed after."""
+        api = await connect(identity)
+        try:
+            yield Leases(api, namespace, name)
+        finally:
+            await api.close()
+
     async def read(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
         try:
             return await parsed(

@@ -3,9 +3,15 @@ the holder must give up, and that the timings fail over within 15 s."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
+from scheduledjob_operator import election
 from scheduledjob_operator.election import (
     LEASE_DURATION_SECONDS,
     RENEW_DEADLINE_SECONDS,
@@ -97,3 +103,54 @@ def test_the_timings_give_up_before_a_standby_takes_over_and_fail_over_within_fi
 
 def test_micro_time_is_utc_with_microseconds() -> None:
     assert micro_time(datetime(2026, 12, 6, 7, 0, tzinfo=timezone(timedelta(hours=2)))) == "2026-12-06T05:00:00.000000Z"
+
+
+class MemoryLeases:
+    """The Lease in memory (election.LeaseStore), usable from any event loop and thread."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.renewals = 0
+
+    async def read(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        return copy.deepcopy(self.lease)
+
+    async def create(self, spec: dict[str, Any], timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        self.lease = {"metadata": {"name": "scheduled-jobs-operator", "resourceVersion": "1"}, "spec": spec}
+        return copy.deepcopy(self.lease)
+
+    async def replace(self, lease: dict[str, Any], timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        assert self.lease is not None
+        if lease["metadata"]["resourceVersion"] != self.lease["metadata"]["resourceVersion"]:
+            return None
+        version = str(int(self.lease["metadata"]["resourceVersion"]) + 1)
+        self.lease = {"metadata": {**lease["metadata"], "resourceVersion": version}, "spec": lease["spec"]}
+        self.renewals += 1
+        return copy.deepcopy(self.lease)
+
+
+async def test_a_leader_whose_event_loop_is_busy_past_the_renew_deadline_keeps_its_lease(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(election, "RENEW_DEADLINE_SECONDS", 1.0)
+    monkeypatch.setattr(election, "RETRY_PERIOD_SECONDS", 0.2)
+    store, reasons = MemoryLeases(), []
+
+    def lost(reason: str) -> NoReturn:
+        reasons.append(reason)
+        raise SystemExit  # ends the thread that found it lost, as the process would end
+
+    elector = election.Elector(store, "operator-0", "state/scheduled-jobs-operator", lost=lost)
+    await elector.acquire()
+
+    @contextlib.asynccontextmanager
+    async def open_store() -> AsyncIterator[MemoryLeases]:
+        yield store
+
+    elector.renew_in_background(open_store)
+    time.sleep(2.5)  # noqa: ASYNC251  (this event loop runs nothing meanwhile, as under a burst of reconciles)
+
+    assert reasons == []
+    assert store.renewals >= 5  # every retry period, from the renewals' own thread
+    await elector.release()
+    assert holder_of(store.lease) == ""  # released: a standby takes over at its next poll

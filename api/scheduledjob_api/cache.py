@@ -26,7 +26,7 @@ from scheduledjob.memory import Packed, release_free_memory
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
 from scheduledjob_api.events import EventHub, changed_runs, execution, run_records, run_statuses, runs_mark
 from scheduledjob_api.job_metrics import JobSeries, series_of
-from scheduledjob_api.listing import Key, ListIndex, ListQuery, Row
+from scheduledjob_api.listing import Key, ListIndex, ListQuery, Row, shared_key
 from scheduledjob_api.views import job_id_of
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,14 @@ TRIM_EVERY_EVENTS = 2000
 
 def _key(obj: Obj) -> Key:
     meta = obj.get("metadata") or {}
-    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    return shared_key(meta.get("namespace"), meta.get("name"))
 
 
 def _owner_key(obj: Obj) -> Key | None:
     """The ScheduledJob a CronJob or Job belongs to, from the label the operator puts on both."""
     meta = obj.get("metadata") or {}
     owner = (meta.get("labels") or {}).get(LABEL_SCHEDULED_JOB)
-    return (str(meta.get("namespace") or ""), str(owner)) if owner else None
+    return shared_key(meta.get("namespace"), owner) if owner else None
 
 
 def _uid(obj: Obj) -> str | None:
@@ -234,12 +234,13 @@ class ClusterCache:
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         owner = _owner_key(obj)
         if kind is Kind.CRONJOBS:
-            # What _drop needs (the owner label) stays a dict; the rest is kept compact for execute.
+            # Kept by key: only its owner, what _drop needs (the CronJob itself is kept compact for execute).
             if owner is not None:
                 self._cronjob_by_owner[owner] = (key, Packed(obj))
                 if uid := _uid(obj):
                     self._cronjob_uid[owner] = uid
-            obj = {"metadata": {"namespace": key[0], "name": key[1], "labels": (meta or {}).get("labels") or {}}}
+            self._objects[kind][key] = owner
+            return
         self._objects[kind][key] = obj
         if kind is Kind.JOBS and owner is not None:
             self._jobs_by_owner.setdefault(owner, {})[key[1]] = obj
@@ -275,7 +276,7 @@ class ClusterCache:
                 data = execution(record, job_id, namespace, name)
                 self._events.publish("execution", data, namespace=namespace, job_name=name, job_id=job_id)
         after = self._index.row(key)
-        if after is not None and (before is None or before.item != after.item):
+        if after is not None and (before is None or before.values != after.values):
             self._events.publish("job", after.item, namespace=namespace, job_name=name, job_id=after.id)
         elif after is None and before is not None:
             self._deleted(before)
@@ -298,7 +299,7 @@ class ClusterCache:
             if announce and row is not None and self._events is not None:
                 self._deleted(row)
             return
-        owner = _owner_key(old)
+        owner = old if kind is Kind.CRONJOBS else _owner_key(old)  # a CronJob is kept as its owner's key
         if owner is None:
             return
         if kind is Kind.CRONJOBS:

@@ -7,6 +7,7 @@ change, so a list page over thousands of jobs costs a filter pass and a slice.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -55,12 +56,34 @@ class ListQuery:
     direction: SortDirection = "asc"
 
 
+def shared_key(namespace: Any, name: Any) -> Key:
+    """(namespace, name) with both strings interned: the cache keys each ScheduledJob in several maps (its
+    row, its CronJob, its metrics), and each event's copy of the two strings would otherwise stay in each."""
+    return (sys.intern(str(namespace or "")), sys.intern(str(name or "")))
+
+
+# The field names of list items, one tuple shared by every row (list_item gives them in one order).
+_FIELD_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
+    """A listed ScheduledJob's list item, kept as its values beside one shared tuple of field names: with
+    20,000 ScheduledJobs a dict per row was a sixth of the API's memory per job (`rss_per_job_kib_api`)."""
+
     id: int
     key: Key
-    item: dict[str, Any]
+    names: tuple[str, ...]
+    values: tuple[Any, ...]
     haystack: str  # lower-cased searchable fields, newline-separated so a term cannot span two fields
+
+    @property
+    def item(self) -> dict[str, Any]:
+        """The list item (a new dict each time)."""
+        return dict(zip(self.names, self.values, strict=True))
+
+    def get(self, field: str) -> Any:
+        return self.values[self.names.index(field)] if field in self.names else None
 
 
 def make_row(scheduled_job: Obj) -> Row | None:
@@ -71,13 +94,16 @@ def make_row(scheduled_job: Obj) -> Row | None:
     assert job_id is not None
     fields = (item["name"], item["description"], item["namespace"], item["schedule"], str(job_id))
     haystack = "\n".join(str(f or "") for f in fields).casefold()
-    return Row(id=job_id, key=(str(item["namespace"]), str(item["name"])), item=item, haystack=haystack)
+    names = tuple(item)
+    names = _FIELD_NAMES.setdefault(names, names)
+    key = shared_key(item["namespace"], item["name"])
+    return Row(id=job_id, key=key, names=names, values=tuple(item.values()), haystack=haystack)
 
 
 def _sort_value(row: Row, field: str) -> Any:
     if field == "id":
         return row.id
-    value = row.item.get(field)
+    value = row.get(field)
     if field == "name" and isinstance(value, str):
         return value.casefold()
     return value  # timestamps are RFC 3339 UTC text of one format: text order is time order
@@ -100,14 +126,13 @@ def sort_rows(rows: Iterable[Row], field: str, direction: SortDirection) -> list
 
 
 def _matches(row: Row, query: ListQuery, term: str | None) -> bool:
-    item = row.item
-    if query.status is not None and item["status"] != query.status:
+    if query.status is not None and row.get("status") != query.status:
         return False
-    if query.health is not None and item["health"] != query.health:
+    if query.health is not None and row.get("health") != query.health:
         return False
-    if query.namespace is not None and item["namespace"] != query.namespace:
+    if query.namespace is not None and row.key[0] != query.namespace:
         return False
-    if query.name is not None and item["name"] != query.name:
+    if query.name is not None and row.key[1] != query.name:
         return False
     return term is None or term in row.haystack
 

@@ -74,9 +74,13 @@ class Catalog:
     def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
         self._note_id(obj)
         status, spec = obj.get("status") or {}, obj.get("spec") or {}
-        self._schedules[_key(obj)] = Schedule(
-            status.get("nextExecution"), bool(spec.get("suspend")), status.get("nextHealthCheck")
-        )
+        key = _key(obj)
+        schedule = Schedule(status.get("nextExecution"), bool(spec.get("suspend")), status.get("nextHealthCheck"))
+        if self._schedules.get(key) != schedule:
+            # Replaced only when it changed: most events (a run recorded) leave it as it was, and a copy
+            # made amid each event's short-lived objects would outlive them, keeping their memory pages
+            # from going back to the OS (`rss_per_job_kib_operator`).
+            self._schedules[key] = schedule
 
     def forget_scheduled_job(self, key: Key) -> None:
         self._schedules.pop(key, None)

@@ -81,7 +81,10 @@ class JobLabels:
 
     def see(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
-        self._current[(meta["namespace"], meta["name"])] = (meta["uid"], dict(meta.get("labels") or {}))
+        key, labels = (meta["namespace"], meta["name"]), meta.get("labels") or {}
+        known = self._current.get(key)
+        if known is None or known[0] != meta["uid"] or known[1] != labels:  # kept as it was if unchanged
+            self._current[key] = (meta["uid"], dict(labels))
 
     def forget(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]

@@ -3,6 +3,11 @@ leader Lease (election.py)."""
 
 from __future__ import annotations
 
+from scheduledjob.memory import use_the_system_allocator
+
+if __name__ == "__main__":
+    use_the_system_allocator()  # glibc's allocator, not pymalloc (scheduledjob.memory); may start again
+
 import argparse
 import asyncio
 import dataclasses

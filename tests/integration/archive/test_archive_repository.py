@@ -253,3 +253,12 @@ async def test_the_archive_tells_the_ledger_which_stages_it_has_counted_already(
     # Saved but not yet counted (the operator died between the two): still to count.
     assert (await archive.save(run(2), OWNER)).uncounted is True
     assert (await archive.save(run(2), OWNER)).uncounted is True
+
+
+async def test_jobs_that_ran_once_leave_no_per_job_lock_behind(archive: Archive) -> None:
+    for job_id in range(1, 51):
+        owner = Owner(namespace="shop", name=f"job-{job_id}", id=job_id, uid=f"sj-uid-{job_id}")
+        await archive.save(run(job_id), owner)
+
+    assert (await archive.page(TransactionQuery())).total_count == 50
+    assert len(archive._job_locks) == 0  # 20,000 idle jobs hold no 20,000 locks (docs/limits.md)

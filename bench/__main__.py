@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         args.py_spy.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC)
     machine_before = report.machine_info()
+    kcm_args = scale.CONTROLLER_MANAGER_ARGS if args.scale else ()
     with (
-        contextlib.contextmanager(session_cluster)(args.state_dir) as cluster,
+        contextlib.contextmanager(session_cluster)(args.state_dir, kcm_args) as cluster,
         postgres_server(Path(tempfile.mkdtemp(prefix="bench-pg-"))) as database,
     ):
         log_dir = args.state_dir.resolve() / "bench-logs"
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "kubernetes": outcome["kubernetes"],
         "clients": "httpx for both sides of every comparison (apiserver: client certificate; API: bearer JWT)",
         "sizes": asdict(sizes),
+        **({"controller_manager_args": list(kcm_args)} if kcm_args else {}),
         "scenarios": names,
         "scenario_seconds": outcome["scenario_seconds"],
         "errors": outcome["errors"],

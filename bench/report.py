@@ -48,6 +48,7 @@ RUN_KEYS = (
     "kubernetes",
     "clients",
     "sizes",
+    "controller_manager_args",
     "scenarios",
     "scenario_seconds",
     "errors",

@@ -82,6 +82,8 @@ class LocalCluster:
     # so fault tests can count each operator replica's writes (tests/integration/faults/).
     audit_log: Path = Path()
     kubelet_port: int = 0  # of the simulated kubelet's HTTPS API (logs), advertised by the Node
+    # More flags for the kube-controller-manager, e.g. a higher client QPS (bench/scale.py).
+    controller_manager_args: tuple[str, ...] = ()
     _apiserver_argv: list[str] = field(default_factory=list, repr=False)
     _ca_cert: Path = field(default=Path(), repr=False)
     _lock: TextIO | None = field(default=None, repr=False)  # the state dir's lock file, held
@@ -252,6 +254,7 @@ class LocalCluster:
                 f"--controllers={','.join(CONTROLLERS)}",
                 "--leader-elect=false",
                 "--secure-port=0",
+                *self.controller_manager_args,
             ],
         )  # fmt: skip
         ctx = health.tls_context(pki.ca_cert, pki.admin_cert, pki.admin_key)

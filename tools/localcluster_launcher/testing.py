@@ -26,8 +26,9 @@ class KubeCluster:
         return self.control_plane is not None
 
 
-def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
-    """Generator for a session fixture: ``KUBECONFIG``'s cluster if set, else a LocalCluster in ``state_dir``.
+def session_cluster(state_dir: Path, controller_manager_args: tuple[str, ...] = ()) -> Iterator[KubeCluster]:
+    """Generator for a session fixture: ``KUBECONFIG``'s cluster if set, else a LocalCluster in ``state_dir``
+    (its kube-controller-manager with ``controller_manager_args`` besides its own).
 
     A failing build or start raises: the tests depending on it error out instead of being skipped.
     """
@@ -35,7 +36,7 @@ def session_cluster(state_dir: Path) -> Iterator[KubeCluster]:
     if given:
         yield KubeCluster(Path(given.split(os.pathsep)[0]))
         return
-    with LocalCluster() as cluster:
+    with LocalCluster(controller_manager_args=controller_manager_args) as cluster:
         cluster.start(state_dir)
         yield KubeCluster(cluster.kubeconfig, control_plane=cluster)
 

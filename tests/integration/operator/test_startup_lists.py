@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes_asyncio import client
+from localcluster_launcher.testing import manifest
 from scheduledjob import constants as c
-from scheduledjob_operator.kube import Cluster
+from scheduledjob_operator.kube import MERGE_PATCH, Cluster
 
 from tests.support.kube import ScheduledJobs, job_template
 
@@ -17,27 +18,15 @@ SPEC = {"schedule": "0 3 * * *", "jobTemplate": job_template()}
 
 
 async def _with(jobs: ScheduledJobs, name: str, labels: dict[str, str], job_id: int | None) -> None:
+    """A ScheduledJob with these labels and this status.id, as some operator (or a hand) left it."""
     await jobs.create(name, SPEC)
+    patches: list[tuple[Any, dict[str, Any]]] = []
     if labels:
-        await jobs.custom.patch_namespaced_custom_object(
-            c.GROUP,
-            c.VERSION,
-            jobs.namespace,
-            c.PLURAL,
-            name,
-            {"metadata": {"labels": labels}},
-            _content_type="application/merge-patch+json",
-        )
+        patches.append((jobs.custom.patch_namespaced_custom_object, {"metadata": {"labels": labels}}))
     if job_id is not None:
-        await jobs.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            jobs.namespace,
-            c.PLURAL,
-            name,
-            {"status": {"id": job_id}},
-            _content_type="application/merge-patch+json",
-        )
+        patches.append((jobs.custom.patch_namespaced_custom_object_status, {"status": {"id": job_id}}))
+    for patch, body in patches:
+        await patch(c.GROUP, c.VERSION, jobs.namespace, c.PLURAL, name, body, _content_type=MERGE_PATCH)
 
 
 async def test_the_startup_list_finds_every_id_without_reading_specs_or_histories(
@@ -68,7 +57,7 @@ async def test_the_catalog_check_lists_cronjob_names_only(
             "metadata": {"name": name, "labels": labels},
             "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": job_template()},
         }
-        await batch.create_namespaced_cron_job(namespace, body)
+        await batch.create_namespaced_cron_job(namespace, manifest(body))
     cluster = Cluster(api_client, "default")
 
     listed = [item async for page in cluster.cronjob_keys([namespace]) for item in page]

@@ -118,30 +118,32 @@ def test_a_relist_is_checked_once_it_has_been_quiet_for_a_while() -> None:
     assert not catalog.relist_settled(5)  # once per re-list
 
 
+def versioned(schedule: str, version: str) -> dict[str, Any]:
+    listed = cronjob("report", schedule)
+    listed["metadata"] = listed["metadata"] | {"resourceVersion": version}
+    return listed
+
+
+def schedule_known(catalog: Catalog) -> Any:
+    return ((catalog.cronjob(("team", "report")) or {}).get("spec") or {}).get("schedule")
+
+
 def test_a_hinted_cronjob_that_kopf_lists_at_the_same_version_is_confirmed_and_a_newer_one_replaces_it() -> None:
     clock = FakeClock()
     catalog = Catalog(clock)
-    listed = cronjob("report", "*/5 * * * *") | {}
-    listed["metadata"] = listed["metadata"] | {"resourceVersion": "10"}
-    catalog.hint_cronjobs([listed])
-    catalog.see_cronjob(listed)  # kopf's LIST: the same version, confirmed
+    catalog.hint_cronjobs([versioned("*/5 * * * *", "10")])
+    catalog.see_cronjob(versioned("*/5 * * * *", "10"))  # kopf's LIST: the same version, confirmed
     clock.now += HINT_SECONDS + 1
     assert catalog.expire_hints() == []  # no longer a hint: it is not dropped
-    edited = cronjob("report", "0 * * * *")
-    edited["metadata"] = edited["metadata"] | {"resourceVersion": "11"}
-    catalog.see_cronjob(edited)
-    assert catalog.cronjob(("team", "report"))["spec"]["schedule"] == "0 * * * *"
+    catalog.see_cronjob(versioned("0 * * * *", "11"))
+    assert schedule_known(catalog) == "0 * * * *"
 
 
 def test_a_hint_at_another_version_is_replaced_by_what_kopf_lists() -> None:
     catalog = Catalog()
-    hinted = cronjob("report", "*/5 * * * *")
-    hinted["metadata"] = hinted["metadata"] | {"resourceVersion": "10"}
-    catalog.hint_cronjobs([hinted])
-    changed = cronjob("report", "0 4 * * *")
-    changed["metadata"] = changed["metadata"] | {"resourceVersion": "12"}
-    catalog.see_cronjob(changed)
-    assert catalog.cronjob(("team", "report"))["spec"]["schedule"] == "0 4 * * *"
+    catalog.hint_cronjobs([versioned("*/5 * * * *", "10")])
+    catalog.see_cronjob(versioned("0 4 * * *", "12"))
+    assert schedule_known(catalog) == "0 4 * * *"
 
 
 def test_listing_holds_while_kopf_hands_over_a_list_and_ends_after_a_quiet_spell() -> None:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +128,9 @@ class ClusterCache:
 
     def page(self, query: ListQuery) -> dict[str, Any]:
         return self._index.page(query)
+
+    def tally(self, field: str) -> Counter[Any]:
+        return self._index.tally(field)
 
     def job_series(self) -> Iterable[JobSeries]:
         """The metrics rows of the listed ScheduledJobs (read within one scrape, without awaiting)."""

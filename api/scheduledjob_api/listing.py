@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -62,8 +63,9 @@ def shared_key(namespace: Any, name: Any) -> Key:
     return (sys.intern(str(namespace or "")), sys.intern(str(name or "")))
 
 
-# The field names of list items, one tuple shared by every row (list_item gives them in one order).
-_FIELD_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+# Where each field of a list item is in a row's values: one map shared by every row (list_item gives the
+# fields in one order).
+_POSITIONS: dict[tuple[str, ...], dict[str, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +75,18 @@ class Row:
 
     id: int
     key: Key
-    names: tuple[str, ...]
+    positions: dict[str, int]
     values: tuple[Any, ...]
     haystack: str  # lower-cased searchable fields, newline-separated so a term cannot span two fields
 
     @property
     def item(self) -> dict[str, Any]:
         """The list item (a new dict each time)."""
-        return dict(zip(self.names, self.values, strict=True))
+        return dict(zip(self.positions, self.values, strict=True))
 
     def get(self, field: str) -> Any:
-        return self.values[self.names.index(field)] if field in self.names else None
+        position = self.positions.get(field)
+        return None if position is None else self.values[position]
 
 
 def make_row(scheduled_job: Obj) -> Row | None:
@@ -95,9 +98,9 @@ def make_row(scheduled_job: Obj) -> Row | None:
     fields = (item["name"], item["description"], item["namespace"], item["schedule"], str(job_id))
     haystack = "\n".join(str(f or "") for f in fields).casefold()
     names = tuple(item)
-    names = _FIELD_NAMES.setdefault(names, names)
+    positions = _POSITIONS.get(names) or _POSITIONS.setdefault(names, {name: i for i, name in enumerate(names)})
     key = shared_key(item["namespace"], item["name"])
-    return Row(id=job_id, key=key, names=names, values=tuple(item.values()), haystack=haystack)
+    return Row(id=job_id, key=key, positions=positions, values=tuple(item.values()), haystack=haystack)
 
 
 def _sort_value(row: Row, field: str) -> Any:
@@ -187,6 +190,10 @@ class ListIndex:
     def row(self, key: Key) -> Row | None:
         """The listed row of this ScheduledJob (the event stream compares a change's row with the last)."""
         return self._rows.get(key)
+
+    def tally(self, field: str) -> Counter[Any]:
+        """How many listed jobs have each value of `field` (the dashboard's counters), making no item."""
+        return Counter(row.get(field) for row in self._rows.values())
 
     def page(self, query: ListQuery) -> dict[str, Any]:
         order_key = (query.sort, query.direction)

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,11 @@ class ScheduledJobService:
     def list_jobs(self, query: ListQuery) -> dict[str, Any]:
         self._require_synced()
         return self._cache.page(query)
+
+    def tally(self, field: str) -> Counter[Any]:
+        """How many listed jobs have each value of a list item's `field` (e.g. "status")."""
+        self._require_synced()
+        return self._cache.tally(field)
 
     def detail(self, job_id: str) -> dict[str, Any]:
         target = self.resolve(job_id)

@@ -311,16 +311,15 @@ async def _jobs_context(request: Request, query: ListQuery, now: datetime) -> di
 
 
 def _counters(service: ScheduledJobService) -> dict[str, int]:
-    """Jobs per state, and the late and failing ones, in one pass over the (memoized, unfiltered) list
-    rather than one filter per state."""
-    listing = service.list_jobs(ListQuery(page_size=2**31 - 1))
-    counts = dict.fromkeys(_STATUSES, 0)
-    healths = dict.fromkeys(_COUNTED_HEALTHS, 0)
-    for job in listing["jobs"]:
-        counts[job["status"]] = counts.get(job["status"], 0) + 1
-        if job["health"] in healths:
-            healths[job["health"]] += 1
-    return {"total": listing["totalCount"], **counts, **healths}
+    """Jobs per state, and the late and failing ones, counted over the list's rows (no list items made: at
+    20,000 jobs that was most of the page's time, `ui_jobs_page_p50_ms_20k`)."""
+    statuses, healths = service.tally("status"), service.tally("health")
+    return {
+        "total": sum(statuses.values()),
+        **{status: statuses.get(status, 0) for status in _STATUSES},
+        **{status: n for status, n in statuses.items() if status not in _STATUSES},
+        **{health: healths.get(health, 0) for health in _COUNTED_HEALTHS},
+    }
 
 
 @router.get("/")

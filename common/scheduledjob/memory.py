@@ -8,11 +8,12 @@ compact JSON and decoded when read. A ScheduledJob with 20 history records is ~1
 
 `use_the_system_allocator` (the operator, at its start): Python's own small-object allocator (pymalloc) gives
 a 1 MiB arena back only when every object in it is gone. The operator's long-lived objects are made amid
-each event's short-lived ones, so after 18,000 ScheduledJobs were added its arenas were half empty and all
-kept: 163 MB of arenas held 81 MB of objects, and the RSS per job was twice what a restarted operator
-needed. With `PYTHONMALLOC=malloc` glibc holds them, and `malloc_trim` gives back every free page, not only
-whole arenas (bench-scale: `rss_per_job_kib_operator`). `MALLOC_ARENA_MAX=2`: the operator's few threads
-(the Lease renewals, `asyncio.to_thread`) need no arena each. The API keeps pymalloc: its arenas stay full.
+each event's short-lived ones, so after 6,000 ScheduledJobs were added its arenas were half empty and all
+kept: 163 MB of arenas held 81 MB of objects. With `PYTHONMALLOC=malloc` glibc holds them, and
+`malloc_trim` gives back every free page, not only whole arenas: at 8,000 jobs the slope went from 7.5 to
+6.5 KiB per job, though at 20,000 the process that added them still held 415 MB (docs/benchmarks.md, Scale).
+`MALLOC_ARENA_MAX=2`: the operator's few threads (the Lease renewals, `asyncio.to_thread`) need no arena
+each. The API keeps pymalloc: its arenas stay full.
 
 `release_free_memory` (glibc only; elsewhere a no-op):
 

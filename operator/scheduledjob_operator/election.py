@@ -297,7 +297,8 @@ class Elector:
         is left free, so a standby takes over at its next poll. Once only (later calls do nothing)."""
         if self._renewer is not None:
             renewer, self._renewer = self._renewer, None
-            self._renewer_loop.call_soon_threadsafe(self._renewer_stop.set)
+            with contextlib.suppress(RuntimeError):  # its loop already ended (its client could not be made)
+                self._renewer_loop.call_soon_threadsafe(self._renewer_stop.set)
             await asyncio.to_thread(renewer.join)  # a renewal in flight ends within its deadline
         if self._lease is None:
             return

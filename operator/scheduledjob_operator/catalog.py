@@ -108,7 +108,7 @@ class Catalog:
 
     def relisted(self) -> None:
         """kopf delivered a CronJob from a LIST (its first, or a re-list after the watch broke)."""
-        self._relisted_at = self._clock()
+        self._relisted_at = self._listed_at = self._clock()
 
     def relist_settled(self, quiet_seconds: float) -> bool:
         """True once per re-list, when no listed CronJob arrived for `quiet_seconds`: time to check."""

@@ -167,8 +167,7 @@ async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, nam
     else:
         context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
     if type is None:  # from kopf's LIST: a (re-)list is under way
-        context.catalog.relisted()
-        context.catalog.listed()
+        context.catalog.relisted()  # also what catalog.listing tells
     if type in ("MODIFIED", "DELETED"):
         context.retry.add((namespace or "", name))
 

@@ -158,3 +158,10 @@ def test_listing_holds_while_kopf_hands_over_a_list_and_ends_after_a_quiet_spell
     assert catalog.listing(1.0)
     clock.now += 0.2
     assert not catalog.listing(1.0)
+
+
+def test_a_cronjob_relisted_counts_as_listing_too() -> None:
+    clock = FakeClock()
+    catalog = Catalog(clock)
+    catalog.relisted()
+    assert catalog.listing(1.0)

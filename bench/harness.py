@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 from devrun.install import STATE_NAMESPACE
-from devrun.processes import LEASE_LOST_EXIT, Service, api_service, free_port, operator_service, wait_http_ok
+from devrun.processes import Service, api_service, free_port, operator_service, wait_http_ok
 from pydantic import SecretStr
 from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job, manual_job_name
@@ -368,6 +368,7 @@ class Processes:
     api_url: str = ""
     profile_dir: Path | None = None  # py-spy output (`--py-spy DIR`); None: no profiling
     profile_label: str = ""
+    _liveness: str = ""  # the operator's liveness endpoint (the same after a restart)
     _profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -376,12 +377,16 @@ class Processes:
         return {"SCHEDULED_JOBS_ARCHIVE_URL": self.archive_url}
 
     def start_operator(self) -> None:
-        liveness = f"http://127.0.0.1:{free_port()}/healthz"
+        self._liveness = f"http://127.0.0.1:{free_port()}/healthz"
         self.operator = operator_service(
-            self.kubeconfig, STATE_NAMESPACE, self.log_dir, "--liveness", liveness, env=self.archive_env
+            self.kubeconfig, STATE_NAMESPACE, self.log_dir, "--liveness", self._liveness, env=self.archive_env
         )
         self.operator.start()
-        wait_http_ok(liveness, self.operator, timeout=90)
+        self._operator_ready()
+
+    def _operator_ready(self) -> None:
+        assert self.operator is not None
+        wait_http_ok(self._liveness, self.operator, timeout=90)
         self._attach("operator")
 
     def stop_operator(self) -> None:
@@ -444,12 +449,9 @@ class Processes:
         """Starts the operator again if it exited because it lost its leader Lease, as Kubernetes restarts the
         container (on 2 cores the apiserver under the benchmark's own load can answer a renewal too late);
         True if it did."""
-        if self.operator is None or self.operator.process is None:
+        if self.operator is None or not self.operator.restart_if_lease_lost():
             return False
-        if self.operator.process.poll() != LEASE_LOST_EXIT:
-            return False
-        self.stop_operator()
-        self.start_operator()
+        self._operator_ready()
         return True
 
     def stop_api(self) -> None:

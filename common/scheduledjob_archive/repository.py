@@ -20,6 +20,7 @@ from scheduledjob.diagnostics import DIAGNOSTIC_FIELDS, ContainerLog, Diagnostic
 from scheduledjob.executions import JobObservation
 from scheduledjob.ledger import action_execution_id
 from scheduledjob.limits import DIAGNOSTICS_TEXT, REASON, SUBJECT, cut
+from scheduledjob.memory import drop_idle_lock
 from scheduledjob.models import ExecutionRecord, HealthState
 from scheduledjob.timefmt import parse_utc
 from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, tuple_, union_all
@@ -226,9 +227,7 @@ class Archive:
             async with lock:
                 await self._retrying(upsert)
         finally:
-            # Idle, it goes: 20,000 jobs that each ran once keep no 20,000 locks (`rss_per_job_kib_operator`).
-            if not lock.locked() and not getattr(lock, "_waiters", None) and self._job_locks.get(job_id) is lock:
-                del self._job_locks[job_id]
+            drop_idle_lock(self._job_locks, job_id)  # 20,000 jobs that each ran once keep no 20,000 locks
         return stored[-1]
 
     async def highest_job_id(self) -> int:
@@ -442,9 +441,7 @@ class Archive:
 
     def forget_job(self, scheduled_job_id: int) -> None:
         """Drops the per-job write lock of a deleted ScheduledJob (unless a write holds it)."""
-        lock = self._job_locks.get(scheduled_job_id)
-        if lock is not None and not lock.locked():
-            del self._job_locks[scheduled_job_id]
+        drop_idle_lock(self._job_locks, scheduled_job_id)
 
     # ---- reads (the API) -----------------------------------------------------------------------
 

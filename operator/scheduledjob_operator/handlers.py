@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from kopf._cogs.structs.references import NamespaceName, match_namespace  # kopf's own matching
 from scheduledjob import constants as c
+from scheduledjob.memory import drop_idle_lock
 
 from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
 from scheduledjob_operator.background import resync_forever, warm_up_forever
@@ -208,9 +209,7 @@ def _forget(context: OperatorContext, runs: RunControl, scheduled_job: dict[str,
     control's lock and cached CronJob, the archive's per-job write lock."""
     meta = scheduled_job["metadata"]
     key = (meta["namespace"], meta["name"])
-    lock = context.locks.get(key)
-    if lock is not None and not lock.locked():
-        del context.locks[key]
+    drop_idle_lock(context.locks, key)
     runs.forget(key)
     job_id = (scheduled_job.get("status") or {}).get("id")
     if context.archive is not None and isinstance(job_id, int):

@@ -142,10 +142,8 @@ async def pages(
         while True:
             options: dict[str, Any] = {"limit": limit, **({"_continue": token} if token else {})}
             result = await page(namespace, **options)
-            if not isinstance(result, dict):  # an unparsed response (_preload_content=False) raises nothing itself
-                if result.status >= 300:
-                    raise ApiException(status=result.status, reason=await result.text())
-                result = await result.json()
+            if not isinstance(result, dict):  # an unparsed response (_preload_content=False)
+                result = await parsed(result)
             yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
             token = (result.get("metadata") or {}).get("continue")
             if not token:

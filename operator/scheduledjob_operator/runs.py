@@ -27,6 +27,7 @@ from typing import Any
 from scheduledjob import constants as c
 from scheduledjob.builders import build_manual_job, controller_uid
 from scheduledjob.executions import awaiting_adoption, observe_job
+from scheduledjob.memory import drop_idle_lock
 from scheduledjob.run_requests import (
     Decision,
     RunRequest,
@@ -165,9 +166,7 @@ class RunControl:
     def forget(self, key: Key) -> None:
         """A ScheduledJob is gone: its cached CronJob and (unless held) its lock go too."""
         self._cronjobs.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
+        drop_idle_lock(self._locks, key)
 
     def prune(self) -> None:
         """Drops cached CronJobs too old to be used again (called by each resync pass)."""

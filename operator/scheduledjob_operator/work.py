@@ -5,10 +5,11 @@ Used by the kopf handlers (handlers.py) and by the leader's background passes (b
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from scheduledjob.memory import drop_idle_lock
 
 from scheduledjob_operator import metrics
 from scheduledjob_operator.context import Backoff, OperatorContext
@@ -65,10 +66,4 @@ async def reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> Non
         delay = context.retry.failed(key)
         logger.exception("reconciling %s/%s failed; retrying in %.0f s", *key, delay)
     finally:
-        drop_idle_lock(context, key, lock)
-
-
-def drop_idle_lock(context: OperatorContext, key: tuple[str, str], lock: asyncio.Lock) -> None:
-    """A ScheduledJob's lock goes once nobody holds or waits for it (20,000 idle jobs: no 20,000 locks)."""
-    if not lock.locked() and not getattr(lock, "_waiters", None) and context.locks.get(key) is lock:
-        del context.locks[key]
+        drop_idle_lock(context.locks, key)

@@ -163,13 +163,14 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
 async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """A hand edit or deletion of a CronJob is repaired by reconciling its owner."""
     context: OperatorContext = memo.context
+    edited = True
     if type == "DELETED":
         context.catalog.forget_cronjob((namespace or "", name))
     else:
-        context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
+        edited = context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
     if type is None:  # from kopf's LIST: a (re-)list is under way
         context.catalog.relisted()  # also what catalog.listing tells
-    if type in ("MODIFIED", "DELETED"):
+    if type in ("MODIFIED", "DELETED") and edited:  # not the controller's status writes
         context.retry.add((namespace or "", name))
 
 

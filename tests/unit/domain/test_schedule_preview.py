@@ -10,11 +10,13 @@ schedules with) answers for `SpecSchedule.Next` in Europe/Zurich, printed by a s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter
 from scheduledjob.cron import ScheduleError
-from scheduledjob.schedule_preview import describe, start_times, upcoming
+from scheduledjob.schedule_preview import _slots_at, describe, start_times, upcoming
 from scheduledjob.timefmt import format_utc
 
 ZURICH = "Europe/Zurich"
@@ -81,3 +83,48 @@ def test_the_expression_is_described_in_words_macros_included() -> None:
     assert describe("30 2 * * *") == "At 02:30"
     assert describe("*/5 * * * *") == "Every 5 minutes"
     assert describe("@daily") == "At 00:00"
+
+
+def full_search(schedule: str, zone_name: str, after: datetime, count: int) -> list[tuple[datetime | None, str]]:
+    """The search without shortcuts: always three hours behind `after` and beyond the last slot found."""
+    zone = ZoneInfo(zone_name)
+    wall_after = after.astimezone(zone).replace(tzinfo=None)
+    iterator = croniter(schedule, wall_after - timedelta(hours=3))
+    found: list[tuple[datetime, int, tuple[datetime | None, str]]] = []
+    last, horizon = after, None
+    while horizon is None or (wall := iterator.get_next(datetime)) <= horizon:
+        if horizon is None:
+            wall = iterator.get_next(datetime)
+        for slot in _slots_at(wall, zone):
+            if slot.at is None and wall > wall_after:
+                found.append((last, len(found), (None, slot.local)))
+            elif slot.at is not None and slot.at > after:
+                last = max(last, slot.at)
+                found.append((slot.at, len(found), (slot.at, slot.local)))
+        if horizon is None and len(found) >= count:
+            horizon = wall + timedelta(hours=3)
+    return [entry for _, _, entry in sorted(found, key=lambda e: (e[0], e[1]))[:count]]
+
+
+@pytest.mark.parametrize("zone", [ZURICH, "America/New_York", "Australia/Lord_Howe", "UTC"])
+@pytest.mark.parametrize("schedule", ["* * * * *", "*/20 1-3 * * *", "30 2 * * *", "0 */2 * * *"])
+def test_the_quick_search_finds_what_the_full_search_finds_around_both_changes_of_the_clock(
+    zone: str, schedule: str
+) -> None:
+    """Only near a change of the clock does the search look three hours behind and beyond (it made a
+    `* * * * *` call 24 ms); every `after` across both of 2027's changes gives the full search's answer."""
+    changes = {
+        ZURICH: ["2027-03-28", "2027-10-31"],
+        "America/New_York": ["2027-03-14", "2027-11-07"],
+        "Australia/Lord_Howe": ["2027-04-04", "2027-10-03"],  # a half-hour change
+        "UTC": ["2027-10-31"],
+    }[zone]
+    for day in changes:
+        start = datetime.fromisoformat(f"{day}T00:00:00+00:00") - timedelta(hours=12)
+        for step in range(0, 26 * 60, 25):
+            after = start + timedelta(minutes=step)
+            quick = [(s.at, s.local) for s in upcoming(schedule, zone, after, 4)]
+            assert quick == full_search(schedule, zone, after, 4), (schedule, zone, after)
+            until = after + timedelta(minutes=95)
+            expected = [at for at, _ in full_search(schedule, zone, after, 40) if at is not None and at <= until]
+            assert start_times(schedule, zone, after, until, 40) == expected, (schedule, zone, after)

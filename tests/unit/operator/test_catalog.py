@@ -165,3 +165,16 @@ def test_a_cronjob_relisted_counts_as_listing_too() -> None:
     catalog = Catalog(clock)
     catalog.relisted()
     assert catalog.listing(1.0)
+
+
+def test_a_status_written_by_the_cronjob_controller_is_no_edit_and_a_hand_edit_of_spec_or_labels_is() -> None:
+    catalog = Catalog()
+    assert catalog.see_cronjob(cronjob("report"))  # new: its owner is reconciled
+    ran = cronjob("report")
+    ran["status"] = {"lastScheduleTime": "2025-01-24T03:00:00Z", "active": [{"name": "report-29001"}]}
+    assert not catalog.see_cronjob(ran)  # the controller's own bookkeeping: nothing to repair
+    assert (catalog.cronjob(("team", "report")) or {})["status"]["active"] == [{"name": "report-29001"}]  # kept
+    assert catalog.see_cronjob(cronjob("report", "*/1 * * * *"))  # schedule edited by hand
+    relabelled = cronjob("report", "*/1 * * * *")
+    relabelled["metadata"]["labels"] = {}
+    assert catalog.see_cronjob(relabelled)  # its labels edited by hand

@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import copy
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -83,14 +84,26 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     try:
         await ensure_generated_jwt_secret(api, state)  # the API's Secret, once (the chart renders none)
         await ensure_generated_archive_secret(api, state)  # the evaluation database's password, once
-        # Names, labels and ids only (a metadata-only LIST): kopf's own LIST brings the rest.
-        async for scheduled_jobs in cluster.scheduled_job_ids(namespaces):
-            catalog.note_ids(scheduled_jobs)
-            for scheduled_job in scheduled_jobs:
-                labels.see(scheduled_job)
-        async for cronjobs in cluster.cronjob_pages(namespaces):
-            catalog.hint_cronjobs(cronjobs)
-        await notifiers.load(namespaces)  # so a delivery whose notifier is unknown is one whose notifier is gone
+
+        async def note_ids() -> None:  # names, labels and ids only (metadata-only): kopf's own LIST brings the rest
+            async for scheduled_jobs in cluster.scheduled_job_ids(namespaces):
+                catalog.note_ids(scheduled_jobs)
+                for scheduled_job in scheduled_jobs:
+                    labels.see(scheduled_job)
+
+        async def hint_cronjobs() -> None:
+            async for cronjobs in cluster.cronjob_pages(namespaces):
+                catalog.hint_cronjobs(cronjobs)
+
+        # Side by side: while the API server prepares one's next page, this process parses the other's.
+        # notifiers.load: a delivery whose notifier is unknown is then one whose notifier is gone.
+        lists = [asyncio.ensure_future(work) for work in (note_ids(), hint_cronjobs(), notifiers.load(namespaces))]
+        try:
+            await asyncio.gather(*lists)
+        except BaseException:
+            for task in lists:  # the first failure is kopf's to retry; the others stop with it
+                task.cancel()
+            raise
     except Exception:
         await api.close()  # the retry connects again
         raise
@@ -151,6 +164,9 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
     if context.handler_context is None:  # kopf's Event queue lives in handler contexts
         context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(body)
+    own = context.writer.own_write(key, body["metadata"].get("resourceVersion") or "")
+    if type == "MODIFIED" and own and nothing_left_to_reconcile(body, context):
+        return  # our own status write: its reconcile would find what the write made (two per run recorded)
     if type is None:
         context.catalog.listed()
     if type is None and settled(body, context.catalog.knows_cronjob(key)):
@@ -205,12 +221,22 @@ async def run_requested(
     )
 
 
+def nothing_left_to_reconcile(body: Mapping[str, Any], context: OperatorContext) -> bool:
+    """After the operator's own status write, a reconcile has nothing to do unless an id is still being
+    published (context.assigned, context.allocated) or the job pauses itself after failures (judged on the
+    status the write made)."""
+    uid = body["metadata"]["uid"]
+    monitoring = (body.get("spec") or {}).get("monitoring") or {}
+    return uid not in context.assigned and uid not in context.allocated and monitoring.get("pauseAfterFailures") is None
+
+
 def _forget(context: OperatorContext, runs: RunControl, scheduled_job: dict[str, Any]) -> None:
     """Per-object memory of a deleted ScheduledJob goes with it: its reconcile lock (unless held), run
     control's lock and cached CronJob, the archive's per-job write lock."""
     meta = scheduled_job["metadata"]
     key = (meta["namespace"], meta["name"])
     drop_idle_lock(context.locks, key)
+    context.writer.forget(key)
     runs.forget(key)
     job_id = (scheduled_job.get("status") or {}).get("id")
     if context.archive is not None and isinstance(job_id, int):

@@ -371,11 +371,12 @@ class Cluster:
 
         return pages(page, namespaces, self.in_scope)
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> None:
-        """Writes status only if the object is still at `resource_version` (else Conflict)."""
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
+        """Writes status only if the object is still at `resource_version` (else Conflict); returns the
+        resourceVersion it wrote."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            await self._call(
+            written = await self._call(
                 self._custom.patch_namespaced_custom_object_status,
                 c.GROUP,
                 c.VERSION,
@@ -387,6 +388,7 @@ class Cluster:
             )
         except ApiException as error:
             raise translate(error) from error
+        return str(((written or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""

@@ -22,6 +22,9 @@ from scheduledjob_operator.kube import Cluster, Conflict, conflict_retry
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, ScheduledJob name)
+# At most this many versions of own writes are kept (StatusWriter.own_write): a write whose event came
+# before its answer is never asked about; forgetting one only costs a reconcile that changes nothing.
+OWN_WRITES_KEPT = 1000
 
 
 @dataclass
@@ -51,6 +54,8 @@ class StatusWriter:
         self._pending: dict[Key, Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[Key] = set()
+        # The resourceVersion of each status write whose watch event has not come yet (own_write).
+        self._written: dict[Key, str] = {}
 
     async def record(
         self,
@@ -131,9 +136,22 @@ class StatusWriter:
         if status is None:
             return None if recent is not None else True
         try:
-            await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
+            version = await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
         except Conflict:
             logger.debug("status of %s/%s changed meanwhile; re-reading", namespace, name)
             raise
+        if version:
+            if len(self._written) >= OWN_WRITES_KEPT:
+                self._written.clear()  # events that came before their write's answer: those never pop
+            self._written[(namespace, name)] = version
         after_write()
         return True
+
+    def own_write(self, key: Key, resource_version: str) -> bool:
+        """True if this version of the ScheduledJob is the one this writer's last status write made: the
+        status as computed here from the object before it, whose own event was handled. Called for every
+        event of the ScheduledJob, so what is kept lasts until the write's event (or a later one) comes."""
+        return bool(resource_version) and self._written.pop(key, None) == resource_version
+
+    def forget(self, key: Key) -> None:
+        self._written.pop(key, None)

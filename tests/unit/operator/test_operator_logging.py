@@ -12,11 +12,12 @@ from scheduledjob_operator.__main__ import configure_logging
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    root, objects = logging.getLogger(), logging.getLogger("kopf.objects")
+    handlers, level, objects_level = root.handlers[:], root.level, objects.level
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    objects.setLevel(objects_level)
 
 
 def _log_and_read(verbose: bool, capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
@@ -38,6 +39,7 @@ def test_handler_successes_are_left_out_and_the_rest_is_json(capsys: pytest.Capt
     ]
     assert records[0]["object"] == {"namespace": "default", "name": "cache-cleanup"}
     assert records[0]["severity"] == "error"
+    assert not logging.getLogger("kopf.objects").isEnabledFor(logging.INFO)  # not even made (cost per event)
 
 
 def test_verbose_shows_handler_successes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -115,3 +115,21 @@ async def test_an_object_just_read_saves_the_read_unless_it_is_stale(recent_is_s
     assert await writer_with(cluster, seen).record(KEY, observation=object(), recent=recent)  # type: ignore[arg-type]
     calls = [m for m, _ in cluster.calls]
     assert calls == (["patch_status", "get_scheduled_job", "patch_status"] if recent_is_stale else ["patch_status"])
+
+
+async def test_the_event_of_its_own_write_is_known_once_and_an_event_of_anyone_elses_is_not() -> None:
+    """A burst of runs made every status write come back as an event that was reconciled again for
+    nothing (two per run); the writer tells its own write's version, once."""
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job())
+    writer = writer_with(cluster, seen)
+
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]
+    written = cluster.get(c.KIND, *KEY)["metadata"]["resourceVersion"]  # type: ignore[index]
+
+    assert not writer.own_write(KEY, str(int(written) - 1))  # an older event (someone else's write)
+    assert not writer.own_write(KEY, written)  # asked once already: forgotten, nothing is kept per job
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]
+    written = cluster.get(c.KIND, *KEY)["metadata"]["resourceVersion"]  # type: ignore[index]
+    assert writer.own_write(KEY, written)
+    assert not writer.own_write(KEY, written)

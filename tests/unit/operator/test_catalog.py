@@ -71,6 +71,7 @@ def test_overdue_runs_are_those_past_their_next_execution_and_not_suspended() ->
     catalog.see_scheduled_job(scheduled_job("paused", 2, "2025-01-23T10:29:00Z", suspend=True))
     catalog.see_scheduled_job(scheduled_job("soon", 3, "2025-01-23T10:31:00Z"))
     catalog.see_scheduled_job(scheduled_job("unreconciled"))
+    catalog.see_scheduled_job(scheduled_job("starting", 4, "2025-01-23T10:29:40Z"))  # its Job may be on its way
     assert catalog.overdue(NOW) == [("team", "late")]
 
 

@@ -115,9 +115,8 @@ def upcoming(schedule: str, zone_name: str, after: datetime, count: int, until: 
 
 def start_times(schedule: str, zone_name: str, after: datetime, until: datetime, limit: int) -> list[datetime]:
     """The instants in (after, until] at which the controller starts a Job, at most `limit`."""
-    return [
-        slot.at for slot in upcoming(schedule, zone_name, after, limit, until) if slot.at is not None and slot.at <= until
-    ]
+    slots = upcoming(schedule, zone_name, after, limit, until)
+    return [slot.at for slot in slots if slot.at is not None and slot.at <= until]
 
 
 def describe(schedule: str) -> str:

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
-from scheduledjob_client import load_configuration, skip_environment_lookups
+from scheduledjob_client import load_configuration, skip_environment_lookups, watch_documents
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -178,20 +178,9 @@ class KubeCluster:
         try:
             if response.status != 200:
                 raise classify(response.status, _message(await response.read()))
-            # Lines are split by hand: aiohttp's readline refuses lines over 128 KiB, and a
-            # ScheduledJob with a long ledger is bigger than that.
-            pending = bytearray()
-            async for chunk in response.content.iter_any():
-                pending.extend(chunk)
-                start = 0
-                while (end := pending.find(b"\n", start)) >= 0:
-                    line = bytes(pending[start:end])
-                    start = end + 1
-                    if event := _parse_event(line):
-                        yield event
-                del pending[:start]
-            if event := _parse_event(bytes(pending)):
-                yield event
+            async for document in watch_documents(response):
+                if event := _parse_event(document):
+                    yield event
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ClusterUnavailable(f"watch of {kind} interrupted: {exc}") from exc
         finally:
@@ -277,8 +266,8 @@ class KubeCluster:
         try:
             if response.status != 200:
                 raise classify(response.status, _message(await response.read()))
-            async for line in response.content:
-                event = _parse_event(line)
+            async for document in watch_documents(response):
+                event = _parse_event(document)
                 if event is None:
                     continue
                 if event.type == "DELETED":
@@ -465,10 +454,7 @@ def _batch(api: ApiClient) -> Any:
     return client.BatchV1Api(api)
 
 
-def _parse_event(line: bytes) -> WatchEvent | None:
-    if not line.strip():
-        return None
-    data = json.loads(line)
+def _parse_event(data: dict[str, Any]) -> WatchEvent | None:
     kind = data.get("type")
     obj = data.get("object")
     if not isinstance(obj, dict):

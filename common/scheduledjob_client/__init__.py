@@ -4,14 +4,16 @@ taxonomy) on top; this is only the part that must not differ between them."""
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 from kubernetes_asyncio import client, config
 
-__all__ = ["kubeconfig_path", "load_configuration", "skip_environment_lookups"]
+__all__ = ["kubeconfig_path", "load_configuration", "skip_environment_lookups", "watch_documents"]
 
 
 def kubeconfig_path() -> str | None:
@@ -49,3 +51,22 @@ def skip_environment_lookups(api: client.ApiClient) -> None:
     session = getattr(getattr(api, "rest_client", None), "pool_manager", None)
     if isinstance(session, aiohttp.ClientSession) and not urllib.request.getproxies():
         session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
+
+
+async def watch_documents(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON documents of a watch response (`{"type": ..., "object": ...}`), one per line, as they arrive.
+
+    Lines are split by hand: aiohttp's readline refuses lines over 128 KiB, and a ScheduledJob with a long
+    ledger is bigger than that."""
+    pending = bytearray()
+    async for chunk in response.content.iter_any():
+        pending.extend(chunk)
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            line = bytes(pending[start:end])
+            start = end + 1
+            if line.strip() and isinstance(document := json.loads(line), dict):
+                yield document
+        del pending[:start]
+    if pending.strip() and isinstance(document := json.loads(bytes(pending)), dict):
+        yield document

@@ -28,7 +28,7 @@ WARMUP_BATCH = 100
 # What can wait (the warm-up, the first resync's archive work) waits while kopf hands over a LIST: until
 # nothing listed arrived for this long (catalog.Catalog.listing).
 LISTING_QUIET_SECONDS = 1.0
-# The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed them (kopf
+# The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed the Jobs (kopf
 # re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
 # CATALOG_CHECK_SECONDS.
@@ -158,7 +158,7 @@ async def _resync_once(
 
 async def _reconcile_due(context: OperatorContext) -> None:
     overdue = [key for key in context.catalog.overdue(context.clock()) if key not in context.retry]
-    due = set(context.retry.take_due()) | set(overdue) | set(context.catalog.expire_hints())
+    due = set(context.retry.take_due()) | set(overdue)
     for namespace, name in due:
         obj = await context.cluster.get_scheduled_job(namespace, name)
         if obj is None:

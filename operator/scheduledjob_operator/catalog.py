@@ -7,13 +7,10 @@ that finishes wakes every waiting one, which re-checks all the toggles. An opera
 reconciled a ScheduledJob created at its start after 89 s, recording no run meanwhile; now 2.6 s
 (docs/benchmarks.md, `operator_restart_seconds`).
 
-Instead, the startup handler LISTs the ScheduledJobs (`note_ids`) and CronJobs (`hint_cronjobs`) once,
-in pages, before kopf's watches start, and the event handlers keep the catalog current from then on.
-Two things follow:
-- The id floor (the highest id seen) is complete before the first id is allocated, as before.
-- A CronJob deleted between that LIST and kopf's own would stay in the catalog although kopf never
-  reports it. So what the LIST found is only a hint until a kopf event confirms it; hints that are
-  still unconfirmed after `HINT_SECONDS` are dropped and their ScheduledJobs reconciled again.
+Instead, the startup handler LISTs the ScheduledJobs (`note_ids`, metadata only) and the CronJobs
+(cronjob_watch.CronJobWatch, which goes on watching them from that LIST) once, in pages, before kopf's
+watches start: the id floor (the highest id seen) and every CronJob are known to the first reconcile,
+and the event handlers and the CronJob watch keep the catalog current from then on.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from scheduledjob.memory import Packed
 from scheduledjob.timefmt import parse_utc
 
 Key = tuple[str, str]  # (namespace, name); a CronJob has the name of its ScheduledJob
-HINT_SECONDS = 60.0
 # A slot is overdue (its ScheduledJob reconciled by the resync, to judge it skipped and move nextExecution
 # on) once it passed this long ago without its start recorded. Without it, 1,000 runs due at once were each
 # read and written again by every resync pass until the CronJob controller had made their Jobs
@@ -52,11 +48,8 @@ class Catalog:
         # Only what the drift check compares (labels and spec), packed (scheduledjob.memory.Packed): a
         # twelfth of the memory of the same nested dicts (docs/limits.md, `rss_per_job_kib_operator`).
         self._cronjobs: dict[Key, Packed] = {}
-        # CronJobs known from the startup LIST only: since when, and at which resourceVersion (kopf's own
-        # LIST then hands over the same version: confirmed without packing it again).
-        self._hints: dict[Key, tuple[float, str]] = {}
         self._highest_id = 0
-        self._relisted_at: float | None = None  # when kopf last delivered a CronJob from a LIST
+        self._relisted_at: float | None = None  # when kopf last delivered a Job from a LIST
         self._listed_at: float | None = None  # when kopf last delivered anything from a LIST (see listing)
 
     # ---- filled from the startup LIST, a page at a time ---------------------------------------
@@ -67,13 +60,6 @@ class Catalog:
     def note_archived_ids(self, highest: int) -> None:
         """The highest id the archive has seen (deleted ScheduledJobs included): new ids go above it."""
         self._highest_id = max(self._highest_id, highest)
-
-    def hint_cronjobs(self, cronjobs: Iterable[dict[str, Any]]) -> None:
-        now = self._clock()
-        for cronjob in cronjobs:
-            key = _key(cronjob)
-            self._cronjobs[key] = _compact(cronjob)
-            self._hints[key] = (now, _version(cronjob))
 
     # ---- kept current by the watch events ----------------------------------------------------
     def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
@@ -96,10 +82,7 @@ class Catalog:
         run: `active`, `lastScheduleTime`) is no edit, and reconciling the owner for each cost a GET and a
         reconcile per run in a burst of runs (`schedule_delay_p99_seconds_20k`)."""
         key = _key(cronjob)
-        hint = self._hints.pop(key, None)
         known = self._cronjobs.get(key)
-        if known is not None and hint is not None and hint[1] and hint[1] == _version(cronjob):
-            return False  # kopf's LIST at the version the startup LIST hinted: nothing new
         self._cronjobs[key] = _compact(cronjob)
         if known is None:
             return True
@@ -109,11 +92,10 @@ class Catalog:
 
     def forget_cronjob(self, key: Key) -> None:
         self._cronjobs.pop(key, None)
-        self._hints.pop(key, None)
 
     # ---- after a re-list ------------------------------------------------------------------------
     def listed(self) -> None:
-        """kopf delivered an object from a LIST (a ScheduledJob or a CronJob)."""
+        """kopf delivered an object from a LIST (a ScheduledJob or a Job)."""
         self._listed_at = self._clock()
 
     def listing(self, quiet_seconds: float) -> bool:
@@ -123,24 +105,25 @@ class Catalog:
         return self._listed_at is not None and self._clock() - self._listed_at < quiet_seconds
 
     def relisted(self) -> None:
-        """kopf delivered a CronJob from a LIST (its first, or a re-list after the watch broke)."""
+        """kopf delivered a Job from a LIST (its first, or a re-list after the watch broke)."""
         self._relisted_at = self._listed_at = self._clock()
 
     def relist_settled(self, quiet_seconds: float) -> bool:
-        """True once per re-list, when no listed CronJob arrived for `quiet_seconds`: time to check."""
+        """True once per re-list, when no listed Job arrived for `quiet_seconds`: time to check."""
         if self._relisted_at is None or self._clock() - self._relisted_at < quiet_seconds:
             return False
         self._relisted_at = None
         return True
 
-    def missing_cronjobs(self, present: set[Key]) -> list[Key]:
-        """Forgets the CronJobs a fresh LIST did not show; returns the known ScheduledJobs among them.
+    def missing_cronjobs(self, present: set[Key], namespace: str | None = None) -> list[Key]:
+        """Forgets the CronJobs (in `namespace`; None: all) a fresh LIST did not show; returns the known
+        ScheduledJobs among them.
 
-        kopf re-lists without DELETED events, so a CronJob deleted while the watch was away would
-        otherwise stay here, show no drift and never be recreated. A CronJob created after the LIST
-        began is forgotten too: its reconcile then finds it exists and patches it (harmless).
+        A watch that expired or broke shows no DELETED event for what vanished meanwhile, so a CronJob
+        deleted then would otherwise stay here, show no drift and never be recreated. A CronJob created
+        after the LIST began is forgotten too: its reconcile then finds it exists and patches it (harmless).
         """
-        missing = [key for key in self._cronjobs if key not in present]
+        missing = [key for key in self._cronjobs if key not in present and (namespace is None or key[0] == namespace)]
         for key in missing:
             self.forget_cronjob(key)
         return [key for key in missing if key in self._schedules]
@@ -152,7 +135,7 @@ class Catalog:
         return None if packed is None else packed.decode()["metadata"].get("uid")
 
     def knows_cronjob(self, key: Key) -> bool:
-        """The CronJob of that name is known to exist (seen, or listed at the start and not yet expired)."""
+        """The CronJob of that name is known to exist (listed or watched)."""
         return key in self._cronjobs
 
     def cronjob(self, key: Key) -> dict[str, Any] | None:
@@ -169,14 +152,6 @@ class Catalog:
         health must be judged again (a start grace expired, a run passed its maximum duration): one scan
         per resync pass, no timer per object."""
         return [key for key, schedule in self._schedules.items() if _due(schedule, now)]
-
-    def expire_hints(self) -> list[Key]:
-        """Drops CronJobs the watch never confirmed; returns the known ScheduledJobs to reconcile again."""
-        deadline = self._clock() - HINT_SECONDS
-        expired = [key for key, (since, _) in self._hints.items() if since <= deadline]
-        for key in expired:
-            self.forget_cronjob(key)
-        return [key for key in expired if key in self._schedules]
 
     def _note_id(self, obj: Mapping[str, Any]) -> None:
         job_id = (obj.get("status") or {}).get("id")
@@ -196,10 +171,6 @@ def _due(schedule: Schedule, now: datetime) -> bool:
 def _key(obj: Mapping[str, Any]) -> Key:
     meta = obj["metadata"]
     return (str(meta["namespace"]), str(meta["name"]))
-
-
-def _version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _compact(cronjob: Mapping[str, Any]) -> Packed:

@@ -18,8 +18,9 @@ from scheduledjob.memory import drop_idle_lock
 from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
 from scheduledjob_operator.background import resync_forever, warm_up_forever
 from scheduledjob_operator.catalog import Catalog
-from scheduledjob_operator.context import OperatorContext, utc_now
+from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
 from scheduledjob_operator.crd_storage import CrdStorage
+from scheduledjob_operator.cronjob_watch import CronJobWatch
 from scheduledjob_operator.jwt_secret import ensure_generated_archive_secret, ensure_generated_jwt_secret
 from scheduledjob_operator.kopf_event_only import NoDiffBase
 from scheduledjob_operator.kube import Cluster, connect, state_namespace
@@ -78,6 +79,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Before kopf's watches start: the whole id floor and every CronJob are known to the first reconcile.
     namespaces = getattr(memo, "namespaces", None)
     catalog = Catalog()
+    retry = Backoff()  # what the resync reconciles again: here, the owners of CronJobs edited by hand
     labels = JobLabels()  # for the notifiers' selectors (webhooks.py)
     webhook_settings: WebhookSettings = getattr(memo, "webhook_settings", None) or WebhookSettings.from_env()
     notifiers = Notifiers(cluster, webhook_settings.allow_private_networks)
@@ -91,13 +93,11 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
                 for scheduled_job in scheduled_jobs:
                     labels.see(scheduled_job)
 
-        async def hint_cronjobs() -> None:
-            async for cronjobs in cluster.cronjob_pages(namespaces):
-                catalog.hint_cronjobs(cronjobs)
-
+        # The CronJobs: listed here, watched from there on (cronjob_watch.py), never by kopf.
+        cronjobs = CronJobWatch(cluster, catalog, retry.add, namespaces)
         # Side by side: while the API server prepares one's next page, this process parses the other's.
         # notifiers.load: a delivery whose notifier is unknown is then one whose notifier is gone.
-        lists = [asyncio.ensure_future(work) for work in (note_ids(), hint_cronjobs(), notifiers.load(namespaces))]
+        lists = [asyncio.ensure_future(work) for work in (note_ids(), cronjobs.list(), notifiers.load(namespaces))]
         try:
             await asyncio.gather(*lists)
         except BaseException:
@@ -117,8 +117,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         raise
     writer = StatusWriter(cluster, status_update(utc_now, archive))
     memo.api = api
-    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, archive=archive)
+    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, archive=archive, retry=retry)
     memo.runs = RunControl(memo.context)
+    memo.cronjobs = asyncio.create_task(cronjobs.run())
     memo.resync = asyncio.create_task(resync_forever(memo))
     memo.warmup = asyncio.create_task(warm_up_forever(memo))
     memo.retention = asyncio.create_task(prune_forever(archive))
@@ -136,7 +137,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     await memo.runs.close()
-    for task in (memo.resync, memo.warmup, memo.retention, memo.delivery, memo.storage_versions):
+    for task in (memo.cronjobs, memo.resync, memo.warmup, memo.retention, memo.delivery, memo.storage_versions):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -175,26 +176,13 @@ async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) 
     await reconcile_safely(_plain(body), context)
 
 
-@kopf.on.event("batch", "v1", "cronjobs", labels=MANAGED)
-async def cronjob_changed(type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """A hand edit or deletion of a CronJob is repaired by reconciling its owner."""
-    context: OperatorContext = memo.context
-    edited = True
-    if type == "DELETED":
-        context.catalog.forget_cronjob((namespace or "", name))
-    else:
-        edited = context.catalog.see_cronjob(body)  # only serialised, never kept or changed: no copy needed
-    if type is None:  # from kopf's LIST: a (re-)list is under way
-        context.catalog.relisted()  # also what catalog.listing tells
-    if type in ("MODIFIED", "DELETED") and edited:  # not the controller's status writes
-        context.retry.add((namespace or "", name))
-
-
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 async def job_changed(
     type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
 ) -> None:
     job, deleted, context = _plain(body), type == "DELETED", memo.context
+    if type is None:  # from kopf's LIST: a (re-)list is under way; the resync checks the catalog after it
+        context.catalog.relisted()
     await safely(
         lambda: record_job(job, deleted=deleted, context=context),
         job,

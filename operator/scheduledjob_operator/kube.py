@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,7 +29,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 from scheduledjob.notifications import PLURAL as NOTIFIERS
-from scheduledjob_client import load_configuration, skip_environment_lookups
+from scheduledjob_client import load_configuration, skip_environment_lookups, watch_documents
 
 from scheduledjob_operator import metrics
 
@@ -76,6 +77,10 @@ class Forbidden(Refused):
 class NamespaceTerminating(Exception):
     """The namespace is being deleted (HTTP 403, cause NamespaceTerminating): nothing new can be made in
     it, and what is in it is about to be deleted too; retrying cannot help."""
+
+
+class Expired(Exception):
+    """A watch's resourceVersion is too old (HTTP 410 Gone): only a fresh LIST goes on from here."""
 
 
 class LogUnavailable(Exception):
@@ -349,16 +354,62 @@ class Cluster:
 
         return pages(page, namespaces, self.in_scope)
 
-    def cronjob_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every CronJob of a ScheduledJob in these namespaces (None: all), a page at a time."""
+    async def list_cronjobs(self, namespace: str | None, seen: Callable[[list[dict[str, Any]]], None]) -> str:
+        """Every CronJob of a ScheduledJob in `namespace` (None: all), handed to `seen` a page at a time;
+        returns the version of that LIST, which a watch then goes on from (watch_cronjobs)."""
+        version = ""
 
-        def page(namespace: str | None, **options: Any) -> Any:
+        async def page(namespace: str | None, **options: Any) -> dict[str, Any]:
+            nonlocal version
             options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
             if namespace is None:
-                return self._call(self._batch.list_cron_job_for_all_namespaces, **options)
-            return self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+                response = await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
+            else:
+                response = await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+            result = await parsed(response)
+            version = str((result.get("metadata") or {}).get("resourceVersion") or version)
+            return result
 
-        return pages(page, namespaces, self.in_scope)
+        async for cronjobs in pages(page, [namespace] if namespace else None, self.in_scope):
+            seen(cronjobs)
+        return version
+
+    async def watch_cronjobs(self, namespace: str | None, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+        """The watch events (`{"type": ..., "object": ...}`, bookmarks included) of the CronJobs of
+        ScheduledJobs in `namespace` (None: all) after `resource_version`, until the API server ends the
+        watch (after 4-6 minutes: the caller watches again from the last version). Raises Expired when the
+        version is too old (410: list again); a broken connection raises aiohttp's error or an ApiException."""
+        server_timeout = random.randint(240, 360)  # spread, so watches do not reconnect in lockstep
+        options: dict[str, Any] = {
+            "label_selector": c.LABEL_SCHEDULED_JOB,
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": server_timeout,
+            "_preload_content": False,
+            # Bounds connecting and silence (a bookmark comes about every minute), never the whole stream.
+            "_request_timeout": aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=server_timeout + 30),
+        }
+        if namespace is None:
+            response = await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
+        else:
+            response = await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+        try:
+            if response.status == 410:
+                raise Expired(await response.text())
+            if response.status != 200:
+                raise ApiException(status=response.status, reason=await response.text())
+            async for event in watch_documents(response):
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":  # a Status: 410 when the version was compacted meanwhile
+                    if obj.get("code") == 410:
+                        raise Expired(str(obj.get("message")))
+                    raise ApiException(status=int(obj.get("code") or 500), reason=str(obj.get("message")))
+                namespace_of = (obj.get("metadata") or {}).get("namespace")
+                if event.get("type") == "BOOKMARK" or (namespace_of and self.in_scope(str(namespace_of))):
+                    yield event
+        finally:
+            response.release()
 
     def job_pages(self, namespaces: list[str] | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every Job of a ScheduledJob in these namespaces (None: all), a page at a time."""

@@ -1,4 +1,4 @@
-"""The operator's catalog: the id floor, the CronJobs for the drift check, overdue runs, and startup hints."""
+"""The operator's catalog: the id floor, the CronJobs for the drift check, overdue runs, re-lists."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scheduledjob import constants as c
-from scheduledjob_operator.catalog import HINT_SECONDS, Catalog
+from scheduledjob_operator.catalog import Catalog
 
 NOW = datetime(2025, 1, 23, 10, 30, tzinfo=UTC)
 
@@ -75,25 +75,6 @@ def test_overdue_runs_are_those_past_their_next_execution_and_not_suspended() ->
     assert catalog.overdue(NOW) == [("team", "late")]
 
 
-def test_cronjobs_from_the_startup_list_are_dropped_unless_the_watch_confirms_them() -> None:
-    clock = FakeClock()
-    catalog = Catalog(clock)
-    catalog.hint_cronjobs([cronjob("confirmed"), cronjob("deleted-meanwhile"), cronjob("out-of-scope")])
-    catalog.see_scheduled_job(scheduled_job("deleted-meanwhile", 1))
-    catalog.see_scheduled_job(scheduled_job("confirmed", 2))
-    catalog.see_cronjob(cronjob("confirmed"))  # kopf's own listing delivered it
-
-    clock.now += HINT_SECONDS - 1
-    assert catalog.expire_hints() == []
-    clock.now += 1
-    # Only ScheduledJobs the operator watches are reconciled again; the others just lose the hint.
-    assert catalog.expire_hints() == [("team", "deleted-meanwhile")]
-    assert catalog.cronjob(("team", "deleted-meanwhile")) is None
-    assert catalog.cronjob(("team", "out-of-scope")) is None
-    assert catalog.cronjob(("team", "confirmed")) is not None
-    assert catalog.expire_hints() == []
-
-
 def test_a_cronjob_deleted_while_the_watch_was_away_is_found_missing_by_a_fresh_list() -> None:
     catalog = Catalog()
     for name in ("kept", "vanished", "orphan"):
@@ -103,6 +84,18 @@ def test_a_cronjob_deleted_while_the_watch_was_away_is_found_missing_by_a_fresh_
     assert catalog.missing_cronjobs({("team", "kept")}) == [("team", "vanished")]
     assert catalog.cronjob(("team", "vanished")) is None and catalog.cronjob(("team", "orphan")) is None
     assert catalog.cronjob(("team", "kept")) is not None
+
+
+def test_a_fresh_list_of_one_namespace_finds_missing_only_what_was_in_that_namespace() -> None:
+    catalog = Catalog()
+    elsewhere = cronjob("report")
+    elsewhere["metadata"] = elsewhere["metadata"] | {"namespace": "other"}
+    catalog.see_cronjob(elsewhere)
+    catalog.see_cronjob(cronjob("report"))
+    catalog.see_scheduled_job(scheduled_job("report", 1))
+    assert catalog.missing_cronjobs(set(), "other") == []  # its ScheduledJob is not known: nothing to redo
+    assert catalog.cronjob(("other", "report")) is None
+    assert catalog.cronjob(("team", "report")) is not None  # listed in another namespace's LIST
 
 
 def test_a_relist_is_checked_once_it_has_been_quiet_for_a_while() -> None:
@@ -119,34 +112,6 @@ def test_a_relist_is_checked_once_it_has_been_quiet_for_a_while() -> None:
     assert not catalog.relist_settled(5)  # once per re-list
 
 
-def versioned(schedule: str, version: str) -> dict[str, Any]:
-    listed = cronjob("report", schedule)
-    listed["metadata"] = listed["metadata"] | {"resourceVersion": version}
-    return listed
-
-
-def schedule_known(catalog: Catalog) -> Any:
-    return ((catalog.cronjob(("team", "report")) or {}).get("spec") or {}).get("schedule")
-
-
-def test_a_hinted_cronjob_that_kopf_lists_at_the_same_version_is_confirmed_and_a_newer_one_replaces_it() -> None:
-    clock = FakeClock()
-    catalog = Catalog(clock)
-    catalog.hint_cronjobs([versioned("*/5 * * * *", "10")])
-    catalog.see_cronjob(versioned("*/5 * * * *", "10"))  # kopf's LIST: the same version, confirmed
-    clock.now += HINT_SECONDS + 1
-    assert catalog.expire_hints() == []  # no longer a hint: it is not dropped
-    catalog.see_cronjob(versioned("0 * * * *", "11"))
-    assert schedule_known(catalog) == "0 * * * *"
-
-
-def test_a_hint_at_another_version_is_replaced_by_what_kopf_lists() -> None:
-    catalog = Catalog()
-    catalog.hint_cronjobs([versioned("*/5 * * * *", "10")])
-    catalog.see_cronjob(versioned("0 4 * * *", "12"))
-    assert schedule_known(catalog) == "0 4 * * *"
-
-
 def test_listing_holds_while_kopf_hands_over_a_list_and_ends_after_a_quiet_spell() -> None:
     clock = FakeClock()
     catalog = Catalog(clock)
@@ -161,7 +126,7 @@ def test_listing_holds_while_kopf_hands_over_a_list_and_ends_after_a_quiet_spell
     assert not catalog.listing(1.0)
 
 
-def test_a_cronjob_relisted_counts_as_listing_too() -> None:
+def test_a_job_relisted_counts_as_listing_too() -> None:
     clock = FakeClock()
     catalog = Catalog(clock)
     catalog.relisted()

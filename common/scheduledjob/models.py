@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,13 @@ class Monitoring(_Wire):
     min_duration_seconds: int | None = Field(default=None, ge=1)
     failure_threshold: int = Field(default=1, ge=1, le=MAX_HISTORY_LIMIT)
     pause_after_failures: int | None = Field(default=None, ge=1, le=MAX_HISTORY_LIMIT)
+
+    @staticmethod
+    def pauses_itself(raw_spec: Mapping[str, Any]) -> bool:
+        """Whether an unparsed spec sets pauseAfterFailures: read per watch event, where parsing the whole
+        spec would cost more than the answer saves (scheduledjob_operator.handlers)."""
+        monitoring = raw_spec.get("monitoring")
+        return isinstance(monitoring, Mapping) and monitoring.get("pauseAfterFailures") is not None
 
 
 class ScheduledJobSpec(_Wire):

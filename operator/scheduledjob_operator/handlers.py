@@ -14,6 +14,7 @@ import kopf
 from kopf._cogs.structs.references import NamespaceName, match_namespace  # kopf's own matching
 from scheduledjob import constants as c
 from scheduledjob.memory import drop_idle_lock
+from scheduledjob.models import Monitoring
 
 from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
 from scheduledjob_operator.background import resync_forever, warm_up_forever
@@ -214,8 +215,8 @@ def nothing_left_to_reconcile(body: Mapping[str, Any], context: OperatorContext)
     published (context.assigned, context.allocated) or the job pauses itself after failures (judged on the
     status the write made)."""
     uid = body["metadata"]["uid"]
-    monitoring = (body.get("spec") or {}).get("monitoring") or {}
-    return uid not in context.assigned and uid not in context.allocated and monitoring.get("pauseAfterFailures") is None
+    pauses = Monitoring.pauses_itself(body.get("spec") or {})
+    return uid not in context.assigned and uid not in context.allocated and not pauses
 
 
 def _forget(context: OperatorContext, runs: RunControl, scheduled_job: dict[str, Any]) -> None:

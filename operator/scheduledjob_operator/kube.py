@@ -19,7 +19,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -374,7 +374,9 @@ class Cluster:
             seen(cronjobs)
         return version
 
-    async def watch_cronjobs(self, namespace: str | None, resource_version: str) -> AsyncIterator[dict[str, Any]]:
+    async def watch_cronjobs(
+        self, namespace: str | None, resource_version: str
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The watch events (`{"type": ..., "object": ...}`, bookmarks included) of the CronJobs of
         ScheduledJobs in `namespace` (None: all) after `resource_version`, until the API server ends the
         watch (after 4-6 minutes: the caller watches again from the last version). Raises Expired when the

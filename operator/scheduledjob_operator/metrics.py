@@ -39,6 +39,12 @@ SCHEDULE_DELAY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 REGISTRY = CollectorRegistry()
+RECONCILES = Counter(
+    "scheduledjobs_operator_reconciles",
+    "Reconciles of a ScheduledJob begun (events, the resync, the warm-up); the event of the operator's own "
+    "status write is not reconciled again.",
+    registry=REGISTRY,
+)
 RECONCILE_ERRORS = Counter(
     "scheduledjobs_operator_reconcile_errors",
     "Reconciles of a ScheduledJob that raised (each is retried with backoff).",
@@ -151,6 +157,10 @@ async def exposition(scrape_timeout: str | None = None) -> tuple[bytes, str]:
 
 
 # ---- hooks called by the rest of the operator -------------------------------------------------
+def reconcile_begun() -> None:
+    RECONCILES.inc()
+
+
 def reconcile_failed() -> None:
     RECONCILE_ERRORS.inc()
 

@@ -53,6 +53,7 @@ async def safely(
 async def reconcile_safely(obj: dict[str, Any], context: OperatorContext) -> None:
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     lock = context.locks[key]
+    metrics.reconcile_begun()
     try:
         async with lock:
             await reconcile(obj, context)

@@ -5,12 +5,14 @@ or was edited by hand, and a ScheduledJob given no id yet is listed without one.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import manifest
 from scheduledjob import constants as c
-from scheduledjob_operator.kube import MERGE_PATCH, Cluster
+from scheduledjob_operator.kube import MERGE_PATCH, Cluster, Expired
 
 from tests.support.kube import ScheduledJobs, job_template
 
@@ -64,3 +66,31 @@ async def test_the_catalog_check_lists_cronjob_names_only(
 
     assert [item["metadata"]["name"] for item in listed] == ["managed"]
     assert "spec" not in listed[0]  # PartialObjectMetadata: the API server sent no spec
+
+
+async def test_the_cronjob_watch_goes_on_from_its_list_and_an_expired_version_says_list_again(
+    api_client: client.ApiClient, namespace: str, crds: None
+) -> None:
+    """The operator's own watch of its CronJobs (cronjob_watch.py) on the real API server: the LIST gives
+    a version, the watch from it shows the next change and nothing before it, and a version the API
+    server no longer serves is `Expired` (a 410), the one reason to list again."""
+    batch = client.BatchV1Api(api_client)
+    body = {
+        "metadata": {"name": "report", "labels": {c.LABEL_SCHEDULED_JOB: "report"}},
+        "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": job_template()},
+    }
+    await batch.create_namespaced_cron_job(namespace, manifest(body))
+    cluster = Cluster(api_client, "default")
+    listed: list[dict[str, Any]] = []
+    version = await cluster.list_cronjobs(namespace, listed.extend)
+    assert [item["metadata"]["name"] for item in listed] == ["report"] and version.isdecimal()
+
+    await batch.patch_namespaced_cron_job("report", namespace, {"spec": {"schedule": "0 4 * * *"}})
+    events = cluster.watch_cronjobs(namespace, version)
+    event = await asyncio.wait_for(anext(events), 10)
+    await events.aclose()
+    assert (event["type"], event["object"]["spec"]["schedule"]) == ("MODIFIED", "0 4 * * *")
+
+    with pytest.raises(Expired):
+        async for _ in cluster.watch_cronjobs(namespace, "1"):  # older than anything the API server keeps
+            pass

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from scheduledjob.memory import SYSTEM_ALLOCATOR, release_free_memory, use_the_system_allocator
+from scheduledjob.memory import SYSTEM_ALLOCATOR, Packed, release_free_memory, use_the_system_allocator
 
 PAGE = resource.getpagesize()
 
@@ -83,3 +83,17 @@ def test_the_operator_starts_again_with_the_system_allocator_unless_one_is_chose
     monkeypatch.setenv("PYTHONMALLOC", "pymalloc")  # chosen by hand: kept
     use_the_system_allocator()
     assert len(started) == 1
+
+
+def test_a_packed_object_comes_back_as_it_went_in_and_each_read_is_a_fresh_copy() -> None:
+    obj = {
+        "metadata": {"name": "rapport-été", "labels": {"team": "ünï"}},
+        "spec": {"schedule": "0 3 * * *", "suspend": False, "parallelism": None, "ratio": 0.25},
+        "status": {"history": [{"n": n, "big": 2**70 + n} for n in range(3)]},  # JSON allows any integer
+    }
+    packed = Packed(obj)
+
+    first = packed.decode()
+    assert first == obj and len(packed) < len(str(obj))
+    first["metadata"]["name"] = "changed"
+    assert packed.decode() == obj

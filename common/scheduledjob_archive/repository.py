@@ -9,6 +9,7 @@ diagnostics but never erases them). Listings are newest first in the keyset orde
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -23,7 +24,20 @@ from scheduledjob.limits import DIAGNOSTICS_TEXT, REASON, SUBJECT, cut
 from scheduledjob.memory import drop_idle_lock
 from scheduledjob.models import ExecutionRecord, HealthState
 from scheduledjob.timefmt import parse_utc
-from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, or_, select, tuple_, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -496,15 +510,10 @@ class Archive:
         found: dict[int, list[RecentRun]] = {number: [] for number in scheduled_job_ids}
         if not found or per_job < 1:
             return found
-        c = executions.c
-        columns = (c.scheduled_job_id, c.execution_id, c.status, c.started_at, c.runtime_ms)
-        only = [c.status.in_(list(statuses))] if statuses is not None else []
-        newest = [
-            select(_newest_first(select(*columns).where(c.scheduled_job_id == number, *only)).limit(per_job).subquery())
-            for number in found
-        ]
+        statement = _recent_statement(len(found), per_job, tuple(statuses) if statuses is not None else None)
         async with self._reads.connect() as connection:
-            for row in (await connection.execute(union_all(*newest))).all():
+            values = {f"job{i}": number for i, number in enumerate(found)}
+            for row in (await connection.execute(statement, values)).all():
                 found[int(row[0])].append(RecentRun(row[1], row[2], row[3], row[4]))
         for runs in found.values():  # a UNION ALL keeps no order of its own
             runs.sort(key=lambda run: run.started_at, reverse=True)
@@ -741,6 +750,24 @@ def _conditions(query: TransactionQuery) -> list[ColumnElement[bool]]:
     if query.started_to is not None:
         conditions.append(c.started_at < query.started_to)
     return conditions
+
+
+@functools.lru_cache(maxsize=16)
+def _recent_statement(jobs: int, per_job: int, statuses: tuple[str, ...] | None) -> CompoundSelect[Any]:
+    """Archive.recent_by_job's statement for `jobs` jobs, made once per shape: the job ids are its parameters
+    (job0, job1, ...). Making and hashing a UNION ALL of 20 selects cost ~3 ms of each jobs page."""
+    c = executions.c
+    columns = (c.scheduled_job_id, c.execution_id, c.status, c.started_at, c.runtime_ms)
+    only = [c.status.in_(list(statuses))] if statuses is not None else []
+    newest = [
+        select(
+            _newest_first(select(*columns).where(c.scheduled_job_id == bindparam(f"job{i}"), *only))
+            .limit(per_job)
+            .subquery()
+        )
+        for i in range(jobs)
+    ]
+    return union_all(*newest)
 
 
 def _newest_first(statement: Select[Any]) -> Select[Any]:

@@ -262,3 +262,24 @@ async def test_jobs_that_ran_once_leave_no_per_job_lock_behind(archive: Archive)
 
     assert (await archive.page(TransactionQuery())).total_count == 50
     assert len(archive._job_locks) == 0  # 20,000 idle jobs hold no 20,000 locks (docs/limits.md)
+
+
+async def test_the_strips_of_a_page_of_jobs_come_in_one_statement_reused_for_every_page(archive: Archive) -> None:
+    """The dashboard's jobs page asks for the newest runs of each shown job; the statement is made once per
+    shape and its job ids are parameters, so the next page (other ids) gets its own jobs' runs."""
+    for job in (1, 2, 3):
+        owner = Owner(namespace="shop", name=f"job-{job}", id=job, uid=f"sj-uid-{job}")
+        for n in range(1, 5):
+            await archive.save(run(10 * job + n, uid=f"uid-{job}-{n}", name=f"job-{job}-{n}"), owner)
+
+    first = await archive.recent_by_job([1, 2], 2, ("succeeded", "failed"))
+    second = await archive.recent_by_job([3, 1], 2, ("succeeded", "failed"))
+
+    assert {job: [r.execution_id for r in runs] for job, runs in first.items()} == {
+        1: ["job-1-4", "job-1-3"],
+        2: ["job-2-4", "job-2-3"],
+    }
+    assert {job: [r.execution_id for r in runs] for job, runs in second.items()} == {
+        3: ["job-3-4", "job-3-3"],
+        1: ["job-1-4", "job-1-3"],
+    }

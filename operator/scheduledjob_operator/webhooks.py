@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -81,10 +82,11 @@ class JobLabels:
 
     def see(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]
-        key, labels = (meta["namespace"], meta["name"]), meta.get("labels") or {}
+        key, labels = (sys.intern(meta["namespace"]), meta["name"]), meta.get("labels") or {}
         known = self._current.get(key)
         if known is None or known[0] != meta["uid"] or known[1] != labels:  # kept as it was if unchanged
-            self._current[key] = (meta["uid"], dict(labels))
+            # Label keys (and the namespace) are shared by every job that has them, not copied per job.
+            self._current[key] = (meta["uid"], {sys.intern(name): value for name, value in labels.items()})
 
     def forget(self, obj: Mapping[str, Any]) -> None:
         meta = obj["metadata"]

@@ -165,6 +165,9 @@ class ListIndex:
         self._rows: dict[Key, Row] = {}
         self._by_id: dict[int, Row] = {}
         self._orders: dict[tuple[str, str], list[Row]] = {}
+        # Jobs per value of each field the dashboard counts, kept current by upsert and remove from the first
+        # tally of that field on: counting 20,000 rows twice per jobs page was a fifth of its time.
+        self._tallies: dict[str, Counter[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -175,11 +178,19 @@ class ListIndex:
         if row is not None:
             self._rows[key] = row
             self._by_id[row.id] = row
+            for field, counts in self._tallies.items():
+                counts[row.get(field)] += 1
 
     def remove(self, key: Key) -> None:
         old = self._rows.pop(key, None)
         if old is not None and self._by_id.get(old.id) is old:
             del self._by_id[old.id]
+        if old is not None:
+            for field, counts in self._tallies.items():
+                value = old.get(field)
+                counts[value] -= 1
+                if counts[value] <= 0:
+                    del counts[value]
         # Rows changed (an upsert comes through here too): every memoized order is stale.
         self._orders.clear()
 
@@ -193,7 +204,10 @@ class ListIndex:
 
     def tally(self, field: str) -> Counter[Any]:
         """How many listed jobs have each value of `field` (the dashboard's counters), making no item."""
-        return Counter(row.get(field) for row in self._rows.values())
+        counts = self._tallies.get(field)
+        if counts is None:
+            counts = self._tallies[field] = Counter(row.get(field) for row in self._rows.values())
+        return Counter(counts)
 
     def page(self, query: ListQuery) -> dict[str, Any]:
         order_key = (query.sort, query.direction)

@@ -26,8 +26,10 @@ RESYNC_SECONDS = 10.0
 WARMUP_PAUSE_SECONDS = 1.0
 WARMUP_BATCH = 100
 # What can wait (the warm-up, the first resync's archive work) waits while kopf hands over a LIST: until
-# nothing listed arrived for this long (catalog.Catalog.listing).
-LISTING_QUIET_SECONDS = 1.0
+# nothing listed arrived for this long (catalog.Catalog.listing). kopf asks for the next page of 500 only
+# once it handed the last one over: with 20 history records per ScheduledJob that is about a second apart,
+# and at 1 s the first resync's LIST of every id (noting deletions made while away) ran amid the handover.
+LISTING_QUIET_SECONDS = 5.0
 # The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed the Jobs (kopf
 # re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final, get_args
 
@@ -248,8 +248,14 @@ def relative(moment: datetime, now: datetime) -> str:
     return f"in {amount} {unit}" if seconds > 0 else f"{amount} {unit} ago"
 
 
+ZERO = timedelta(0)
+
+
 def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    """'2026-12-07 01:02:03 UTC' (isoformat, not strftime: the jobs page writes 400 of these)."""
+    if moment.utcoffset() != ZERO:
+        moment = moment.astimezone(UTC)
+    return f"{moment.isoformat(' ', 'seconds')[:19]} UTC"
 
 
 def duration(milliseconds: int | None) -> str:

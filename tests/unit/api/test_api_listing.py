@@ -218,6 +218,27 @@ def test_memoized_order_follows_changes() -> None:
     assert index.key_of(1) is None
 
 
+def test_the_counters_follow_every_change_as_a_fresh_count_would() -> None:
+    """The dashboard's per-state counters are kept current by each change after the first count, not
+    counted over every row per page; after any sequence of changes they equal a count made afresh."""
+    index = ListIndex()
+    for n, state in enumerate(("idle", "running", "idle", "error"), start=1):
+        index.upsert(("ns", f"job-{n}"), scheduled_job(f"job-{n}", n, namespace="ns", state=state))
+    assert index.tally("status") == {"idle": 2, "running": 1, "error": 1}
+
+    index.upsert(("ns", "job-2"), scheduled_job("job-2", 2, namespace="ns", state="idle"))  # the run ended
+    index.remove(("ns", "job-4"))
+    index.upsert(("ns", "job-5"), scheduled_job("job-5", 5, namespace="ns", state="running"))
+    index.upsert(("ns", "job-6"), scheduled_job("job-6", None, namespace="ns"))  # no id yet: not listed
+
+    fresh = ListIndex()
+    for n, state in ((1, "idle"), (2, "idle"), (3, "idle"), (5, "running")):
+        fresh.upsert(("ns", f"job-{n}"), scheduled_job(f"job-{n}", n, namespace="ns", state=state))
+    assert index.tally("status") == fresh.tally("status") == {"idle": 3, "running": 1}  # "error" gone, not 0
+    index.tally("status")["idle"] = 99  # a caller's copy
+    assert index.tally("status")["idle"] == 3
+
+
 def test_sort_rows_keeps_missing_values_last() -> None:
     rows = [
         row

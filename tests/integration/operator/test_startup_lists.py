@@ -72,8 +72,8 @@ async def test_the_cronjob_watch_goes_on_from_its_list(
 ) -> None:
     """The operator's own watch of its CronJobs (cronjob_watch.py) on the real API server: the LIST gives
     a version, and the watch from it shows the next change and nothing before it (no ADDED event again).
-    A version the API server no longer serves (410, list again) is a unit test's (test_cronjob_watch.py):
-    this cluster's etcd is not compacted within a test."""
+    A version the API server no longer serves (410: list again) is a unit test's (test_cronjob_watch.py):
+    this API server keeps every version within a test."""
     batch = client.BatchV1Api(api_client)
     body = {
         "metadata": {"name": "report", "labels": {c.LABEL_SCHEDULED_JOB: "report"}},

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 # A watch that broke is started again after this long, doubled per failure in a row up to the maximum.
 PAUSE_SECONDS = 1.0
 MAX_PAUSE_SECONDS = 30.0
+# A watch the API server ended after this long is a normal end (its timeout) even without an event.
+QUIET_WATCH_SECONDS = 60.0
 
 
 class CronJobWatch:
@@ -71,13 +74,13 @@ class CronJobWatch:
             try:
                 if scope not in self._versions:  # expired: the LIST (retried on failure like a watch)
                     self._versions[scope] = await self._list(scope, first=False)
-                events = 0
+                events, began = 0, time.monotonic()
                 async for event in self._cluster.watch_cronjobs(scope, self._versions[scope]):
                     self._handle(scope, event)
                     events, failures = events + 1, 0
-                if events:
+                if events or time.monotonic() - began >= QUIET_WATCH_SECONDS:
                     continue  # the API server ended the watch (its timeout): go on from the last version
-                raise RuntimeError("the watch ended without an event")  # not at once again: paused below
+                raise RuntimeError("the watch ended at once, without an event")  # not at once again: paused below
             except Expired:
                 logger.info("the watch of CronJobs (%s) expired (410); listing again", scope or "all namespaces")
                 self._versions.pop(scope, None)

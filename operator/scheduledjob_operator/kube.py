@@ -362,17 +362,19 @@ class Cluster:
         async def page(namespace: str | None, **options: Any) -> dict[str, Any]:
             nonlocal version
             options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
-            if namespace is None:
-                response = await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
-            else:
-                response = await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
-            result = await parsed(response)
+            result = await parsed(await self._cronjobs_request(namespace, **options))
             version = str((result.get("metadata") or {}).get("resourceVersion") or version)
             return result
 
         async for cronjobs in pages(page, [namespace] if namespace else None, self.in_scope):
             seen(cronjobs)
         return version
+
+    async def _cronjobs_request(self, namespace: str | None, **options: Any) -> Any:
+        """A LIST or watch (`watch=True`) of CronJobs in `namespace` (None: all), unparsed."""
+        if namespace is None:
+            return await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
+        return await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
 
     async def watch_cronjobs(
         self, namespace: str | None, resource_version: str
@@ -392,10 +394,7 @@ class Cluster:
             # Bounds connecting and silence (a bookmark comes about every minute), never the whole stream.
             "_request_timeout": aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=server_timeout + 30),
         }
-        if namespace is None:
-            response = await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
-        else:
-            response = await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+        response = await self._cronjobs_request(namespace, **options)
         try:
             if response.status == 410:
                 raise Expired(await response.text())

@@ -183,9 +183,9 @@ class ListIndex:
 
     def remove(self, key: Key) -> None:
         old = self._rows.pop(key, None)
-        if old is not None and self._by_id.get(old.id) is old:
-            del self._by_id[old.id]
         if old is not None:
+            if self._by_id.get(old.id) is old:
+                del self._by_id[old.id]
             for field, counts in self._tallies.items():
                 value = old.get(field)
                 counts[value] -= 1

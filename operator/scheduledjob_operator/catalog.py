@@ -66,7 +66,7 @@ class Catalog:
     def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
         self._note_id(obj)
         status, spec = obj.get("status") or {}, obj.get("spec") or {}
-        key = _key(obj)
+        key = key_of(obj)
         schedule = Schedule(status.get("nextExecution"), bool(spec.get("suspend")), status.get("nextHealthCheck"))
         if self._schedules.get(key) != schedule:
             # Replaced only when it changed: most events (a run recorded) leave it as it was, and a copy
@@ -82,7 +82,7 @@ class Catalog:
         or changed: a hand edit to repair. A status written by the CronJob controller (two or three per
         run: `active`, `lastScheduleTime`) is no edit, and reconciling the owner for each cost a GET and a
         reconcile per run in a burst of runs (`schedule_delay_p99_seconds_20k`)."""
-        key = _key(cronjob)
+        key = key_of(cronjob)
         known = self._cronjobs.get(key)
         self._cronjobs[key] = _compact(cronjob)
         if known is None:
@@ -169,7 +169,7 @@ def _due(schedule: Schedule, now: datetime) -> bool:
     return bool(due)
 
 
-def _key(obj: Mapping[str, Any]) -> Key:
+def key_of(obj: Mapping[str, Any]) -> Key:
     """(namespace, name), the namespace shared by every key in it (a few namespaces hold 20,000 jobs)."""
     meta = obj["metadata"]
     return (sys.intern(str(meta["namespace"])), str(meta["name"]))

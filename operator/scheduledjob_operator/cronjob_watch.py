@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scheduledjob_operator.catalog import Catalog, Key
+from scheduledjob_operator.catalog import Catalog, Key, key_of
 from scheduledjob_operator.kube import Cluster, Expired
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class CronJobWatch:
 
         def seen(cronjobs: list[dict[str, Any]]) -> None:
             for cronjob in cronjobs:
-                key = (cronjob["metadata"]["namespace"], cronjob["metadata"]["name"])
+                key = key_of(cronjob)
                 present.add(key)
                 if self._catalog.see_cronjob(cronjob) and not first:
                     self._edited(key)  # changed while the watch was away
@@ -100,7 +100,7 @@ class CronJobWatch:
             self._versions[scope] = str(version)
         if event.get("type") == "BOOKMARK":
             return
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        key = key_of(obj)
         if event.get("type") == "DELETED":
             self._catalog.forget_cronjob(key)
             self._edited(key)

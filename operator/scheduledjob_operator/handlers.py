@@ -1,4 +1,5 @@
-"""kopf wiring: watches ScheduledJobs, their CronJobs and Jobs; the work happens elsewhere."""
+"""kopf wiring: watches ScheduledJobs, their Jobs and run requests (the CronJobs: cronjob_watch.py); the
+work happens elsewhere."""
 
 from __future__ import annotations
 

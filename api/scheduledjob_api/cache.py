@@ -22,7 +22,7 @@ from typing import Any
 
 from scheduledjob.builders import controller_uid
 from scheduledjob.constants import LABEL_SCHEDULED_JOB
-from scheduledjob.memory import Packed, release_free_memory
+from scheduledjob.memory import Packed, release_free_memory, without_bookkeeping
 
 from scheduledjob_api.cluster import Cluster, Kind, Obj, ResourceExpired, WatchEvent
 from scheduledjob_api.events import EventHub, changed_runs, execution, run_records, run_statuses, runs_mark
@@ -44,7 +44,6 @@ MAX_BACKOFF_SECONDS = 8.0
 MIN_HEALTHY_WATCH_SECONDS = 1.0
 HEALTHY_RUN_SECONDS = 60.0
 MAX_TOMBSTONES = 10_000
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 TRIM_EVERY_EVENTS = 2000
 
 
@@ -225,11 +224,7 @@ class ClusterCache:
         # here reads it; dropping it cuts the cache's share of the API's memory by about a third.
         # `kubectl apply` adds a full JSON copy of the object as an annotation; a CronJob's status
         # (last schedule times, active Jobs) is never read: the Jobs are cached themselves.
-        meta = obj.get("metadata")
-        if isinstance(meta, dict):
-            meta.pop("managedFields", None)
-            if isinstance(annotations := meta.get("annotations"), dict):
-                annotations.pop(LAST_APPLIED, None)
+        without_bookkeeping(obj)
         if kind is Kind.CRONJOBS:
             obj.pop("status", None)
         if kind is Kind.SCHEDULED_JOBS:

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
-from scheduledjob_client import load_configuration, skip_environment_lookups, watch_documents
+from scheduledjob_client import load_configuration, loads, skip_environment_lookups, watch_documents
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -112,7 +112,7 @@ class KubeCluster:
         status, body = await self._request(read, budget)
         if not 200 <= status < 300:
             raise classify(status, _message(body))
-        parsed = json.loads(body)
+        parsed = loads(body)
         return parsed if isinstance(parsed, dict) else {}
 
     @staticmethod

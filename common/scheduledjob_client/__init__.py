@@ -4,16 +4,16 @@ taxonomy) on top; this is only the part that must not differ between them."""
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import client, config
 
-__all__ = ["kubeconfig_path", "load_configuration", "skip_environment_lookups", "watch_documents"]
+__all__ = ["kubeconfig_path", "load_configuration", "loads", "skip_environment_lookups", "watch_documents"]
 
 
 def kubeconfig_path() -> str | None:
@@ -53,6 +53,14 @@ def skip_environment_lookups(api: client.ApiClient) -> None:
         session._trust_env = False  # no public setter; the attribute exists in every aiohttp 3.x
 
 
+def loads(data: bytes) -> Any:
+    """The JSON of an API server's answer, parsed by orjson: a LIST page of 500 ScheduledJobs with their
+    history is ~4 MB, parsed in a fifth of the standard library's time (`operator_restart_seconds_20k`).
+    The API server writes no integer beyond 64 bits (it reads numbers as int64 or float64), the one thing
+    orjson would read inexactly (as a float)."""
+    return orjson.loads(data)
+
+
 async def watch_documents(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
     """The JSON documents of a watch response (`{"type": ..., "object": ...}`), one per line, as they arrive.
 
@@ -65,8 +73,8 @@ async def watch_documents(response: aiohttp.ClientResponse) -> AsyncIterator[dic
         while (end := pending.find(b"\n", start)) >= 0:
             line = bytes(pending[start:end])
             start = end + 1
-            if line.strip() and isinstance(document := json.loads(line), dict):
+            if line.strip() and isinstance(document := loads(line), dict):
                 yield document
         del pending[:start]
-    if pending.strip() and isinstance(document := json.loads(bytes(pending)), dict):
+    if pending.strip() and isinstance(document := loads(bytes(pending)), dict):
         yield document

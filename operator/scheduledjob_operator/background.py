@@ -25,13 +25,14 @@ RESYNC_SECONDS = 10.0
 # The warm-up (warmup.py) looks for listed ScheduledJobs this often, and takes this many at a time.
 WARMUP_PAUSE_SECONDS = 1.0
 WARMUP_BATCH = 100
-# What can wait (the warm-up, the first resync's archive work) waits while kopf hands over a LIST: until
-# nothing listed arrived for this long (catalog.Catalog.listing). kopf asks for the next page of 500 only
-# once it handed the last one over: with 20 history records per ScheduledJob that is about a second apart,
+# What can wait (the warm-up, the first resync's archive work) waits while a LIST comes in (a re-list of
+# the ScheduledJobs after a 410, kopf's of the Jobs after each watch restart): until nothing listed
+# arrived for this long (catalog.Catalog.listing). Pages of 500 came about a second apart through kopf,
 # and at 1 s the first resync's LIST of every id (noting deletions made while away) ran amid the handover.
 LISTING_QUIET_SECONDS = 5.0
-# The catalog (and the Jobs) are checked against a LIST this long after kopf re-listed the Jobs (kopf
-# re-lists after every watch restart, e.g. a 410, without DELETED events for what vanished meanwhile),
+# The catalog (and the Jobs) are checked against a LIST this long after a re-list (of the ScheduledJobs
+# after a 410; kopf re-lists the Jobs after every watch restart, without DELETED events for what vanished
+# meanwhile),
 # once our own calls saw the link fail and work again (a hung watch may have lost events), and every
 # CATALOG_CHECK_SECONDS.
 RELIST_QUIET_SECONDS = 5.0
@@ -90,12 +91,7 @@ async def resync_forever(memo: Any) -> None:
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
         try:
-            # In a handler's context, so the Events of what it reconciles and records are posted (kopf.event).
-            handler_context = context.handler_context
-            await asyncio.create_task(
-                _resync_once(context, memo.runs, namespaces, timer, deletions_checked),
-                context=handler_context and handler_context.copy(),
-            )
+            await _resync_once(context, memo.runs, namespaces, timer, deletions_checked)
         except Exception:
             logger.exception("resync failed; the next pass in %.0f s tries again", RESYNC_SECONDS)
         release_free_memory()  # a burst's high-water mark goes back to the OS
@@ -103,20 +99,17 @@ async def resync_forever(memo: Any) -> None:
 
 async def warm_up_forever(memo: Any) -> None:
     """Reconciles the settled ScheduledJobs a (re-)list left for later (warmup.py), a batch at a time,
-    letting kopf's handlers (a ScheduledJob created meanwhile) go between any two."""
+    letting the event handling (a ScheduledJob created meanwhile) go between any two."""
     context: OperatorContext = memo.context
     while True:
         await asyncio.sleep(WARMUP_PAUSE_SECONDS)
         if not context.warmup or context.catalog.listing(LISTING_QUIET_SECONDS):
             continue
-        handler_context = context.handler_context  # Events are posted from handler contexts (kopf)
         began, count = time.monotonic(), 0
         try:
             while batch := context.warmup.take(WARMUP_BATCH):
                 for _, obj in batch:
-                    await asyncio.create_task(
-                        reconcile_safely(obj, context), context=handler_context and handler_context.copy()
-                    )
+                    await reconcile_safely(obj, context)
                     count += 1
         except Exception:
             logger.exception("warming up failed; the next pass in %.0f s goes on", WARMUP_PAUSE_SECONDS)

@@ -7,17 +7,17 @@ that finishes wakes every waiting one, which re-checks all the toggles. An opera
 reconciled a ScheduledJob created at its start after 89 s, recording no run meanwhile; now 2.6 s
 (docs/benchmarks.md, `operator_restart_seconds`).
 
-Instead, the startup handler LISTs the ScheduledJobs (`note_ids`, metadata only) and the CronJobs
-(cronjob_watch.CronJobWatch, which goes on watching them from that LIST) once, in pages, before kopf's
-watches start: the id floor (the highest id seen) and every CronJob are known to the first reconcile,
-and the event handlers and the CronJob watch keep the catalog current from then on.
+Instead, the startup handler LISTs the ScheduledJobs (scheduledjob_watch.ScheduledJobWatch) and the
+CronJobs (cronjob_watch.CronJobWatch) once, in pages, side by side, and each goes on watching from its
+LIST: the id floor (the highest id seen) and every CronJob are known to the first reconcile, and the
+watches keep the catalog current from then on.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,16 +53,11 @@ class Catalog:
         self._relisted_at: float | None = None  # when kopf last delivered a Job from a LIST
         self._listed_at: float | None = None  # when kopf last delivered anything from a LIST (see listing)
 
-    # ---- filled from the startup LIST, a page at a time ---------------------------------------
-    def note_ids(self, scheduled_jobs: Iterable[dict[str, Any]]) -> None:
-        for obj in scheduled_jobs:
-            self._note_id(obj)
-
     def note_archived_ids(self, highest: int) -> None:
         """The highest id the archive has seen (deleted ScheduledJobs included): new ids go above it."""
         self._highest_id = max(self._highest_id, highest)
 
-    # ---- kept current by the watch events ----------------------------------------------------
+    # ---- kept current by the LISTs and watches ---------------------------------------------------
     def see_scheduled_job(self, obj: Mapping[str, Any]) -> None:
         self._note_id(obj)
         status, spec = obj.get("status") or {}, obj.get("spec") or {}
@@ -76,6 +71,14 @@ class Catalog:
 
     def forget_scheduled_job(self, key: Key) -> None:
         self._schedules.pop(key, None)
+
+    def missing_scheduled_jobs(self, present: set[Key], namespace: str | None = None) -> list[Key]:
+        """Forgets the ScheduledJobs (in `namespace`; None: all) a fresh LIST did not show, and returns them
+        (deleted while the watch was away: no DELETED event comes for them)."""
+        missing = [key for key in self._schedules if key not in present and (namespace is None or key[0] == namespace)]
+        for key in missing:
+            self.forget_scheduled_job(key)
+        return missing
 
     def see_cronjob(self, cronjob: Mapping[str, Any]) -> bool:
         """Keeps the CronJob as seen. True if what the drift check compares (its labels, its spec) is new
@@ -96,17 +99,18 @@ class Catalog:
 
     # ---- after a re-list ------------------------------------------------------------------------
     def listed(self) -> None:
-        """kopf delivered an object from a LIST (a ScheduledJob or a Job)."""
+        """An object arrived from a LIST (a ScheduledJob, or a Job from kopf)."""
         self._listed_at = self._clock()
 
     def listing(self, quiet_seconds: float) -> bool:
-        """kopf is handing over a LIST (something listed arrived within `quiet_seconds`): at a start with
+        """A LIST is coming in (something listed arrived within `quiet_seconds`): at a start with
         20,000 ScheduledJobs that takes a while, and a ScheduledJob created meanwhile waits behind it, so
         what can wait (warmup.py, the first resync's archive work) waits until it is through."""
         return self._listed_at is not None and self._clock() - self._listed_at < quiet_seconds
 
     def relisted(self) -> None:
-        """kopf delivered a Job from a LIST (its first, or a re-list after the watch broke)."""
+        """A LIST of ScheduledJobs after a 410, or kopf delivered a Job from a LIST (its first, or a re-list
+        after its watch broke): what vanished meanwhile is to be checked."""
         self._relisted_at = self._listed_at = self._clock()
 
     def relist_settled(self, quiet_seconds: float) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -103,6 +102,3 @@ class OperatorContext:
     allocated: dict[str, int] = field(default_factory=dict)
     # The execution archive; every run is upserted there before the status ledger (ledger_sync.py).
     archive: Archive | None = None
-    # A copy of a kopf handler's context: kopf binds its Event queue there, and the resync loop
-    # (started outside any handler) runs in it so the Events of what it reconciles are posted.
-    handler_context: contextvars.Context | None = None

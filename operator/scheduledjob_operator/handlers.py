@@ -1,12 +1,13 @@
-"""kopf wiring: watches ScheduledJobs, their Jobs and run requests (the CronJobs: cronjob_watch.py); the
-work happens elsewhere."""
+"""kopf wiring: the startup and cleanup of the leader, the watches of Jobs and run requests (kopf's), and
+the handling of each ScheduledJob event (the operator's own watch: scheduledjob_watch.py; the CronJobs:
+cronjob_watch.py); the work happens elsewhere."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import copy
+import functools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,13 +17,15 @@ from kopf._cogs.structs.references import NamespaceName, match_namespace  # kopf
 from scheduledjob import constants as c
 from scheduledjob.memory import drop_idle_lock
 from scheduledjob.models import Monitoring
+from scheduledjob_archive.repository import Archive
 
 from scheduledjob_operator.archiving import note_deletion, open_archive, prune_forever
 from scheduledjob_operator.background import resync_forever, warm_up_forever
-from scheduledjob_operator.catalog import Catalog
+from scheduledjob_operator.catalog import Catalog, key_of
 from scheduledjob_operator.context import Backoff, OperatorContext, utc_now
 from scheduledjob_operator.crd_storage import CrdStorage
 from scheduledjob_operator.cronjob_watch import CronJobWatch
+from scheduledjob_operator.events import EventPoster
 from scheduledjob_operator.jwt_secret import ensure_generated_archive_secret, ensure_generated_jwt_secret
 from scheduledjob_operator.kopf_event_only import NoDiffBase
 from scheduledjob_operator.kube import Cluster, connect, state_namespace
@@ -30,14 +33,15 @@ from scheduledjob_operator.ledger_sync import record_job
 from scheduledjob_operator.notifiers import Notifiers
 from scheduledjob_operator.reconciler import status_update
 from scheduledjob_operator.runs import RunControl
+from scheduledjob_operator.scheduledjob_watch import ScheduledJobWatch
 from scheduledjob_operator.status_writer import StatusWriter
 from scheduledjob_operator.storage_migration import StorageMigration
-from scheduledjob_operator.warmup import settled
+from scheduledjob_operator.warmup import Warmup
 from scheduledjob_operator.webhooks import JobLabels, Webhooks, WebhookSettings
 from scheduledjob_operator.work import reconcile_safely, safely
 
 logger = logging.getLogger(__name__)
-WORKER_LIMIT = 200  # per watched kind; see start()
+WORKER_LIMIT = 200  # per kind kopf watches; see start()
 WORKER_IDLE_SECONDS = 0.05
 MANAGED = {c.LABEL_SCHEDULED_JOB: kopf.PRESENT}
 
@@ -54,17 +58,16 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    # kopf LISTs in pages of this many (its default is one unpaginated LIST): at 5,000 ScheduledJobs with
-    # 20 history records each that one response was ~40 MB of JSON parsed at once (bench/, operator RSS).
+    # kopf LISTs in pages of this many (its default is one unpaginated LIST): the Jobs of 20,000
+    # ScheduledJobs in one response would be parsed at once.
     settings.watching.chunk_size = 500
     # At most this many objects of a kind are worked on at once (kopf's default: one worker per object
-    # with events, unbounded). In a burst of 5,000 ScheduledJobs ~3,800 workers each held their event
-    # bodies at once, and the process kept that peak's arenas afterwards (bench/: `operator_rss_mb`,
-    # 350-410 MB). More than the connection pool serves would only queue there. An idle worker gives its
-    # place up after WORKER_IDLE_SECONDS (kopf: 5 s): a worker waits that long for its object's next event
-    # before it ends, holding one of the places meanwhile, so at most WORKER_LIMIT / WORKER_IDLE_SECONDS
-    # objects are handled per second. At 1 s that was 200 per second: a restart with 20,000 ScheduledJobs
-    # and their CronJobs spent 200 s in kopf's queue (docs/limits.md, `operator_restart_seconds_20k`).
+    # with events, unbounded): in a burst of 5,000 runs each worker holds its event's body (bench/:
+    # `operator_rss_mb`), and more than the connection pool serves would only queue there. An idle worker
+    # gives its place up after WORKER_IDLE_SECONDS (kopf: 5 s): it waits that long for its object's next
+    # event, holding a place meanwhile, so at most WORKER_LIMIT / WORKER_IDLE_SECONDS objects are handled
+    # per second (at 1 s, 200 per second: a restart spent minutes in kopf's queue). The ScheduledJobs
+    # have the same bound in their own watch (scheduledjob_watch.WORKER_LIMIT).
     settings.queueing.worker_limit = WORKER_LIMIT
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     settings.networking.request_timeout = 30
@@ -85,64 +88,73 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     labels = JobLabels()  # for the notifiers' selectors (webhooks.py)
     webhook_settings: WebhookSettings = getattr(memo, "webhook_settings", None) or WebhookSettings.from_env()
     notifiers = Notifiers(cluster, webhook_settings.allow_private_networks)
+    warmup = Warmup()  # what the first LIST found settled, for the background reconcile
+    scheduled_jobs = ScheduledJobWatch(cluster, catalog, labels, warmup, namespaces)
+    cronjobs = CronJobWatch(cluster, catalog, retry.add, namespaces)
     try:
         await ensure_generated_jwt_secret(api, state)  # the API's Secret, once (the chart renders none)
         await ensure_generated_archive_secret(api, state)  # the evaluation database's password, once
-
-        async def note_ids() -> None:  # names, labels and ids only (metadata-only): kopf's own LIST brings the rest
-            async for scheduled_jobs in cluster.scheduled_job_ids(namespaces):
-                catalog.note_ids(scheduled_jobs)
-                for scheduled_job in scheduled_jobs:
-                    labels.see(scheduled_job)
-
-        # The CronJobs: listed here, watched from there on (cronjob_watch.py), never by kopf.
-        cronjobs = CronJobWatch(cluster, catalog, retry.add, namespaces)
         # Side by side: while the API server prepares one's next page, this process parses the other's.
         # notifiers.load: a delivery whose notifier is unknown is then one whose notifier is gone.
-        lists = [asyncio.ensure_future(work) for work in (note_ids(), cronjobs.list(), notifiers.load(namespaces))]
+        opening = asyncio.ensure_future(open_archive())
+        lists = [
+            asyncio.ensure_future(work)
+            for work in (scheduled_jobs.initial_list(), cronjobs.initial_list(), notifiers.load(namespaces))
+        ]
         try:
-            await asyncio.gather(*lists)
+            await asyncio.gather(*lists, opening)
+            archive = opening.result()
         except BaseException:
             for task in lists:  # the first failure is kopf's to retry; the others stop with it
                 task.cancel()
+            await _close_when_open(opening)
+            raise
+        try:
+            # Ids are never reused: the archive outlives the cluster's own record of them (a reinstall
+            # against the same external database starts with no ScheduledJob and no id sequence).
+            catalog.note_archived_ids(await archive.highest_job_id())
+        except BaseException:
+            await archive.close()
             raise
     except Exception:
         await api.close()  # the retry connects again
         raise
-    try:
-        archive = await open_archive()
-        # Ids are never reused: the archive outlives the cluster's own record of them (a reinstall
-        # against the same external database starts with no ScheduledJob and no id sequence).
-        catalog.note_archived_ids(await archive.highest_job_id())
-    except Exception:
-        await api.close()
-        raise
-    writer = StatusWriter(cluster, status_update(utc_now, archive))
+    events = EventPoster(cluster)
+    writer = StatusWriter(cluster, status_update(utc_now, events.post, archive))
     memo.api = api
-    memo.context = OperatorContext(cluster=cluster, writer=writer, catalog=catalog, archive=archive, retry=retry)
+    memo.context = OperatorContext(
+        cluster=cluster, writer=writer, catalog=catalog, archive=archive, retry=retry, warmup=warmup
+    )
     memo.runs = RunControl(memo.context)
-    memo.cronjobs = asyncio.create_task(cronjobs.run())
-    memo.resync = asyncio.create_task(resync_forever(memo))
-    memo.warmup = asyncio.create_task(warm_up_forever(memo))
-    memo.retention = asyncio.create_task(prune_forever(archive))
     memo.notifiers = notifiers
     memo.webhooks = Webhooks(archive, cluster, notifiers, labels, webhook_settings)
-    memo.delivery = asyncio.create_task(memo.webhooks.run())
-    # Every stored object of our kinds at the storage version, then status.storedVersions = [it]
-    # (storage_migration.py); only an operator of every namespace may rewrite them all itself.
-    everywhere = namespaces is None and not patterns
-    memo.storage_versions = asyncio.create_task(
-        StorageMigration(CrdStorage(cluster, api), all_namespaces=everywhere).run()
-    )
+    memo.scheduled_jobs = scheduled_jobs
+    scheduled_jobs.start(functools.partial(scheduledjob_changed, memo=memo))
+    memo.tasks = [
+        asyncio.create_task(work)
+        for work in (
+            events.run(),
+            scheduled_jobs.run(),
+            cronjobs.run(),
+            resync_forever(memo),
+            warm_up_forever(memo),
+            prune_forever(archive),
+            memo.webhooks.run(),
+            # Every stored object of our kinds at the storage version, then status.storedVersions = [it]
+            # (storage_migration.py); only an operator of every namespace may rewrite them all itself.
+            StorageMigration(CrdStorage(cluster, api), all_namespaces=namespaces is None and not patterns).run(),
+        )
+    ]
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     await memo.runs.close()
-    for task in (memo.cronjobs, memo.resync, memo.warmup, memo.retention, memo.delivery, memo.storage_versions):
+    for task in memo.tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await memo.scheduled_jobs.close()
     await memo.webhooks.close()
     await memo.api.close()
     await memo.context.archive.close()
@@ -150,32 +162,26 @@ async def stop(memo: Any, **_: Any) -> None:
     await memo.elector.release()
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def scheduledjob_changed(type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def scheduledjob_changed(type: str | None, body: dict[str, Any], memo: Any) -> None:
+    """A ScheduledJob's event (ADDED, MODIFIED, DELETED; None: listed, and not settled), from the
+    operator's own watch, in order per ScheduledJob (scheduledjob_watch.py)."""
     context: OperatorContext = memo.context
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    key = key_of(body)
     context.warmup.discard(key)  # this event is newer than any copy kept there
     if type == "DELETED":
         context.catalog.forget_scheduled_job(key)
         context.assigned.pop(body["metadata"]["uid"], None)
         context.allocated.pop(body["metadata"]["uid"], None)
-        _forget(context, memo.runs, _plain(body))
+        _forget(context, memo.runs, body)
         memo.webhooks.labels.forget(body)
-        await note_deletion(_plain(body), context)
+        await note_deletion(body, context)
         return
     memo.webhooks.labels.see(body)
-    if context.handler_context is None:  # kopf's Event queue lives in handler contexts
-        context.handler_context = contextvars.copy_context()
     context.catalog.see_scheduled_job(body)
-    own = context.writer.own_write(key, body["metadata"].get("resourceVersion") or "")
+    own = await context.writer.own_write(key, body["metadata"].get("resourceVersion") or "")
     if type == "MODIFIED" and own and nothing_left_to_reconcile(body, context):
         return  # our own status write: its reconcile would find what the write made (two per run recorded)
-    if type is None:
-        context.catalog.listed()
-    if type is None and settled(body, context.catalog.knows_cronjob(key)):
-        context.warmup.defer(key, body)  # from a (re-)list and settled: reconciled soon, in the background
-        return
-    await reconcile_safely(_plain(body), context)
+    await reconcile_safely(body, context)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -213,11 +219,22 @@ async def run_requested(
 
 def nothing_left_to_reconcile(body: Mapping[str, Any], context: OperatorContext) -> bool:
     """After the operator's own status write, a reconcile has nothing to do unless an id is still being
-    published (context.assigned, context.allocated) or the job pauses itself after failures (judged on the
-    status the write made)."""
-    uid = body["metadata"]["uid"]
+    published (context.assigned, context.allocated), the job pauses itself after failures (judged on the
+    status the write made), or its spec changed since it was last reconciled (an edit coalesced into this
+    event: scheduledjob_watch.py)."""
+    meta, status = body["metadata"], body.get("status") or {}
+    uid = meta["uid"]
     pauses = Monitoring.pauses_itself(body.get("spec") or {})
-    return uid not in context.assigned and uid not in context.allocated and not pauses
+    edited = meta.get("generation") != status.get("observedGeneration")
+    return uid not in context.assigned and uid not in context.allocated and not pauses and not edited
+
+
+async def _close_when_open(opening: asyncio.Future[Archive]) -> None:
+    """The archive opened beside the startup LISTs, closed if it opened (a LIST failed: kopf retries all)."""
+    if not opening.done():
+        opening.cancel()
+    with contextlib.suppress(Exception, asyncio.CancelledError):  # it failed to open, or was stopped opening
+        await (await opening).close()
 
 
 def _forget(context: OperatorContext, runs: RunControl, scheduled_job: dict[str, Any]) -> None:

@@ -28,8 +28,9 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
+from scheduledjob.memory import without_bookkeeping
 from scheduledjob.notifications import PLURAL as NOTIFIERS
-from scheduledjob_client import load_configuration, skip_environment_lookups, watch_documents
+from scheduledjob_client import load_configuration, loads, skip_environment_lookups, watch_documents
 
 from scheduledjob_operator import metrics
 
@@ -49,6 +50,9 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Calls failing this long with none working in between is an outage (see Cluster.outages).
 OUTAGE_SECONDS = 10.0
 USER_AGENT = "scheduledjob-operator"
+# The kinds the operator lists and watches itself, not through kopf (list_watch.py).
+CRONJOBS, SCHEDULED_JOBS = "cronjobs", c.PLURAL
+WATCHED = (CRONJOBS, SCHEDULED_JOBS)
 
 logger = logging.getLogger(__name__)
 # Run control (deciding a ScheduledJobRun) has a tighter budget: a request must be decided well within
@@ -166,7 +170,7 @@ async def parsed(response: Any) -> dict[str, Any]:
     non-2xx answer becomes the ApiException the parsed call would have raised."""
     if response.status >= 300:
         raise ApiException(status=response.status, reason=await response.text())
-    result: dict[str, Any] = await response.json()
+    result: dict[str, Any] = loads(await response.read())
     return result
 
 
@@ -354,38 +358,49 @@ class Cluster:
 
         return pages(page, namespaces, self.in_scope)
 
-    async def list_cronjobs(self, namespace: str | None, seen: Callable[[list[dict[str, Any]]], None]) -> str:
-        """Every CronJob of a ScheduledJob in `namespace` (None: all), handed to `seen` a page at a time;
-        returns the version of that LIST, which a watch then goes on from (watch_cronjobs)."""
+    async def list_objects(self, kind: str, namespace: str | None, seen: Callable[[list[dict[str, Any]]], None]) -> str:
+        """Every object of `kind` (WATCHED) in `namespace` (None: all), handed to `seen` a page at a time
+        without managedFields or the last-applied annotation (scheduledjob.memory.without_bookkeeping);
+        returns the version of that LIST, which a watch then goes on from (watch_objects)."""
         version = ""
 
         async def page(namespace: str | None, **options: Any) -> dict[str, Any]:
             nonlocal version
-            options.update(label_selector=c.LABEL_SCHEDULED_JOB, _preload_content=False)
-            result = await parsed(await self._cronjobs_request(namespace, **options))
+            result = await parsed(await self._watched_request(kind, namespace, _preload_content=False, **options))
             version = str((result.get("metadata") or {}).get("resourceVersion") or version)
             return result
 
-        async for cronjobs in pages(page, [namespace] if namespace else None, self.in_scope):
-            seen(cronjobs)
+        async for objs in pages(page, [namespace] if namespace else None, self.in_scope):
+            for obj in objs:
+                without_bookkeeping(obj)
+            seen(objs)
         return version
 
-    async def _cronjobs_request(self, namespace: str | None, **options: Any) -> Any:
-        """A LIST or watch (`watch=True`) of CronJobs in `namespace` (None: all), unparsed."""
+    async def _watched_request(self, kind: str, namespace: str | None, **options: Any) -> Any:
+        """A LIST or watch (`watch=True`) of `kind` (WATCHED) in `namespace` (None: all), unparsed."""
+        if kind == CRONJOBS:
+            options["label_selector"] = c.LABEL_SCHEDULED_JOB  # only those of ScheduledJobs
+            if namespace is None:
+                return await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
+            return await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+        if kind != SCHEDULED_JOBS:
+            raise ValueError(f"the operator does not watch {kind} itself")
         if namespace is None:
-            return await self._call(self._batch.list_cron_job_for_all_namespaces, **options)
-        return await self._call(self._batch.list_namespaced_cron_job, namespace, **options)
+            return await self._call(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, c.PLURAL, **options)
+        return await self._call(
+            self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
+        )
 
-    async def watch_cronjobs(
-        self, namespace: str | None, resource_version: str
+    async def watch_objects(
+        self, kind: str, namespace: str | None, resource_version: str
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """The watch events (`{"type": ..., "object": ...}`, bookmarks included) of the CronJobs of
-        ScheduledJobs in `namespace` (None: all) after `resource_version`, until the API server ends the
-        watch (after 4-6 minutes: the caller watches again from the last version). Raises Expired when the
-        version is too old (410: list again); a broken connection raises aiohttp's error or an ApiException."""
+        """The watch events (`{"type": ..., "object": ...}`, bookmarks included) of `kind` (WATCHED) in
+        `namespace` (None: all) after `resource_version`, objects without managedFields or the
+        last-applied annotation, until the API server ends the watch (after 4-6 minutes: the caller
+        watches again from the last version). Raises Expired when the version is too old (410: list
+        again); a broken connection raises aiohttp's error or an ApiException."""
         server_timeout = random.randint(240, 360)  # spread, so watches do not reconnect in lockstep
         options: dict[str, Any] = {
-            "label_selector": c.LABEL_SCHEDULED_JOB,
             "watch": True,
             "resource_version": resource_version,
             "allow_watch_bookmarks": True,
@@ -394,7 +409,7 @@ class Cluster:
             # Bounds connecting and silence (a bookmark comes about every minute), never the whole stream.
             "_request_timeout": aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=server_timeout + 30),
         }
-        response = await self._cronjobs_request(namespace, **options)
+        response = await self._watched_request(kind, namespace, **options)
         try:
             if response.status == 410:
                 raise Expired(await response.text())
@@ -407,7 +422,10 @@ class Cluster:
                         raise Expired(str(obj.get("message")))
                     raise ApiException(status=int(obj.get("code") or 500), reason=str(obj.get("message")))
                 namespace_of = (obj.get("metadata") or {}).get("namespace")
-                if event.get("type") == "BOOKMARK" or (namespace_of and self.in_scope(str(namespace_of))):
+                if event.get("type") == "BOOKMARK":
+                    yield event
+                elif namespace_of and self.in_scope(str(namespace_of)):
+                    without_bookkeeping(obj)
                     yield event
         finally:
             response.release()
@@ -441,6 +459,10 @@ class Cluster:
         except ApiException as error:
             raise translate(error) from error
         return str(((written or {}).get("metadata") or {}).get("resourceVersion") or "")
+
+    async def post_event(self, event: dict[str, Any]) -> None:
+        """Creates a core/v1 Event (events.EventPoster)."""
+        await self._call(self._core.create_namespaced_event, event["metadata"]["namespace"], event)
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""

@@ -7,9 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-import kopf
 from scheduledjob import constants as c
 from scheduledjob.builders import build_cronjob, drifted
 from scheduledjob.health import TROUBLE, pause_due
@@ -26,6 +25,7 @@ from scheduledjob_archive.repository import Archive
 
 from scheduledjob_operator import metrics
 from scheduledjob_operator.context import OperatorContext
+from scheduledjob_operator.events import Post
 from scheduledjob_operator.kube import Conflict, Rejected
 from scheduledjob_operator.status_writer import Pending, StatusUpdate
 
@@ -45,16 +45,6 @@ _EVENT_TYPES = {
 }
 
 
-def _event(obj: dict[str, Any], *, type: str, reason: str, message: str) -> None:
-    """kopf posts Events from a queue it binds to each object's handler task. Work started elsewhere
-    (the resync and warm-up run in a handler's copied context, see background.py) could still miss it: the
-    status is written by then, so a lost Event must not turn into a failed reconcile."""
-    try:
-        kopf.event(kopf.Body(cast(kopf.RawBody, obj)), type=type, reason=reason, message=message)
-    except LookupError:
-        logger.warning("Event %s for %s not posted (no kopf context): %s", reason, obj["metadata"]["name"], message)
-
-
 def run_event_message(transition: Transition) -> str:
     """Who asked stays apart from how the run ended: "Execution X (manual, requested by dev-admin) failed
     after 812 ms", never "failed by dev-admin" (which reads as if the requester made it fail)."""
@@ -68,7 +58,7 @@ def run_event_message(transition: Transition) -> str:
     return f"Execution #{record.transaction_id} {record.execution_id} ({record.trigger}{asked}) {how}{runtime}{why}"
 
 
-def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None:
+def post_transitions(obj: dict[str, Any], transitions: list[Transition], post: Post) -> None:
     """One Kubernetes Event on the ScheduledJob per execution start/finish (kubectl describe sj), and one
     log line."""
     for transition in transitions:
@@ -78,7 +68,7 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
             text = record.message or transition.kind
             why = record.reason or record.request_reason  # a skipped slot's cause, or a pause's reason
             detail = f": {why}" if why else ""
-            _event(
+            post(
                 obj,
                 type=_EVENT_TYPES[transition.kind],
                 reason=transition.kind.capitalize(),
@@ -94,7 +84,7 @@ def post_transitions(obj: dict[str, Any], transitions: list[Transition]) -> None
         # The one log line per execution step, written once the ledger holds it.
         meta = obj.get("metadata") or {}
         logger.info("%s/%s: %s; recorded", meta.get("namespace"), meta.get("name"), message)
-        _event(
+        post(
             obj,
             type=_EVENT_TYPES[transition.kind],
             reason=transition.kind.capitalize(),
@@ -115,7 +105,7 @@ async def reconcile(obj: dict[str, Any], context: OperatorContext) -> None:
     elif uid in context.assigned:
         return  # an event older than our own status write with the id; that write's event follows
     else:
-        # The event may predate our own status write (kopf hands over the latest body it has seen);
+        # The event may predate our own status write (a watch hands over the latest body it has seen);
         # read the object itself so an id is never allocated twice for one ScheduledJob.
         recent = await context.cluster.get_scheduled_job(namespace, name)
         if recent is None:
@@ -183,13 +173,14 @@ async def _pause_after_failures(obj: dict[str, Any], spec: ScheduledJobSpec, con
     return True
 
 
-def status_update(clock: Callable[[], datetime], archive: Archive | None = None) -> StatusUpdate:
+def status_update(clock: Callable[[], datetime], post: Post, archive: Archive | None = None) -> StatusUpdate:
     """How the status writer turns what is pending into a status, and what it announces after.
 
     Records that are not Jobs (a pause, a resume, a skipped slot) are born here; the archive, the one
     allocator of transaction ids, stores and numbers them before the status that holds them is written
     (a Job's run was numbered when ledger_sync stored it). A retried write finds the same records (their
-    uids are deterministic) and so the same numbers."""
+    uids are deterministic) and so the same numbers. What changed is announced through `post`
+    (events.EventPoster) once the status is written."""
 
     async def update(current: dict[str, Any], pending: Pending) -> tuple[dict[str, Any] | None, Callable[[], None]]:
         now = clock()
@@ -212,11 +203,11 @@ def status_update(clock: Callable[[], datetime], archive: Archive | None = None)
         previous = _ready_message(current)
 
         def after_write() -> None:
-            post_transitions(current, change.transitions)
+            post_transitions(current, change.transitions, post)
             if change.health is not None:
-                announce_health(current, change.health)
+                announce_health(current, change.health, post)
             if pending.readiness is not None:
-                _announce(current, pending.readiness, previous)
+                _announce(current, pending.readiness, previous, post)
 
         return change.status, after_write
 
@@ -258,7 +249,7 @@ async def _archive_bound(what: str) -> AsyncIterator[None]:
 _HEALTH_REASONS = {"late": "Late", "failing": "Failing", "overrunning": "Overrunning", "paused": "HealthPaused"}
 
 
-def announce_health(obj: dict[str, Any], change: HealthChange) -> None:
+def announce_health(obj: dict[str, Any], change: HealthChange, post: Post) -> None:
     """An Event per health transition: Warning into late, failing or overrunning; Normal otherwise
     ("Recovered" when it leaves one of them). A job's first judgement is announced only if it is trouble
     (a new job's "New" would be one more write per ScheduledJob created)."""
@@ -270,7 +261,7 @@ def announce_health(obj: dict[str, Any], change: HealthChange) -> None:
     else:
         reason = _HEALTH_REASONS.get(change.state, change.state.capitalize())
     was = f" (was {change.previous})" if change.previous else ""
-    _event(
+    post(
         obj,
         type="Warning" if trouble else "Normal",
         reason=reason,
@@ -323,13 +314,13 @@ def _ready_message(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _announce(obj: dict[str, Any], readiness: Readiness, previous: str | None) -> None:
+def _announce(obj: dict[str, Any], readiness: Readiness, previous: str | None, post: Post) -> None:
     """An Event when readiness changes, not on every reconcile, and not when a new ScheduledJob simply
     becomes Ready: its Ready condition says that, and the Event was a fifth of the writes of a burst
     (bench/: `reconcile_burst_ratio_vs_raw`). Errors and recoveries are announced."""
     if previous == f"{'True' if readiness.ok else 'False'}:{readiness.message}" or (previous is None and readiness.ok):
         return
-    _event(
+    post(
         obj,
         type="Normal" if readiness.ok else "Warning",
         reason=readiness.reason,

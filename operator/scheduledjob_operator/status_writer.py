@@ -56,6 +56,8 @@ class StatusWriter:
         self._running: set[Key] = set()
         # The resourceVersion of each status write whose watch event has not come yet (own_write).
         self._written: dict[Key, str] = {}
+        # Resolved when the status write under way for a key has its answer (own_write waits for it).
+        self._answered: dict[Key, asyncio.Future[None]] = {}
 
     async def record(
         self,
@@ -135,22 +137,31 @@ class StatusWriter:
         status, after_write = await self._update(current, pending)
         if status is None:
             return None if recent is not None else True
+        key = (namespace, name)
+        answered = self._answered[key] = asyncio.get_running_loop().create_future()  # one write per key at once
         try:
             version = await self._cluster.patch_status(namespace, name, status, current["metadata"]["resourceVersion"])
+            if version:
+                if len(self._written) >= OWN_WRITES_KEPT:
+                    self._written.clear()  # events that came before their write's answer: those never pop
+                self._written[key] = version
         except Conflict:
             logger.debug("status of %s/%s changed meanwhile; re-reading", namespace, name)
             raise
-        if version:
-            if len(self._written) >= OWN_WRITES_KEPT:
-                self._written.clear()  # events that came before their write's answer: those never pop
-            self._written[(namespace, name)] = version
+        finally:
+            del self._answered[key]
+            answered.set_result(None)
         after_write()
         return True
 
-    def own_write(self, key: Key, resource_version: str) -> bool:
+    async def own_write(self, key: Key, resource_version: str) -> bool:
         """True if this version of the ScheduledJob is the one this writer's last status write made: the
         status as computed here from the object before it, whose own event was handled. Called for every
-        event of the ScheduledJob, so what is kept lasts until the write's event (or a later one) comes."""
+        event of the ScheduledJob, so what is kept lasts until the write's event (or a later one) comes.
+        An event that comes while a write is waiting for its answer waits for it: the watch may bring the
+        write's event before the write's own answer (then it was taken for someone else's)."""
+        if (answered := self._answered.get(key)) is not None:
+            await asyncio.shield(answered)
         return bool(resource_version) and self._written.pop(key, None) == resource_version
 
     def forget(self, key: Key) -> None:

@@ -1,12 +1,12 @@
 """A restart reconciles what was settled in the background, and what is new at once.
 
-kopf hands over every ScheduledJob again when it (re-)lists them: at each start, and after a watch broke.
-Reconciling each of them in its event handler put a ScheduledJob created at the restart behind all the
+Every ScheduledJob is listed again at each start, and after a watch expired (scheduledjob_watch.py).
+Reconciling each of them at once put a ScheduledJob created at the restart behind all the
 others: with 20,000 in place it waited 176 s for its id and CronJob (docs/limits.md,
 `operator_restart_seconds_20k`). A listed ScheduledJob that was settled when the operator last wrote it
 (it has its id, the id label, status.observedGeneration equal to its generation, and its CronJob is known)
 is kept here instead, packed, and reconciled by a background pass soon after; everything else, and every
-later event of the same ScheduledJob (which makes the kept copy stale), is reconciled in the handler.
+later event of the same ScheduledJob (which makes the kept copy stale), is reconciled at once.
 
 The background pass does the full reconcile, so what changed while no operator ran is still found: a
 CronJob edited by hand, a pause or resume, slots skipped, a run overdue, the health due a new verdict.
@@ -15,7 +15,7 @@ CronJob edited by hand, a pause or resume, slots skipped, a run overdue, the hea
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from scheduledjob import constants as c
@@ -54,6 +54,11 @@ class Warmup:
     def discard(self, key: Key) -> None:
         """A newer event of this ScheduledJob is being handled (or it is gone): the kept copy is stale."""
         self._waiting.pop(key, None)
+
+    def take_where(self, wanted: Callable[[Key], bool]) -> list[tuple[Key, dict[str, Any]]]:
+        """Those `wanted`, removed from here."""
+        keys = [key for key in self._waiting if wanted(key)]
+        return [(key, self._waiting.pop(key).decode()) for key in keys]
 
     def take(self, most: int) -> list[tuple[Key, dict[str, Any]]]:
         """Up to `most` of the oldest, removed from here."""

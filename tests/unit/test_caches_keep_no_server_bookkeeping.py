@@ -12,8 +12,8 @@ from typing import Any
 import kopf
 from kopf._core.reactor.inventory import ResourceMemories
 from scheduledjob import constants as c
-from scheduledjob.memory import Packed
-from scheduledjob_api.cache import LAST_APPLIED, ClusterCache
+from scheduledjob.memory import LAST_APPLIED, Packed
+from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import Kind
 from scheduledjob_operator.catalog import Catalog
 from scheduledjob_operator.kopf_event_only import EventOnlyMemories

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from localcluster_launcher.testing import manifest
 from scheduledjob import constants as c
-from scheduledjob_operator.kube import MERGE_PATCH, Cluster
+from scheduledjob_operator.kube import CRONJOBS, MERGE_PATCH, Cluster
 
 from tests.support.kube import ScheduledJobs, job_template
 
@@ -82,11 +82,11 @@ async def test_the_cronjob_watch_goes_on_from_its_list(
     await batch.create_namespaced_cron_job(namespace, manifest(body))
     cluster = Cluster(api_client, "default")
     listed: list[dict[str, Any]] = []
-    version = await cluster.list_cronjobs(namespace, listed.extend)
+    version = await cluster.list_objects(CRONJOBS, namespace, listed.extend)
     assert [item["metadata"]["name"] for item in listed] == ["report"] and version.isdecimal()
 
     await batch.patch_namespaced_cron_job("report", namespace, {"spec": {"schedule": "0 4 * * *"}})
-    events = cluster.watch_cronjobs(namespace, version)
+    events = cluster.watch_objects(CRONJOBS, namespace, version)
     event = await asyncio.wait_for(anext(events), 10)
     await events.aclose()
     assert (event["type"], event["object"]["spec"]["schedule"]) == ("MODIFIED", "0 4 * * *")

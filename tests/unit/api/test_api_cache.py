@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 from scheduledjob import constants as c
+from scheduledjob.memory import LAST_APPLIED
 from scheduledjob_api import cache as cache_module
 from scheduledjob_api.cache import ClusterCache
 from scheduledjob_api.cluster import ClusterUnavailable, Kind, ResourceExpired, WatchEvent
@@ -142,7 +143,7 @@ async def test_keeps_what_the_api_serves_but_not_the_clusters_bookkeeping(
 ) -> None:
     sj = scheduled_job("applied", 7)
     sj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
-    sj["metadata"]["annotations"] = {cache_module.LAST_APPLIED: '{"spec": "..."}', "team": "billing"}
+    sj["metadata"]["annotations"] = {LAST_APPLIED: '{"spec": "..."}', "team": "billing"}
     cronjob = cronjob_for(sj)
     cronjob["status"] = {"lastScheduleTime": "2025-01-23T10:00:00Z", "active": [{"name": "applied-1"}]}
     cluster.put(Kind.SCHEDULED_JOBS, sj)

@@ -36,8 +36,8 @@ def cronjob(name: str, schedule: str = "0 3 * * *") -> dict[str, Any]:
 
 def test_the_id_floor_comes_from_the_startup_list_and_never_goes_down() -> None:
     catalog = Catalog()
-    catalog.note_ids([scheduled_job("a", 7), scheduled_job("new")])
-    catalog.note_ids([scheduled_job("b", 41)])  # the next page
+    for listed in (scheduled_job("a", 7), scheduled_job("new"), scheduled_job("b", 41)):  # pages of the LIST
+        catalog.see_scheduled_job(listed)
     assert catalog.highest_id() == 41
     catalog.see_scheduled_job(scheduled_job("c", 42))
     catalog.forget_scheduled_job(("team", "c"))

@@ -1,6 +1,6 @@
 """The operator's watch of its CronJobs: what it tells the resync to repair, and how it goes on after a watch
-expired or broke. A scripted stand-in for the adapter's two calls (kube.Cluster.list_cronjobs and
-watch_cronjobs); the integration suites prove them on the real API server (hand edits and deletions
+expired or broke. A scripted stand-in for the adapter's two calls (kube.Cluster.list_objects and
+watch_objects); the integration suites prove them on the real API server (hand edits and deletions
 repaired: tests/integration/operator/test_scheduled_job_lifecycle.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from scheduledjob import constants as c
-from scheduledjob_operator import cronjob_watch
+from scheduledjob_operator import list_watch
 from scheduledjob_operator.catalog import Catalog, Key
 from scheduledjob_operator.cronjob_watch import CronJobWatch
 from scheduledjob_operator.kube import Expired
@@ -52,12 +52,12 @@ class ScriptedCluster:
         self.done = asyncio.Event()
         self.version = "100"
 
-    async def list_cronjobs(self, namespace: str | None, seen: Callable[[list[Obj]], None]) -> str:
+    async def list_objects(self, kind: str, namespace: str | None, seen: Callable[[list[Obj]], None]) -> str:
         self.lists.append(namespace)
         seen(list(self.listed))
         return self.version
 
-    async def watch_cronjobs(self, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
+    async def watch_objects(self, kind: str, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
         self.watched_from.append(resource_version)
         if not self.watches:
             self.done.set()
@@ -72,7 +72,7 @@ class ScriptedCluster:
 async def watched(cluster: ScriptedCluster, catalog: Catalog) -> list[Key]:
     edited: list[Key] = []
     watch = CronJobWatch(cluster, catalog, edited.append, None)  # type: ignore[arg-type]
-    await watch.list()
+    await watch.initial_list()
     assert edited == []  # the first LIST repairs nothing: every CronJob is simply known
     task = asyncio.create_task(watch.run())
     await asyncio.wait_for(cluster.done.wait(), 5)
@@ -82,7 +82,7 @@ async def watched(cluster: ScriptedCluster, catalog: Catalog) -> list[Key]:
 
 @pytest.fixture(autouse=True)
 def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cronjob_watch, "PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(list_watch, "PAUSE_SECONDS", 0.0)
 
 
 def test_a_hand_edit_or_deletion_is_repaired_and_the_controllers_status_writes_are_not() -> None:
@@ -120,16 +120,16 @@ def test_after_the_watch_expired_a_fresh_list_finds_what_changed_or_vanished_mea
         catalog.see_scheduled_job({"metadata": {"namespace": "team", "name": name}, "spec": {}, "status": {}})
 
     async def expire_then_change() -> list[Key]:
-        original = cluster.watch_cronjobs
+        original = cluster.watch_objects
 
-        async def watch(namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
+        async def watch(kind: str, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
             if not cluster.watched_from:  # while the first watch is away (it expires): one deleted, one edited
                 cluster.listed = [cronjob("backup", "200", schedule="*/5 * * * *"), cronjob("steady", "12")]
                 cluster.version = "300"
-            async for each in original(namespace, resource_version):
+            async for each in original(kind, namespace, resource_version):
                 yield each
 
-        cluster.watch_cronjobs = watch  # type: ignore[method-assign]
+        cluster.watch_objects = watch  # type: ignore[method-assign]
         return await watched(cluster, catalog)
 
     edited = asyncio.run(expire_then_change())

@@ -6,7 +6,7 @@ operator's own adapter and a real (SQLite) archive. The real control plane prove
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ class World:
 
     def __init__(self, archive: Archive) -> None:
         self.cluster, self.clock, self.archive = FakeCluster(), Clock(), archive
+        self.events: list[tuple[str, str]] = []  # (reason, message) of each Event posted
         spec = parse_spec({"schedule": "0 2 * * *", "jobTemplate": TEMPLATE})
         self.scheduled_job = self.cluster.put(c.KIND, scheduled_job(status={"id": 7}))
         self.cronjob = self.cluster.put("CronJob", build_cronjob(NAME, "cms", "sj-uid", 7, spec))  # type: ignore[arg-type]
@@ -59,12 +60,15 @@ class World:
         cluster: Any = self.cluster
         self.context = OperatorContext(
             cluster=cluster,
-            writer=StatusWriter(cluster, status_update(self.clock, archive)),
+            writer=StatusWriter(cluster, status_update(self.clock, self.post, archive)),
             catalog=catalog,
             clock=self.clock,
             log_limits=CaptureLimits(enabled=False),
             archive=archive,
         )
+
+    def post(self, obj: Mapping[str, Any], *, type: str, reason: str, message: str) -> None:
+        self.events.append((reason, message))
 
     def start_run(self, name: str = "cache-cleanup-m1") -> dict[str, Any]:
         job = build_manual_job(self.cronjob, name, "alice")

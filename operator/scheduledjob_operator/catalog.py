@@ -50,8 +50,8 @@ class Catalog:
         # twelfth of the memory of the same nested dicts (docs/limits.md, `rss_per_job_kib_operator`).
         self._cronjobs: dict[Key, Packed] = {}
         self._highest_id = 0
-        self._relisted_at: float | None = None  # when kopf last delivered a Job from a LIST
-        self._listed_at: float | None = None  # when kopf last delivered anything from a LIST (see listing)
+        self._relisted_at: float | None = None  # when something was last re-listed (see relisted)
+        self._listed_at: float | None = None  # when anything last arrived from a LIST (see listing)
 
     def note_archived_ids(self, highest: int) -> None:
         """The highest id the archive has seen (deleted ScheduledJobs included): new ids go above it."""

@@ -1,6 +1,6 @@
 """One piece of work on one object, done safely: a failure is logged and queued for the resync to retry.
 
-Used by the kopf handlers (handlers.py) and by the leader's background passes (background.py).
+Used by the event handlers (handlers.py) and by the leader's background passes (background.py).
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ async def note_deletion(scheduled_job: dict[str, Any], context: OperatorContext)
 async def note_deletions_while_away(context: OperatorContext, namespaces: list[str] | None) -> int:
     """Notes ScheduledJobs (by id: ids are never reused) that have runs in the archive but are no longer
     in the cluster and have no deletion noted: deleted while no operator ran, or while its watch was away
-    (no DELETED event comes for them). When is not known: the time it is noticed, with `deleted_by` unknown. The archive is read
-    before the cluster is listed, so a ScheduledJob created meanwhile is in the listing, never taken
-    for deleted."""
+    (no DELETED event comes for them). When is not known: the time it is noticed, with `deleted_by`
+    unknown. The archive is read before the cluster is listed, so a ScheduledJob created meanwhile is in
+    the listing, never taken for deleted."""
     if context.archive is None:
         return 0
     owners = await context.archive.owners_without_deletion(namespaces)

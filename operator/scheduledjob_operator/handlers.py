@@ -163,8 +163,8 @@ async def stop(memo: Any, **_: Any) -> None:
 
 
 async def scheduledjob_changed(type: str | None, body: dict[str, Any], memo: Any) -> None:
-    """A ScheduledJob's event (ADDED, MODIFIED, DELETED; None: listed, and not settled), from the
-    operator's own watch, in order per ScheduledJob (scheduledjob_watch.py)."""
+    """A ScheduledJob's event (ADDED, MODIFIED, DELETED; None: listed and not settled, or several changes
+    coalesced), from the operator's own watch, in order per ScheduledJob (scheduledjob_watch.py)."""
     context: OperatorContext = memo.context
     key = key_of(body)
     context.warmup.discard(key)  # this event is newer than any copy kept there

@@ -301,11 +301,7 @@ class Cluster:
         def page(namespace: str | None, **options: Any) -> Any:
             if label_selector:
                 options["label_selector"] = label_selector
-            if namespace is None:
-                return self._call(self._custom.list_cluster_custom_object, c.GROUP, c.VERSION, c.PLURAL, **options)
-            return self._call(
-                self._custom.list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, **options
-            )
+            return self._watched_request(SCHEDULED_JOBS, namespace, **options)
 
         return pages(page, namespaces, self.in_scope)
 
@@ -377,7 +373,7 @@ class Cluster:
         return version
 
     async def _watched_request(self, kind: str, namespace: str | None, **options: Any) -> Any:
-        """A LIST or watch (`watch=True`) of `kind` (WATCHED) in `namespace` (None: all), unparsed."""
+        """A LIST or watch (`watch=True`) of `kind` (WATCHED) in `namespace` (None: all)."""
         if kind == CRONJOBS:
             options["label_selector"] = c.LABEL_SCHEDULED_JOB  # only those of ScheduledJobs
             if namespace is None:

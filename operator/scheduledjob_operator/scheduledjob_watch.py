@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 # event bodies and reconciles at once (bench/: `operator_rss_mb`), and more than the connection pool
 # serves would only queue there.
 WORKER_LIMIT = 200
-Event = tuple[str | None, dict[str, Any]]  # (ADDED, MODIFIED, DELETED; None: listed), the ScheduledJob
+# (ADDED, MODIFIED, DELETED; None: listed, or changes coalesced), the ScheduledJob
+Event = tuple[str | None, dict[str, Any]]
 Handle = Callable[[str | None, dict[str, Any]], Awaitable[None]]
 
 
@@ -113,7 +114,10 @@ class ScheduledJobWatch(ListWatch):
         elif "DELETED" in (type, queue[-1][0]):
             queue.append((type, obj))  # a deletion is handled as such, and what follows it is a new object
         else:
-            queue[-1] = (type, obj)  # the latest state is what a reconcile needs
+            # The latest state is what a reconcile needs. Coalesced, it is no longer one event: not taken
+            # for the operator's own status write (handlers.scheduledjob_changed), which would skip the
+            # reconcile of a change (a pause annotation) that came before it.
+            queue[-1] = (None, obj)
         self._spawn()
 
     def _spawn(self) -> None:

@@ -25,11 +25,6 @@ RESYNC_SECONDS = 10.0
 # The warm-up (warmup.py) looks for listed ScheduledJobs this often, and takes this many at a time.
 WARMUP_PAUSE_SECONDS = 1.0
 WARMUP_BATCH = 100
-# After each batch the warm-up rests this many times as long as the batch took: at most about half a core
-# for work that can wait. 20,000 settled jobs took a full core for ~40 s after a restart, beside whatever
-# shares the node (an API starting at the same time took 37 s to be ready instead of 21 s: docs/limits.md,
-# `api_ready_seconds_20k`) and beside the operator's own events.
-WARMUP_REST_RATIO = 1.0
 # What can wait (the warm-up, the first resync's archive work) waits while a LIST comes in (a re-list of
 # the ScheduledJobs after a 410, kopf's of the Jobs after each watch restart): until nothing listed
 # arrived for this long (catalog.Catalog.listing). Pages of 500 came about a second apart through kopf,
@@ -113,12 +108,10 @@ async def warm_up_forever(memo: Any) -> None:
         began, count = time.monotonic(), 0
         try:
             while batch := context.warmup.take(WARMUP_BATCH):
-                batch_began = time.monotonic()
                 for _, obj in batch:
                     await reconcile_safely(obj, context)
                     await asyncio.sleep(0)  # a settled job's reconcile may never wait: events go between
                     count += 1
-                await asyncio.sleep((time.monotonic() - batch_began) * WARMUP_REST_RATIO)
         except Exception:
             logger.exception("warming up failed; the next pass in %.0f s goes on", WARMUP_PAUSE_SECONDS)
         logger.info("warm-up: %d listed ScheduledJobs reconciled in %.1f s", count, time.monotonic() - began)

@@ -33,6 +33,11 @@ MAX_PAUSE_SECONDS = 30.0
 QUIET_WATCH_SECONDS = 60.0
 
 
+def pause_after(failures: int) -> float:
+    """How long to wait before trying again after this many failures in a row."""
+    return min(MAX_PAUSE_SECONDS, PAUSE_SECONDS * 2.0**failures)
+
+
 class ListWatch:
     """The loop; what a kind does with what it sees is its own (`listed`, `relisted`, `changed`)."""
 
@@ -99,7 +104,7 @@ class ListWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                pause = min(MAX_PAUSE_SECONDS, PAUSE_SECONDS * 2**failures)
+                pause = pause_after(failures)
                 failures += 1
                 logger.warning("%s broke (%s); again in %.0f s", what, error, pause)
                 await asyncio.sleep(pause)

@@ -1,15 +1,18 @@
 """The operator's ScheduledJobs, listed and watched by itself (list_watch.py), not by kopf.
 
 kopf handed each listed ScheduledJob over through its per-object machinery at ~0.7 ms apiece and listed
-them all again whenever a watch ended; a restart with 20,000 spent most of its time there
-(docs/limits.md, `operator_restart_seconds_20k`). Here:
-- the first LIST runs in the startup handler, beside the CronJobs' (cronjob_watch.py): it gives every id
-  (the first reconcile allocates above the highest), every label (the notifiers' selectors) and every
-  schedule (the resync's overdue check) before anything is reconciled. A listed ScheduledJob that was
-  settled when the operator last wrote it waits, packed, for the warm-up's background reconcile
-  (warmup.py); the others (a ScheduledJob created at the restart, one whose CronJob is gone) are
-  reconciled first, once `start` is called;
-- every later event, and what a LIST after a 410 shows unsettled, is handed to the handler
+them all again whenever a watch ended. A restart with 20,000 waited for that handover, and then still for
+the API server to serve the whole LIST (~160 MB of JSON with 20 history records each: ~50 s on 2 cores)
+before anything new was reconciled (docs/limits.md, `operator_restart_seconds_20k`). Here:
+- the startup handler LISTs each ScheduledJob's metadata only (a tenth of the JSON), beside the CronJobs'
+  LIST (cronjob_watch.py): every id (the first reconcile allocates above the highest) and every label
+  (the notifiers' selectors) are known before anything is reconciled; the few without an id label are
+  read whole and reconciled first, once `start` is called;
+- `run` watches from that LIST's version at once, so a ScheduledJob created or changed at the restart is
+  reconciled at once, while the whole objects are LISTed in the background: a settled one waits, packed,
+  for the warm-up's background reconcile (warmup.py), the others are reconciled; a listed copy of a
+  ScheduledJob the watch has already brought is older than what the watch brought, and is dropped;
+- every event, and what a LIST after a 410 shows unsettled, is handed to the handler
   (handlers.scheduledjob_changed) in order per ScheduledJob, a run of changes to one ScheduledJob
   coalesced into its latest (never across a deletion), at most WORKER_LIMIT ScheduledJobs at once.
 """
@@ -18,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from scheduledjob.memory import Packed
+from scheduledjob import constants as c
+from scheduledjob.memory import Packed, without_bookkeeping
 
 from scheduledjob_operator.catalog import Catalog, Key, key_of
-from scheduledjob_operator.kube import SCHEDULED_JOBS, Cluster
-from scheduledjob_operator.list_watch import ListWatch
+from scheduledjob_operator.kube import SCHEDULED_JOBS, Cluster, labelled_id
+from scheduledjob_operator.list_watch import ListWatch, pause_after
 from scheduledjob_operator.warmup import Warmup, settled
 from scheduledjob_operator.webhooks import JobLabels
 
@@ -49,22 +54,34 @@ class ScheduledJobWatch(ListWatch):
         super().__init__(cluster, namespaces)
         self._catalog, self._labels, self._warmup = catalog, labels, warmup
         self._handler: Handle | None = None
-        self._first: dict[Key, Packed] = {}  # from the first LIST, reconciled once `start`ed
+        self._first: dict[Key, Packed] = {}  # found by the startup without an id, reconciled once `start`ed
+        self._since_fill: set[Key] | None = None  # what the watch brought while the background LIST runs
         self._queues: dict[Key, list[Event]] = {}  # events not handled yet, per ScheduledJob
         self._waiting: deque[Key] = deque()  # ScheduledJobs with events and no worker yet
         self._working: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def initial_list(self) -> None:
+        """The startup's part (quick): each ScheduledJob's metadata, and whole only those without an id label."""
+        versions = await asyncio.gather(*(self._list_ids(scope) for scope in self._scopes))
+        self._versions.update(zip(self._scopes, versions, strict=True))
+
     def start(self, handle: Handle) -> None:
-        """Once the operator's context exists (after the first LISTs): every event from now on goes to
-        `handle`, first what the first LIST left unsettled, and the settled ones whose CronJob that LIST
-        did not show (deleted while no operator ran: recreated at once, not after the warm-up)."""
+        """Once the operator's context exists (after the startup LISTs): every event from now on goes to
+        `handle`, first the ScheduledJobs the startup found without an id."""
         self._handler = handle
-        for key, obj in self._warmup.take_where(lambda key: not self._catalog.knows_cronjob(key)):
-            self._submit(None, obj, key)
+        self._since_fill = set(self._first)  # read whole already: the background LIST's copy adds nothing
         for key, packed in self._first.items():
             self._submit(None, packed.decode(), key)
         self._first.clear()
+
+    async def run(self) -> None:
+        """Watches from the startup LIST's version, and LISTs the whole objects beside it."""
+        filling = asyncio.create_task(self._fill())
+        try:
+            await super().run()
+        finally:
+            filling.cancel()
 
     async def close(self) -> None:
         """Stops the handling under way (the operator is stopping)."""
@@ -77,19 +94,60 @@ class ScheduledJobWatch(ListWatch):
         return len(self._queues)
 
     # ---- what the list+watch sees -------------------------------------------------------------
+    async def _list_ids(self, scope: str | None) -> str:
+        namespaces = [scope] if scope is not None else None
+        versions: list[str] = []
+        unreadable: list[Key] = []
+        async for items in self._cluster.scheduled_job_metadata(namespaces, versions):
+            for item in items:
+                self._labels.see(item)
+                job_id = labelled_id(item)
+                if job_id is not None:
+                    self._catalog.note_id(job_id)
+                elif c.LABEL_ID in (item["metadata"].get("labels") or {}):
+                    unreadable.append(key_of(item))  # edited by hand: its id is in its status
+        async for objs in self._cluster.scheduled_job_pages(namespaces, label_selector=f"!{c.LABEL_ID}"):
+            self._read_whole(objs)  # no id yet (created while no operator ran)
+        for namespace, name in unreadable:
+            obj = await self._cluster.get_scheduled_job(namespace, name)
+            self._read_whole([obj] if obj is not None else [])
+        return versions[-1] if versions else ""
+
+    def _read_whole(self, objs: list[dict[str, Any]]) -> None:
+        for obj in objs:
+            without_bookkeeping(obj)
+            self._catalog.see_scheduled_job(obj)
+            self._labels.see(obj)
+            self._first[key_of(obj)] = Packed(obj)
+
+    async def _fill(self) -> None:
+        """The whole ScheduledJobs, in the background (after `start`), each scope until its LIST succeeds."""
+        began, failures = time.monotonic(), 0
+        for scope in self._scopes:
+            while True:
+                try:
+                    await self._cluster.list_objects(SCHEDULED_JOBS, scope, lambda objs: self.listed(objs, True))
+                    break
+                except Exception as error:
+                    pause = pause_after(failures)
+                    failures += 1
+                    logger.warning("listing ScheduledJobs failed (%s); again in %.0f s", error, pause)
+                    await asyncio.sleep(pause)
+        self._since_fill = None
+        logger.info("%d ScheduledJobs listed in %.1f s", len(self._catalog), time.monotonic() - began)
+
     def listed(self, objs: list[dict[str, Any]], first: bool) -> None:
+        """A page of the background LIST (`first`), or of a LIST after a 410."""
         self._catalog.listed()  # the warm-up and the first resync's archive work wait while a LIST comes in
         for obj in objs:
             key = key_of(obj)
+            if self._since_fill is not None and key in self._since_fill:
+                continue  # the watch brought a newer copy (the LIST began after the watch's version), or the startup
             self._catalog.see_scheduled_job(obj)
             self._labels.see(obj)
             busy = key in self._queues or key in self._working  # then this copy goes after what is under way
-            # At the first LIST the CronJobs are being listed beside: whether its CronJob is known is
-            # asked at `start`.
-            if not busy and settled(obj, first or self._catalog.knows_cronjob(key)):
+            if not busy and settled(obj, self._catalog.knows_cronjob(key)):
                 self._warmup.defer(key, obj)
-            elif first:
-                self._first[key] = Packed(obj)
             else:
                 self._submit(None, obj, key)
 
@@ -102,7 +160,10 @@ class ScheduledJobWatch(ListWatch):
         self._catalog.relisted()
 
     def changed(self, type: str, obj: dict[str, Any]) -> None:
-        self._submit(type, obj, key_of(obj))
+        key = key_of(obj)
+        if self._since_fill is not None:
+            self._since_fill.add(key)
+        self._submit(type, obj, key)
 
     # ---- in order per ScheduledJob, WORKER_LIMIT at once --------------------------------------
     def _submit(self, type: str | None, obj: dict[str, Any], key: Key) -> None:

@@ -44,17 +44,43 @@ def cronjob(name: str) -> Obj:
 
 
 class ScriptedCluster:
-    """LISTs answer what `listed` holds then; each watch plays the next script: events, then an ending."""
+    """LISTs answer what `listed` holds then (metadata only, whole, or those without an id label); each
+    watch plays the next script: events, then an ending. The whole LIST waits for `fill` when given."""
 
     def __init__(self, listed: list[Obj], watches: list[tuple[list[Obj], BaseException | None]]) -> None:
         self.listed, self.watches = listed, watches
         self.done = asyncio.Event()
+        self.fill: asyncio.Event | None = None
+        self.filled = asyncio.Event()
+        self.after_fill: list[Obj] | None = None  # what LISTs show after the first whole LIST
+        self.watch_after_fill = False
+
+    async def scheduled_job_metadata(
+        self, namespaces: list[str] | None, versions: list[str] | None = None
+    ) -> AsyncIterator[list[Obj]]:
+        assert versions is not None
+        versions.append("100")
+        yield [{"metadata": obj["metadata"]} for obj in self.listed]
+
+    async def scheduled_job_pages(self, namespaces: list[str] | None, label_selector: str) -> AsyncIterator[list[Obj]]:
+        assert label_selector == f"!{c.LABEL_ID}"
+        yield [obj for obj in self.listed if c.LABEL_ID not in obj["metadata"]["labels"]]
+
+    async def get_scheduled_job(self, namespace: str, name: str) -> Obj | None:
+        return next((obj for obj in self.listed if obj["metadata"]["name"] == name), None)
 
     async def list_objects(self, kind: str, namespace: str | None, seen: Callable[[list[Obj]], None]) -> str:
+        if self.fill is not None:
+            await self.fill.wait()
         seen(list(self.listed))
+        self.filled.set()
+        if self.after_fill is not None:
+            self.listed, self.after_fill = self.after_fill, None
         return "100"
 
     async def watch_objects(self, kind: str, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
+        if self.watch_after_fill:
+            await self.filled.wait()
         if not self.watches:
             self.done.set()
             await asyncio.Event().wait()
@@ -105,17 +131,20 @@ async def settle(handler: Handler, watch: ScheduledJobWatch) -> None:
     assert watch.pending() == 0
 
 
-def test_a_restart_leaves_the_settled_for_the_warm_up_and_reconciles_the_new_first() -> None:
-    cluster = ScriptedCluster(
-        [
-            scheduled_job("steady", job_id=7),
-            scheduled_job("cronjob-gone", job_id=41),  # settled, but its CronJob was deleted meanwhile
-            scheduled_job("created-at-the-restart"),
-            scheduled_job("edited", job_id=9, generation=2),
-        ],
-        [],
-    )
-    catalog, warmup, labels, handler = Catalog(), Warmup(), JobLabels(), Handler(expected=3)
+def test_a_restart_reconciles_the_new_at_once_and_leaves_the_settled_for_the_warm_up() -> None:
+    """The startup reads metadata only (ids, labels); the whole objects come in the background while the
+    watch already runs, so a ScheduledJob created at the restart is not behind 20,000 listed ones."""
+    listed = [
+        scheduled_job("steady", job_id=7),
+        scheduled_job("cronjob-gone", job_id=41),  # settled, but its CronJob was deleted meanwhile
+        scheduled_job("created-while-no-operator-ran"),
+        scheduled_job("edited", job_id=9, generation=2),
+        scheduled_job("edited-again", job_id=10, generation=2),  # and again at the restart: the watch brings it
+    ]
+    created_at_restart = event("ADDED", scheduled_job("created-at-the-restart", "200"))
+    edited_again = event("MODIFIED", scheduled_job("edited-again", "201", job_id=10, generation=3))
+    cluster = ScriptedCluster(listed, [([created_at_restart, edited_again], None)])
+    catalog, warmup, labels, handler = Catalog(), Warmup(), JobLabels(), Handler(expected=5)
     catalog.see_cronjob(cronjob("steady"))
     catalog.see_cronjob(cronjob("edited"))
 
@@ -124,15 +153,29 @@ def test_a_restart_leaves_the_settled_for_the_warm_up_and_reconciles_the_new_fir
         await watch.initial_list()
         # Before anything is reconciled: the whole id floor and every label are known.
         assert catalog.highest_id() == 41 and handler.handled == []
-        assert labels.of("team", "created-at-the-restart", "uid-created-at-the-restart") == {"team": "billing"}
+        assert labels.of("team", "steady", "uid-steady") == {c.LABEL_ID: "7"}
+        cluster.fill = asyncio.Event()  # the whole LIST is slow: the watch's events come first
         watch.start(handler)
+        task = asyncio.create_task(watch.run())
+        await asyncio.wait_for(cluster.done.wait(), 5)
+        await asyncio.sleep(0.01)
+        assert [name for _, name, _ in handler.handled] == [
+            "created-while-no-operator-ran",
+            "created-at-the-restart",
+            "edited-again",
+        ]
+        cluster.fill.set()
         await settle(handler, watch)
+        task.cancel()
 
     asyncio.run(restart())
 
-    assert sorted(name for _, name, _ in handler.handled) == ["created-at-the-restart", "cronjob-gone", "edited"]
-    assert {kind for kind, _, _ in handler.handled} == {None}  # listed, not an event
-    assert [key for key, _ in warmup.take(10)] == [("team", "steady")]
+    assert handler.handled[3:] == [(None, "cronjob-gone", "1"), (None, "edited", "1")]
+    assert [key for key, _ in warmup.take(10)] == [("team", "steady")]  # and not the older copy of edited-again
+
+
+def event(kind: str, obj: Obj) -> Obj:
+    return {"type": kind, "object": obj}
 
 
 def test_events_of_one_job_are_handled_in_order_the_latest_of_a_run_of_changes_and_never_across_a_deletion() -> None:
@@ -209,6 +252,8 @@ def test_after_the_watch_expired_what_vanished_is_forgotten_and_what_changed_is_
         [scheduled_job("steady", job_id=7), scheduled_job("deleted-meanwhile", job_id=8)],
         [([], Expired("too old resource version"))],
     )
+    cluster.watch_after_fill = True
+    cluster.after_fill = [scheduled_job("steady", "50", job_id=7, generation=2)]  # edited while the watch was away
     catalog, warmup, handler = Catalog(), Warmup(), Handler(expected=1)
     for name in ("steady", "deleted-meanwhile"):
         catalog.see_cronjob(cronjob(name))
@@ -217,8 +262,6 @@ def test_after_the_watch_expired_what_vanished_is_forgotten_and_what_changed_is_
         watch = watch_of(cluster, catalog, warmup, JobLabels())
         await watch.initial_list()
         watch.start(handler)
-        warmup.take(10)  # the warm-up reconciled both
-        cluster.listed = [scheduled_job("steady", "50", job_id=7, generation=2)]  # edited meanwhile
         task = asyncio.create_task(watch.run())
         await asyncio.wait_for(cluster.done.wait(), 5)
         await settle(handler, watch)
@@ -229,4 +272,5 @@ def test_after_the_watch_expired_what_vanished_is_forgotten_and_what_changed_is_
 
     assert handler.handled == [(None, "steady", "50")]  # not settled (generation 2): reconciled at once
     assert overdue == [("team", "steady")]  # the one deleted meanwhile is forgotten: no resync reads it again
+    assert [key for key, _ in warmup.take(10)] == [("team", "steady")]  # its settled copy: dropped by the handler
     assert catalog.relist_settled(0.0)  # the catalog check notes the deletion in the archive

@@ -16,6 +16,8 @@ from scheduledjob_operator.catalog import Catalog, Key
 from scheduledjob_operator.cronjob_watch import CronJobWatch
 from scheduledjob_operator.kube import Expired
 
+from tests.unit.operator.scripted_watch import play
+
 Obj = dict[str, Any]
 
 
@@ -59,14 +61,8 @@ class ScriptedCluster:
 
     async def watch_objects(self, kind: str, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
         self.watched_from.append(resource_version)
-        if not self.watches:
-            self.done.set()
-            await asyncio.Event().wait()
-        events, ending = self.watches.pop(0)
-        for each in events:
+        async for each in play(self.watches, self.done):
             yield each
-        if ending is not None:
-            raise ending
 
 
 async def watched(cluster: ScriptedCluster, catalog: Catalog) -> list[Key]:

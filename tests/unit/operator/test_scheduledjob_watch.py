@@ -20,6 +20,8 @@ from scheduledjob_operator.scheduledjob_watch import ScheduledJobWatch
 from scheduledjob_operator.warmup import Warmup
 from scheduledjob_operator.webhooks import JobLabels
 
+from tests.unit.operator.scripted_watch import play
+
 Obj = dict[str, Any]
 
 
@@ -81,14 +83,8 @@ class ScriptedCluster:
     async def watch_objects(self, kind: str, namespace: str | None, resource_version: str) -> AsyncIterator[Obj]:
         if self.watch_after_fill:
             await self.filled.wait()
-        if not self.watches:
-            self.done.set()
-            await asyncio.Event().wait()
-        events, ending = self.watches.pop(0)
-        for each in events:
+        async for each in play(self.watches, self.done):
             yield each
-        if ending is not None:
-            raise ending
 
 
 class Handler:

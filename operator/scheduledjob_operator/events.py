@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from scheduledjob import constants as c
 
 from scheduledjob_operator.context import utc_now
-from scheduledjob_operator.kube import Cluster
+from scheduledjob_operator.kube import Cluster, NamespaceTerminating
 
 logger = logging.getLogger(__name__)
 COMPONENT = "scheduledjob-operator"  # the Event's source: "From" in kubectl describe
@@ -57,6 +57,8 @@ class EventPoster:
                 await self._cluster.post_event(event)
             except asyncio.CancelledError:
                 raise
+            except NamespaceTerminating:
+                continue  # its ScheduledJob goes with the namespace
             except Exception as error:
                 involved = event["involvedObject"]
                 logger.warning(

@@ -481,8 +481,12 @@ class Cluster:
         return str(((written or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     async def post_event(self, event: dict[str, Any]) -> None:
-        """Creates a core/v1 Event (events.EventPoster)."""
-        await self._call(self._core.create_namespaced_event, event["metadata"]["namespace"], event)
+        """Creates a core/v1 Event (events.EventPoster); a refusal raises what `translate` makes of it (its
+        message in one line: a namespace being deleted refuses every Event in it)."""
+        try:
+            await self._call(self._core.create_namespaced_event, event["metadata"]["namespace"], event)
+        except ApiException as error:
+            raise translate(error) from error
 
     async def label_scheduled_job(self, namespace: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
         """Merges `labels` in; returns the object as written (a fresh read for free)."""

@@ -16,6 +16,7 @@ from scheduledjob import constants as c
 from scheduledjob.builders import controller_uid
 from scheduledjob.executions import JobObservation, observe_job, recorded_stage
 from scheduledjob.run_requests import cap_subject
+from scheduledjob.skipped import controller_view
 from scheduledjob.timefmt import parse_utc
 from scheduledjob_archive.records import Owner
 
@@ -197,7 +198,11 @@ async def _record_once(
     # A run whose CronJob is gone has no status to be counted in (a ScheduledJob of that name now is another).
     owner_exists = False
     if whose == "cronjob":
-        owner_exists = await context.writer.record(key, observation) if uncounted else True
+        # With the CronJob's status as last seen, the write judges the slots passed meanwhile too: a slot
+        # the controller skipped under Forbid is on record when the next run starts, not only once the
+        # resync finds a slot overdue (which that start moves on: the skip was then judged a minute late).
+        controller = controller_view(context.catalog.cronjob(key))
+        owner_exists = await context.writer.record(key, observation, controller=controller) if uncounted else True
     if uncounted and owner_exists and context.archive is not None:
         await context.archive.ledgered(observation)
     if deleted:

@@ -15,7 +15,7 @@ CronJob edited by hand, a pause or resume, slots skipped, a run overdue, the hea
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from scheduledjob import constants as c
@@ -54,11 +54,6 @@ class Warmup:
     def discard(self, key: Key) -> None:
         """A newer event of this ScheduledJob is being handled (or it is gone): the kept copy is stale."""
         self._waiting.pop(key, None)
-
-    def take_where(self, wanted: Callable[[Key], bool]) -> list[tuple[Key, dict[str, Any]]]:
-        """Those `wanted`, removed from here."""
-        keys = [key for key in self._waiting if wanted(key)]
-        return [(key, self._waiting.pop(key).decode()) for key in keys]
 
     def take(self, most: int) -> list[tuple[Key, dict[str, Any]]]:
         """Up to `most` of the oldest, removed from here."""

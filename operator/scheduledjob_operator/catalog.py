@@ -57,10 +57,6 @@ class Catalog:
         """An id a ScheduledJob has (from the startup's metadata-only LIST: its id label)."""
         self._highest_id = max(self._highest_id, job_id)
 
-    def __len__(self) -> int:
-        """The ScheduledJobs known with their status."""
-        return len(self._schedules)
-
     def note_archived_ids(self, highest: int) -> None:
         """The highest id the archive has seen (deleted ScheduledJobs included): new ids go above it."""
         self._highest_id = max(self._highest_id, highest)

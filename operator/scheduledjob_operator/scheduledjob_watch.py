@@ -122,11 +122,17 @@ class ScheduledJobWatch(ListWatch):
 
     async def _fill(self) -> None:
         """The whole ScheduledJobs, in the background (after `start`), each scope until its LIST succeeds."""
-        began, failures = time.monotonic(), 0
+        began, failures, count = time.monotonic(), 0, 0
+
+        def page(objs: list[dict[str, Any]]) -> None:
+            nonlocal count
+            count += len(objs)
+            self.listed(objs, True)
+
         for scope in self._scopes:
             while True:
                 try:
-                    await self._cluster.list_objects(SCHEDULED_JOBS, scope, lambda objs: self.listed(objs, True))
+                    await self._cluster.list_objects(SCHEDULED_JOBS, scope, page)
                     break
                 except Exception as error:
                     pause = pause_after(failures)
@@ -134,7 +140,7 @@ class ScheduledJobWatch(ListWatch):
                     logger.warning("listing ScheduledJobs failed (%s); again in %.0f s", error, pause)
                     await asyncio.sleep(pause)
         self._since_fill = None
-        logger.info("%d ScheduledJobs listed in %.1f s", len(self._catalog), time.monotonic() - began)
+        logger.info("%d ScheduledJobs listed in %.1f s", count, time.monotonic() - began)
 
     def listed(self, objs: list[dict[str, Any]], first: bool) -> None:
         """A page of the background LIST (`first`), or of a LIST after a 410."""

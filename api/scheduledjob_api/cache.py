@@ -64,6 +64,29 @@ def _uid(obj: Obj) -> str | None:
     return str(uid) if uid else None
 
 
+class Listing:
+    """One LIST of one kind and scope being taken into the cache, page by page (ClusterCache.listing)."""
+
+    def __init__(self, cache: ClusterCache, kind: Kind, scope: str | None, *, announce: bool) -> None:
+        self._cache = cache
+        self.kind = kind
+        self.scope = scope
+        self._announce = announce
+        self.keys: set[Key] = set()
+        self.uids: set[str] = set()  # of the ScheduledJobs listed: the tombstones of the others are let go
+
+    def take(self, items: list[Obj]) -> None:
+        for obj in items:
+            key = _key(obj)
+            self.keys.add(key)
+            if self.kind is Kind.SCHEDULED_JOBS and (uid := _uid(obj)):
+                self.uids.add(uid)
+            self._cache._put(self.kind, key, obj, announce=self._announce)
+
+    def done(self) -> None:
+        self._cache._listed(self)
+
+
 class ClusterCache:
     def __init__(self, cluster: Cluster, namespaces: Sequence[str] = (), events: EventHub | None = None) -> None:
         self._cluster = cluster
@@ -184,20 +207,24 @@ class ClusterCache:
             self._put(Kind.SCHEDULED_JOBS, _key(obj), obj)
 
     def replace(self, kind: Kind, scope: str | None, items: list[Obj]) -> None:
-        """The result of a LIST for one scope (None = all namespaces) replaces what that scope held.
+        """The result of a LIST for one scope (None = all namespaces) replaces what that scope held."""
+        listing = self.listing(kind, scope)
+        listing.take(items)
+        listing.done()
 
-        The first LIST of a scope announces nothing on the event stream (a start is not thousands of
-        changes); a LIST after a broken watch announces what changed meanwhile."""
+    def listing(self, kind: Kind, scope: str | None) -> Listing:
+        """A LIST of one scope, taken page by page; what the scope held and the LIST did not bring is dropped
+        once it is done. The first LIST of a scope announces nothing on the event stream (a start is not
+        thousands of changes); a LIST after a broken watch announces what changed meanwhile."""
+        return Listing(self, kind, scope, announce=scope in self._synced_scopes[kind])
+
+    def _listed(self, listing: Listing) -> None:
+        kind, scope = listing.kind, listing.scope
         store = self._objects[kind]
-        fresh = {_key(obj): obj for obj in items}
-        announce = scope in self._synced_scopes[kind]
-        for key in [k for k in store if (scope is None or k[0] == scope) and k not in fresh]:
+        for key in [k for k in store if (scope is None or k[0] == scope) and k not in listing.keys]:
             self._drop(kind, key)
-        for key, obj in fresh.items():
-            self._put(kind, key, obj, announce=announce)
         if kind is Kind.SCHEDULED_JOBS:
-            live = {_uid(obj) for obj in items}
-            for uid in [u for u in self._tombstones if u not in live]:
+            for uid in [u for u in self._tombstones if u not in listing.uids]:
                 del self._tombstones[uid]
         self._synced_scopes[kind].add(scope)
         if self.all_synced:
@@ -336,12 +363,16 @@ class ClusterCache:
         while True:
             began = time.monotonic()
             try:
-                listing = await self._cluster.list_objects(kind, scope)
-                self.replace(kind, scope, listing.items)
+                listing, version = self.listing(kind, scope), ""
+                async with contextlib.aclosing(self._cluster.list_pages(kind, scope)) as pages:
+                    async for page in pages:  # each page is taken while the API server encodes the next
+                        listing.take(page.items)
+                        version = page.resource_version
+                listing.done()
                 if self._broken_since.pop((kind, scope), None) is not None:
                     log.info("cache: %s in %s is fresh again", kind, where)
-                log.info("cache: listed %d %s in %s", len(listing.items), kind, where)
-                await self._watch(kind, scope, listing.resource_version)
+                log.info("cache: listed %d %s in %s", len(listing.keys), kind, where)
+                await self._watch(kind, scope, version)
                 # _watch only returns after a stream that ended too quickly.
             except ResourceExpired:
                 log.info("cache: %s watch in %s expired (410); re-listing", kind, where)

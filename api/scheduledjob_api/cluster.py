@@ -5,7 +5,7 @@ Objects cross this boundary as plain dicts in their wire (camelCase) form.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -24,6 +24,8 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 
 @dataclass(frozen=True)
 class ObjectList:
+    """One page of a LIST: its objects and the version of the list they belong to."""
+
     items: list[Obj]
     resource_version: str
 
@@ -68,8 +70,9 @@ class ClusterRequestError(ClusterError):
 class Cluster(Protocol):
     """Reads (list + watch, used only by the cache) and the few writes the API performs."""
 
-    async def list_objects(self, kind: Kind, namespace: str | None) -> ObjectList:
-        """All objects of `kind` (Jobs and CronJobs: only those of a ScheduledJob); None = all namespaces."""
+    def list_pages(self, kind: Kind, namespace: str | None) -> AsyncGenerator[ObjectList, None]:
+        """All objects of `kind` (Jobs and CronJobs: only those of a ScheduledJob), page by page, in one
+        list's version; None = all namespaces."""
         ...
 
     def watch_objects(self, kind: Kind, namespace: str | None, resource_version: str) -> AsyncIterator[WatchEvent]:

@@ -8,10 +8,12 @@ which is both cheaper than the generated models and the wire shape the domain bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, Final
 
 import aiohttp
@@ -20,7 +22,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
-from scheduledjob_client import load_configuration, loads, skip_environment_lookups, watch_documents
+from scheduledjob_client import list_pages, load_configuration, loads, skip_environment_lookups, watch_documents
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -138,21 +140,21 @@ class KubeCluster:
 
         return call
 
-    async def list_objects(self, kind: Kind, namespace: str | None) -> ObjectList:
-        """Pages through the LIST (limit/continue) so the API server never builds one huge response."""
-        items: list[Obj] = []
-        token: str | None = None
-        while True:
-            extra: dict[str, Any] = {"_continue": token} if token else {}
-            page = await self._json(
-                self._lister(kind, namespace, limit=LIST_PAGE_SIZE, _request_timeout=self._list_timeout, **extra),
-                self._list_timeout,
-            )
-            items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or None
-            if token is None:
-                return ObjectList(items=items, resource_version=str(meta.get("resourceVersion") or ""))
+    async def list_pages(self, kind: Kind, namespace: str | None) -> AsyncGenerator[ObjectList, None]:
+        """Pages through the LIST (limit/continue) so the API server never builds one huge response; the next
+        page is on its way while the caller takes this one (scheduledjob_client.list_pages)."""
+        async with contextlib.aclosing(list_pages(partial(self._list_page, kind, namespace))) as pages:
+            async for page in pages:
+                items = [item for item in page.get("items") or [] if isinstance(item, dict)]
+                version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+                yield ObjectList(items=items, resource_version=version)
+
+    async def _list_page(self, kind: Kind, namespace: str | None, token: str | None) -> Obj:
+        extra: dict[str, Any] = {"_continue": token} if token else {}
+        return await self._json(
+            self._lister(kind, namespace, limit=LIST_PAGE_SIZE, _request_timeout=self._list_timeout, **extra),
+            self._list_timeout,
+        )
 
     async def watch_objects(
         self, kind: Kind, namespace: str | None, resource_version: str

@@ -1,19 +1,28 @@
 """How both processes (the operator and the API) open their Kubernetes client: one precedence for the
-kubeconfig, one aiohttp session setting. Each process keeps its own adapter (deadlines, retries, error
-taxonomy) on top; this is only the part that must not differ between them."""
+kubeconfig, one aiohttp session setting, one way to page a LIST and read a watch. Each process keeps its
+own adapter (deadlines, retries, error taxonomy) on top; this is only the part that must not differ
+between them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 from kubernetes_asyncio import client, config
 
-__all__ = ["kubeconfig_path", "load_configuration", "loads", "skip_environment_lookups", "watch_documents"]
+__all__ = [
+    "kubeconfig_path",
+    "list_pages",
+    "load_configuration",
+    "loads",
+    "skip_environment_lookups",
+    "watch_documents",
+]
 
 
 def kubeconfig_path() -> str | None:
@@ -59,6 +68,23 @@ def loads(data: bytes) -> Any:
     The API server writes no integer beyond 64 bits (it reads numbers as int64 or float64), the one thing
     orjson would read inexactly (as a float)."""
     return orjson.loads(data)
+
+
+async def list_pages(page: Callable[[str | None], Awaitable[dict[str, Any]]]) -> AsyncGenerator[dict[str, Any], None]:
+    """The pages of one LIST (limit/continue): `page(token)` answers one, parsed. The next page is asked for
+    before this one is handed on, so the API server encodes it while the caller takes this one; one after
+    the other, the two took about as long each at 20,000 ScheduledJobs (`api_ready_seconds_20k`,
+    `operator_restart_seconds_20k`). A caller that stops early (or fails) cancels the page asked for."""
+    ask: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(page(None))
+    try:
+        while ask is not None:
+            result = await ask
+            token = (result.get("metadata") or {}).get("continue") or None
+            ask = asyncio.ensure_future(page(str(token))) if token else None
+            yield result
+    finally:
+        if ask is not None:
+            ask.cancel()
 
 
 async def watch_documents(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:

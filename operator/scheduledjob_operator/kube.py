@@ -30,7 +30,7 @@ from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 from scheduledjob.memory import without_bookkeeping
 from scheduledjob.notifications import PLURAL as NOTIFIERS
-from scheduledjob_client import load_configuration, loads, skip_environment_lookups, watch_documents
+from scheduledjob_client import list_pages, load_configuration, loads, skip_environment_lookups, watch_documents
 
 from scheduledjob_operator import metrics
 
@@ -146,17 +146,18 @@ async def pages(
     in_scope: Callable[[str], bool],
     limit: int = 500,
 ) -> AsyncIterator[list[dict[str, Any]]]:
+    """The objects of a LIST in each of `namespaces` (None: all), a page at a time (scheduledjob_client.list_pages:
+    the next page is on its way while the caller takes this one)."""
     for namespace in namespaces if namespaces is not None else [None]:
-        token: str | None = None
-        while True:
-            options: dict[str, Any] = {"limit": limit, **({"_continue": token} if token else {})}
-            result = await page(namespace, **options)
-            if not isinstance(result, dict):  # an unparsed response (_preload_content=False)
-                result = await parsed(result)
-            yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
-            token = (result.get("metadata") or {}).get("continue")
-            if not token:
-                break
+
+        async def one(token: str | None, namespace: str | None = namespace) -> dict[str, Any]:
+            result = await page(namespace, limit=limit, **({"_continue": token} if token else {}))
+            # An unparsed response (_preload_content=False) is parsed here.
+            return result if isinstance(result, dict) else await parsed(result)
+
+        async with contextlib.aclosing(list_pages(one)) as listed:
+            async for result in listed:
+                yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
 
 
 def labelled_id(obj: dict[str, Any]) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -222,6 +222,8 @@ class FakeCluster:
         self.probe_error: ClusterError | None = None  # what the API server's /readyz answers
         self.list_gate: asyncio.Event | None = None  # LIST waits for it when set
         self.lists: list[tuple[Kind, str | None]] = []
+        self.page_size = 3  # LIST pages of a few objects, as the API server pages a large list
+        self.pages_before_error: int | None = None  # with list_error: the LIST breaks after this many pages
         self.created: list[Obj] = []  # Jobs the (fake) operator started
         self.runs: list[Obj] = []  # ScheduledJobRuns the API created, as sent
         self.withdrawn: list[str] = []
@@ -272,14 +274,17 @@ class FakeCluster:
 
     # ---- the Cluster protocol -----------------------------------------------------------------
 
-    async def list_objects(self, kind: Kind, namespace: str | None) -> ObjectList:
+    async def list_pages(self, kind: Kind, namespace: str | None) -> AsyncGenerator[ObjectList, None]:
         self.lists.append((kind, namespace))
         if self.list_gate is not None:
             await self.list_gate.wait()
-        if self.list_error is not None:
+        if self.list_error is not None and not self.pages_before_error:
             raise self.list_error
         items = [copy.deepcopy(o) for (ns, _), o in self.objects[kind].items() if namespace in (None, ns)]
-        return ObjectList(items=items, resource_version=str(self._version))
+        for number, first in enumerate(range(0, max(len(items), 1), self.page_size)):
+            if self.list_error is not None and number == self.pages_before_error:
+                raise self.list_error
+            yield ObjectList(items=items[first : first + self.page_size], resource_version=str(self._version))
 
     async def watch_objects(
         self, kind: Kind, namespace: str | None, resource_version: str

@@ -73,6 +73,34 @@ async def test_retries_after_errors_and_never_crashes(cluster: FakeCluster) -> N
         await cache.stop()
 
 
+async def test_a_list_broken_midway_keeps_what_it_brought_and_the_next_one_drops_what_vanished(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "MAX_BACKOFF_SECONDS", 0.05)
+    cluster.seed(*(scheduled_job(f"job-{n}", n) for n in range(1, 8)))  # three pages of three
+    cache = ClusterCache(cluster)
+    cache.start()
+    try:
+        await eventually(lambda: cache.all_synced)
+        cluster.deliver_events = False  # while the watch is broken: one changed, one deleted
+        cluster.seed(scheduled_job("job-1", 1, description="changed"))
+        cluster.remove(Kind.SCHEDULED_JOBS, "default", "job-7")
+        cluster.deliver_events = True
+        cluster.list_error, cluster.pages_before_error = ClusterUnavailable("connection reset"), 1
+        lists = len(cluster.lists)
+        cluster.break_watches(ResourceExpired("too old resource version"))
+        await eventually(lambda: len(cluster.lists) >= lists + 2)  # the LIST broke after one page, twice
+        first = cache.scheduled_job(1)
+        assert first is not None and first["spec"]["description"] == "changed"  # its page was taken
+        assert cache.scheduled_job(7) is not None  # a LIST that did not finish deletes nothing
+        assert not cache.fresh
+        cluster.list_error = None
+        await eventually(lambda: cache.fresh and cache.scheduled_job(7) is None)
+        assert all(cache.scheduled_job(n) is not None for n in range(1, 7))
+    finally:
+        await cache.stop()
+
+
 async def test_each_configured_namespace_is_its_own_scope(cluster: FakeCluster) -> None:
     cluster.seed(scheduled_job("a", 1, namespace="team-a"), scheduled_job("x", 2, namespace="elsewhere"))
     cache = ClusterCache(cluster, ["team-a", "team-b"])

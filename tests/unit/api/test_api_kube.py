@@ -116,17 +116,38 @@ async def test_list_pages_through_continue_tokens(
 ) -> None:
     fake, cluster = api
     monkeypatch.setattr(kube, "LIST_PAGE_SIZE", 2)
-    listing = await cluster.list_objects(Kind.SCHEDULED_JOBS, None)
-    assert [o["metadata"]["name"] for o in listing.items] == ["a", "b", "c"]
-    assert listing.resource_version == "42"
+    pages = [page async for page in cluster.list_pages(Kind.SCHEDULED_JOBS, None)]
+    assert [[o["metadata"]["name"] for o in page.items] for page in pages] == [["a", "b"], ["c"]]
+    assert {page.resource_version for page in pages} == {"42"}
     assert [r["path"] for r in fake.requests] == [f"{SJ_PATH}/scheduledjobs"] * 2
     assert [r["query"].get("continue") for r in fake.requests] == [None, "2"]
 
 
+async def test_the_next_page_is_asked_for_while_the_caller_takes_this_one(
+    api: tuple[FakeApiServer, KubeCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, cluster = api
+    monkeypatch.setattr(kube, "LIST_PAGE_SIZE", 1)
+    pages = cluster.list_pages(Kind.SCHEDULED_JOBS, None)
+    first = await anext(pages)
+    assert [o["metadata"]["name"] for o in first.items] == ["a"]
+    async with asyncio.timeout(5):  # the caller still holds page one; page two is already on its way
+        while len(fake.requests) < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert fake.requests[1]["query"].get("continue") == "1"
+    await pages.aclose()  # a caller that stops early leaves no request behind
+    await asyncio.sleep(0.1)
+    assert len(fake.requests) == 2
+
+
+async def _listed(cluster: KubeCluster, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
+    return [item async for page in cluster.list_pages(kind, namespace) for item in page.items]
+
+
 async def test_jobs_and_cronjobs_are_selected_by_label(api: tuple[FakeApiServer, KubeCluster]) -> None:
     fake, cluster = api
-    await cluster.list_objects(Kind.JOBS, "team-a")
-    await cluster.list_objects(Kind.CRONJOBS, None)
+    await _listed(cluster, Kind.JOBS, "team-a")
+    await _listed(cluster, Kind.CRONJOBS, None)
     paths = [(r["path"], r["query"].get("labelSelector")) for r in fake.requests]
     assert ("/apis/batch/v1/namespaces/team-a/jobs", c.LABEL_SCHEDULED_JOB) in paths
     assert ("/apis/batch/v1/cronjobs", c.LABEL_SCHEDULED_JOB) in paths

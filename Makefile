@@ -68,18 +68,10 @@ integration: $(STAMP) localcluster ## Tests on a real control plane (KUBECONFIG'
 chart-test: $(STAMP) helm localcluster ## Helm lint, render, dry-run, install/uninstall and RBAC proofs
 	$(PY) -m pytest tests/chart -q
 
-# The upgrade story (tests/integration/upgrade) runs on its own control plane and PostgreSQL, mostly waiting for
-# minute slots: it runs beside the rest of the suite, and its output follows the suite's.
 UPGRADE_SUITE := tests/integration/upgrade
-UPGRADE_TMP ?= $(or $(TMPDIR),/tmp)/scheduled-jobs-upgrade-suite
 
-test: check $(STAMP) localcluster helm ## Everything CI runs: lint, types, unit, integration, chart tests; the upgrade story beside them
-	@rm -rf $(UPGRADE_TMP) && mkdir -p $(UPGRADE_TMP); \
-	$(PY) -m pytest $(UPGRADE_SUITE) -q -p no:cacheprovider --durations=5 --basetemp=$(UPGRADE_TMP)/t \
-	  >$(UPGRADE_TMP)/output.log 2>&1 & upgrade=$$!; \
-	$(PY) -m pytest tests -q -p no:cacheprovider --durations=25 --ignore=$(UPGRADE_SUITE); suite=$$?; \
-	wait $$upgrade; story=$$?; echo "== $(UPGRADE_SUITE) (beside the suite above; exit $$story)"; \
-	cat $(UPGRADE_TMP)/output.log; exit $$(( suite || story ))
+test: check $(STAMP) localcluster helm ## Everything CI runs: lint, types, unit, integration, chart tests: three suites side by side (tools/testsuites)
+	$(PY) -m testsuites
 
 upgrade-test: $(STAMP) localcluster ## Only the N-1 -> N upgrade story (its own control plane and PostgreSQL)
 	$(PY) -m pytest $(UPGRADE_SUITE) -q -p no:cacheprovider --durations=5

@@ -41,6 +41,7 @@ async def apply_crds(api: client.ApiClient, crd_dir: Path = CRD_DIR) -> None:
                     raise
                 await extensions.create_custom_resource_definition(doc)
             await _wait_established(extensions, name)
+            await _wait_served(api, doc)
 
 
 def _documents(directory: Path) -> list[dict[str, Any]]:
@@ -60,6 +61,31 @@ async def _wait_established(extensions: Any, name: str, within: float = 30) -> N
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"CRD {name} not Established after {within}s")
+
+
+async def _wait_served(api: client.ApiClient, crd: dict[str, Any], within: float = 30) -> None:
+    """Until every served version of the CRD answers a LIST: an API server that has just marked a CRD
+    Established may still answer 503 for a version whose storage it is setting up (seen on a fresh control
+    plane while another was starting on the same 2 cores)."""
+    group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    versions = [v["name"] for v in crd["spec"]["versions"] if v.get("served")]
+    deadline = time.monotonic() + within
+    for version in versions:
+        while True:
+            response = await api.call_api(
+                f"/apis/{group}/{version}/{plural}",
+                "GET",
+                query_params=[("limit", 1)],
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+            )
+            status = response.status
+            response.release()
+            if status < 300:
+                break
+            if status != 503 or time.monotonic() > deadline:
+                raise ApiException(status=status, reason=f"LIST of {plural}.{group}/{version}")
+            await asyncio.sleep(0.2)
 
 
 async def _create_if_missing(create: Any, *args: Any) -> None:

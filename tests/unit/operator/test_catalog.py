@@ -75,6 +75,20 @@ def test_overdue_runs_are_those_past_their_next_execution_and_not_suspended() ->
     assert catalog.overdue(NOW) == [("team", "late")]
 
 
+def test_a_health_check_that_came_is_due_even_for_a_paused_job_and_a_hand_edited_time_never_is() -> None:
+    catalog = Catalog()
+    judged = scheduled_job("judged", 1, "2025-01-24T03:00:00Z", suspend=True)
+    judged["status"]["nextHealthCheck"] = "2025-01-23T10:29:59Z"  # e.g. a start grace that ran out
+    catalog.see_scheduled_job(judged)
+    later = scheduled_job("later", 2, "2025-01-24T03:00:00Z")
+    later["status"]["nextHealthCheck"] = "2025-01-23T10:30:01Z"
+    catalog.see_scheduled_job(later)
+    catalog.see_scheduled_job(scheduled_job("edited", 3, "yesterday"))
+    assert catalog.overdue(NOW) == [("team", "judged")]
+    catalog.see_scheduled_job(scheduled_job("judged", 1, "2025-01-24T03:00:00Z"))  # judged: no check pending
+    assert catalog.overdue(NOW) == []
+
+
 def test_a_cronjob_deleted_while_the_watch_was_away_is_found_missing_by_a_fresh_list() -> None:
     catalog = Catalog()
     for name in ("kept", "vanished", "orphan"):

@@ -141,8 +141,8 @@ class KubeCluster:
         return call
 
     async def list_pages(self, kind: Kind, namespace: str | None) -> AsyncGenerator[ObjectList, None]:
-        """Pages through the LIST (limit/continue) so the API server never builds one huge response; the next
-        page is on its way while the caller takes this one (scheduledjob_client.list_pages)."""
+        """Pages through the LIST (limit/continue, scheduledjob_client.list_pages) so the API server never builds
+        one huge response, and the caller takes each page before the next is read."""
         async with contextlib.aclosing(list_pages(partial(self._list_page, kind, namespace))) as pages:
             async for page in pages:
                 items = [item for item in page.get("items") or [] if isinstance(item, dict)]

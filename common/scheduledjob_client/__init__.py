@@ -5,7 +5,6 @@ between them."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -71,20 +70,18 @@ def loads(data: bytes) -> Any:
 
 
 async def list_pages(page: Callable[[str | None], Awaitable[dict[str, Any]]]) -> AsyncGenerator[dict[str, Any], None]:
-    """The pages of one LIST (limit/continue): `page(token)` answers one, parsed. The next page is asked for
-    before this one is handed on, so the API server encodes it while the caller takes this one; one after
-    the other, the two took about as long each at 20,000 ScheduledJobs (`api_ready_seconds_20k`,
-    `operator_restart_seconds_20k`). A caller that stops early (or fails) cancels the page asked for."""
-    ask: asyncio.Future[dict[str, Any]] | None = asyncio.ensure_future(page(None))
-    try:
-        while ask is not None:
-            result = await ask
-            token = (result.get("metadata") or {}).get("continue") or None
-            ask = asyncio.ensure_future(page(str(token))) if token else None
-            yield result
-    finally:
-        if ask is not None:
-            ask.cancel()
+    """The pages of one LIST (limit/continue), one after the other: `page(token)` answers one, parsed.
+
+    Asking for the next page while the caller took this one was measured at 20,000 ScheduledJobs and did not
+    pay on 2 shared cores (docs/benchmarks.md, the seventh scale run): the API server's encoding is the
+    cost, and a second page in flight only competes with the first."""
+    token: str | None = None
+    while True:
+        result = await page(token)
+        yield result
+        token = (result.get("metadata") or {}).get("continue") or None
+        if token is None:
+            return
 
 
 async def watch_documents(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:

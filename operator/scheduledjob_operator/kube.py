@@ -146,8 +146,7 @@ async def pages(
     in_scope: Callable[[str], bool],
     limit: int = 500,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The objects of a LIST in each of `namespaces` (None: all), a page at a time (scheduledjob_client.list_pages:
-    the next page is on its way while the caller takes this one)."""
+    """The objects of a LIST in each of `namespaces` (None: all), a page at a time (scheduledjob_client.list_pages)."""
     for namespace in namespaces if namespaces is not None else [None]:
 
         async def one(token: str | None, namespace: str | None = namespace) -> dict[str, Any]:

@@ -123,7 +123,7 @@ async def test_list_pages_through_continue_tokens(
     assert [r["query"].get("continue") for r in fake.requests] == [None, "2"]
 
 
-async def test_the_next_page_is_asked_for_while_the_caller_takes_this_one(
+async def test_a_caller_that_stops_after_one_page_asks_for_no_more(
     api: tuple[FakeApiServer, KubeCluster], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, cluster = api
@@ -131,13 +131,9 @@ async def test_the_next_page_is_asked_for_while_the_caller_takes_this_one(
     pages = cluster.list_pages(Kind.SCHEDULED_JOBS, None)
     first = await anext(pages)
     assert [o["metadata"]["name"] for o in first.items] == ["a"]
-    async with asyncio.timeout(5):  # the caller still holds page one; page two is already on its way
-        while len(fake.requests) < 2:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    assert fake.requests[1]["query"].get("continue") == "1"
-    await pages.aclose()  # a caller that stops early leaves no request behind
+    await pages.aclose()
     await asyncio.sleep(0.1)
-    assert len(fake.requests) == 2
+    assert len(fake.requests) == 1
 
 
 async def _listed(cluster: KubeCluster, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:

@@ -74,9 +74,12 @@ def main() -> int:
         return next((run.process.returncode for run in running if run.process.returncode), 0)
     finally:
         for run in running:
-            if run.process.poll() is None:  # interrupted: no suite outlives make
-                run.process.terminate()
-                run.process.wait()
+            if run.process.poll() is None:  # interrupted: Ctrl-C reached the suites too; let them tear down
+                try:
+                    run.process.wait(timeout=60)
+                except subprocess.TimeoutExpired:  # no suite outlives make
+                    run.process.terminate()
+                    run.process.wait()
 
 
 @dataclass

@@ -8,8 +8,12 @@ def format_utc(moment: datetime) -> str:
 
 
 def parse_utc(text: str) -> datetime:
-    """Parses what Kubernetes writes (second precision, trailing Z) and any ISO 8601 with an offset."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    """Parses what Kubernetes writes (second precision, trailing Z) and any ISO 8601 with an offset. Raises
+    ValueError for what is no time, or none in UTC (`0001-01-01T00:00:00+01:00` would be in year 0)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError(f"{text!r} is out of range once in UTC") from error
 
 
 def milliseconds_between(start: str, end: str) -> int:

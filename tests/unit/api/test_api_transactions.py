@@ -236,6 +236,11 @@ async def test_transactions_filter_by_status_trigger_user_and_time(
     assert unix.status_code == 400 and "'from'" in unix.json()["error"], unix.json()
     naive = await get(client, "1/transactions?to=2025-01-02T00:00:00")
     assert naive.status_code == 400 and "'to'" in naive.json()["error"]
+    # Times that are none in UTC (year 10000, year 0) are the latest and the earliest it holds.
+    every = await names("")
+    assert await names("to=9999-12-31T23:59:59-01:00") == every
+    assert await names("from=0001-01-01T00:00:00%2B01:00") == every
+    assert await names("to=0001-01-01T00:00:07%2B05:00") == []
     assert (await get(client, "1/transactions?status=exploded")).status_code == 400
 
 

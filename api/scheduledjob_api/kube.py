@@ -8,7 +8,6 @@ which is both cheaper than the generated models and the wire shape the domain bu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import random
@@ -143,11 +142,10 @@ class KubeCluster:
     async def list_pages(self, kind: Kind, namespace: str | None) -> AsyncGenerator[ObjectList, None]:
         """Pages through the LIST (limit/continue, scheduledjob_client.list_pages) so the API server never builds
         one huge response, and the caller takes each page before the next is read."""
-        async with contextlib.aclosing(list_pages(partial(self._list_page, kind, namespace))) as pages:
-            async for page in pages:
-                items = [item for item in page.get("items") or [] if isinstance(item, dict)]
-                version = str((page.get("metadata") or {}).get("resourceVersion") or "")
-                yield ObjectList(items=items, resource_version=version)
+        async for page in list_pages(partial(self._list_page, kind, namespace)):
+            items = [item for item in page.get("items") or [] if isinstance(item, dict)]
+            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+            yield ObjectList(items=items, resource_version=version)
 
     async def _list_page(self, kind: Kind, namespace: str | None, token: str | None) -> Obj:
         extra: dict[str, Any] = {"_continue": token} if token else {}

@@ -8,12 +8,17 @@ def format_utc(moment: datetime) -> str:
 
 
 def parse_utc(text: str) -> datetime:
-    """Parses what Kubernetes writes (second precision, trailing Z) and any ISO 8601 with an offset. Raises
-    ValueError for what is no time, or none in UTC (`0001-01-01T00:00:00+01:00` would be in year 0)."""
+    """Parses what Kubernetes writes (second precision, trailing Z) and any ISO 8601 with an offset."""
+    return in_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def in_utc(moment: datetime) -> datetime:
+    """The moment in UTC. One that is none there (`9999-12-31T23:59:59-01:00` would be in year 10000,
+    `0001-01-01T00:00:00+01:00` in year 0) is the latest or earliest UTC holds: nothing happened beyond either."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-    except OverflowError as error:
-        raise ValueError(f"{text!r} is out of range once in UTC") from error
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def milliseconds_between(start: str, end: str) -> int:

@@ -154,9 +154,8 @@ async def pages(
             # An unparsed response (_preload_content=False) is parsed here.
             return result if isinstance(result, dict) else await parsed(result)
 
-        async with contextlib.aclosing(list_pages(one)) as listed:
-            async for result in listed:
-                yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
+        async for result in list_pages(one):
+            yield [item for item in result.get("items") or [] if in_scope(item["metadata"]["namespace"])]
 
 
 def labelled_id(obj: dict[str, Any]) -> int | None:

@@ -19,9 +19,3 @@ def test_every_test_file_runs_in_exactly_one_suite() -> None:
     assert len(files) > 100
     counted = {path.relative_to(ROOT): sum(_runs(suite, path) for suite in SUITES) for path in files}
     assert {path: n for path, n in counted.items() if n != 1} == {}
-
-
-def test_each_suite_has_its_own_temporary_directory_and_the_upgrade_story_its_own_session() -> None:
-    commands = [suite.command(Path(f"/tmp/{n}")) for n, suite in enumerate(SUITES)]
-    assert len({arg for command in commands for arg in command if arg.startswith("--basetemp=")}) == len(SUITES)
-    assert any(suite.paths == ("tests/integration/upgrade",) for suite in SUITES)

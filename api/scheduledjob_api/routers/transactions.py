@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from scheduledjob.limits import SUBJECT
 from scheduledjob.models import RecordStatus, Trigger
+from scheduledjob.timefmt import in_utc
 
 from scheduledjob_api.envelope import only, respond
 from scheduledjob_api.history import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, UNPAGED_CAP, Filters, History
@@ -70,18 +70,8 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-def _in_utc(value: datetime) -> datetime:
-    """The time in UTC, as the archive compares them. One that is none there (`9999-12-31T23:59:59-01:00`
-    would be in year 10000, `0001-01-01T00:00:00+01:00` in year 0) is the latest or earliest UTC holds:
-    no run started beyond either, so the answer is the same."""
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
-
-
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(in_utc)]  # the archive compares in UTC
 FromQ = Annotated[
     Rfc3339 | None, Query(alias="from", description="Started at or after (RFC 3339, e.g. 2025-01-23T00:00:00Z).")
 ]

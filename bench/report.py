@@ -100,6 +100,8 @@ CONTEXT: dict[str, list[str]] = {
         "schedule_delay_p50_seconds_20k",
         "schedule_controller_delay_p99_seconds_20k",
         "schedule_operator_delay_p99_seconds_20k",
+        "schedule_raw_cronjob_delay_p99_seconds_20k",
+        "schedule_delay_p99_ratio_vs_raw_cronjobs_20k",
         "schedule_delay_jobs_20k",
         "schedule_delay_unrecorded_20k",
     ],

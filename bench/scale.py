@@ -16,6 +16,11 @@ With a population of `scale_small` (2,000) ScheduledJobs, each with a realistic 
   (the Kubernetes share of the delay, which no operator can shorten: the kube-controller-manager's client is
   limited to 20 requests per second by default, and each run costs it a Job create and a CronJob status
   write); `schedule_operator_delay_p99_seconds_20k`: from the Job appearing to the start recorded.
+- `schedule_raw_cronjob_delay_p99_seconds_20k`: the same made of plain Kubernetes, in the same run and
+  namespace: `scale_due` CronJobs of no ScheduledJob (the same Job template, none of the operator's labels),
+  due in one minute; from that slot until their Jobs appear. What the control plane alone takes to start
+  that many runs on this machine: the floor under `schedule_delay_p99_seconds_20k`, whose ratio to it is
+  `schedule_delay_p99_ratio_vs_raw_cronjobs_20k`.
 
 The results are merged into bench/results.json (`python -m bench --scale`), and docs/limits.md is made from
 them (`python -m bench.limits`).
@@ -46,6 +51,7 @@ SAMPLE_SECONDS = 0.5
 DUE_LEAD_SECONDS = 100  # the due jobs' CronJobs are patched well before their shared slot
 RECORDED_WITHIN = 600.0
 DUE_LABEL = "bench.selfhelp.io/due"
+RAW_LABEL = "bench.selfhelp.io/raw-cronjob"
 
 
 class RssPeaks:
@@ -150,6 +156,10 @@ async def _measure(bench: Bench, revivals: Revivals, small: int, large: int) -> 
     results.update(_suffixed(await ui.run(bench), "ui_jobs_page_", "ui_job_page_"))
     revivals.phase = "in the schedule-delay phase"
     results.update(await _schedule_delay(bench))
+    results.update(await _raw_schedule_delay(bench))
+    ours, raw = results["schedule_delay_p99_seconds_20k"], results["schedule_raw_cronjob_delay_p99_seconds_20k"]
+    if ours is not None and raw:
+        results["schedule_delay_p99_ratio_vs_raw_cronjobs_20k"] = round(ours / raw, 2)
     # Each an operator that lost its leader Lease (a renewal answered too late) and was started again.
     results["operator_lease_losses_20k"] = list(revivals.times)
     return results
@@ -179,10 +189,7 @@ async def _schedule_delay(bench: Bench) -> dict[str, Any]:
     as the ledger records it and as the CronJob controller made its Job."""
     namespace = await population.ensure(bench)
     names = [f"job-{i:05d}" for i in range(bench.sizes.scale_due)]
-    now = datetime.now(UTC)
-    slot = (now + timedelta(seconds=DUE_LEAD_SECONDS + 60)).replace(second=0, microsecond=0)
-    schedule = f"{slot.minute} {slot.hour} * * *"
-    slot_mono = time.monotonic() + (slot - now).total_seconds()
+    slot, slot_mono, schedule = _next_shared_slot()
     recorded: dict[str, float] = {}
     created: dict[str, float] = {}
     done = asyncio.Event()
@@ -222,11 +229,74 @@ async def _schedule_delay(bench: Bench) -> dict[str, Any]:
     operator = [recorded[name] - created[name] for name in recorded if name in created]  # Job seen -> recorded
     missing = len(names) - len(recorded)
     return {
-        "schedule_delay_p99_seconds_20k": round(percentile(delays, 99), 2) if not missing else None,
-        "schedule_delay_p50_seconds_20k": round(percentile(delays, 50), 2) if delays else None,
-        "schedule_delay_max_seconds_20k": round(max(delays), 2) if delays else None,
-        "schedule_controller_delay_p99_seconds_20k": round(percentile(controller, 99), 2) if controller else None,
-        "schedule_operator_delay_p99_seconds_20k": round(percentile(operator, 99), 2) if operator else None,
+        "schedule_delay_p99_seconds_20k": _p(delays, 99) if not missing else None,
+        "schedule_delay_p50_seconds_20k": _p(delays, 50),
+        "schedule_delay_max_seconds_20k": _p(delays, 100),
+        "schedule_controller_delay_p99_seconds_20k": _p(controller, 99),
+        "schedule_operator_delay_p99_seconds_20k": _p(operator, 99),
         "schedule_delay_jobs_20k": len(names),
         "schedule_delay_unrecorded_20k": missing,
     }
+
+
+async def _raw_schedule_delay(bench: Bench) -> dict[str, Any]:
+    """`scale_due` plain CronJobs (no ScheduledJob's: the population's Job template without the operator's
+    labels, which it watches by) made beside the 20,000, all due at one minute; how late the CronJob
+    controller made their Jobs. Deleted, with their Jobs, afterwards."""
+    namespace = await population.ensure(bench)
+    cronjobs = f"/apis/batch/v1/namespaces/{namespace}/cronjobs"
+    sample = await bench.kube.request("GET", cronjobs, params={"labelSelector": c.LABEL_SCHEDULED_JOB, "limit": 1})
+    spec = sample["items"][0]["spec"]  # the same policies, deadline, history limits and time zone
+    template = spec["jobTemplate"]
+    for meta in (template.get("metadata") or {}, (template["spec"]["template"].get("metadata") or {})):
+        meta.pop("labels", None)
+        meta.pop("annotations", None)
+    names = [f"raw-cron-{i:05d}" for i in range(bench.sizes.scale_due)]
+    slot, slot_mono, schedule = _next_shared_slot()
+    created: dict[str, float] = {}
+    done = asyncio.Event()
+
+    def on_job(kind: str, obj: Obj, at: float) -> None:
+        owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+        name = owners[0].get("name", "") if owners else ""
+        if kind == "ADDED" and name.startswith("raw-cron-") and name not in created:
+            created[name] = at
+            if len(created) == len(names):
+                done.set()
+
+    def cronjob(name: str) -> Obj:
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": name, "labels": {RAW_LABEL: "1"}},
+            "spec": {**spec, "schedule": schedule, "suspend": False},
+        }
+
+    create = partial(bench.kube.request, "POST", cronjobs)
+    await bounded(bench.sizes.concurrency, [partial(create, cronjob(name)) for name in names])
+    bench.log(f"scale: {len(names)} plain CronJobs due at {slot.isoformat()} ({schedule!r})")
+    try:
+        async with background(bench.kube.watch(f"/apis/batch/v1/namespaces/{namespace}/jobs", on_job)):
+            try:
+                await asyncio.wait_for(done.wait(), timeout=(slot_mono - time.monotonic()) + RECORDED_WITHIN)
+            except TimeoutError:
+                bench.log(f"scale: only {len(created)}/{len(names)} plain CronJobs made their Job in time")
+    finally:
+        gone = {"labelSelector": f"{RAW_LABEL}=1", "propagationPolicy": "Background"}  # their Jobs too
+        await bench.kube.request("DELETE", cronjobs, params=gone)
+    delays = [at - slot_mono for at in created.values()]
+    return {
+        "schedule_raw_cronjob_delay_p99_seconds_20k": _p(delays, 99) if len(created) == len(names) else None,
+        "schedule_raw_cronjob_delay_p50_seconds_20k": _p(delays, 50),
+    }
+
+
+def _next_shared_slot() -> tuple[datetime, float, str]:
+    """The minute at least DUE_LEAD_SECONDS away: as a time, on the monotonic clock, and as a daily schedule."""
+    now = datetime.now(UTC)
+    slot = (now + timedelta(seconds=DUE_LEAD_SECONDS + 60)).replace(second=0, microsecond=0)
+    return slot, time.monotonic() + (slot - now).total_seconds(), f"{slot.minute} {slot.hour} * * *"
+
+
+def _p(values: list[float], pct: float) -> float | None:
+    return round(percentile(values, pct), 2) if values else None

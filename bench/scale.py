@@ -51,7 +51,6 @@ SAMPLE_SECONDS = 0.5
 DUE_LEAD_SECONDS = 100  # the due jobs' CronJobs are patched well before their shared slot
 RECORDED_WITHIN = 600.0
 DUE_LABEL = "bench.selfhelp.io/due"
-RAW_LABEL = "bench.selfhelp.io/raw-cronjob"
 
 
 class RssPeaks:
@@ -156,8 +155,12 @@ async def _measure(bench: Bench, revivals: Revivals, small: int, large: int) -> 
     results.update(_suffixed(await ui.run(bench), "ui_jobs_page_", "ui_job_page_"))
     revivals.phase = "in the schedule-delay phase"
     results.update(await _schedule_delay(bench))
-    results.update(await _raw_schedule_delay(bench))
-    ours, raw = results["schedule_delay_p99_seconds_20k"], results["schedule_raw_cronjob_delay_p99_seconds_20k"]
+    bench.log(f"scale: {_figures(results, 'schedule_')}")
+    try:  # the floor beside it; what it cannot measure must not take the run's results with it
+        results.update(await _raw_schedule_delay(bench))
+    except Exception as error:
+        bench.log(f"scale: the plain CronJobs' delay was not measured: {error!r}")
+    ours, raw = results["schedule_delay_p99_seconds_20k"], results.get("schedule_raw_cronjob_delay_p99_seconds_20k")
     if ours is not None and raw:
         results["schedule_delay_p99_ratio_vs_raw_cronjobs_20k"] = round(ours / raw, 2)
     # Each an operator that lost its leader Lease (a renewal answered too late) and was started again.
@@ -268,7 +271,7 @@ async def _raw_schedule_delay(bench: Bench) -> dict[str, Any]:
         return {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
-            "metadata": {"name": name, "labels": {RAW_LABEL: "1"}},
+            "metadata": {"name": name},
             "spec": {**spec, "schedule": schedule, "suspend": False},
         }
 
@@ -281,14 +284,17 @@ async def _raw_schedule_delay(bench: Bench) -> dict[str, Any]:
                 await asyncio.wait_for(done.wait(), timeout=(slot_mono - time.monotonic()) + RECORDED_WITHIN)
             except TimeoutError:
                 bench.log(f"scale: only {len(created)}/{len(names)} plain CronJobs made their Job in time")
-    finally:
-        gone = {"labelSelector": f"{RAW_LABEL}=1", "propagationPolicy": "Background"}  # their Jobs too
-        await bench.kube.request("DELETE", cronjobs, params=gone)
+    finally:  # one by one: a DELETE of the collection lists all 21,000 and outlasted its request (12:01 run)
+        gone = {"propagationPolicy": "Background"}  # their Jobs too
+        delete = partial(bench.kube.request, "DELETE", params=gone)
+        await bounded(bench.sizes.concurrency, [partial(delete, f"{cronjobs}/{name}") for name in names])
     delays = [at - slot_mono for at in created.values()]
-    return {
+    measured = {
         "schedule_raw_cronjob_delay_p99_seconds_20k": _p(delays, 99) if len(created) == len(names) else None,
         "schedule_raw_cronjob_delay_p50_seconds_20k": _p(delays, 50),
     }
+    bench.log(f"scale: {_figures(measured, 'schedule_')}")
+    return measured
 
 
 def _next_shared_slot() -> tuple[datetime, float, str]:
@@ -300,3 +306,8 @@ def _next_shared_slot() -> tuple[datetime, float, str]:
 
 def _p(values: list[float], pct: float) -> float | None:
     return round(percentile(values, pct), 2) if values else None
+
+
+def _figures(results: dict[str, Any], prefix: str) -> str:
+    """The run's figures so far, in its log too (a later failure does not lose them)."""
+    return ", ".join(f"{key}={value}" for key, value in results.items() if key.startswith(prefix))

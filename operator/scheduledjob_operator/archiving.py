@@ -65,15 +65,22 @@ async def note_deletion(scheduled_job: dict[str, Any], context: OperatorContext)
         logger.exception("could not note the deletion of %s/%s in the archive", meta["namespace"], meta["name"])
 
 
-async def note_deletions_while_away(context: OperatorContext, namespaces: list[str] | None) -> int:
+async def note_deletions_while_away(
+    context: OperatorContext, namespaces: list[str] | None, *, archive_seconds: float
+) -> int:
     """Notes ScheduledJobs (by id: ids are never reused) that have runs in the archive but are no longer
     in the cluster and have no deletion noted: deleted while no operator ran, or while its watch was away
     (no DELETED event comes for them). When is not known: the time it is noticed, with `deleted_by`
     unknown. The archive is read before the cluster is listed, so a ScheduledJob created meanwhile is in
-    the listing, never taken for deleted."""
+    the listing, never taken for deleted.
+
+    Each of the archive's two parts has `archive_seconds` (TimeoutError past it); the LIST between them
+    does not: its calls have the adapter's deadlines. One deadline for all of it cut a LIST of 20,000
+    ids that took longer on a busy control plane, and every pass started it again (bench-scale)."""
     if context.archive is None:
         return 0
-    owners = await context.archive.owners_without_deletion(namespaces)
+    async with asyncio.timeout(archive_seconds):
+        owners = await context.archive.owners_without_deletion(namespaces)
     if not owners:
         return 0
     present: set[int] = set()
@@ -89,16 +96,17 @@ async def note_deletions_while_away(context: OperatorContext, namespaces: list[s
         for owner in owners
         if owner.id > 0 and owner.id not in present and context.cluster.in_scope(owner.namespace)
     ]
-    for owner in gone:
-        logger.info("ScheduledJob %s/%s was deleted while no operator ran; noted", owner.namespace, owner.name)
-        await context.archive.record_deletion(
-            uid=owner.uid or f"id:{owner.id}",  # its runs were archived without the ScheduledJob's UID
-            job_id=owner.id,
-            namespace=owner.namespace,
-            name=owner.name,
-            deleted_by=None,
-            deleted_at=context.clock(),
-        )
+    async with asyncio.timeout(archive_seconds):
+        for owner in gone:
+            logger.info("ScheduledJob %s/%s was deleted while no operator ran; noted", owner.namespace, owner.name)
+            await context.archive.record_deletion(
+                uid=owner.uid or f"id:{owner.id}",  # its runs were archived without the ScheduledJob's UID
+                job_id=owner.id,
+                namespace=owner.namespace,
+                name=owner.name,
+                deleted_by=None,
+                deleted_at=context.clock(),
+            )
     return len(gone)
 
 

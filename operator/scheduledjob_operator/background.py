@@ -131,9 +131,7 @@ async def _resync_once(
     await _reconcile_due(context)
     listing = context.catalog.listing(LISTING_QUIET_SECONDS)  # then the checks below wait for a later pass
     if not deletions_checked[0] and not listing:
-        deletions_checked[0] = await _archive_work(
-            this_pass, lambda: note_deletions_while_away(context, namespaces), "noting deletions made while away"
-        )
+        deletions_checked[0] = await _note_deletions(context, namespaces, this_pass, "noting deletions made while away")
     if not listing and timer.due():
         await _check_catalog(context, runs, namespaces, this_pass)
         await _reconcile_due(context)  # the ScheduledJobs whose CronJob the check found gone
@@ -181,13 +179,16 @@ async def _record_in_pass(job: dict[str, Any], context: OperatorContext, this_pa
     return error
 
 
-async def _archive_work(this_pass: _Pass, work: Callable[[], Awaitable[object]], what: str) -> bool:
-    """Archive work of a pass (besides recording Jobs), within RESYNC_ARCHIVE_SECONDS; skipped once the
-    archive did not answer in this pass. True if it was done; the next pass tries again if not."""
+async def _archive_work(
+    this_pass: _Pass, work: Callable[[], Awaitable[object]], what: str, *, bounded: bool = True
+) -> bool:
+    """Archive work of a pass (besides recording Jobs), within RESYNC_ARCHIVE_SECONDS (unless `work`
+    bounds its archive calls itself); skipped once the archive did not answer in this pass. True if it
+    was done; the next pass tries again if not."""
     if this_pass.archive_down:
         return False
     try:
-        async with asyncio.timeout(RESYNC_ARCHIVE_SECONDS):
+        async with asyncio.timeout(RESYNC_ARCHIVE_SECONDS if bounded else None):
             await work()
     except Exception:
         this_pass.archive_down = True
@@ -236,7 +237,17 @@ async def _check_catalog(
                     )
 
         await _archive_work(this_pass, close_vanished, "closing runs whose Job is gone")
-    await _archive_work(this_pass, lambda: note_deletions_while_away(context, namespaces), "noting deletions")
+    await _note_deletions(context, namespaces, this_pass, "noting deletions")
+
+
+async def _note_deletions(context: OperatorContext, namespaces: list[str] | None, this_pass: _Pass, what: str) -> bool:
+    """archiving.note_deletions_while_away, its archive calls within RESYNC_ARCHIVE_SECONDS, not its LIST."""
+    return await _archive_work(
+        this_pass,
+        lambda: note_deletions_while_away(context, namespaces, archive_seconds=RESYNC_ARCHIVE_SECONDS),
+        what,
+        bounded=False,
+    )
 
 
 async def _retry_due(

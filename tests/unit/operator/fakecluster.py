@@ -165,6 +165,14 @@ class FakeCluster:
             if kind == "CronJob"
         ]
 
+    async def scheduled_job_ids(self, namespaces: list[str] | None) -> AsyncIterator[list[Obj]]:
+        await self._note("scheduled_job_ids", "")
+        yield [
+            {"metadata": copy.deepcopy(obj["metadata"]), "status": {"id": (obj.get("status") or {}).get("id")}}
+            for (kind, _, _), obj in self.objects.items()
+            if kind == c.KIND
+        ]
+
     # ---- ScheduledJobRuns -------------------------------------------------------------------------
     async def get_run(self, namespace: str, name: str) -> Obj | None:
         await self._note("get_run", name)

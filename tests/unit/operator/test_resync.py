@@ -190,3 +190,26 @@ async def test_a_deleted_scheduled_job_leaves_no_per_object_memory_behind(
     assert ("cms", "cache-cleanup") not in context.locks
     assert ("cms", "cache-cleanup") not in runs._cronjobs and ("cms", "cache-cleanup") not in runs._locks
     assert 7 not in archive._job_locks
+
+
+async def test_a_slow_listing_of_every_id_still_notes_a_deletion_made_while_away(
+    archive: Archive,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 20,000 ScheduledJobs on a busy control plane the LIST of every id outlasts the archive's deadline
+    (bench-scale). The deadline is the archive's: the deletion is noted in that pass all the same, not cut
+    and the whole LIST started again every pass."""
+    world = World(archive)
+    context = world.context
+    await ledger_sync.record_job(world.start_run(), deleted=False, context=context)  # job 7 has runs archived
+    world.delete_scheduled_job()  # while no operator ran: no DELETED event
+    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 0.2)
+    world.cluster.before["scheduled_job_ids"] = lambda: asyncio.sleep(0.5)  # the LIST takes longer than that
+    checked = [False]
+
+    await background._resync_once(context, RunControl(context), None, background._CheckTimer(context), checked)
+
+    assert checked == [True], "done in this pass, not left for the next"
+    noted = await archive.deletion(7)
+    assert noted is not None and noted.deleted_by is None, "noted, by nobody known"
+    assert world.cluster.calls.count(("scheduled_job_ids", "")) == 1

@@ -13,7 +13,7 @@ With a population of `scale_small` (2,000) ScheduledJobs, each with a realistic 
 - `schedule_delay_p99_seconds_20k`: `scale_due` (1,000) of the 20,000 made due in the same minute; from
   that slot until the bench's own watch sees the run recorded as started in the ScheduledJob's status.
   `schedule_controller_delay_p99_seconds_20k` beside it: slot until the CronJob controller's Job appears
-  (the Kubernetes share of the delay, which no operator can shorten: the kube-controller-manager's client is
+  (the Kubernetes share of the delay, slowed by whatever else loads the API server: the controller's client is
   limited to 20 requests per second by default, and each run costs it a Job create and a CronJob status
   write); `schedule_operator_delay_p99_seconds_20k`: from the Job appearing to the start recorded.
 - `schedule_raw_cronjob_delay_p99_seconds_20k`: the same made of plain Kubernetes, in the same run and

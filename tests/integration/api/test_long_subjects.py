@@ -154,8 +154,15 @@ async def test_a_300_character_subject_pauses_resumes_executes_and_cancels_and_e
     ]
     pause = next(row for row in found if row["status"] == "paused" and row["user"] == CUT)
     assert pause["request_reason"] == "p" * limits.REASON
-    # The status ledger (the CRD's lengths) holds the same, and its writes never stopped.
-    status = await scheduled_jobs.status(name)
+
+    # The status ledger (the CRD's lengths) holds the same, and its writes never stopped. The operator
+    # numbers and archives a record before it writes the status, so the status may be a moment behind.
+    async def later_cancelled_in_status() -> dict[str, Any] | None:
+        status = await scheduled_jobs.status(name)
+        records = [record for record in status.get("history") or [] if record["executionId"] == later]
+        return status if records and records[0]["status"] == "cancelled" else None
+
+    status = await eventually(later_cancelled_in_status, timeout=30, what="the later run cancelled in status.history")
     history = {record["executionId"]: record for record in status.get("history") or []}
     assert (history[later]["status"], history[later]["cancelledBy"]) == ("cancelled", "alice")
     assert (history[first_run]["requestedBy"], history[first_run]["cancelledBy"]) == (CUT, CUT)

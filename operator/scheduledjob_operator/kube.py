@@ -460,9 +460,11 @@ class Cluster:
 
         return pages(page, namespaces, self.in_scope)
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
         """Writes status only if the object is still at `resource_version` (else Conflict); returns the
-        resourceVersion it wrote."""
+        object as written."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
             written = await self._call(
@@ -477,7 +479,8 @@ class Cluster:
             )
         except ApiException as error:
             raise translate(error) from error
-        return str(((written or {}).get("metadata") or {}).get("resourceVersion") or "")
+        obj: dict[str, Any] = written
+        return obj
 
     async def post_event(self, event: dict[str, Any]) -> None:
         """Creates a core/v1 Event (events.EventPoster); a refusal raises what `translate` makes of it (its

@@ -84,13 +84,13 @@ class FakeCluster:
         await self._note("get_scheduled_job", name)
         return self.get(c.KIND, namespace, name)
 
-    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str) -> str:
+    async def patch_status(self, namespace: str, name: str, status: Obj, resource_version: str) -> Obj:
         await self._note("patch_status", name)
         found = self._guarded(c.KIND, namespace, name, resource_version)
         if found is None:
             raise Conflict(f"{name} is gone")
         found["status"] = {**(found.get("status") or {}), **copy.deepcopy(status)}
-        return str(self._touch(found)["metadata"]["resourceVersion"])
+        return self._touch(found)
 
     # ---- CronJobs ---------------------------------------------------------------------------------
     async def get_cronjob(self, namespace: str, name: str) -> Obj | None:

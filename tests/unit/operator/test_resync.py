@@ -118,7 +118,7 @@ async def test_with_the_archive_down_a_pass_reconciles_and_leaves_twenty_jobs_qu
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world = World(archive)
-    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 0.2)
+    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 1.0)  # the archive calls, even on a busy machine
     context = world.context
     for number in range(20):
         started = world.start_run(f"cache-cleanup-m{number}")
@@ -203,8 +203,8 @@ async def test_a_slow_listing_of_every_id_still_notes_a_deletion_made_while_away
     context = world.context
     await ledger_sync.record_job(world.start_run(), deleted=False, context=context)  # job 7 has runs archived
     world.delete_scheduled_job()  # while no operator ran: no DELETED event
-    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 0.2)
-    world.cluster.before["scheduled_job_ids"] = lambda: asyncio.sleep(0.5)  # the LIST takes longer than that
+    monkeypatch.setattr(background, "RESYNC_ARCHIVE_SECONDS", 1.0)  # the archive calls, even on a busy machine
+    world.cluster.before["scheduled_job_ids"] = lambda: asyncio.sleep(1.5)  # the LIST takes longer than that
     checked = [False]
 
     await background._resync_once(context, RunControl(context), None, background._CheckTimer(context), checked)

@@ -117,6 +117,32 @@ async def test_an_object_just_read_saves_the_read_unless_it_is_stale(recent_is_s
     assert calls == (["patch_status", "get_scheduled_job", "patch_status"] if recent_is_stale else ["patch_status"])
 
 
+async def test_a_runs_end_starts_from_what_its_start_wrote_and_reads_again_once_someone_else_wrote() -> None:
+    """1,000 runs due in one minute: each run's end read the whole ScheduledJob its start had just written,
+    on the API server the CronJob controller waited for. The writer starts from what its last write got
+    back, until an event shows anyone else's change."""
+    cluster, seen = FakeCluster(), list[int]()
+    cluster.put(c.KIND, scheduled_job())
+    writer = writer_with(cluster, seen)
+
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]  # the start: read, written
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]  # the end: written at once
+    assert [m for m, _ in cluster.calls] == ["get_scheduled_job", "patch_status", "patch_status"]
+
+    cluster.calls.clear()
+    theirs = cluster.put(c.KIND, cluster.get(c.KIND, *KEY))  # type: ignore[arg-type]  # a pause, say
+    assert not await writer.own_write(KEY, theirs["metadata"]["resourceVersion"])  # its event comes
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]
+    assert [m for m, _ in cluster.calls] == ["get_scheduled_job", "patch_status"]  # no 409 first
+    assert cluster.get(c.KIND, *KEY)["status"]["count"] == 3  # type: ignore[index]
+
+    cluster.calls.clear()
+    cluster.put(c.KIND, cluster.get(c.KIND, *KEY))  # type: ignore[arg-type]  # changed, its event not yet come
+    assert await writer.record(KEY, observation=object())  # type: ignore[arg-type]
+    assert [m for m, _ in cluster.calls] == ["patch_status", "get_scheduled_job", "patch_status"]  # a 409, re-read
+    assert cluster.get(c.KIND, *KEY)["status"]["count"] == 4  # type: ignore[index]
+
+
 async def test_the_event_of_its_own_write_is_known_once_and_an_event_of_anyone_elses_is_not() -> None:
     """A burst of runs made every status write come back as an event that was reconciled again for
     nothing (two per run); the writer tells its own write's version, once."""
@@ -145,11 +171,11 @@ async def test_the_event_of_its_own_write_is_known_when_the_watch_brings_it_befo
     stored, answer = asyncio.Event(), asyncio.Event()
     patch = cluster.patch_status
 
-    async def answered_late(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> str:
-        version = await patch(namespace, name, status, resource_version)  # stored: its watch event is out
+    async def answered_late(namespace: str, name: str, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
+        written = await patch(namespace, name, status, resource_version)  # stored: its watch event is out
         stored.set()
         await answer.wait()
-        return version
+        return written
 
     cluster.patch_status = answered_late  # type: ignore[method-assign]
     writing = asyncio.create_task(writer.record(KEY, observation=object()))  # type: ignore[arg-type]

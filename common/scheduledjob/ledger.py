@@ -50,7 +50,7 @@ def record_executions(
     status: ScheduledJobStatus, observations: list[JobObservation], history_limit: int
 ) -> tuple[ScheduledJobStatus, list[Transition]]:
     """Returns the new status (the input is not changed) and the transitions it contains."""
-    new = status.model_copy(deep=True)
+    new = copied(status)
     by_uid = {record.uid: record for record in new.history}
     transitions: list[Transition] = []
     for observation in observations:
@@ -69,6 +69,21 @@ def record_executions(
     new.active = [r.execution_id for r in new.history if r.status == "running"]
     new.average_runtime_ms = _average(new)
     return new, transitions
+
+
+def copied(status: ScheduledJobStatus) -> ScheduledJobStatus:
+    """A copy of `status` to change: its lists are new, and each record, condition and the last failure
+    is copied (they hold only plain values, so a shallow copy of each is whole). A sixth of what
+    `model_copy(deep=True)` costs with 20 records, paid twice per run (bench/: the operator is busy for
+    every run of a burst)."""
+    return status.model_copy(
+        update={
+            "history": [record.model_copy() for record in status.history],
+            "active": list(status.active),
+            "conditions": [condition.model_copy() for condition in status.conditions],
+            "last_failure": status.last_failure.model_copy() if status.last_failure is not None else None,
+        }
+    )
 
 
 def highest_transaction_id(status: ScheduledJobStatus) -> int:

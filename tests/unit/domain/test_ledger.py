@@ -2,15 +2,18 @@
 
 import random
 from datetime import UTC, datetime
+from typing import Literal
 
 from scheduledjob import constants as c
 from scheduledjob.executions import observe_job
 from scheduledjob.ledger import MAX_MESSAGE_LENGTH, MAX_NAME_LENGTH, MAX_RUNNING_RECORDS, record_executions
-from scheduledjob.models import ScheduledJobStatus
+from scheduledjob.models import Condition, ExecutionRecord, LastFailure, RecordStatus, ScheduledJobStatus, Trigger
 
 from tests.unit.domain.factories import job
 
 NOW = datetime(2026, 1, 10, 3, 0, tzinfo=UTC)
+# What the fields of a record, a condition and the last failure may be: plain values, nothing nested.
+PLAIN = {str, int, str | None, int | None, RecordStatus, Trigger, Literal["True", "False", "Unknown"]}
 
 
 def test_a_run_seen_starting_then_finishing_counts_once_with_its_runtime() -> None:
@@ -147,3 +150,19 @@ def test_ids_carry_on_after_records_that_are_not_executions() -> None:
     status.last_transaction_id = 9  # e.g. four skipped slots were recorded since
     later, _ = record_executions(status, [observe_job(job("cache-cleanup-29000001", "uid-2"), NOW)], 100)
     assert later.history[0].transaction_id == 10 and later.execution_count == 6
+
+
+def test_recording_a_finish_leaves_the_status_it_was_given_as_it_was() -> None:
+    """The ledger copies what it changes (a copy cheaper than a deep one: every part of a record, a
+    condition and the last failure is a plain value, so a shallow copy of each is whole)."""
+    started, _ = record_executions(ScheduledJobStatus(), [observe_job(job(), NOW)], 100)
+    failed = observe_job(job(failed_at="2026-01-10T02:00:30Z"), NOW)
+    before = started.model_dump()
+
+    finished, _ = record_executions(started, [failed], 100)
+
+    assert started.model_dump() == before
+    assert (finished.history[0].status, started.history[0].status) == ("failed", "running")
+    for model in (ExecutionRecord, Condition, LastFailure):
+        for name, field in model.model_fields.items():
+            assert field.annotation in PLAIN, f"{model.__name__}.{name} is {field.annotation}: copy it deeply"

@@ -28,7 +28,6 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Select,
-    and_,
     bindparam,
     delete,
     func,
@@ -65,16 +64,9 @@ from scheduledjob_archive.tables import (
     execution_logs,
     executions,
 )
+from scheduledjob_archive.upsert import statements as upsert_statements
 
 logger = logging.getLogger(__name__)
-
-
-# Columns an upsert may change; uid, owner and transaction_id are fixed by the first write.
-_OUTCOME = ("status", "status_rank", "finished_at", "runtime_ms", "cancelled_by", "message", "archived_at")
-_KEPT_ONCE_SET = ("requested_by", "request_reason", "started_at")
-# The first diagnosis of a finished run wins: a replay after its pods are gone knows less (only the Job's
-# reason), and must not overwrite the exit code and reason read from the pods.
-_FIRST_WINS = DIAGNOSTIC_FIELDS
 
 
 # Numbering again after another writer took the number: more than a few means something else is wrong.
@@ -255,43 +247,21 @@ class Archive:
 
     async def _upsert(self, values: dict[str, Any], floor: int, named: Callable[[int], str] | None) -> _Stored:
         async with self.engine.begin() as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            c = executions.c
-            mine = c.uid == values["uid"]
-            # One round trip (a slow database link pays per statement): the row's number, counted
-            # stage and status if it exists, and the job's highest number.
+            statements = upsert_statements(connection.dialect.name)
             known = (
-                await connection.execute(
-                    select(
-                        select(c.transaction_id).where(mine).scalar_subquery(),
-                        select(c.ledgered_rank).where(mine).scalar_subquery(),
-                        select(func.coalesce(func.max(c.transaction_id), 0))
-                        .where(c.scheduled_job_id == values["scheduled_job_id"])
-                        .scalar_subquery(),
-                        select(c.status).where(mine).scalar_subquery(),
-                    )
-                )
+                await connection.execute(statements.known, {"uid": values["uid"], "job": values["scheduled_job_id"]})
             ).one()
             existing, ledgered, highest, previous = known[0], known[1], known[2], known[3]
             number = int(existing) if existing is not None else max(int(highest or 0), floor) + 1
+            row_values = {**values, "transaction_id": number}
             if named is not None:
-                values = {**values, "execution_id": named(number)}
-            insert = dialect.insert(executions).values(**values, transaction_id=number)
-            current, new = executions.c, insert.excluded
-            changes: dict[str, Any] = {name: new[name] for name in _OUTCOME}
-            changes.update({name: func.coalesce(new[name], current[name]) for name in _KEPT_ONCE_SET})
-            changes.update({name: func.coalesce(current[name], new[name]) for name in _FIRST_WINS})
-            forwards = or_(
-                current.status_rank < new.status_rank,
-                and_(current.status_rank == new.status_rank, current.status == new.status),
-            )
-            upsert = insert.on_conflict_do_update(index_elements=[current.uid], set_=changes, where=forwards)
+                row_values["execution_id"] = named(number)
             if values["status"] not in outbox.RECORD_EVENTS or previous == values["status"]:
-                await connection.execute(upsert)  # no event: no row to read back
+                await connection.execute(statements.upsert, row_values)  # no event: no row to read back
             else:
                 # New, or a new status: the event (one more round trip) shows the row as this statement
                 # left it; none when the row did not move (a stale observation).
-                row = (await connection.execute(upsert.returning(*executions.c))).mappings().first()
+                row = (await connection.execute(statements.upsert_returning, row_values)).mappings().first()
                 event = outbox.record_event(_execution(row)) if row is not None else None
                 if event is not None:
                     await outbox.insert_event(connection, event)

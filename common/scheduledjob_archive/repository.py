@@ -69,6 +69,16 @@ from scheduledjob_archive.upsert import statements as upsert_statements
 logger = logging.getLogger(__name__)
 
 
+# Archive.ledgered's statement, built once (it runs twice per run).
+_LEDGERED = (
+    executions.update()
+    .where(
+        executions.c.uid == bindparam("for_uid"),
+        or_(executions.c.ledgered_rank.is_(None), executions.c.ledgered_rank < bindparam("to_rank")),
+    )
+    .values(ledgered_rank=bindparam("to_rank"))
+)
+
 # Numbering again after another writer took the number: more than a few means something else is wrong.
 _NUMBERING_ATTEMPTS = 5
 
@@ -167,12 +177,7 @@ class Archive:
 
         async def write() -> None:
             async with self.engine.begin() as connection:
-                c = executions.c
-                await connection.execute(
-                    executions.update()
-                    .where(c.uid == observation.uid, or_(c.ledgered_rank.is_(None), c.ledgered_rank < rank))
-                    .values(ledgered_rank=rank)
-                )
+                await connection.execute(_LEDGERED, {"for_uid": observation.uid, "to_rank": rank})
 
         await self._retrying(write)
 

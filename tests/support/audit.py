@@ -29,10 +29,15 @@ def audit_log(kube_cluster: KubeCluster) -> Path:
     return kube_cluster.control_plane.audit_log
 
 
-def audited_requests(log: Path, *, namespace: str | None = None, writes_only: bool = False) -> list[Audited]:
-    """The audited requests in order (the leader Lease's included: resource `leases`)."""
+def audited_requests(
+    log: Path, *, namespace: str | None = None, writes_only: bool = False, after_byte: int = 0
+) -> list[Audited]:
+    """The audited requests in order (the leader Lease's included: resource `leases`); with `after_byte`
+    (the log's size at some moment), only those logged since (a suite's whole log is long to read)."""
     found: list[Audited] = []
     with log.open("rb") as stream:
+        if 0 < after_byte <= log.stat().st_size:  # else the log was rotated since: all of it
+            stream.seek(after_byte)
         for line in stream:
             try:
                 event = json.loads(line)

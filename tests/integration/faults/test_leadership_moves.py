@@ -87,6 +87,7 @@ async def test_the_leader_killed_twice_and_stopped_once_during_a_hundred_runs_lo
     async def move(how: str) -> None:
         old = await holder(api_client)
         assert old in replicas
+        logged_before = audit_log(kube_cluster).stat().st_size
         signalled = time.monotonic()
         current = Move(how, old, datetime.now(UTC))
         stopping = None
@@ -106,6 +107,19 @@ async def test_the_leader_killed_twice_and_stopped_once_during_a_hundred_runs_lo
             await stopping
         moves.append(current)
         start(old)  # restarted by its Deployment: now a standby
+
+        def new_holder_wrote() -> bool:
+            writes = audited_requests(audit_log(kube_cluster), writes_only=True, after_byte=logged_before)
+            return first_write(writes, current.new, current.at) is not None
+
+        # The next move waits for this one's first write: a leader stopped before it wrote (its start slowed
+        # by a busy machine) would show nothing of how soon a new leader writes. The limit is checked below.
+        await eventually(
+            lambda: asyncio.to_thread(new_holder_wrote),
+            timeout=TAKEOVER_LIMIT_SECONDS + 5,
+            what=f"{current.new}'s first write after {how}",
+            interval=0.5,
+        )
 
     async with JobWitness(api_client, scheduled_jobs.namespace) as witness:
 

@@ -74,8 +74,8 @@ def record_executions(
 def copied(status: ScheduledJobStatus) -> ScheduledJobStatus:
     """A copy of `status` to change: its lists are new, and each record, condition and the last failure
     is copied (they hold only plain values, so a shallow copy of each is whole). A sixth of what
-    `model_copy(deep=True)` costs with 20 records, paid twice per run (bench/: the operator is busy for
-    every run of a burst)."""
+    `model_copy(deep=True)` costs with 20 records, paid twice per run (docs/benchmarks.md, "Where a
+    burst's time goes")."""
     return status.model_copy(
         update={
             "history": [record.model_copy() for record in status.history],

@@ -7,8 +7,8 @@ concurrent writer (or a second operator) can never make us lose an update: we re
 The read is usually saved: a write starts from the object the last write of that ScheduledJob got back
 (kept packed, for the last LAST_WRITES_KEPT ScheduledJobs written, until an event shows someone else
 changed it). A run's end then costs no GET after its start: at 1,000 runs due in one minute the GETs of
-whole ScheduledJobs were a fifth of the operator's requests on an API server that made every Job late
-(docs/limits.md, `schedule_delay_p99_seconds_20k`). A stale copy costs what a GET would have: a 409, then
+whole ScheduledJobs were a third of the operator's requests on an API server that made every Job late
+(docs/benchmarks.md, "Where a burst's time goes"). A stale copy costs what a GET would have: a 409, then
 a read.
 """
 

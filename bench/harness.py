@@ -199,13 +199,21 @@ class KubeHttp:
         return await self.request("POST", f"{SJ_PATH}/namespaces/{namespace}/{c.PLURAL}", body)
 
     async def watch(
-        self, path: str, on_event: Callable[[str, Obj, float], None], *, label_selector: str | None = None
+        self,
+        path: str,
+        on_event: Callable[[str, Obj, float], None],
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> None:
         """LIST then WATCH `path` forever, calling `on_event(type, object, monotonic receipt time)`.
 
-        The initial LIST is reported as ADDED events. Reconnects where the last stream ended.
+        The initial LIST is reported as ADDED events. Reconnects where the last stream ended. A selector
+        keeps the LIST to what is watched: an unselected one of 20,000 ScheduledJobs is 170 MB that the
+        API server encodes and this process parses while the phase measures the product.
         """
         selector = {"labelSelector": label_selector} if label_selector else {}
+        selector |= {"fieldSelector": field_selector} if field_selector else {}
         listing = await self.request("GET", path, params=selector)
         now = time.monotonic()
         for item in listing.get("items") or []:

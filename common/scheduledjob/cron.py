@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
+from scheduledjob.first_slots import FirstSlots
+
 MACROS = frozenset({"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"})
 # croniter knows the macros except these aliases that CronJob also accepts.
 _MACRO_ALIASES = {"@midnight": "@daily", "@annually": "@yearly"}
@@ -124,6 +126,15 @@ def next_run(schedule: str, zone_name: str, after: datetime) -> datetime:
     Computed on the wall clock of the zone, so '0 3 * * *' in Europe/Zurich is 02:00Z in winter and
     01:00Z in summer; wall-clock times repeated by the autumn change run in both hours.
     """
+    found = _NEXT_RUNS.first_after(schedule, zone_name, after, lambda: _next_run(schedule, zone_name, after))
+    assert found is not None  # _next_run answers or raises
+    return found
+
+
+_NEXT_RUNS = FirstSlots()
+
+
+def _next_run(schedule: str, zone_name: str, after: datetime) -> datetime:
     zone = time_zone(zone_name)
     try:
         upcoming: datetime = croniter(expression(schedule), after.astimezone(zone)).get_next(datetime)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import get_args
 
+from scheduledjob.first_slots import FirstSlots
 from scheduledjob.models import ExecutionRecord, HealthState, Monitoring, ScheduledJobSpec, ScheduledJobStatus
 from scheduledjob.schedule_preview import upcoming
 from scheduledjob.timefmt import format_utc, parse_utc
@@ -83,7 +84,16 @@ def consecutive_failures(history: Iterable[ExecutionRecord], monitoring: Monitor
 
 def _first_slot(spec: ScheduledJobSpec, after: datetime) -> datetime | None:
     """The first instant after `after` at which the CronJob controller starts the schedule."""
-    return next((slot.at for slot in upcoming(spec.schedule, spec.time_zone, after, 2) if slot.at is not None), None)
+
+    def compute() -> datetime | None:
+        return next(
+            (slot.at for slot in upcoming(spec.schedule, spec.time_zone, after, 2) if slot.at is not None), None
+        )
+
+    return _FIRST_SLOTS.first_after(spec.schedule, spec.time_zone, after, compute)
+
+
+_FIRST_SLOTS = FirstSlots()
 
 
 def judge(

@@ -129,10 +129,14 @@ async def _resync_once(
     within RESYNC_ARCHIVE_SECONDS, and none of it once the archive did not answer in this pass."""
     this_pass = _Pass()
     await _reconcile_due(context)
-    listing = context.catalog.listing(LISTING_QUIET_SECONDS)  # then the checks below wait for a later pass
-    if not deletions_checked[0] and not listing:
+    # The checks below LIST every ScheduledJob, or every CronJob and Job: they wait for a later pass while a
+    # LIST comes in and while the warm-up reconciles what it brought. After a restart with 20,000, the first
+    # LIST of every id ran beside the warm-up and an API starting at the same time (a chart upgrade restarts
+    # both), on the same 2 cores (docs/limits.md, `api_ready_seconds_20k`); nothing in them is urgent.
+    busy = context.catalog.listing(LISTING_QUIET_SECONDS) or len(context.warmup) > 0
+    if not deletions_checked[0] and not busy:
         deletions_checked[0] = await _note_deletions(context, namespaces, this_pass, "noting deletions made while away")
-    if not listing and timer.due():
+    if not busy and timer.due():
         await _check_catalog(context, runs, namespaces, this_pass)
         await _reconcile_due(context)  # the ScheduledJobs whose CronJob the check found gone
 

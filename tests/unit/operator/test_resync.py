@@ -213,3 +213,26 @@ async def test_a_slow_listing_of_every_id_still_notes_a_deletion_made_while_away
     noted = await archive.deletion(7)
     assert noted is not None and noted.deleted_by is None, "noted, by nobody known"
     assert world.cluster.calls.count(("scheduled_job_ids", "")) == 1
+
+
+async def test_the_list_of_every_id_waits_until_the_warm_up_is_through(
+    archive: Archive,  # noqa: F811
+) -> None:
+    """After a restart with 20,000 the LIST of every id (noting deletions made while away) ran beside the
+    warm-up, and beside an API starting at the same time on the same cores. It waits for the warm-up now."""
+    world = World(archive)
+    context = world.context
+    await ledger_sync.record_job(world.start_run(), deleted=False, context=context)  # job 7 has runs archived
+    world.delete_scheduled_job()  # while no operator ran: no DELETED event
+    context.warmup.defer(("cms", "other"), world.scheduled_job)  # a settled job the warm-up has not reached
+    checked = [False]
+
+    await background._resync_once(context, RunControl(context), None, background._CheckTimer(context), checked)
+    assert checked == [False] and ("scheduled_job_ids", "") not in world.cluster.calls
+    assert await archive.deletion(7) is None
+
+    context.warmup.take(100)  # the warm-up reached it
+    await background._resync_once(context, RunControl(context), None, background._CheckTimer(context), checked)
+    assert checked == [True] and world.cluster.calls.count(("scheduled_job_ids", "")) == 1
+    noted = await archive.deletion(7)
+    assert noted is not None

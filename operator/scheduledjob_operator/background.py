@@ -25,6 +25,11 @@ RESYNC_SECONDS = 10.0
 # The warm-up (warmup.py) looks for listed ScheduledJobs this often, and takes this many at a time.
 WARMUP_PAUSE_SECONDS = 1.0
 WARMUP_BATCH = 100
+# The warm-up takes at most this share of one core: after each batch it pauses in proportion to the batch's
+# time. Unpaced, it kept a core busy for 72-125 s after a restart with 20,000, beside the API server's LISTs
+# and an API starting at the same time (a chart upgrade restarts both) on 2 cores (docs/limits.md,
+# `api_ready_seconds_20k`). Events and new ScheduledJobs are not paced: they go between any two reconciles.
+WARMUP_SHARE = 0.5
 # What can wait (the warm-up, the first resync's archive work) waits while a LIST comes in (a re-list of
 # the ScheduledJobs after a 410, kopf's of the Jobs after each watch restart): until nothing listed
 # arrived for this long (catalog.Catalog.listing). Pages of 500 came about a second apart through kopf,
@@ -108,14 +113,21 @@ async def warm_up_forever(memo: Any) -> None:
         began, count = time.monotonic(), 0
         try:
             while batch := context.warmup.take(WARMUP_BATCH):
+                batch_began = time.monotonic()
                 for _, obj in batch:
                     await reconcile_safely(obj, context)
                     await asyncio.sleep(0)  # a settled job's reconcile may never wait: events go between
                     count += 1
+                await asyncio.sleep(pause_after_batch(time.monotonic() - batch_began))
         except Exception:
             logger.exception("warming up failed; the next pass in %.0f s goes on", WARMUP_PAUSE_SECONDS)
         logger.info("warm-up: %d listed ScheduledJobs reconciled in %.1f s", count, time.monotonic() - began)
         release_free_memory()
+
+
+def pause_after_batch(busy_seconds: float) -> float:
+    """How long the warm-up pauses after a batch that took `busy_seconds`, to stay within WARMUP_SHARE."""
+    return max(0.0, busy_seconds) * (1 / WARMUP_SHARE - 1)
 
 
 async def _resync_once(

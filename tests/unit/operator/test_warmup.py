@@ -88,3 +88,41 @@ def test_the_warm_up_lets_an_event_through_between_two_reconciles(monkeypatch: p
     asyncio.run(warm_up())
 
     assert order == ["a", "an event", "b", "c"] and len(context.warmup) == 0
+
+
+def test_the_warm_up_takes_at_most_half_a_core_pausing_after_each_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpaced, the warm-up of 20,000 kept a core busy for over a minute after a restart, beside the API
+    server's LISTs and an API starting at the same time (bench-scale, `api_ready_seconds_20k`). After each
+    batch it now pauses as long as the batch took."""
+    clock, pauses, done = [0.0], [], asyncio.Event()
+    real_sleep = asyncio.sleep
+
+    async def reconcile(obj: dict[str, Any], context: Any) -> None:
+        clock[0] += 0.02  # each settled job's reconcile takes 20 ms
+
+    async def sleep(seconds: float) -> None:
+        if seconds:
+            pauses.append(round(seconds, 6))
+            clock[0] += seconds
+            if len(pauses) == 3:
+                done.set()
+        await real_sleep(0)
+
+    monkeypatch.setattr(background, "reconcile_safely", reconcile)
+    monkeypatch.setattr(background, "WARMUP_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(background, "WARMUP_BATCH", 3)
+    monkeypatch.setattr(background, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    context = SimpleNamespace(warmup=Warmup(), catalog=SimpleNamespace(listing=lambda quiet: False))
+    for number in range(7):
+        context.warmup.defer(("team", f"job-{number}"), scheduled_job(f"job-{number}"))
+
+    async def warm_up() -> None:
+        task = asyncio.create_task(background.warm_up_forever(SimpleNamespace(context=context)))
+        await asyncio.wait_for(done.wait(), 5)
+        task.cancel()
+
+    asyncio.run(warm_up())
+
+    assert pauses == [0.06, 0.06, 0.02]  # batches of 3, 3 and 1: each followed by as long as it took
+    assert len(context.warmup) == 0

@@ -122,6 +122,9 @@ def _start(status: ScheduledJobStatus, observation: JobObservation) -> Execution
 def _finish(status: ScheduledJobStatus, record: ExecutionRecord, observation: JobObservation) -> None:
     assert observation.finished_at is not None
     record.status = observation.status
+    # A run recorded before its Job had a startTime started at the Job's creation; the archive's row takes
+    # the startTime the finished Job has, and so does this record: one start and one runtime for both.
+    record.started_at = observation.started_at or record.started_at
     record.finished_at = observation.finished_at
     record.runtime_ms = milliseconds_between(record.started_at, observation.finished_at)
     record.message = _cut(observation.message, MAX_MESSAGE_LENGTH)

@@ -27,6 +27,23 @@ def test_a_run_seen_starting_then_finishing_counts_once_with_its_runtime() -> No
     assert finished.last_execution == "2026-01-10T02:00:00Z"
 
 
+def test_a_run_seen_before_its_job_had_a_start_time_ends_with_the_jobs_start_as_the_archive_has_it() -> None:
+    """Created at 02:00:00, started by the Job controller at 02:00:01: the record first shows the creation,
+    and once finished the Job's startTime and the runtime from it, as the archive's row does (CI saw the
+    event stream's record and /transactions differ by that second)."""
+    created = job(started="2026-01-10T02:00:00Z")
+    del created["status"]["startTime"]
+    running, _ = record_executions(ScheduledJobStatus(), [observe_job(created, NOW)], 100)
+    assert running.history[0].started_at == "2026-01-10T02:00:00Z"
+
+    done = job(started="2026-01-10T02:00:01Z", complete_at="2026-01-10T02:00:04Z")
+    done["metadata"]["creationTimestamp"] = "2026-01-10T02:00:00Z"
+    finished, _ = record_executions(running, [observe_job(done, NOW)], 100)
+
+    record = finished.history[0]
+    assert (record.started_at, record.runtime_ms) == ("2026-01-10T02:00:01Z", 3000)
+
+
 def test_replayed_events_after_a_restart_change_nothing() -> None:
     observations = [observe_job(job(complete_at="2026-01-10T02:00:09Z"), NOW)]
     once, _ = record_executions(ScheduledJobStatus(), observations, 100)

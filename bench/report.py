@@ -121,9 +121,14 @@ def _git(*args: str) -> str:
     return result.stdout.strip()
 
 
+# What a run writes itself: a changed results file is no change to the code it measured.
+RESULT_FILES = ("bench/results.json", "bench/results.partial.json")
+
+
 def git_info() -> dict[str, Any]:
-    changed = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(changed), "changed_files": changed.splitlines()}
+    changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+    code = [line for line in changed if line.split(maxsplit=1)[-1] not in RESULT_FILES]
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(code), "changed_files": changed}
 
 
 def _cpu_model() -> str:

@@ -92,7 +92,8 @@ class ClusterCache:
         self._cluster = cluster
         self._events = events
         # Per ScheduledJob, an 8-byte fingerprint of its runs' (uid, status) (events.runs_mark): the event
-        # stream decodes and compares the previous history only when it changed, without a copy of it.
+        # stream decodes and compares the previous history only when it changed, without a copy of it. None
+        # yet for one unchanged since the first LIST (_announce): its first change decodes the packed copy.
         self._run_marks: dict[Key, bytes] = {}
         self._scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
         # ScheduledJobs as Packed; CronJobs as the stub that indexes them (see _cronjob_by_owner); Jobs as dicts.

@@ -1,8 +1,9 @@
 """The first slot of a schedule after an instant, remembered per schedule.
 
 The operator asks it for every ScheduledJob at every reconcile (the status's next run, the health's next
-slot), and croniter takes ~0.5 ms per answer for a schedule that fires once a year: most of what a restart's
-warm-up of 20,000 settled ScheduledJobs cost (docs/limits.md, `api_ready_seconds_20k`, measured beside it).
+slot), and croniter took 0.7 and 1.5 ms (under cProfile) for those two answers for a schedule that fires once a
+year: most of a reconcile with 20 history records, and of a restart's warm-up of 20,000 settled ScheduledJobs
+(docs/benchmarks.md, the eleventh scale run; `api_ready_seconds_20k` was measured beside it).
 An installation has far fewer schedules than jobs, and jobs of one schedule ask about nearly the same
 instants, so one span per schedule answers most of them:
 
@@ -62,9 +63,8 @@ class FirstSlots:
         found = compute()
         if found is None or not fixed_offset(zone_name) or not _FIXED_FROM <= after < found < _FIXED_UNTIL:
             return found
-        # The same slot from an earlier instant: the span grows back to it.
-        begins = min(span[0], after) if span is not None and span[1] == found else after
-        self._spans[key] = (begins, found)
+        # A miss is an instant before the span or at or after its slot: the new span begins at it.
+        self._spans[key] = (after, found)
         self._spans.move_to_end(key)
         while len(self._spans) > self._kept:
             self._spans.popitem(last=False)

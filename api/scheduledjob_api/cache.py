@@ -96,16 +96,15 @@ class ClusterCache:
         # yet for one unchanged since the first LIST (_announce): its first change decodes the packed copy.
         self._run_marks: dict[Key, bytes] = {}
         self._scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
-        # ScheduledJobs as Packed; CronJobs as the stub that indexes them (see _cronjob_by_owner); Jobs as dicts.
+        # ScheduledJobs as Packed; CronJobs as their owner's key (see _cronjob_by_owner); Jobs as dicts.
         self._objects: dict[Kind, dict[Key, Any]] = {kind: {} for kind in Kind}
         self._synced_scopes: dict[Kind, set[str | None]] = {kind: set() for kind in Kind}
         self._index = ListIndex()
         self._series: dict[Key, JobSeries] = {}  # the /metrics rows of listed ScheduledJobs (job_metrics)
-        # owner -> (the CronJob's key, the CronJob). Only execute reads a CronJob, so it is kept Packed, a
-        # fifth of the same nested dicts (bench/: `api_rss_mb`).
-        self._cronjob_by_owner: dict[Key, tuple[Key, Packed]] = {}
+        # owner -> (its CronJob's key, its CronJob's UID): whether execute can run it yet, and whose Jobs are
+        # whose. Nothing else of a CronJob is read: it is listed and watched as metadata only (kube.py).
+        self._cronjob_by_owner: dict[Key, tuple[Key, str]] = {}
         self._jobs_by_owner: dict[Key, dict[str, Obj]] = {}
-        self._cronjob_uid: dict[Key, str] = {}  # owner -> its CronJob's UID: whose Jobs are whose
         # UIDs of ScheduledJobs this process deleted: late watch events must not bring them back.
         self._tombstones: dict[str, None] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,14 +164,15 @@ class ClusterCache:
         packed: Packed | None = self._objects[Kind.SCHEDULED_JOBS].get(key) if key else None
         return packed.decode() if packed else None
 
-    def cronjob_for(self, owner: Key) -> Obj | None:
+    def cronjob_uid(self, owner: Key) -> str | None:
+        """The UID of this ScheduledJob's CronJob, None while it has none."""
         known = self._cronjob_by_owner.get(owner)
-        return known[1].decode() if known else None
+        return known[1] if known else None
 
     def jobs_for(self, owner: Key) -> list[Obj]:
         """The Jobs of a ScheduledJob: labelled with it AND controlled by its CronJob (UID checked), so
         a hand-made Job that copies the label is nobody's run."""
-        uid = self._cronjob_uid.get(owner)
+        uid = self.cronjob_uid(owner)
         if uid is None:
             return []
         return [
@@ -250,22 +250,17 @@ class ClusterCache:
             return
         # Memory (bench/, `api_rss_mb`): managedFields is half of every object's JSON and nothing
         # here reads it; dropping it cuts the cache's share of the API's memory by about a third.
-        # `kubectl apply` adds a full JSON copy of the object as an annotation; a CronJob's status
-        # (last schedule times, active Jobs) is never read: the Jobs are cached themselves.
+        # `kubectl apply` adds a full JSON copy of the object as an annotation.
         without_bookkeeping(obj)
-        if kind is Kind.CRONJOBS:
-            obj.pop("status", None)
         if kind is Kind.SCHEDULED_JOBS:
             self._put_scheduled_job(key, obj, announce)
             return
         self._drop(kind, key)  # the owner label may have changed; unindex the old copy first
         owner = _owner_key(obj)
         if kind is Kind.CRONJOBS:
-            # Kept by key: only its owner, what _drop needs (the CronJob itself is kept compact for execute).
-            if owner is not None:
-                self._cronjob_by_owner[owner] = (key, Packed(obj))
-                if uid := _uid(obj):
-                    self._cronjob_uid[owner] = uid
+            # Kept by key: only its owner, what _drop needs; by owner: its key and UID.
+            if owner is not None and (uid := _uid(obj)):
+                self._cronjob_by_owner[owner] = (key, uid)
             self._objects[kind][key] = owner
             return
         self._objects[kind][key] = obj
@@ -334,7 +329,6 @@ class ClusterCache:
         if kind is Kind.CRONJOBS:
             if (known := self._cronjob_by_owner.get(owner)) is not None and known[0] == key:
                 del self._cronjob_by_owner[owner]
-                self._cronjob_uid.pop(owner, None)
         else:
             jobs = self._jobs_by_owner.get(owner, {})
             jobs.pop(key[1], None)

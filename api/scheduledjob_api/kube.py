@@ -21,7 +21,15 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
-from scheduledjob_client import list_pages, load_configuration, loads, skip_environment_lookups, watch_documents
+from scheduledjob_client import (
+    METADATA_ONLY,
+    METADATA_ONLY_WATCH,
+    list_pages,
+    load_configuration,
+    loads,
+    skip_environment_lookups,
+    watch_documents,
+)
 
 from scheduledjob_api.cluster import (
     ClusterConflict,
@@ -52,6 +60,32 @@ def _message(body: bytes | str | None) -> str:
     except ValueError:
         return text[:300]
     return str(parsed.get("message", text[:300])) if isinstance(parsed, dict) else text[:300]
+
+
+# The generated client's parameter -> its query parameter, for the CronJob LIST and watch it cannot make.
+_QUERY_NAMES: Final = {
+    "label_selector": "labelSelector",
+    "limit": "limit",
+    "_continue": "continue",
+    "watch": "watch",
+    "resource_version": "resourceVersion",
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "timeout_seconds": "timeoutSeconds",
+}
+
+
+def _cronjob_metadata(api: ApiClient, namespace: str | None, **kwargs: Any) -> Awaitable[Any]:
+    """A LIST or watch of CronJobs answered with their metadata only (PartialObjectMetadata): the cache needs a
+    CronJob's owner label and UID (does this ScheduledJob have its CronJob yet?), never its spec or status.
+    The API server encodes and this process parses a fraction of each CronJob (`api_ready_seconds_20k`).
+    The generated client always asks for whole objects (it overwrites any Accept header given)."""
+    path = f"/apis/batch/v1/namespaces/{namespace}/cronjobs" if namespace else "/apis/batch/v1/cronjobs"
+    query = [(_QUERY_NAMES[name], kwargs.pop(name)) for name in list(kwargs) if name in _QUERY_NAMES]
+    accept = METADATA_ONLY_WATCH if dict(query).get("watch") else METADATA_ONLY
+    result: Awaitable[Any] = api.call_api(
+        path, "GET", query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"], **kwargs
+    )
+    return result
 
 
 def classify(status: int, message: str) -> ClusterError:
@@ -126,13 +160,11 @@ class KubeCluster:
                 if namespace:
                     return custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, **kwargs)
                 return custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, **kwargs)
-            batch = client.BatchV1Api(api)
             # Only the CronJobs and Jobs of ScheduledJobs, never the rest of the cluster's.
             kwargs["label_selector"] = c.LABEL_SCHEDULED_JOB
             if kind is Kind.CRONJOBS:
-                if namespace:
-                    return batch.list_namespaced_cron_job(namespace, **kwargs)
-                return batch.list_cron_job_for_all_namespaces(**kwargs)
+                return _cronjob_metadata(api, namespace, **kwargs)
+            batch = client.BatchV1Api(api)
             if namespace:
                 return batch.list_namespaced_job(namespace, **kwargs)
             return batch.list_job_for_all_namespaces(**kwargs)

@@ -197,8 +197,7 @@ class ScheduledJobService:
         )
 
     def _without_cronjob(self, target: Target) -> str | None:
-        cronjob = self._cache.cronjob_for(target.key)
-        if cronjob is None or not cronjob.get("metadata", {}).get("uid"):
+        if self._cache.cronjob_uid(target.key) is None:
             state = views.list_item(target.obj)["status"]
             return f"Scheduled job {target.key[1]!r} cannot be executed yet: it has no CronJob (state: {state})"
         return None

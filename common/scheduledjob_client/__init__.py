@@ -15,6 +15,8 @@ import orjson
 from kubernetes_asyncio import client, config
 
 __all__ = [
+    "METADATA_ONLY",
+    "METADATA_ONLY_WATCH",
     "kubeconfig_path",
     "list_pages",
     "load_configuration",
@@ -22,6 +24,13 @@ __all__ = [
     "skip_environment_lookups",
     "watch_documents",
 ]
+
+# A LIST answered with each object's metadata only (no spec, no status): a tenth of a ScheduledJob's JSON
+# with its 20 history records, for the LISTs that need only names, labels, ids and UIDs (docs/limits.md,
+# `operator_restart_seconds_20k`, `api_ready_seconds_20k`); the same `list` permission as a full LIST.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+# The same for a watch: each event's object is a PartialObjectMetadata.
+METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 def kubeconfig_path() -> str | None:

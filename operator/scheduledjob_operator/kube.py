@@ -30,15 +30,18 @@ from scheduledjob import constants as c
 from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 from scheduledjob.memory import without_bookkeeping
 from scheduledjob.notifications import PLURAL as NOTIFIERS
-from scheduledjob_client import list_pages, load_configuration, loads, skip_environment_lookups, watch_documents
+from scheduledjob_client import (
+    METADATA_ONLY,
+    list_pages,
+    load_configuration,
+    loads,
+    skip_environment_lookups,
+    watch_documents,
+)
 
 from scheduledjob_operator import metrics
 
 MERGE_PATCH = "application/merge-patch+json"
-# A LIST answered with each object's metadata only (no spec, no status): a tenth of a ScheduledJob's JSON
-# with its 20 history records, for the LISTs that need only names, labels and ids (docs/limits.md,
-# `operator_restart_seconds_20k`).
-METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # Each request of the operator's own client: 5 s to open a socket, 20 s between reads, 60 s in all.
 # Not aiohttp's `connect` (a tuple's first value): that one also counts the wait for a free pooled
 # connection, so a burst of 5,000 reconciles queueing for the pool's 100 connections timed out by the

@@ -86,7 +86,7 @@ bench: $(STAMP) localcluster ## Benchmarks against raw apiserver operations; wri
 	$(PY) -m bench
 	$(PY) -m bench.limits
 
-bench-scale: $(STAMP) localcluster ## 2,000 -> 20,000 ScheduledJobs (~30 min): merged into bench/results.json, then docs/limits.md
+bench-scale: $(STAMP) localcluster ## 2,000 -> 20,000 ScheduledJobs (~50 min on 2 cores): merged into bench/results.json, then docs/limits.md
 	$(PY) -m bench --scale
 	$(PY) -m bench.limits
 

@@ -18,6 +18,7 @@ from scheduledjob_api import kube
 from scheduledjob_api.cluster import ClusterNotFound, ClusterUnavailable, Kind, ResourceExpired
 from scheduledjob_api.kube import KubeCluster
 from scheduledjob_api.settings import Settings
+from scheduledjob_client import METADATA_ONLY, METADATA_ONLY_WATCH
 
 SJ_PATH = f"/apis/{c.GROUP}/{c.VERSION}"
 
@@ -45,6 +46,7 @@ class FakeApiServer:
                 "path": request.path,
                 "query": dict(request.query),
                 "content_type": request.headers.get("Content-Type"),
+                "accept": request.headers.get("Accept"),
                 "body": json.loads(body) if body else None,
             }
         )
@@ -147,6 +149,26 @@ async def test_jobs_and_cronjobs_are_selected_by_label(api: tuple[FakeApiServer,
     paths = [(r["path"], r["query"].get("labelSelector")) for r in fake.requests]
     assert ("/apis/batch/v1/namespaces/team-a/jobs", c.LABEL_SCHEDULED_JOB) in paths
     assert ("/apis/batch/v1/cronjobs", c.LABEL_SCHEDULED_JOB) in paths
+
+
+async def test_cronjobs_are_listed_and_watched_as_metadata_only(api: tuple[FakeApiServer, KubeCluster]) -> None:
+    """The cache reads a CronJob's owner label and UID only; the generated client would ask for whole objects."""
+    fake, cluster = api
+    await _listed(cluster, Kind.CRONJOBS, "team-a")
+    [_ async for _ in cluster.watch_objects(Kind.CRONJOBS, "team-a", "42")]
+    [listed, watched] = [r for r in fake.requests if r["path"] == "/apis/batch/v1/namespaces/team-a/cronjobs"]
+    assert listed["accept"] == METADATA_ONLY and watched["accept"] == METADATA_ONLY_WATCH
+    assert (listed["query"]["limit"], listed["query"]["labelSelector"]) == (
+        str(kube.LIST_PAGE_SIZE),
+        c.LABEL_SCHEDULED_JOB,
+    )
+    query = watched["query"]
+    assert (query["watch"].lower(), query["resourceVersion"], query["allowWatchBookmarks"].lower()) == (
+        "true",
+        "42",
+        "true",
+    )
+    assert query["labelSelector"] == c.LABEL_SCHEDULED_JOB and int(query["timeoutSeconds"]) > 0
 
 
 async def test_watch_streams_large_events_and_bookmarks(api: tuple[FakeApiServer, KubeCluster]) -> None:

@@ -65,6 +65,17 @@ def memory(results: dict[str, Any], process: str) -> Memory:
     )
 
 
+def _lease_losses(results: dict[str, Any]) -> str:
+    """Whether the scale run's operator lost its leader Lease (and was started again), and when."""
+    losses = results.get("operator_lease_losses_20k") or []
+    if not losses:
+        return "the operator kept its leader Lease throughout"
+    return (
+        "the operator lost its leader Lease (a renewal answered too late by the apiserver it shares 2 cores "
+        f"with) and was started again: {', '.join(losses)}"
+    )
+
+
 def chart_resources(results: dict[str, Any]) -> dict[str, dict[str, dict[str, str]]]:
     """The memory requests and limits the chart's values.yaml must carry for `operator` and `api`."""
     sized = {}
@@ -201,9 +212,7 @@ def render(results: dict[str, Any]) -> str:
         f"- `make bench`: {results.get('started_at', '?')}, commit "
         f"{str((results.get('git') or {}).get('commit'))[:7]}.",
         f"- `make bench-scale`: {run.get('started_at', 'not run')}, commit "
-        f"{str((run.get('git') or {}).get('commit'))[:7]}; the operator lost its leader Lease (a renewal "
-        f"answered too late by the apiserver it shares 2 cores with) and was started again: "
-        f"{', '.join(results.get('operator_lease_losses_20k') or []) or 'never'}.",
+        f"{str((run.get('git') or {}).get('commit'))[:7]}; {_lease_losses(results)}.",
         f"- The control plane's kube-controller-manager in that run: "
         f"`{' '.join(run.get('controller_manager_args') or []) or 'its defaults'}`. With its default client limit"
         " (20 requests per second, burst 30) the CronJob controller starts about 8.5 Jobs a second (a Job create and"

@@ -22,11 +22,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from scheduledjob import constants as c
 from scheduledjob.run_requests import PHASES
 from scheduledjob_client import (
-    METADATA_ONLY,
-    METADATA_ONLY_WATCH,
     list_pages,
     load_configuration,
     loads,
+    metadata_only,
     skip_environment_lookups,
     watch_documents,
 )
@@ -77,15 +76,9 @@ _QUERY_NAMES: Final = {
 def _cronjob_metadata(api: ApiClient, namespace: str | None, **kwargs: Any) -> Awaitable[Any]:
     """A LIST or watch of CronJobs answered with their metadata only (PartialObjectMetadata): the cache needs a
     CronJob's owner label and UID (does this ScheduledJob have its CronJob yet?), never its spec or status.
-    The API server encodes and this process parses a fraction of each CronJob (`api_ready_seconds_20k`).
-    The generated client always asks for whole objects (it overwrites any Accept header given)."""
-    path = f"/apis/batch/v1/namespaces/{namespace}/cronjobs" if namespace else "/apis/batch/v1/cronjobs"
+    The API server encodes and this process parses a fraction of each CronJob (`api_ready_seconds_20k`)."""
     query = [(_QUERY_NAMES[name], kwargs.pop(name)) for name in list(kwargs) if name in _QUERY_NAMES]
-    accept = METADATA_ONLY_WATCH if dict(query).get("watch") else METADATA_ONLY
-    result: Awaitable[Any] = api.call_api(
-        path, "GET", query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"], **kwargs
-    )
-    return result
+    return metadata_only(api, "/apis/batch/v1", "cronjobs", namespace, query, **kwargs)
 
 
 def classify(status: int, message: str) -> ClusterError:

@@ -21,6 +21,7 @@ __all__ = [
     "list_pages",
     "load_configuration",
     "loads",
+    "metadata_only",
     "skip_environment_lookups",
     "watch_documents",
 ]
@@ -31,6 +32,26 @@ __all__ = [
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 # The same for a watch: each event's object is a PartialObjectMetadata.
 METADATA_ONLY_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+def metadata_only(
+    api: client.ApiClient,
+    prefix: str,
+    plural: str,
+    namespace: str | None,
+    query: list[tuple[str, Any]],
+    **options: Any,
+) -> Awaitable[Any]:
+    """A LIST (or, with `("watch", True)` in `query`, a watch) of `prefix/[namespaces/N/]plural` answered with
+    metadata only (METADATA_ONLY, METADATA_ONLY_WATCH). The generated client cannot ask for it: it overwrites
+    any Accept header. `options`: call_api's (`_preload_content`, `_request_timeout`)."""
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+    watch = any(name == "watch" and value for name, value in query)
+    accept = METADATA_ONLY_WATCH if watch else METADATA_ONLY
+    result: Awaitable[Any] = api.call_api(
+        path, "GET", query_params=query, header_params={"Accept": accept}, auth_settings=["BearerToken"], **options
+    )
+    return result
 
 
 def kubeconfig_path() -> str | None:

@@ -31,10 +31,10 @@ from scheduledjob.diagnostics import JOB_NAME_LABEL, LogTail, bounded_tail
 from scheduledjob.memory import without_bookkeeping
 from scheduledjob.notifications import PLURAL as NOTIFIERS
 from scheduledjob_client import (
-    METADATA_ONLY,
     list_pages,
     load_configuration,
     loads,
+    metadata_only,
     skip_environment_lookups,
     watch_documents,
 )
@@ -356,23 +356,14 @@ class Cluster:
         label_selector: str | None = None,
         versions: list[str] | None = None,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """PartialObjectMetadataList pages (METADATA_ONLY): the same `list` permission as a full LIST."""
+        """PartialObjectMetadataList pages (scheduledjob_client.metadata_only): the permission of a full LIST."""
 
         async def page(namespace: str | None, limit: int, _continue: str | None = None) -> dict[str, Any]:
-            path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
             query: list[tuple[str, Any]] = [("limit", limit)]
             query += [("continue", _continue)] if _continue else []
             query += [("labelSelector", label_selector)] if label_selector else []
             result = await parsed(
-                await self._call(
-                    self._api.call_api,
-                    path,
-                    "GET",
-                    query_params=query,
-                    header_params={"Accept": METADATA_ONLY},
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                )
+                await self._call(metadata_only, self._api, prefix, plural, namespace, query, _preload_content=False)
             )
             if versions is not None:
                 versions.append(str((result.get("metadata") or {}).get("resourceVersion") or ""))

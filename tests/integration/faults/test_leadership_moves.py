@@ -30,7 +30,7 @@ from tests.integration.fixtures import OperatorFactory
 from tests.integration.reliability.witness import JobWitness, ManualRuns
 from tests.support.audit import Audited, audit_log, audited_requests
 from tests.support.kube import ScheduledJobs, equals, eventually
-from tests.support.lease import holder, logged
+from tests.support.lease import holder, logged, logged_lines
 
 TOTAL_RUNS = 100
 RUNS_PER_WAVE = 2
@@ -54,13 +54,6 @@ class Move:
     new: str = ""
     lease_after: float = 0.0  # seconds from the signal until the Lease named another holder
     write_after: float = 0.0  # seconds from the signal until the new holder's first write (audit log)
-
-
-def _count_lines(service: Service, text: str) -> int:
-    """How many lines of the process's log (its runs before a restart included) have `text`."""
-    if not service.log_path.exists():
-        return 0
-    return sum(text in line for line in service.log_path.read_text(errors="replace").splitlines())
 
 
 def first_write(writes: list[Audited], identity: str, since: datetime) -> datetime | None:
@@ -102,7 +95,7 @@ async def test_the_leader_killed_twice_and_stopped_once_during_a_hundred_runs_lo
         signalled = time.monotonic()
         current = Move(how, old, datetime.now(UTC))
         stopping = None
-        releases_before = _count_lines(replicas[old], RELEASED)
+        releases_before = logged_lines(replicas[old], RELEASED)
         if how == "SIGKILL":
             replicas[old].kill()
         else:
@@ -117,7 +110,7 @@ async def test_the_leader_killed_twice_and_stopped_once_during_a_hundred_runs_lo
         current.lease_after = time.monotonic() - signalled
         if stopping is not None:
             await stopping
-            assert _count_lines(replicas[old], RELEASED) == releases_before + 1, replicas[old].tail()
+            assert logged_lines(replicas[old], RELEASED) == releases_before + 1, replicas[old].tail()
         moves.append(current)
         start(old)  # restarted by its Deployment: now a standby
 

@@ -9,7 +9,6 @@ diagnostics but never erases them). Listings are newest first in the keyset orde
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -25,8 +24,6 @@ from scheduledjob.memory import drop_idle_lock
 from scheduledjob.models import ExecutionRecord, HealthState
 from scheduledjob.timefmt import parse_utc
 from sqlalchemy import (
-    ColumnElement,
-    CompoundSelect,
     Select,
     bindparam,
     delete,
@@ -35,7 +32,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
@@ -43,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from scheduledjob_archive import outbox
+from scheduledjob_archive import outbox, queries
 from scheduledjob_archive.engine import create_engine, is_sqlite
 from scheduledjob_archive.records import (
     ArchivedExecution,
@@ -59,7 +55,6 @@ from scheduledjob_archive.settings import ArchiveSettings
 from scheduledjob_archive.tables import (
     RANK_FINISHED,
     RANK_RUNNING,
-    UtcDateTime,
     deletions,
     execution_logs,
     executions,
@@ -435,37 +430,12 @@ class Archive:
     # ---- reads (the API) -----------------------------------------------------------------------
 
     async def page(self, query: TransactionQuery) -> Page:
-        conditions = _conditions(query)
-        c = executions.c
-        if query.after is not None:
-            started_at, uid = query.after
-            seek = tuple_(c.started_at, c.uid) < tuple_(literal(started_at, UtcDateTime()), literal(uid, c.uid.type))
-            offset = 0
-        else:
-            seek, offset = None, (query.page - 1) * query.page_size
+        statements, values = queries.page_statements(query, self.settings.count_cap)
         async with self._reads.connect() as connection:
-            # Counted from the index up to the cap only (the LIMIT stops the scan): an exact count over a
-            # million rows costs more than the page (argo#13295). Per job, the default retention (10,000
-            # runs) keeps the count exact.
-            cap = self.settings.count_cap
-            # In the page's order, so the planner walks the same index (not a sequential scan it
-            # expects to stop early).
-            matching = _newest_first(select(c.uid).where(*conditions)).limit(cap + 1).subquery()
-            counted = int(await connection.scalar(select(func.count()).select_from(matching)) or 0)
-            # Deferred join: the page's keys come from the index alone (one more says whether another
-            # page follows), then only those rows are read, in the same statement.
-            seeking = [seek] if seek is not None else []
-            keys = (
-                _newest_first(select(c.uid).where(*conditions, *seeking))
-                .offset(offset)
-                .limit(query.page_size + 1)
-                .subquery()
-            )
-            rows = (
-                await connection.execute(_newest_first(select(executions).join(keys, keys.c.uid == c.uid)))
-            ).mappings()
-            found = [_execution(row) for row in rows]
-            more, items = len(found) > query.page_size, found[: query.page_size]
+            counted = int(await connection.scalar(statements.count, values) or 0)
+            found = [_execution(row) for row in (await connection.execute(statements.rows, values)).mappings()]
+        more, items = len(found) > query.page_size, found[: query.page_size]
+        cap = self.settings.count_cap
         return Page(
             items=items,
             page=query.page,
@@ -485,7 +455,7 @@ class Archive:
         found: dict[int, list[RecentRun]] = {number: [] for number in scheduled_job_ids}
         if not found or per_job < 1:
             return found
-        statement = _recent_statement(len(found), per_job, tuple(statuses) if statuses is not None else None)
+        statement = queries.recent_statement(len(found), per_job, tuple(statuses) if statuses is not None else None)
         async with self._reads.connect() as connection:
             values = {f"job{i}": number for i, number in enumerate(found)}
             for row in (await connection.execute(statement, values)).all():
@@ -505,7 +475,7 @@ class Archive:
             row = (
                 (
                     await connection.execute(
-                        _newest_first(
+                        queries.newest_first(
                             select(executions).where(
                                 executions.c.scheduled_job_id == scheduled_job_id,
                                 executions.c.execution_id == execution_id,
@@ -614,7 +584,7 @@ class Archive:
             async with self._reads.connect() as connection:
                 edge = (
                     await connection.execute(
-                        _newest_first(
+                        queries.newest_first(
                             select(executions.c.started_at, executions.c.uid).where(
                                 executions.c.scheduled_job_id == job_id
                             )
@@ -701,52 +671,6 @@ def _row(observation: JobObservation, owner: Owner, diagnostics: Diagnostics | N
             value = cut(value, DIAGNOSTICS_TEXT[name])
         row[name] = value
     return row
-
-
-def _conditions(query: TransactionQuery) -> list[ColumnElement[bool]]:
-    c = executions.c
-    conditions: list[ColumnElement[bool]] = []
-    if query.scheduled_job_id is not None:
-        conditions.append(c.scheduled_job_id == query.scheduled_job_id)
-    if query.namespace is not None:
-        conditions.append(c.namespace == query.namespace)
-    if query.name is not None:
-        conditions.append(c.scheduled_job == query.name)
-    if query.status is not None:
-        conditions.append(c.status == query.status)
-    if query.statuses is not None:
-        conditions.append(c.status.in_(query.statuses))
-    if query.trigger is not None:
-        conditions.append(c.trigger == query.trigger)
-    if query.user is not None:
-        conditions.append(or_(c.requested_by == query.user, c.cancelled_by == query.user))
-    if query.started_from is not None:
-        conditions.append(c.started_at >= query.started_from)
-    if query.started_to is not None:
-        conditions.append(c.started_at < query.started_to)
-    return conditions
-
-
-@functools.lru_cache(maxsize=16)
-def _recent_statement(jobs: int, per_job: int, statuses: tuple[str, ...] | None) -> CompoundSelect[Any]:
-    """Archive.recent_by_job's statement for `jobs` jobs, made once per shape: the job ids are its parameters
-    (job0, job1, ...). Making and hashing a UNION ALL of 20 selects cost ~3 ms of each jobs page."""
-    c = executions.c
-    columns = (c.scheduled_job_id, c.execution_id, c.status, c.started_at, c.runtime_ms)
-    only = [c.status.in_(list(statuses))] if statuses is not None else []
-    newest = [
-        select(
-            _newest_first(select(*columns).where(c.scheduled_job_id == bindparam(f"job{i}"), *only))
-            .limit(per_job)
-            .subquery()
-        )
-        for i in range(jobs)
-    ]
-    return union_all(*newest)
-
-
-def _newest_first(statement: Select[Any]) -> Select[Any]:
-    return statement.order_by(executions.c.started_at.desc(), executions.c.uid.desc())
 
 
 def _execution(row: RowMapping) -> ArchivedExecution:

@@ -62,8 +62,6 @@ def page_statements(query: TransactionQuery, count_cap: int) -> tuple[PageStatem
         values["offset"] = (query.page - 1) * query.page_size
     values["limit"] = query.page_size + 1  # one more says whether another page follows
     values["cap"] = count_cap + 1
-    if "statuses" in values:
-        values["statuses"] = list(values["statuses"])
     return _page_statements(tuple(name for name in _FILTERS if name in values), query.after is not None), values
 
 

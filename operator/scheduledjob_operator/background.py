@@ -28,9 +28,9 @@ WARMUP_BATCH = 100
 # The warm-up takes at most this share of one core: after each batch it pauses in proportion to the batch's
 # time. Unpaced, it kept a core busy for 72-125 s after a restart with 20,000, beside the API server's LISTs
 # and an API starting at the same time (a chart upgrade restarts both) on 2 cores (docs/limits.md,
-# `api_ready_seconds_20k`): 41.4 s unpaced, 31.8-36.6 s at half a core. A quarter of a core spreads the
-# warm-up of 20,000 over ~5 minutes; nothing in it is urgent (a new ScheduledJob and every event go first).
-# Events and new ScheduledJobs are not paced: they go between any two reconciles.
+# `api_ready_seconds_20k`; each share's runs in docs/benchmarks.md). A quarter of a core makes the warm-up of
+# 20,000 take a few minutes; nothing in it is urgent. Events and new ScheduledJobs are not paced: they go
+# between any two reconciles.
 WARMUP_SHARE = 0.25
 # What can wait (the warm-up, the first resync's archive work) waits while a LIST comes in (a re-list of
 # the ScheduledJobs after a 410, kopf's of the Jobs after each watch restart): until nothing listed

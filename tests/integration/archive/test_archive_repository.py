@@ -149,6 +149,9 @@ async def test_filters_by_status_trigger_user_and_time(archive: Archive) -> None
     assert await uids(user="bob") == ["4"]
     assert await uids(started_from=T0 + timedelta(minutes=2), started_to=T0 + timedelta(minutes=4)) == ["3", "2"]
     assert await uids(status="succeeded", trigger="schedule") == ["1"]
+    # Any of several (the dashboard's runs-only history): one statement serves sets of any size.
+    assert await uids(statuses=("failed", "cancelled")) == ["4", "2"]
+    assert await uids(statuses=("running", "succeeded", "failed")) == ["5", "3", "2", "1"]
 
 
 async def test_across_jobs_and_by_owner_name(archive: Archive) -> None:
